@@ -1,0 +1,81 @@
+# trailhound: build, run, test, install.
+#
+#   make run      build, then tail the bundled examples with the bundled rules
+#   make test     every test: luacheck, C units, busted specs (Lua units and the
+#                 binary end to end), the same end-to-end specs under ASan+UBSan,
+#                 and a valgrind replay; ends with "N passed, N failed"
+#   make install  PREFIX=/usr/local DESTDIR=
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION := 0.1.0
+
+DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-dev pkg-config valgrind
+
+PKGS    := lua5.4 libuv zlib
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L
+DEFS    := -DTH_VERSION='"$(VERSION)"' -DTH_SRCDIR='"$(CURDIR)"'
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+SRCS := $(wildcard host/*.c)
+HDRS := $(wildcard host/*.h)
+LIB_SRCS := $(filter-out host/main.c,$(SRCS))
+
+BIN      := build/trailhound
+ASAN_BIN := build/asan/trailhound
+
+.PHONY: all deps run test install uninstall clean asan
+
+all: $(BIN)
+
+# Install any missing Debian package; quick and silent when all are there.
+deps:
+	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN): $(SRCS) $(HDRS) Makefile | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(DEFS) $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
+
+$(ASAN_BIN): $(SRCS) $(HDRS) Makefile | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
+
+asan: $(ASAN_BIN)
+
+# C unit tests, built with the sanitizers.
+build/tests/%: tests/c/%.c $(LIB_SRCS) $(HDRS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) -Ihost $(PKG_CFLAGS) -o $@ $< $(LIB_SRCS) $(PKG_LIBS)
+
+C_TESTS := $(patsubst tests/c/%.c,build/tests/%,$(wildcard tests/c/*.c))
+
+run: deps $(BIN)
+	$(BIN) run examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz
+
+test: deps $(BIN) $(ASAN_BIN) $(C_TESTS)
+	@bash tests/run.sh
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/trailhound/scripts \
+	  $(DESTDIR)$(PREFIX)/share/trailhound/rules
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/trailhound
+	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/trailhound/scripts/
+	install -m 644 rules/*.lua $(DESTDIR)$(PREFIX)/share/trailhound/rules/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/trailhound
+	rm -rf $(DESTDIR)$(PREFIX)/share/trailhound
+
+clean:
+	rm -rf build

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every test of the project and ends with one line: "N passed, N failed".
+#
+#   1. luacheck, one check per Lua file
+#   2. C unit tests (built with ASan+UBSan), TAP
+#   3. busted specs: Lua units and the binary end to end, TAP
+#   4. the end-to-end specs again, driving the ASan+UBSan build
+#   5. a replay of the examples and the Stratus data under valgrind
+# Exit status 0 only when nothing failed.
+set -u
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+log=build/test-logs
+mkdir -p "$log"
+
+# Count TAP lines of a run's output file; show failures.
+tap() {
+  local name=$1 file=$2 rc=$3
+  local ok notok
+  ok=$(grep -cE '^ok ' "$file")
+  notok=$(grep -cE '^not ok ' "$file")
+  if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then notok=1; fi  # crashed or errored outside a test
+  passed=$((passed + ok))
+  failed=$((failed + notok))
+  printf '%-44s %5d passed, %d failed\n' "$name" "$ok" "$notok"
+  if [ "$notok" -ne 0 ] || [ "$rc" -ne 0 ]; then
+    grep -vE '^ok ' "$file" | sed 's/^/    /' | head -200
+  fi
+}
+
+# 1. luacheck
+luafiles=$(ls scripts/*.lua rules/*.lua tests/*.lua examples/*.lua examples/rules/*.lua tests/bench/*.lua 2>/dev/null)
+: > "$log/luacheck.tap"
+for f in $luafiles; do
+  if out=$(luacheck -q "$f" 2>&1); then echo "ok - luacheck $f"; else echo "not ok - luacheck $f"; echo "$out"; fi
+done >> "$log/luacheck.tap"
+tap "luacheck" "$log/luacheck.tap" 0
+
+# 2. C unit tests
+for t in build/tests/*; do
+  [ -x "$t" ] || continue
+  "$t" > "$log/c-$(basename "$t").tap" 2>&1
+  tap "C: $(basename "$t")" "$log/c-$(basename "$t").tap" $?
+done
+
+# 3. busted: all specs against the optimised build
+busted() { lua5.4 /usr/bin/busted -o TAP "$@"; }
+TRAILHOUND_BIN=build/trailhound busted > "$log/busted.tap" 2>&1
+tap "busted (units and end to end)" "$log/busted.tap" $?
+
+# 4. end-to-end specs against the sanitizer build
+e2e=$(ls tests/e2e_*_spec.lua 2>/dev/null)
+if [ -n "$e2e" ]; then
+  TRAILHOUND_BIN=build/asan/trailhound ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 busted $e2e > "$log/busted-asan.tap" 2>&1
+  tap "busted end to end, ASan+UBSan build" "$log/busted-asan.tap" $?
+fi
+
+# 5. valgrind
+: > "$log/valgrind.tap"
+if valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+     build/trailhound replay examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz \
+     tests/fixtures/stratus-red-team/*.json > /dev/null 2> "$log/valgrind.err"; then
+  echo "ok - valgrind replay: no errors, no leaks" >> "$log/valgrind.tap"
+  tap "valgrind replay" "$log/valgrind.tap" 0
+else
+  { echo "not ok - valgrind replay"; cat "$log/valgrind.err"; } >> "$log/valgrind.tap"
+  tap "valgrind replay" "$log/valgrind.tap" 1
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
