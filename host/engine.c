@@ -1,0 +1,151 @@
+/* engine.c: the one gateway between C and Lua (see engine.h).
+ *
+ * Every call into Lua goes through call(): push the function and its
+ * arguments, lua_pcall under a message handler that adds a traceback, report
+ * and pop on error, and leave the stack where it was. Lua reaches back into C
+ * only through the functions in host_api.
+ */
+#include "engine.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Message handler: turn any error into a string with a traceback. */
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Call the function below nargs arguments on the stack; keep nres results.
+ * Returns 0, or -1 after reporting what failed. */
+static int call(lua_State *L, int nargs, int nres, const char *what) {
+  int base = lua_gettop(L) - nargs;  /* index of the function */
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, base);
+  int rc = lua_pcall(L, nargs, nres, base);
+  lua_remove(L, base);  /* the handler */
+  if (rc != LUA_OK) {
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    th_log("internal error in %s: %s", what, msg ? msg : "(no message)");
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+/* emit(line): write one alert to the output. */
+static int l_emit(lua_State *L) {
+  th_output *out = lua_touserdata(L, lua_upvalueindex(1));
+  size_t len;
+  const char *line = luaL_checklstring(L, 1, &len);
+  lua_pushboolean(L, th_output_write(out, line, len) == 0);
+  return 1;
+}
+
+/* log(msg): one line on stderr. */
+static int l_log(lua_State *L) {
+  size_t len;
+  const char *msg = luaL_checklstring(L, 1, &len);
+  th_log_raw(msg, len);
+  return 0;
+}
+
+/* Runs inside a protected call so that even start-up errors are caught. */
+static int start(lua_State *L) {
+  const th_engine_opts *o = lua_touserdata(L, 1);
+  luaL_openlibs(L);
+
+  /* Host scripts come from home/scripts and nowhere else. */
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/scripts/?.lua", o->home);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);  /* package */
+
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "host");
+  lua_call(L, 1, 1);  /* the host module */
+
+  lua_getfield(L, -1, "init");
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, o->rules_dir);
+  lua_setfield(L, -2, "rules");
+  lua_pushstring(L, o->home);
+  lua_setfield(L, -2, "home");
+  lua_pushstring(L, o->mode);
+  lua_setfield(L, -2, "mode");
+  lua_pushlightuserdata(L, o->out);
+  lua_pushcclosure(L, l_emit, 1);
+  lua_setfield(L, -2, "emit");
+  lua_pushcfunction(L, l_log);
+  lua_setfield(L, -2, "log");
+  lua_call(L, 1, 0);  /* host.init(opts) */
+  return 1;           /* the host module */
+}
+
+int th_engine_init(th_engine *e, const th_engine_opts *o) {
+  memset(e, 0, sizeof *e);
+  e->host = e->record = LUA_NOREF;
+  e->out = o->out;
+  e->L = luaL_newstate();
+  if (e->L == NULL) {
+    th_log("cannot create a Lua state: out of memory");
+    return -1;
+  }
+  lua_State *L = e->L;
+  lua_pushcfunction(L, start);
+  lua_pushlightuserdata(L, (void *)o);
+  if (call(L, 1, 1, "start-up") < 0) return -1;
+  lua_getfield(L, -1, "record");
+  e->record = luaL_ref(L, LUA_REGISTRYINDEX);
+  e->host = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+void th_engine_record(th_engine *e, const char *buf, size_t len, const char *path,
+                      uint64_t offset) {
+  lua_State *L = e->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->record);
+  lua_pushlstring(L, buf, len);
+  lua_pushstring(L, path);
+  lua_pushinteger(L, (lua_Integer)offset);
+  call(L, 3, 0, "record");
+}
+
+void th_engine_reject(th_engine *e, const char *path, uint64_t offset, const char *reason) {
+  lua_State *L = e->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->host);
+  lua_getfield(L, -1, "reject");
+  lua_remove(L, -2);  /* the host table */
+  lua_pushstring(L, path);
+  lua_pushinteger(L, (lua_Integer)offset);
+  lua_pushstring(L, reason);
+  call(L, 3, 0, "reject");
+}
+
+void th_engine_summary(th_engine *e, unsigned files, unsigned failed) {
+  lua_State *L = e->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->host);
+  lua_getfield(L, -1, "summary");
+  lua_remove(L, -2);  /* the host table */
+  lua_pushinteger(L, files);
+  lua_pushinteger(L, failed);
+  if (call(L, 2, 1, "summary") == 0) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (s) fwrite(s, 1, len, stderr);
+    lua_pop(L, 1);  /* the summary text */
+  }
+}
+
+void th_engine_close(th_engine *e) {
+  if (e->L) lua_close(e->L);
+  e->L = NULL;
+}

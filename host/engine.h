@@ -1,0 +1,51 @@
+/* engine.h: the Lua side of trailhound, seen from C.
+ *
+ * This is the only part of the host that talks to the Lua C API. It owns one
+ * lua_State running scripts/host.lua, which decodes records, normalizes them,
+ * runs every rule (each in its own sandboxed environment) and hands alerts
+ * back through the output. C feeds it raw record bytes with their origin.
+ */
+#ifndef TH_ENGINE_H
+#define TH_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "output.h"
+
+typedef struct lua_State lua_State;
+
+typedef struct th_engine_opts {
+  const char *home;       /* folder holding scripts/ (and default rules/) */
+  const char *rules_dir;  /* folder of rule modules */
+  const char *mode;       /* "replay" or "run" */
+  th_output *out;         /* where alerts go; not owned */
+} th_engine_opts;
+
+typedef struct th_engine {
+  lua_State *L;           /* the host's Lua state */
+  int host;               /* registry ref: the host module table */
+  int record;             /* registry ref: host.record */
+  th_output *out;         /* alerts sink; not owned */
+} th_engine;
+
+/* Start Lua, load the host scripts and the rules. A rule that fails to load
+ * is reported and left out; only a broken host script fails init.
+ * Returns 0 or -1 (reported on stderr); call th_engine_close either way. */
+int th_engine_init(th_engine *e, const th_engine_opts *o);
+
+/* Process one record: bytes of a JSON value read at offset of path. */
+void th_engine_record(th_engine *e, const char *buf, size_t len, const char *path,
+                      uint64_t offset);
+
+/* Count and report a record that never reached the decoder (too long,
+ * unreadable). reason is a short phrase. */
+void th_engine_reject(th_engine *e, const char *path, uint64_t offset, const char *reason);
+
+/* Print the closing summary on stderr. files: read to the end; failed: could
+ * not be read. */
+void th_engine_summary(th_engine *e, unsigned files, unsigned failed);
+
+void th_engine_close(th_engine *e);
+
+#endif

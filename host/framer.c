@@ -1,0 +1,91 @@
+/* framer.c: newline framing with a bounded buffer (see framer.h). */
+#include "framer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void th_framer_init(th_framer *f, size_t max_line, uint64_t offset) {
+  memset(f, 0, sizeof *f);
+  f->max_line = max_line;
+  f->pos = f->start = offset;
+}
+
+void th_framer_free(th_framer *f) {
+  free(f->buf);
+  f->buf = NULL;
+  f->len = f->cap = 0;
+}
+
+void th_framer_reset(th_framer *f, uint64_t offset) {
+  f->len = 0;
+  f->skipping = 0;
+  f->pos = f->start = offset;
+}
+
+uint64_t th_framer_done(const th_framer *f) {
+  return f->start;
+}
+
+static void emit(const char *line, size_t len, uint64_t off, th_line_cb cb, void *ud) {
+  if (len > 0 && line[len - 1] == '\r') len--;
+  /* Blank lines separate nothing and are not records. */
+  size_t i = 0;
+  while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
+  if (i == len) return;
+  cb(ud, line, len, off);
+}
+
+static int hold(th_framer *f, const char *data, size_t n) {
+  if (f->len + n > f->cap) {
+    size_t cap = f->cap ? f->cap : 4096;
+    while (cap < f->len + n) cap *= 2;
+    char *p = realloc(f->buf, cap);
+    if (p == NULL) return -ENOMEM;
+    f->buf = p;
+    f->cap = cap;
+  }
+  memcpy(f->buf + f->len, data, n);
+  f->len += n;
+  return 0;
+}
+
+int th_framer_feed(th_framer *f, const char *data, size_t n, th_line_cb cb, void *ud) {
+  const char *p = data, *end = data + n;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t chunk = (size_t)((nl ? nl : end) - p);
+    if (f->skipping) {
+      /* Over-long record: already reported, drop up to its newline. */
+    } else if (f->len + chunk > f->max_line) {
+      cb(ud, NULL, f->len + chunk, f->start);
+      f->len = 0;
+      f->skipping = 1;
+    } else if (nl != NULL && f->len == 0) {
+      emit(p, chunk, f->start, cb, ud);  /* the common case: no copy */
+    } else {
+      int rc = hold(f, p, chunk);
+      if (rc < 0) return rc;
+      if (nl != NULL) {
+        emit(f->buf, f->len, f->start, cb, ud);
+        f->len = 0;
+      }
+    }
+    f->pos += chunk;
+    p += chunk;
+    if (nl != NULL) {
+      f->pos++;
+      p++;
+      f->skipping = 0;
+      f->start = f->pos;
+    }
+  }
+  return 0;
+}
+
+void th_framer_finish(th_framer *f, th_line_cb cb, void *ud) {
+  if (!f->skipping && f->len > 0) emit(f->buf, f->len, f->start, cb, ud);
+  f->len = 0;
+  f->skipping = 0;
+  f->start = f->pos;
+}

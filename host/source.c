@@ -1,0 +1,179 @@
+/* source.c: files to records (see source.h). */
+#include "source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "framer.h"
+#include "log.h"
+
+void th_source_line(void *ud, const char *line, size_t len, uint64_t offset) {
+  th_source *s = ud;
+  if (line == NULL) {
+    char reason[96];
+    snprintf(reason, sizeof reason, "record longer than --max-line (%zu bytes), skipped", s->max_line);
+    th_engine_reject(s->engine, s->path, offset, reason);
+    return;
+  }
+  th_engine_record(s->engine, line, len, s->path, offset);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int th_source_whole_name(const char *path) {
+  return ends_with(path, ".json") || ends_with(path, ".gz");
+}
+
+int th_source_load(const char *path, char **out, size_t *outlen) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    th_log("read %s: Is a directory", path);
+    return -1;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    th_log("open %s: %s", path, strerror(errno));
+    return -1;
+  }
+  gzFile gz = gzdopen(fd, "rb");  /* reads plain files unchanged */
+  if (gz == NULL) {
+    th_log("open %s: out of memory", path);
+    close(fd);
+    return -1;
+  }
+  size_t cap = 1 << 16, len = 0;
+  char *buf = malloc(cap);
+  int rc = -1;
+  for (;;) {
+    if (buf == NULL) {
+      th_log("read %s: out of memory", path);
+      goto cleanup;
+    }
+    if (len == cap) {
+      if (cap >= TH_MAX_DOCUMENT) {
+        th_log("read %s: larger than %zu bytes, skipped", path, TH_MAX_DOCUMENT);
+        goto cleanup;
+      }
+      cap *= 2;
+      char *p = realloc(buf, cap);
+      if (p == NULL) {
+        th_log("read %s: out of memory", path);
+        goto cleanup;
+      }
+      buf = p;
+    }
+    size_t want = cap - len > (1u << 30) ? (1u << 30) : cap - len;
+    int n = gzread(gz, buf + len, (unsigned)want);
+    if (n < 0) {
+      int zerr;
+      const char *msg = gzerror(gz, &zerr);
+      th_log("read %s: %s at byte %zu of its content", path,
+             zerr == Z_ERRNO ? strerror(errno) : msg, len);
+      goto cleanup;
+    }
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  *out = buf;
+  *outlen = len;
+  buf = NULL;
+  rc = 0;
+cleanup:
+  free(buf);
+  gzclose(gz);  /* closes fd too */
+  return rc;
+}
+
+/* A whole document spans lines: an array, or an object whose first line does
+ * not close it. NDJSON lines each hold a complete object. */
+int th_source_is_document(const char *buf, size_t len) {
+  size_t i = 0;
+  while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) i++;
+  if (i == len) return 0;
+  if (buf[i] == '[') return 1;
+  if (buf[i] != '{') return 0;
+  const char *nl = memchr(buf + i, '\n', len - i);
+  if (nl == NULL) return 1;  /* one line: the same record either way */
+  const char *end = nl;
+  while (end > buf + i && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) end--;
+  return end[-1] != '}';
+}
+
+void th_source_feed(th_source *s, const char *buf, size_t len) {
+  if (th_source_is_document(buf, len)) {
+    th_engine_record(s->engine, buf, len, s->path, 0);
+    return;
+  }
+  th_framer f;
+  th_framer_init(&f, s->max_line, 0);
+  th_framer_feed(&f, buf, len, th_source_line, s);  /* no allocation fails: */
+  th_framer_finish(&f, th_source_line, s);          /* lines point into buf */
+  th_framer_free(&f);
+}
+
+static int replay_whole(th_source *s) {
+  char *buf;
+  size_t len;
+  if (th_source_load(s->path, &buf, &len) < 0) return -1;
+  th_source_feed(s, buf, len);
+  free(buf);
+  return 0;
+}
+
+/* NDJSON is streamed, so a file of any size replays in bounded memory. */
+static int replay_stream(th_source *s) {
+  int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    th_log("open %s: %s", s->path, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    th_log("read %s: Is a directory", s->path);
+    close(fd);
+    return -1;
+  }
+  enum { CHUNK = 1 << 20 };
+  char *buf = malloc(CHUNK);
+  th_framer f;
+  th_framer_init(&f, s->max_line, 0);
+  int rc = -1;
+  if (buf == NULL) {
+    th_log("read %s: out of memory", s->path);
+    goto cleanup;
+  }
+  for (;;) {
+    ssize_t n = read(fd, buf, CHUNK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      th_log("read %s: %s at offset %llu", s->path, strerror(errno), (unsigned long long)f.pos);
+      goto cleanup;
+    }
+    if (n == 0) break;
+    if (th_framer_feed(&f, buf, (size_t)n, th_source_line, s) < 0) {
+      th_log("read %s: out of memory at offset %llu", s->path, (unsigned long long)f.pos);
+      goto cleanup;
+    }
+  }
+  th_framer_finish(&f, th_source_line, s);
+  rc = 0;
+cleanup:
+  th_framer_free(&f);
+  free(buf);
+  close(fd);
+  return rc;
+}
+
+int th_source_replay(th_engine *e, const char *path, size_t max_line) {
+  th_source s = {e, path, max_line};
+  return th_source_whole_name(path) ? replay_whole(&s) : replay_stream(&s);
+}
