@@ -1,0 +1,162 @@
+-- alert.lua: the alert document (DESIGN.md, "Alerts").
+--
+-- An alert is the source event's ECS fields, nested, with event.kind
+-- "signal", the original event.* under kibana.alert.original_event, the rule
+-- and verdict under kibana.alert, and where the event came from under
+-- trailhound.source, in the shape of Elastic's alert documents so it can be
+-- shipped to Elasticsearch or read with jq.
+
+local cjson = require("cjson").new()
+local event = require "event"
+local uuid = require "uuid"
+
+local M = {}
+
+cjson.encode_sparse_array(true)  -- never fail on a table with holes
+
+-- Namespace of alert ids (UUID v5); fixed forever, or every id changes.
+M.NAMESPACE = "5c3f3b0e-8f1a-4a57-9d2c-7a1e60b9c2d4"
+
+local null = cjson.null
+
+-- Deep copy of a document with dotted keys expanded into nested objects and
+-- JSON nulls dropped: alerts hold nested objects only.
+local function nest(src, dst)
+  for k, v in pairs(src) do
+    if v ~= null then
+      if type(v) == "table" then v = nest(v, {}) end
+      if type(k) == "string" and k:find(".", 1, true) and k ~= "@timestamp" then
+        local t = dst
+        local parts = {}
+        for p in k:gmatch("[^.]+") do parts[#parts + 1] = p end
+        for i = 1, #parts - 1 do
+          local n = t[parts[i]]
+          if type(n) ~= "table" then
+            n = {}
+            t[parts[i]] = n
+          end
+          t = n
+        end
+        local last = parts[#parts]
+        if type(v) == "table" and type(t[last]) == "table" then
+          for kk, vv in pairs(v) do t[last][kk] = vv end
+        else
+          t[last] = v
+        end
+      elseif type(v) == "table" and type(dst[k]) == "table" then
+        for kk, vv in pairs(v) do dst[k][kk] = vv end  -- merge with a dotted sibling
+      else
+        dst[k] = v
+      end
+    end
+  end
+  return dst
+end
+M.nest = nest
+
+-- The id of an alert: the rule and the event's identity (CloudTrail's
+-- eventID, else where the event was read).
+function M.id(rule_id, doc, src)
+  local eid = event.get(doc, "event.id")
+  local identity
+  if eid ~= nil then
+    identity = "event.id=" .. tostring(eid)
+  else
+    identity = string.format("source=%s@%d#%d", src.path, src.offset, src.index or 0)
+  end
+  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity)
+end
+
+local DENIED = { "AccessDenied", "Unauthorized", "Forbidden", "NotAuthorized" }
+
+-- A sentence a person can read in a terminal.
+function M.reason(meta, doc)
+  local function g(name) local v = event.get(doc, name) return type(v) == "table" and nil or v end
+  local parts = {}
+  local provider, action = g("event.provider"), g("event.action")
+  parts[#parts + 1] = provider and (tostring(provider) .. " ") or ""
+  parts[#parts + 1] = tostring(action or "event")
+  local who = g("aws.cloudtrail.user_identity.arn") or g("user.name") or g("user.id")
+  if who then parts[#parts + 1] = " by " .. tostring(who) end
+  local from = g("source.address") or g("source.ip")
+  if from then parts[#parts + 1] = " from " .. tostring(from) end
+  local code = g("aws.cloudtrail.error_code")
+  if code then
+    local verb = "failed"
+    for _, d in ipairs(DENIED) do
+      if tostring(code):find(d, 1, true) then verb = "denied" break end
+    end
+    parts[#parts + 1] = string.format(" %s (%s)", verb, tostring(code))
+  elseif g("event.outcome") then
+    parts[#parts + 1] = " (" .. tostring(g("event.outcome")) .. ")"
+  end
+  local account, region = g("cloud.account.id"), g("cloud.region")
+  if account then parts[#parts + 1] = " in account " .. tostring(account) end
+  if region then parts[#parts + 1] = (account and " " or " in ") .. "(" .. tostring(region) .. ")" end
+  parts[#parts + 1] = string.format(" created %s alert %s.", tostring(meta.severity), tostring(meta.name))
+  return table.concat(parts)
+end
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = copy(x) end
+  return c
+end
+
+-- Build the alert table. rule: a loaded rule (rule.meta is the module);
+-- doc: the event's ECS document; src: { path, offset, index }; now: ISO time.
+function M.build(rule, doc, src, now)
+  local meta = rule.meta
+  local a = nest(doc, {})
+  local ev = type(a.event) == "table" and a.event or {}
+  a.event = ev
+  local original = copy(ev)
+  ev.kind = "signal"
+  local id = M.id(meta.rule_id, doc, src)
+  local original_time = event.get(doc, "@timestamp")
+  a["@timestamp"] = now
+  a.kibana = {
+    alert = {
+      uuid = id,
+      status = "active",
+      workflow_status = "open",
+      depth = 1,
+      reason = M.reason(meta, doc),
+      severity = meta.severity,
+      risk_score = meta.risk_score,
+      original_time = original_time,
+      original_event = original,
+      start = now,
+      ancestors = { { id = event.get(doc, "event.id"), type = "event", depth = 0 } },
+      rule = {
+        rule_id = meta.rule_id,
+        name = meta.name,
+        type = meta.type or "query",
+        version = meta.version,
+        tags = copy(meta.tags),
+        threat = copy(meta.threat),
+        description = meta.description,
+        severity = meta.severity,
+        risk_score = meta.risk_score,
+        references = copy(meta.references),
+        from = meta.from,
+        author = copy(meta.author),
+        license = meta.license,
+        category = "Custom Query Rule",
+        rule_type_id = "siem.queryRule",
+        producer = "siem",
+      },
+    },
+  }
+  a.trailhound = { source = { path = src.path, offset = src.offset, index = src.index } }
+  return a
+end
+
+-- JSON text of an alert, one line. cjson escapes "/" as "\/"; undo it (a
+-- "\/" in its output is always an escaped slash) so ARNs read as written.
+function M.encode(a)
+  return (cjson.encode(a):gsub("\\/", "/"))
+end
+
+return M

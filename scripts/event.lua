@@ -1,0 +1,108 @@
+-- event.lua: how rules read an event (DESIGN.md, "The event a rule sees").
+--
+-- A rule reads fields by dotted ECS name, e["event.action"], whatever the
+-- document's shape: nested objects ({"event":{"action":...}}), dotted keys
+-- ({"event.action": ...}) or a mix ({"aws.cloudtrail": {"error_code": ...}}).
+-- Absent fields and JSON null are nil. The view a rule gets is read-only,
+-- down to nested tables, so one rule cannot change what the next one sees.
+-- This module is the only way rules touch events: a faster engine (a lazy view
+-- over the raw bytes) can replace it without touching a rule.
+
+local M = {}
+
+local null = require("cjson").null
+
+-- "a.b.c" -> { "a", "b", "c" }, computed once per distinct name.
+local segments = {}  -- names come from rule code: a bounded set
+local function split(name)
+  local s = segments[name]
+  if s == nil then
+    s = {}
+    for part in string.gmatch(name, "[^.]+") do s[#s + 1] = part end
+    segments[name] = s
+  end
+  return s
+end
+
+-- Search every way of cutting name[i..] into keys present in t.
+local function search(t, parts, i)
+  local key = parts[i]
+  for j = i, #parts do
+    if j > i then key = key .. "." .. parts[j] end
+    local v = rawget(t, key)
+    if v ~= nil and v ~= null then
+      if j == #parts then return v end
+      if type(v) == "table" then
+        local found = search(v, parts, j + 1)
+        if found ~= nil then return found end
+      end
+    end
+  end
+  return nil
+end
+
+-- The value of a dotted field in a document (a plain table), or nil.
+function M.get(doc, name)
+  local v = rawget(doc, name)
+  if v ~= nil then
+    if v == null then return nil end
+    return v
+  end
+  local parts = split(name)
+  -- Fast path: fully nested, as the normalizer writes it.
+  local t = doc
+  for i = 1, #parts do
+    if type(t) ~= "table" then t = nil break end
+    t = rawget(t, parts[i])
+  end
+  if t ~= nil and t ~= null then return t end
+  return search(doc, parts, 1)
+end
+
+-- A function name -> value over one document, for compiled queries.
+function M.getter(doc)
+  return function(name) return M.get(doc, name) end
+end
+
+local readonly
+
+local function wrap(v)
+  if type(v) == "table" then return readonly(v) end
+  if v == null then return nil end
+  return v
+end
+
+local function refuse()
+  error("the event is read-only", 2)
+end
+
+-- A read-only proxy over a nested table (an array or object field).
+readonly = function(t)
+  return setmetatable({}, {
+    __index = function(_, k) return wrap(rawget(t, k)) end,
+    __newindex = refuse,
+    __len = function() return #t end,
+    __pairs = function()
+      return function(_, k)
+        local nk, nv = next(t, k)
+        return nk, wrap(nv)
+      end, t, nil
+    end,
+    __metatable = false,
+  })
+end
+
+-- The view handed to a rule's match function.
+function M.view(doc)
+  return setmetatable({}, {
+    __index = function(_, name)
+      if type(name) ~= "string" then return nil end
+      return wrap(M.get(doc, name))
+    end,
+    __newindex = refuse,
+    __pairs = function() error("iterate a field, not the event: e[\"event.action\"]", 2) end,
+    __metatable = false,
+  })
+end
+
+return M

@@ -1,0 +1,196 @@
+-- loader.lua: rule modules in, runnable rules out.
+--
+-- A rule file is a Lua chunk returning one table (DESIGN.md, "A rule module").
+-- It is compiled as text in its own sandboxed environment, its metadata is
+-- checked, its KQL query compiled, and the result is a rule:
+--
+--   rule.file     the path it came from
+--   rule.meta     the table the module returned
+--   rule.id       meta.rule_id
+--   rule.name     meta.name
+--   rule.query    the compiled KQL query (kql.compile), or nil
+--   rule.match(get, doc) -> boolean   doc: the ECS document; get = event.getter(doc)
+--
+-- Every error names the file and line: "rules/x.lua:12: ...".
+
+local kql = require "kql"
+local event = require "event"
+local sandbox = require "sandbox"
+
+local M = {}
+
+local function read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local src = f:read("a")
+  f:close()
+  return src
+end
+
+-- Line of the first "key =" in the source, for messages about a field.
+local function line_of(src, key)
+  local pos = src:find("[\n{,]%s*" .. key .. "%s*=")
+  if not pos then return 1 end
+  local _, n = src:sub(1, pos):gsub("\n", "")
+  return n + 1 + (src:sub(pos, pos) == "\n" and 1 or 0)
+end
+
+-- Where the query's text starts in the file: line and column of its first
+-- character, so KQL errors point into the rule file.
+local function query_position(src)
+  local s, e, eq = src:find("[\n{,]%s*query%s*=%s*%[(=*)%[")
+  local quote
+  if not s then
+    s, e = src:find("[\n{,]%s*query%s*=%s*[\"']")
+    quote = true
+  end
+  if not s then return 1, 1 end
+  local _ = eq
+  local before = src:sub(1, e)
+  local _, lines = before:gsub("\n", "")
+  local line = lines + 1
+  local col = e - (before:match(".*()\n") or 0) + 1
+  if not quote and src:sub(e + 1, e + 1) == "\n" then  -- a long string skips its first newline
+    line, col = line + 1, 1
+  end
+  return line, col
+end
+
+local REQUIRED = {
+  rule_id = "string", name = "string", description = "string", severity = "string",
+  risk_score = "number",
+}
+local OPTIONAL = {
+  tags = "table", threat = "table", references = "table", false_positives = "table",
+  note = "string", investigation_fields = "table", index = "table", from = "string",
+  max_signals = "number", timestamp_override = "string", author = "table", license = "string",
+  version = "number", language = "string", query = "string", match = "function",
+  tests = "table", type = "string", metadata = "table",
+}
+local SEVERITIES = { low = true, medium = true, high = true, critical = true }
+
+local function validate(path, src, mod)
+  local function fail(key, msg)
+    return nil, string.format("%s:%d: %s", path, line_of(src, key), msg)
+  end
+  for key, ty in pairs(REQUIRED) do
+    if mod[key] == nil then return nil, string.format("%s:1: missing required field '%s'", path, key) end
+    if type(mod[key]) ~= ty then
+      return fail(key, string.format("field '%s' must be a %s, not a %s", key, ty, type(mod[key])))
+    end
+  end
+  for key, ty in pairs(OPTIONAL) do
+    if mod[key] ~= nil and type(mod[key]) ~= ty then
+      return fail(key, string.format("field '%s' must be a %s, not a %s", key, ty, type(mod[key])))
+    end
+  end
+  if not SEVERITIES[mod.severity] then
+    return fail("severity", string.format("severity must be low, medium, high or critical, not '%s'", mod.severity))
+  end
+  if mod.risk_score < 0 or mod.risk_score > 100 then
+    return fail("risk_score", "risk_score must be between 0 and 100")
+  end
+  if mod.query == nil and mod.match == nil then
+    return nil, string.format("%s:1: a rule needs a 'query' or a 'match' function", path)
+  end
+  if mod.query ~= nil and mod.language ~= nil and mod.language ~= "kuery" then
+    return fail("language", string.format("language '%s' is not supported (only kuery)", mod.language))
+  end
+  return true
+end
+
+-- Load one rule file. Returns the rule, or nil and a message naming file and line.
+-- opts.log: where a rule's print goes.
+function M.load_file(path, opts)
+  opts = opts or {}
+  local src, err = read(path)
+  if not src then return nil, string.format("%s: %s", path, err) end
+  local env = sandbox.env(path, opts.log)
+  local chunk, cerr = load(src, "@" .. path, "t", env)
+  if not chunk then return nil, cerr end
+  local ok, mod = pcall(chunk)
+  if not ok then return nil, tostring(mod) end
+  if type(mod) ~= "table" then
+    return nil, string.format("%s:1: a rule module must return a table, not a %s", path, type(mod))
+  end
+  local valid, verr = validate(path, src, mod)
+  if not valid then return nil, verr end
+
+  local rule = { file = path, meta = mod, id = mod.rule_id, name = mod.name }
+  local query, lua_match = nil, mod.match
+  if mod.query then
+    local line, col = query_position(src)
+    local q, qerr = kql.compile(mod.query, { chunkname = path, line = line, col = col })
+    if not q then return nil, qerr end
+    query = q.match
+    rule.query = q
+  end
+  -- get(name) reads a field of the event (event.getter); the view a Lua
+  -- match function sees is built only for rules that have one.
+  if query and lua_match then
+    rule.match = function(get, doc) return query(get) and lua_match(event.view(doc)) == true end
+  elseif query then
+    rule.match = function(get) return query(get) end
+  else
+    rule.match = function(_, doc) return lua_match(event.view(doc)) == true end
+  end
+  return rule
+end
+
+-- Load every *.lua file of a directory, in name order. Returns the rules and
+-- a list of error messages (a broken rule is left out; the others load).
+function M.load_dir(dir, opts)
+  local rules, errors, seen = {}, {}, {}
+  local p = io.popen('ls -1 "' .. dir:gsub('"', '\\"') .. '" 2>/dev/null')
+  local names = {}
+  if p then
+    for name in p:lines() do
+      if name:match("%.lua$") then names[#names + 1] = name end
+    end
+    p:close()
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local path = dir .. "/" .. name
+    local rule, err = M.load_file(path, opts)
+    if rule and seen[rule.id] then
+      rule, err = nil, string.format("%s:%d: rule_id %s is already used by %s", path,
+        1, rule.id, seen[rule.id])
+    end
+    if rule then
+      seen[rule.id] = path
+      rules[#rules + 1] = rule
+    else
+      errors[#errors + 1] = err
+    end
+  end
+  return rules, errors
+end
+
+-- Run a rule's embedded tests. normalize(rec) -> ECS document.
+-- Returns a list of { name, expect, got, ok, err }.
+function M.run_tests(rule, normalize)
+  local results = {}
+  for i, t in ipairs(rule.meta.tests or {}) do
+    local r = { name = t.name or ("test " .. i), expect = t.expect }
+    if type(t.event) ~= "table" then
+      r.ok, r.err = false, "test has no event table"
+    elseif type(t.expect) ~= "boolean" then
+      r.ok, r.err = false, "test has no boolean 'expect'"
+    else
+      local ok, got = pcall(function()
+        local doc = normalize(t.event)
+        return rule.match(event.getter(doc), doc)
+      end)
+      if ok then
+        r.got, r.ok = got, got == t.expect
+      else
+        r.ok, r.err = false, tostring(got)
+      end
+    end
+    results[#results + 1] = r
+  end
+  return results
+end
+
+return M

@@ -1,0 +1,80 @@
+-- sandbox.lua: the environment a rule runs in.
+--
+-- Each rule gets a fresh environment built from an allow-list (DESIGN.md,
+-- "The sandbox"): the basic functions, copies of string (without dump),
+-- table, math and utf8, and os.time/os.date/os.clock. Everything else a rule
+-- might reach for (io, the rest of os, package, require, debug, load of binary
+-- chunks, collectgarbage) is there only as a function that raises
+-- "blocked: NAME", so the rule author learns what happened.
+-- Instruction and memory limits come from the C host (issue: sandbox limits).
+
+local M = {}
+
+local BASIC = {
+  "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
+  "rawset", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall",
+}
+
+local function blocked(name)
+  return function() error("blocked: " .. name, 2) end
+end
+
+-- A table whose every field is a blocked function named after it.
+local function blocked_library(lib, allowed)
+  local t = {}
+  for k, v in pairs(allowed or {}) do t[k] = v end
+  return setmetatable(t, { __index = function(_, k) return blocked(lib .. "." .. tostring(k)) end })
+end
+
+local function copy(t, except)
+  local c = {}
+  for k, v in pairs(t) do
+    if not (except and except[k]) then c[k] = v end
+  end
+  return c
+end
+
+-- Build a new environment. `name` is the rule file (for print and errors),
+-- `log` a function that writes a line on stderr.
+function M.env(name, log)
+  local env = {}
+  for _, k in ipairs(BASIC) do env[k] = _G[k] end
+  env._VERSION = _VERSION
+
+  local str = copy(string, { dump = true })
+  str.dump = blocked("string.dump")
+  env.string = str
+  env.table = copy(table)
+  env.math = copy(math)
+  env.utf8 = copy(utf8)
+  env.os = blocked_library("os", { time = os.time, date = os.date, clock = os.clock })
+  env.io = blocked_library("io")
+  env.debug = blocked_library("debug")
+  env.package = blocked_library("package")
+  env.require = blocked("require")
+  env.dofile = blocked("dofile")
+  env.loadfile = blocked("loadfile")
+  env.collectgarbage = blocked("collectgarbage")
+
+  -- The string metatable is shared by every string in the host: hand out
+  -- metatables of tables only.
+  env.getmetatable = function(v)
+    if type(v) ~= "table" then return nil end
+    return getmetatable(v)
+  end
+  -- Text chunks only, and by default in the rule's own environment.
+  env.load = function(chunk, chunkname, mode, e)
+    if mode ~= nil and mode ~= "t" then error("blocked: load of binary chunks", 2) end
+    return load(chunk, chunkname, "t", e or env)
+  end
+  -- Alerts own stdout: a rule's print goes to stderr, named.
+  env.print = function(...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    if log then log(name .. ": " .. table.concat(parts, "\t", 1, parts.n)) end
+  end
+  env._G = env
+  return env
+end
+
+return M

@@ -1,0 +1,137 @@
+-- support/th.lua: drive the built trailhound binary from specs, as a user would.
+--
+-- The binary is $TRAILHOUND_BIN (the test runner points it at the optimised
+-- and at the sanitizer build), else build/trailhound.
+
+local cjson = require "cjson"
+local system = require "system"
+
+local M = {}
+
+M.bin = os.getenv("TRAILHOUND_BIN") or "build/trailhound"
+
+function M.sleep(s) system.sleep(s) end
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.quote = quote
+
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function M.write(path, data, mode)
+  local f = assert(io.open(path, mode or "wb"))
+  f:write(data)
+  f:close()
+end
+
+function M.append(path, data) M.write(path, data, "ab") end
+
+-- A fresh directory, removed by M.cleanup().
+local dirs = {}
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/trailhound-spec.XXXXXX")
+  local d = p:read("l")
+  p:close()
+  dirs[#dirs + 1] = d
+  return d
+end
+function M.cleanup()
+  for _, d in ipairs(dirs) do os.execute("rm -rf " .. quote(d)) end
+  dirs = {}
+end
+
+local function argv(args)
+  local parts = {}
+  for i, a in ipairs(args) do parts[i] = quote(a) end
+  return table.concat(parts, " ")
+end
+
+-- Run the binary to completion: returns stdout, stderr, exit code.
+function M.run(args, opts)
+  opts = opts or {}
+  local d = M.tmpdir()
+  local cmd = string.format("%s %s >%s/out 2>%s/err </dev/null; echo $?", quote(M.bin), argv(args), d, d)
+  if opts.env then cmd = opts.env .. " " .. cmd end
+  local p = io.popen(cmd)
+  local rc = tonumber(p:read("a"):match("(%d+)"))
+  p:close()
+  return M.read(d .. "/out"), M.read(d .. "/err"), rc
+end
+
+-- Decode alert lines (one JSON object per line).
+function M.alerts(out)
+  local list = {}
+  for line in out:gmatch("[^\n]+") do list[#list + 1] = cjson.decode(line) end
+  return list
+end
+
+-- Count alerts per rule name.
+function M.by_rule(alerts)
+  local counts = {}
+  for _, a in ipairs(alerts) do
+    local name = a.kibana.alert.rule.name
+    counts[name] = (counts[name] or 0) + 1
+  end
+  return counts
+end
+
+-- Start `trailhound run ...` in the background. Returns a handle with
+-- :out(), :err(), :signal(sig), :wait(timeout) -> exit code or nil.
+function M.start(args)
+  local d = M.tmpdir()
+  local cmd = string.format(
+    "( %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc ) " ..
+    ">/dev/null 2>&1 &",
+    quote(M.bin), argv(args), d, d, d, d, d, d)
+  os.execute(cmd)
+  local h = { dir = d }
+  local deadline = os.time() + 10
+  while not M.read(d .. "/pid") or M.read(d .. "/pid") == "" do
+    assert(os.time() < deadline, "trailhound did not start")
+    M.sleep(0.01)
+  end
+  h.pid = tonumber(M.read(d .. "/pid"):match("%d+"))
+  function h.out() return M.read(d .. "/out") or "" end
+  function h.err() return M.read(d .. "/err") or "" end
+  function h.signal(sig) os.execute(string.format("kill -%s %d 2>/dev/null", sig, h.pid)) end
+  function h.wait(timeout)
+    return M.wait_for(function()
+      local rc = M.read(d .. "/rc")
+      return rc and tonumber(rc:match("%d+"))
+    end, timeout or 10)
+  end
+  function h.stop()
+    if not M.read(d .. "/rc") then
+      h.signal("KILL")
+      h.wait(5)
+    end
+  end
+  return h
+end
+
+-- Poll fn every 20 ms until it returns a true value or timeout seconds pass.
+function M.wait_for(fn, timeout)
+  local deadline = system.gettime() + (timeout or 5)
+  repeat
+    local v = fn()
+    if v then return v end
+    M.sleep(0.02)
+  until system.gettime() > deadline
+  return nil
+end
+
+-- Lines of a file of JSON records as a list of strings (skipping blanks).
+function M.lines(path)
+  local list = {}
+  for line in (M.read(path) or ""):gmatch("[^\n]+") do list[#list + 1] = line end
+  return list
+end
+
+return M
