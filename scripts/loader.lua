@@ -29,10 +29,10 @@ end
 
 -- Line of the first "key =" in the source, for messages about a field.
 local function line_of(src, key)
-  local pos = src:find("[\n{,]%s*" .. key .. "%s*=")
-  if not pos then return 1 end
-  local _, n = src:sub(1, pos):gsub("\n", "")
-  return n + 1 + (src:sub(pos, pos) == "\n" and 1 or 0)
+  local _, _, at = src:find("[\n{,]%s*()" .. key .. "%s*=")
+  if not at then return 1 end
+  local _, n = src:sub(1, at - 1):gsub("\n", "")
+  return n + 1
 end
 
 -- Where the query's text starts in the file: line and column of its first

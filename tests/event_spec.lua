@@ -1,0 +1,59 @@
+-- How rules read events: dotted ECS names over any document shape.
+
+local cjson = require "cjson"
+local event = require "event"
+
+describe("event", function()
+  describe("get()", function()
+    it("reads nested, dotted and mixed documents by dotted name", function()
+      local nested = { event = { action = "A" }, aws = { cloudtrail = { error_code = "E" } } }
+      local dotted = { ["event.action"] = "A", ["aws.cloudtrail.error_code"] = "E" }
+      local mixed = { event = { action = "A" }, ["aws.cloudtrail"] = { ["error_code"] = "E" } }
+      for _, doc in ipairs({ nested, dotted, mixed }) do
+        assert.equal("A", event.get(doc, "event.action"))
+        assert.equal("E", event.get(doc, "aws.cloudtrail.error_code"))
+        assert.is_nil(event.get(doc, "event.outcome"))
+      end
+    end)
+
+    it("treats JSON null as absent", function()
+      local doc = cjson.decode('{"a":{"b":null},"c.d":null}')
+      assert.is_nil(event.get(doc, "a.b"))
+      assert.is_nil(event.get(doc, "c.d"))
+    end)
+
+    it("returns arrays and objects as tables", function()
+      local doc = { event = { type = { "info", "change" } }, aws = { cloudtrail = { flattened = {
+        request_parameters = { modelId = "m" } } } } }
+      assert.same({ "info", "change" }, event.get(doc, "event.type"))
+      assert.same({ modelId = "m" }, event.get(doc, "aws.cloudtrail.flattened.request_parameters"))
+    end)
+  end)
+
+  describe("view()", function()
+    local doc = { event = { action = "A", type = { "info" } }, aws = { cloudtrail = { flattened = {
+      request_parameters = { modelId = "m" } } } } }
+
+    it("reads fields with e[\"dotted.name\"], arrays as sequences, objects as tables", function()
+      local e = event.view(doc)
+      assert.equal("A", e["event.action"])
+      assert.equal(1, #e["event.type"])
+      assert.equal("info", e["event.type"][1])
+      for _, v in ipairs(e["event.type"]) do assert.equal("info", v) end
+      assert.equal("m", e["aws.cloudtrail.flattened.request_parameters"].modelId)
+      local keys = {}
+      for k in pairs(e["aws.cloudtrail.flattened.request_parameters"]) do keys[#keys + 1] = k end
+      assert.same({ "modelId" }, keys)
+    end)
+
+    it("is read-only, down to nested tables", function()
+      local e = event.view(doc)
+      assert.has_error(function() e["event.action"] = "B" end, "the event is read-only")
+      assert.has_error(function() e["event.type"][1] = "x" end, "the event is read-only")
+      assert.has_error(function() e["aws.cloudtrail.flattened.request_parameters"].modelId = "x" end)
+      assert.has_error(function() setmetatable(e, nil) end)
+      assert.equal("A", doc.event.action)
+      assert.equal("m", doc.aws.cloudtrail.flattened.request_parameters.modelId)
+    end)
+  end)
+end)

@@ -1,0 +1,140 @@
+-- The rule loader: compiling rule modules, reporting broken ones, running
+-- their embedded tests.
+
+local loader = require "loader"
+local normalize = require "normalize"
+local th = require "support.th"
+
+local RULES = {
+  "rules/aws_bedrock_unauthorized_foundation_model_access_attempt.lua",
+  "rules/aws_bedrock_unauthorized_resource_policy_modification_attempt.lua",
+}
+
+local function rule_file(src)
+  local d = th.tmpdir()
+  th.write(d .. "/r.lua", src)
+  return d .. "/r.lua"
+end
+
+local MINIMAL = [[
+return {
+  rule_id = "11111111-2222-4333-8444-555555555555",
+  name = "Minimal",
+  description = "d",
+  severity = "low",
+  risk_score = 1,
+  query = 'event.action: "X"',
+}
+]]
+
+describe("loader", function()
+  after_each(th.cleanup)
+
+  describe("the two Bedrock rules", function()
+    for _, path in ipairs(RULES) do
+      it("loads " .. path .. " and passes every embedded test", function()
+        local rule, err = loader.load_file(path)
+        assert.is_nil(err)
+        local results = loader.run_tests(rule, function(rec) return normalize.normalize(rec) end)
+        assert.is_true(#results >= 10)
+        for _, r in ipairs(results) do
+          assert.is_true(r.ok, string.format("%s: %s expected %s, got %s %s", path, r.name,
+            tostring(r.expect), tostring(r.got), r.err or ""))
+        end
+      end)
+    end
+
+    it("loads both from the rules directory, in name order", function()
+      local rules, errors = loader.load_dir("rules")
+      assert.same({}, errors)
+      assert.equal(2, #rules)
+      assert.equal(RULES[1], rules[1].file)
+    end)
+  end)
+
+  describe("load_file()", function()
+    it("reports a syntax error with file and line", function()
+      local path = rule_file("return {\n  name = \"x\",\n  risk_score = = 1,\n}\n")
+      local rule, err = loader.load_file(path)
+      assert.is_nil(rule)
+      assert.matches(path .. ":3:", err, 1, true)
+    end)
+
+    it("reports an error raised while the module runs with file and line", function()
+      local path = rule_file("local x = nil\n\nreturn x.y\n")
+      local _, err = loader.load_file(path)
+      assert.matches(path .. ":3:", err, 1, true)
+    end)
+
+    it("reports metadata of the wrong type with the line of the field", function()
+      local path = rule_file(MINIMAL:gsub("risk_score = 1", 'risk_score = "high"'))
+      local _, err = loader.load_file(path)
+      assert.matches(path .. ":6: field 'risk_score' must be a number, not a string", err, 1, true)
+    end)
+
+    it("reports a missing required field and a bad severity", function()
+      local _, err = loader.load_file(rule_file(MINIMAL:gsub('  name = "Minimal",\n', "")))
+      assert.matches("missing required field 'name'", err, 1, true)
+      local _, err2 = loader.load_file(rule_file(MINIMAL:gsub('"low"', '"urgent"')))
+      assert.matches(":5: severity must be low, medium, high or critical, not 'urgent'", err2, 1, true)
+    end)
+
+    it("reports a KQL syntax error at its line and column in the rule file", function()
+      local path = rule_file(MINIMAL:gsub("query = 'event.action: \"X\"'",
+        "query = [[\n  event.action: \"X\" and\n    (event.outcome: \"failure\"\n]]"))
+      local _, err = loader.load_file(path)
+      assert.matches(path .. ":10:", err, 1, true)
+    end)
+
+    it("refuses binary chunks", function()
+      local path = rule_file(string.dump(function() return {} end))
+      local rule, err = loader.load_file(path)
+      assert.is_nil(rule)
+      assert.matches("binary", err)
+    end)
+
+    it("runs a Lua match function together with the query (both must hold)", function()
+      local src = MINIMAL:gsub("}\n$", "  match = function(e) return e[\"event.outcome\"] == \"failure\" end,\n}\n")
+      local rule = assert(loader.load_file(rule_file(src)))
+      local event = require "event"
+      local function m(doc) return rule.match(event.getter(doc), doc) end
+      assert.is_true(m({ event = { action = "X", outcome = "failure" } }))
+      assert.is_false(m({ event = { action = "X", outcome = "success" } }))
+      assert.is_false(m({ event = { action = "Y", outcome = "failure" } }))
+    end)
+  end)
+
+  describe("load_dir()", function()
+    it("leaves out a broken rule and a duplicate rule_id, and loads the rest", function()
+      local d = th.tmpdir()
+      th.write(d .. "/a.lua", MINIMAL)
+      th.write(d .. "/b.lua", MINIMAL)
+      th.write(d .. "/c.lua", "return {")
+      th.write(d .. "/notes.txt", "not a rule")
+      local rules, errors = loader.load_dir(d)
+      assert.equal(1, #rules)
+      assert.equal(2, #errors)
+      assert.matches("b.lua:1: rule_id 11111111-2222-4333-8444-555555555555 is already used by " .. d .. "/a.lua",
+        errors[1], 1, true)
+      assert.matches(d .. "/c.lua:1:", errors[2], 1, true)
+    end)
+  end)
+
+  describe("run_tests()", function()
+    it("reports a failing test and a test without expect", function()
+      local src = MINIMAL:gsub("}\n$", [[
+  tests = {
+    { name = "wrong", expect = true, event = { eventName = "Y", eventSource = "s" } },
+    { name = "no expect", event = { eventName = "X", eventSource = "s" } },
+  },
+}
+]])
+      local rule = assert(loader.load_file(rule_file(src)))
+      local results = loader.run_tests(rule, normalize.normalize)
+      assert.is_false(results[1].ok)
+      assert.is_false(results[1].got)
+      assert.is_false(results[2].ok)
+      assert.matches("expect", results[2].err)
+    end)
+  end)
+end)
