@@ -31,6 +31,19 @@ describe("trailhound replay", function()
     assert.matches("37 files, 312 records, 0 malformed, 0 alerts", err, 1, true)
   end)
 
+  it("gives the bundled examples' alerts: 9 model-access and 7 policy attempts (examples/NOTICE.md)", function()
+    local out, err, rc = th.run({ "replay", "examples/cloudtrail/stratus-red-team.ndjson",
+      "examples/cloudtrail/bedrock-denied-derived.ndjson", "examples/ecs/bedrock-ecs.ndjson",
+      "examples/s3/123456789012_CloudTrail_us-east-1_20250326T1645Z_derived.json.gz" })
+    assert.equal(0, rc)
+    local counts = th.by_rule(th.alerts(out))
+    assert.equal(9, counts[ev.MODEL_ACCESS])
+    assert.equal(7, counts[ev.POLICY])
+    assert.matches("4 files, 349 records, 0 malformed, 16 alerts", err, 1, true)
+    local stratus = th.run({ "replay", "examples/cloudtrail/stratus-red-team.ndjson" })
+    assert.equal("", stratus)
+  end)
+
   it("gives exactly one alert per denied attempt, from the right rule", function()
     local d = th.tmpdir()
     local cases = {

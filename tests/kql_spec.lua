@@ -1,0 +1,690 @@
+-- Specs for scripts/kql.lua, the Kibana Query Language compiler.
+
+local kql = require "kql"
+
+local FIXTURES = "tests/fixtures/elastic-detection-rules-aws/"
+
+-- get(name) over a table of dotted field names.
+local function getter(event)
+  return function(name) return event[name] end
+end
+
+local function compile(source, opts)
+  local q, err = kql.compile(source, opts)
+  assert(q, err)
+  return q
+end
+
+local function matches(source, event)
+  return compile(source).match(getter(event))
+end
+
+local function compile_error(source, opts)
+  local q, err = kql.compile(source, opts)
+  assert.is_nil(q)
+  assert.is_string(err)
+  return err
+end
+
+-- A read-only view like the one scripts/event.lua hands to rules: proxies with
+-- __index, __len and __pairs, whose raw tables are empty.
+local function view(t)
+  if type(t) ~= "table" then return t end
+  return setmetatable({}, {
+    __index = function(_, k) return view(t[k]) end,
+    __len = function() return #t end,
+    __pairs = function()
+      return function(_, k)
+        local nk, nv = next(t, k)
+        return nk, view(nv)
+      end, t, nil
+    end,
+  })
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The rule files of the fixture folder, sorted (NOTICE.md lists them all).
+local function rule_files()
+  local files = {}
+  local p = assert(io.popen('ls "' .. FIXTURES .. '"'))
+  for name in p:lines() do
+    if name:match("%.toml$") then files[#files + 1] = name end
+  end
+  p:close()
+  table.sort(files)
+  return files
+end
+
+-- The kuery query of a rule file, and the line and column where it starts.
+local function kuery_of(text)
+  if not text:match('\nlanguage = "kuery"\n') then return nil end
+  local before, query = text:match("^(.-\nquery = ''')(.-)'''")
+  if not query then return nil end
+  local _, newlines = before:gsub("\n", "")
+  return query, newlines + 1, #before:match("[^\n]*$") + 1
+end
+
+local BEDROCK = [[
+data_stream.dataset: "aws.cloudtrail"
+    and event.provider: "bedrock.amazonaws.com"
+    and event.action: (
+        "PutFoundationModelEntitlement" or
+        "PutUseCaseForModelAccess" or
+        "CreateFoundationModelAgreement"
+    )
+    and event.outcome: "failure"
+    and aws.cloudtrail.error_code: (
+        "AccessDenied" or
+        "AccessDeniedException"
+    )
+]]
+
+local function bedrock_event()
+  return {
+    ["data_stream.dataset"] = "aws.cloudtrail",
+    ["event.provider"] = "bedrock.amazonaws.com",
+    ["event.action"] = "PutUseCaseForModelAccess",
+    ["event.outcome"] = "failure",
+    ["aws.cloudtrail.error_code"] = "AccessDeniedException",
+  }
+end
+
+describe("kql", function()
+  describe("compile()", function()
+    it("compiles a query into match, fields, ast and explain", function()
+      local q = compile(BEDROCK)
+      assert.is_function(q.match)
+      assert.is_function(q.explain)
+      assert.is_table(q.ast)
+      assert.are.equal("and", q.ast.op)
+      assert.are.same({
+        "aws.cloudtrail.error_code", "data_stream.dataset", "event.action", "event.outcome", "event.provider",
+      }, q.fields)
+    end)
+
+    it("lists each field once, sorted, however often the query reads it", function()
+      local q = compile("b: 1 or a: 2 or (b: 3 and not a > 4) or c: *")
+      assert.are.same({ "a", "b", "c" }, q.fields)
+    end)
+
+    it("keeps the source position of every node in the tree", function()
+      local q = compile('a: x or\n  not b: ("y" or z*) and c >= 10', { line = 5, col = 7 })
+      local ast = q.ast
+      assert.are.same({ "or", 5, 7 }, { ast.op, ast.line, ast.col })
+      local a = ast.children[1]
+      assert.are.same({ "match", "a", "x", false, false, 5, 7 },
+                      { a.op, a.field, a.literal, a.quoted, a.wildcard, a.line, a.col })
+      local conj = ast.children[2]
+      assert.are.same({ "and", 6, 3 }, { conj.op, conj.line, conj.col })
+      local neg = conj.children[1]
+      assert.are.same({ "not", 6, 3 }, { neg.op, neg.line, neg.col })
+      local list = neg.children[1]
+      assert.are.same({ "or", 6, 7 }, { list.op, list.line, list.col })
+      local y, z = list.children[1], list.children[2]
+      assert.are.same({ "match", "b", "y", true, false, 6, 11 },
+                      { y.op, y.field, y.literal, y.quoted, y.wildcard, y.line, y.col })
+      assert.are.same({ "match", "b", "z*", true, { "z", "" }, 6, 18 },
+                      { z.op, z.field, z.literal, z.wildcard, z.segments, z.line, z.col })
+      local range = conj.children[2]
+      assert.are.same({ "range", "c", ">=", "10", 6, 26 },
+                      { range.op, range.field, range.operator, range.literal, range.line, range.col })
+    end)
+
+    it("represents field: * as an exists node", function()
+      local ast = compile("source.ip: *").ast
+      assert.are.same({ op = "exists", field = "source.ip", line = 1, col = 1 }, ast)
+      local star = compile("a: (x or *)").ast.children[2]
+      assert.are.same({ op = "exists", field = "a", line = 1, col = 10 }, star)
+    end)
+
+    it("returns nil and a message when the query is not a string", function()
+      local q, err = kql.compile(nil, { chunkname = "rules/x.lua" })
+      assert.is_nil(q)
+      assert.are.equal("rules/x.lua: the query must be a string, not nil", err)
+    end)
+
+    it("reports the line and column of a syntax error", function()
+      local err = compile_error('a: x and (\n  b: y or\n    c: (z', { chunkname = "rules/x.lua", line = 12, col = 14 })
+      assert.are.equal("rules/x.lua:14:10: expected ')' to close '(' at 14:8, found end of query", err)
+    end)
+
+    it("counts opts.col on the first line only", function()
+      assert.are.equal("rules/x.lua:12:23: expected a value after ':', found ')'",
+                       compile_error("a: )", { chunkname = "rules/x.lua", line = 12, col = 20 }))
+      assert.are.equal("rules/x.lua:13:4: expected a value after ':', found ')'",
+                       compile_error("a: x or\nb: )", { chunkname = "rules/x.lua", line = 12, col = 20 }))
+    end)
+
+    it("counts columns in characters, not bytes", function()
+      assert.are.equal("query:1:14: expected a value after ':', found ')'", compile_error('"é": x or b: )'))
+    end)
+
+    it("names the chunk 'query' and starts at 1:1 by default", function()
+      assert.are.equal("query:1:1: expected a query, found ')'", compile_error(") or a: b"))
+    end)
+  end)
+
+  describe("syntax errors", function()
+    local cases = {
+      { "", "1:1: expected a query, found end of query (the query is empty)" },
+      { "  \n\t ", "2:3: expected a query, found end of query (the query is empty)" },
+      { "(a: b", "1:6: expected ')' to close '(' at 1:1, found end of query" },
+      { "(a: b c: d)", "1:7: expected ')' to close '(' at 1:1, found 'c'" },
+      { "a: (b or c", "1:11: expected ')' to close '(' at 1:4, found end of query" },
+      { "a: (b or (c and d)", "1:19: expected ')' to close '(' at 1:4, found end of query" },
+      { "a: b)", "1:5: found ')' with no matching '('" },
+      { 'a: "abc', "1:8: expected '\"' to close the string at 1:4, found end of query" },
+      { 'a: "abc\\"', "1:10: expected '\"' to close the string at 1:4, found end of query" },
+      { "a:", "1:3: expected a value after ':', found end of query" },
+      { "a: )", "1:4: expected a value after ':', found ')'" },
+      { "a: :b", "1:4: expected a value after ':', found ':'" },
+      { "a: (b or )", "1:10: expected a value after 'or', found ')'" },
+      { "a: (b and)", "1:10: expected a value after 'and', found ')'" },
+      { "a: ()", "1:5: expected a value after '(', found ')'" },
+      { "a: (not)", "1:8: expected a value after 'not', found ')'" },
+      { "a: or", "1:4: expected a value after ':', found the keyword 'or' (quote it to match the word)" },
+      { "a: (x or AND)", "1:10: expected a value after 'or', found the keyword 'AND' (quote it to match the word)" },
+      { "a: not b", "1:4: expected a value after ':', found the keyword 'not' "
+                    .. "(write not field: value, or field: (not value))" },
+      { "a: b and", "1:9: expected a query after 'and', found end of query" },
+      { "a: b or or c: d", "1:9: expected a query after 'or', found the keyword 'or'" },
+      { "not", "1:4: expected a query after 'not', found end of query" },
+      { "not: x and not", "1:15: expected a query after 'not', found end of query" },
+      { "not )", "1:5: expected a query after 'not', found ')'" },
+      { "()", "1:2: expected a query after '(', found ')'" },
+      { "a: b c: d", "1:6: expected 'and', 'or' or end of query, found 'c'" },
+      { "a: b not c: d", "1:6: expected 'and', 'or' or end of query, found 'not'" },
+      { 'a: "b" "c"', "1:8: expected 'and', 'or' or end of query, found \"c\"" },
+      { "foo", "1:1: expected ':' after 'foo', found end of query: a value needs a field (field: value); "
+               .. "searching every field is not supported" },
+      { "a: b or foo", "1:9: expected ':' after 'foo', found end of query: a value needs a field (field: value); "
+                       .. "searching every field is not supported" },
+      { "(foo) and a: b", "1:2: expected ':' after 'foo', found ')': a value needs a field (field: value); "
+                          .. "searching every field is not supported" },
+      { "a = b", "1:3: expected ':' or a range operator (< <= > >=) after the field name 'a', found '='" },
+      { "a:{ b: c }", "1:3: nested field queries (field: { ... }) are not supported" },
+      { "a: { b: c }", "1:4: nested field queries (field: { ... }) are not supported" },
+      { "event.*: x", "1:1: wildcards in field names are not supported: 'event.*'" },
+      { "*: x", "1:1: wildcards in field names are not supported: '*'" },
+      { '"": x', "1:1: expected a field name, found an empty one" },
+      { "a >", "1:4: expected a value after '>', found end of query" },
+      { "a <= )", "1:6: expected a value after '<=', found ')'" },
+      { "a > 1*", "1:5: expected a value after '>', found the wildcard '1*' (ranges take no wildcards)" },
+      { "a: b\\", "1:5: expected a character after '\\', found end of query" },
+      { "a: b\\q", "1:5: invalid escape '\\q': \\ escapes \\():<>\"*{}, whitespace, \\t \\r \\n, \\uXXXX "
+                   .. "and the keywords" },
+      { "a: \\u12G4", "1:4: expected four hex digits after '\\u', found '12G4'" },
+      { "a: {", "1:4: nested field queries (field: { ... }) are not supported" },
+      { "a: }", "1:4: expected a value after ':', found '}'" },
+      { "a: x\n  and b: (y or\n  z", "3:4: expected ')' to close '(' at 2:10, found end of query" },
+    }
+    for _, case in ipairs(cases) do
+      local source, message = case[1], case[2]
+      it(("reports %q as %q"):format(source, message), function()
+        assert.are.equal("query:" .. message, compile_error(source))
+      end)
+    end
+
+    it("reports a quoted value with no field like an unquoted one", function()
+      assert.are.equal("query:1:1: expected ':' after '\"two words\"', found 'and': "
+                       .. "a value needs a field (field: value); searching every field is not supported",
+                       compile_error('"two words" and a: b'))
+    end)
+
+    it("shortens a long token in the message", function()
+      assert.are.equal("query:1:6: expected 'and', 'or' or end of query, found 'abcdefghijklmnopqrstu...'",
+                       compile_error("a: b abcdefghijklmnopqrstuvwxyz: c"))
+    end)
+  end)
+
+  describe("match()", function()
+    it("matches a field's exact value, case-sensitively", function()
+      assert.is_true(matches('event.action: "GetObject"', { ["event.action"] = "GetObject" }))
+      assert.is_true(matches("event.action: GetObject", { ["event.action"] = "GetObject" }))
+      assert.is_false(matches("event.action: GetObject", { ["event.action"] = "getobject" }))
+      assert.is_false(matches("event.action: GetObject", { ["event.action"] = "GetObjectAcl" }))
+      assert.is_false(matches("event.action: GetObject", { ["event.action"] = " GetObject" }))
+      assert.is_false(matches("event.action: GetObject", { ["event.provider"] = "GetObject" }))
+    end)
+
+    it("matches the two Bedrock rules' query", function()
+      local q = compile(BEDROCK)
+      local e = bedrock_event()
+      assert.is_true(q.match(getter(e)))
+      for _, action in ipairs({ "PutFoundationModelEntitlement", "CreateFoundationModelAgreement" }) do
+        e["event.action"] = action
+        assert.is_true(q.match(getter(e)))
+      end
+      e["aws.cloudtrail.error_code"] = "AccessDenied"
+      assert.is_true(q.match(getter(e)))
+      for field, other in pairs({
+        ["data_stream.dataset"] = "aws.guardduty", ["event.provider"] = "s3.amazonaws.com",
+        ["event.action"] = "putUseCaseForModelAccess", ["event.outcome"] = "success",
+        ["aws.cloudtrail.error_code"] = "ThrottlingException",
+      }) do
+        local changed = bedrock_event()
+        changed[field] = other
+        assert.is_false(q.match(getter(changed)), field)
+        changed[field] = nil
+        assert.is_false(q.match(getter(changed)), field)
+      end
+    end)
+
+    it("binds and tighter than or", function()
+      local source = "a: 1 or b: 1 and c: 1"
+      assert.is_true(matches(source, { a = "1" }))
+      assert.is_false(matches(source, { b = "1" }))
+      assert.is_true(matches(source, { b = "1", c = "1" }))
+      local source2 = "a: 1 and b: 1 or c: 1"
+      assert.is_true(matches(source2, { c = "1" }))
+      assert.is_false(matches(source2, { a = "1" }))
+    end)
+
+    it("binds not tighter than and", function()
+      local source = "not a: 1 and b: 1"
+      assert.is_true(matches(source, { b = "1" }))
+      assert.is_false(matches(source, { a = "1", b = "1" }))
+      assert.is_false(matches(source, {}))
+    end)
+
+    it("lets parentheses override precedence", function()
+      local source = "(a: 1 or b: 1) and c: 1"
+      assert.is_false(matches(source, { a = "1" }))
+      assert.is_true(matches(source, { a = "1", c = "1" }))
+      assert.is_true(matches("not (a: 1 and b: 1)", { a = "1" }))
+      assert.is_false(matches("not (a: 1 and b: 1)", { a = "1", b = "1" }))
+      assert.is_true(matches("not not a: 1", { a = "1" }))
+    end)
+
+    it("reads keywords in any case", function()
+      local source = "a: 1 OR b: 1 AnD NOT c: 1"
+      assert.is_true(matches(source, { a = "1" }))
+      assert.is_true(matches(source, { b = "1" }))
+      assert.is_false(matches(source, { b = "1", c = "1" }))
+      assert.is_true(matches("a: (x Or y)", { a = "y" }))
+    end)
+
+    it("groups values of one field with or, and and not", function()
+      assert.is_true(matches("a: (x or y)", { a = "y" }))
+      assert.is_false(matches("a: (x or y)", { a = "z" }))
+      assert.is_true(matches("a: (x* and not (xy or xz))", { a = "xa" }))
+      assert.is_false(matches("a: (x* and not (xy or xz))", { a = "xz" }))
+      assert.is_true(matches("a: (not x)", { a = "y" }))
+      assert.is_true(matches("a: (not x)", {}))
+      assert.is_true(matches("a: (x or y and z)", { a = "x" }))
+      assert.is_false(matches("a: (x or y and z)", { a = "y" }))
+    end)
+
+    it("matches any element of an array field", function()
+      local e = { tags = { "alpha", "beta" } }
+      assert.is_true(matches("tags: beta", e))
+      assert.is_true(matches("tags: (gamma or alpha)", e))
+      assert.is_false(matches("tags: gamma", e))
+      assert.is_true(matches("tags: b*", e))
+      assert.is_true(matches("tags: *", e))
+      assert.is_true(matches("not tags: gamma", e))
+      assert.is_false(matches("not tags: alpha", e))
+    end)
+
+    it("applies each value of a list to the whole array, as Elastic does", function()
+      local e = { tags = { "alpha", "beta" } }
+      assert.is_true(matches("tags: (alpha and beta)", e))
+      assert.is_true(matches("tags: alpha and tags: beta", e))
+      assert.is_false(matches("tags: (alpha and gamma)", e))
+      assert.is_false(matches("tags: (not alpha)", e))
+    end)
+
+    it("flattens nested arrays and skips holes", function()
+      assert.is_true(matches("a: x", { a = { { "w" }, { "v", "x" } } }))
+      assert.is_true(matches("a: 3", { a = { "1", nil, 3 } }))
+      assert.is_true(matches("a: *", { a = { nil, "b" } }))
+    end)
+
+    it("reads read-only views (proxy tables) like plain tables", function()
+      local e = { tags = view({ "alpha", "beta" }), obj = view({ k = "v" }), empty = view({}) }
+      assert.is_true(matches("tags: beta", e))
+      assert.is_true(matches("tags: (gamma or alpha)", e))
+      assert.is_true(matches("tags: *", e))
+      assert.is_true(matches("obj: *", e))
+      assert.is_false(matches("empty: *", e))
+      assert.is_false(matches("obj: v", e))
+    end)
+
+    it("never matches a missing field, so not field: value holds for it", function()
+      assert.is_false(matches("a: x", {}))
+      assert.is_false(matches("a: x*", {}))
+      assert.is_false(matches("a: (x or y)", {}))
+      assert.is_false(matches("a > 1", {}))
+      assert.is_false(matches("a: *", {}))
+      assert.is_true(matches("not a: x", {}))
+      assert.is_true(matches("not a: (x or y)", {}))
+      assert.is_true(matches("not a: *", {}))
+      assert.is_true(matches("b: 1 and not a: x", { b = 1 }))
+    end)
+
+    it("tests whether a field exists with field: *", function()
+      assert.is_true(matches("a: *", { a = "" }))
+      assert.is_true(matches("a: *", { a = 0 }))
+      assert.is_true(matches("a: *", { a = false }))
+      assert.is_true(matches("a: *", { a = { "x" } }))
+      assert.is_true(matches("a: *", { a = { k = "v" } }))
+      assert.is_false(matches("a: *", { a = {} }))
+      assert.is_false(matches("a: *", {}))
+      assert.is_true(matches("a: **", { a = "x" }))
+      assert.is_true(matches("a: (* and not x)", { a = "y" }))
+      assert.is_false(matches("a: (* and not x)", { a = "x" }))
+      assert.is_false(matches("a: (* and not x)", {}))
+    end)
+
+    it("never equals an object field to a scalar", function()
+      local e = { obj = { a = "x", [1] = nil } }
+      assert.is_false(matches("obj: x", e))
+      assert.is_false(matches("obj: *x*", e))
+      assert.is_false(matches("obj > a", e))
+      assert.is_true(matches("not obj: x", e))
+    end)
+
+    it("treats * in an unquoted value as a wildcard", function()
+      local e = { ua = "aws-cli/2.0 Terraform/1.5" }
+      assert.is_true(matches("ua: *Terraform*", e))
+      assert.is_true(matches("ua: aws-cli*", e))
+      assert.is_true(matches("ua: *1.5", e))
+      assert.is_true(matches("ua: aws*/*Terra*", e))
+      assert.is_false(matches("ua: *terraform*", e))
+      assert.is_false(matches("ua: Terraform*", e))
+      assert.is_false(matches("ua: *cli", e))
+      assert.is_true(matches("ua: a*w*s*", { ua = "aws" }))
+      assert.is_false(matches("ua: ab*ba", { ua = "aba" }))
+      assert.is_true(matches("ua: ab*ba", { ua = "abba" }))
+      assert.is_true(matches("ua: a**b", { ua = "ab" }))
+    end)
+
+    it("treats * inside quotes as a plain character", function()
+      assert.is_false(matches('a: "*Terraform*"', { a = "Terraform" }))
+      assert.is_true(matches('a: "*Terraform*"', { a = "*Terraform*" }))
+      assert.is_false(matches('a: "*"', { a = "x" }))
+      assert.is_true(matches('a: "*"', { a = "*" }))
+    end)
+
+    it("keeps inner spaces of an unquoted value and trims the ends", function()
+      assert.is_true(matches("ua: (*S3 Browser* or *Cyberduck*)", { ua = "S3 Browser 9.5.5" }))
+      assert.is_false(matches("ua: (*S3 Browser* or *Cyberduck*)", { ua = "S3Browser 9" }))
+      assert.is_true(matches("a: ( two  words )", { a = "two  words" }))
+      assert.is_true(matches("a:\n  spaced out\nand b: 1", { a = "spaced out", b = 1 }))
+    end)
+
+    it("unescapes quoted values: \\\" and \\\\, and keeps other backslashes", function()
+      assert.is_true(matches([[a: "say \"hi\""]], { a = 'say "hi"' }))
+      assert.is_true(matches([[a: "C:\\Windows"]], { a = "C:\\Windows" }))
+      assert.is_true(matches([[a: "C:\Windows"]], { a = "C:\\Windows" }))
+      assert.is_true(matches([[a: "tab\there"]], { a = "tab\there" }))
+      assert.is_true(matches([[a: "caf\u00e9"]], { a = "café" }))
+      assert.is_true(matches([[a: "x and y or not z"]], { a = "x and y or not z" }))
+    end)
+
+    it("unescapes special characters, whitespace and keywords in unquoted values", function()
+      assert.is_true(matches([[user.id: *\:i-*]], { ["user.id"] = "AROAXXX:i-0abc" }))
+      assert.is_false(matches([[user.id: *\:i-*]], { ["user.id"] = "AROAXXX-i-0abc" }))
+      assert.is_true(matches([[a: arn\:aws\:iam\:\:aws\:policy*]], { a = "arn:aws:iam::aws:policy/Admin" }))
+      assert.is_true(matches([[a: 100\*]], { a = "100*" }))
+      assert.is_false(matches([[a: 100\*]], { a = "1000" }))
+      assert.is_true(matches([[a: \(x\)\"\\\<\>\{\}]], { a = [[(x)"\<>{}]] }))
+      assert.is_true(matches([[a: x\ ]], { a = "x " }))
+      assert.is_true(matches([[a: a\tb]], { a = "a\tb" }))
+      assert.is_true(matches([[a: \and]], { a = "and" }))
+      assert.is_true(matches([[a: (x or \or)]], { a = "or" }))
+      assert.is_true(matches([[a: caf\u00e9]], { a = "café" }))
+    end)
+
+    it("does not take a keyword inside a word for an operator", function()
+      assert.is_true(matches("a: cannot", { a = "cannot" }))
+      assert.is_true(matches("a: (order or android)", { a = "android" }))
+      assert.is_true(matches("or: 1 and and: 2", { ["or"] = 1, ["and"] = 2 }))
+      assert.is_true(matches("notes: x", { notes = "x" }))
+    end)
+
+    it("accepts quoted field names", function()
+      assert.is_true(matches('"field with spaces": x', { ["field with spaces"] = "x" }))
+    end)
+
+    it("compares numbers as their JSON text", function()
+      assert.is_true(matches("status: 200", { status = 200 }))
+      assert.is_true(matches('status: "200"', { status = 200 }))
+      assert.is_true(matches("status: 200", { status = "200" }))
+      assert.is_true(matches("status: 200", { status = 200.0 }))
+      assert.is_true(matches("status: (404 or 200)", { status = 200.0 }))
+      assert.is_false(matches("status: 200", { status = 201 }))
+      assert.is_false(matches("status: 200", { status = "200.0" }))
+      assert.is_false(matches("status: abc", { status = 200 }))
+      assert.is_true(matches("status: 2*", { status = 200 }))
+      assert.is_true(matches("status: *00", { status = 200.0 }))
+      assert.is_false(matches("status: *.0", { status = 200.0 }))
+      assert.is_true(matches("ratio: 0.5", { ratio = 0.5 }))
+      assert.is_true(matches("ratio: 0.1*", { ratio = 0.1 }))
+      assert.is_true(matches("port: (21 or 22 or 23)", { port = { 8080, 22 } }))
+    end)
+
+    it("equals a number to a numeric literal of the same value", function()
+      assert.is_true(matches("n: 22.0", { n = 22 }))
+      assert.is_true(matches("n: 1e3", { n = 1000 }))
+      assert.is_true(matches("n: -5", { n = -5.0 }))
+      assert.is_false(matches("n: 0x10", { n = 16 }))
+    end)
+
+    it("compares booleans as true and false", function()
+      assert.is_true(matches("ok: true", { ok = true }))
+      assert.is_true(matches('ok: "true"', { ok = true }))
+      assert.is_true(matches("ok: false", { ok = false }))
+      assert.is_true(matches("ok: true", { ok = "true" }))
+      assert.is_false(matches("ok: true", { ok = false }))
+      assert.is_false(matches("ok: false", {}))
+      assert.is_false(matches("ok: TRUE", { ok = true }))
+      assert.is_true(matches("ok: (true or false)", { ok = false }))
+      assert.is_true(matches("ok: t*", { ok = true }))
+      assert.is_true(matches("not ok: true", { ok = false }))
+    end)
+
+    it("compares ranges numerically when both sides are numbers", function()
+      assert.is_true(matches("n > 9", { n = 10 }))
+      assert.is_true(matches("n > 9", { n = "10" }))
+      assert.is_false(matches("n > 10", { n = 10 }))
+      assert.is_true(matches("n >= 10", { n = 10.0 }))
+      assert.is_true(matches("n < 10.5", { n = 10 }))
+      assert.is_true(matches("n <= -1", { n = -1 }))
+      assert.is_true(matches('n > "9"', { n = 10 }))
+      assert.is_true(matches("n > 100", { n = { 5, 500 } }))
+      assert.is_false(matches("n > 100", { n = { 5, 50 } }))
+      assert.is_false(matches("n > 1", { n = true }))
+    end)
+
+    it("compares ranges as strings otherwise", function()
+      assert.is_true(matches("t >= 2024-01-01", { t = "2024-06-01T00:00:00Z" }))
+      assert.is_false(matches('t < "2024-01-01"', { t = "2024-06-01T00:00:00Z" }))
+      assert.is_true(matches("name > b", { name = "c" }))
+      assert.is_false(matches("name > b", { name = "B" }))
+      assert.is_false(matches("name > abc", { name = 5 }))
+      assert.is_true(matches("name < abc", { name = 5 }))
+    end)
+
+    it("does not allocate memory while matching", function()
+      local q = compile(BEDROCK .. " and not user.name: (*admin* or root) and source.port > 1024 and source.ip: *")
+      local e = bedrock_event()
+      e["user.name"], e["source.port"], e["source.ip"] = "alice", 40000, "10.0.0.1"
+      local get = getter(e)
+      assert.is_true(q.match(get))
+      collectgarbage("collect")
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      for _ = 1, 10000 do q.match(get) end
+      local after = collectgarbage("count")
+      collectgarbage("restart")
+      assert.are.equal(before, after)
+    end)
+  end)
+
+  describe("explain()", function()
+    it("returns a copy of the tree with the value of every node", function()
+      local q = compile("a: x and not (b: (y or z) or c > 5)")
+      local tree = q.explain(getter({ a = "x", b = "z", c = 1 }))
+      assert.are.same({ "and", false }, { tree.op, tree.value })
+      assert.are.same({ "match", true }, { tree.children[1].op, tree.children[1].value })
+      local neg = tree.children[2]
+      assert.are.same({ "not", false }, { neg.op, neg.value })
+      local any = neg.children[1]
+      assert.are.same({ "or", true }, { any.op, any.value })
+      assert.are.same({ "or", true }, { any.children[1].op, any.children[1].value })
+      assert.are.same({ false, true }, { any.children[1].children[1].value, any.children[1].children[2].value })
+      assert.are.same({ "range", false }, { any.children[2].op, any.children[2].value })
+      assert.are.equal(1, any.children[2].line)
+      assert.are.equal(30, any.children[2].col)
+      assert.is_nil(q.ast.value)
+      assert.is_nil(q.ast.children[1].value)
+    end)
+
+    it("agrees with match() on every node it evaluates", function()
+      local q = compile(BEDROCK)
+      local e = bedrock_event()
+      assert.is_true(q.explain(getter(e)).value)
+      e["event.outcome"] = "success"
+      local tree = q.explain(getter(e))
+      assert.is_false(tree.value)
+      assert.is_false(tree.children[4].value)
+      assert.is_true(tree.children[5].value)
+    end)
+  end)
+
+  describe("the Elastic AWS detection rules", function()
+    -- Queries that are known not to compile, by file, with the reason: none.
+    local known_failures = {}
+
+    it("come with all 194 rule files", function()
+      assert.are.equal(194, #rule_files())
+    end)
+
+    it("compile every kuery query", function()
+      local compiled, failures = 0, {}
+      for _, name in ipairs(rule_files()) do
+        local query, line, col = kuery_of(read(FIXTURES .. name))
+        if query then
+          local q, err = kql.compile(query, { chunkname = name, line = line, col = col })
+          if q then
+            compiled = compiled + 1
+            assert.is_true(#q.fields > 0, name)
+            assert.is_boolean(q.match(getter({})), name)
+            assert.is_nil(known_failures[name], name .. " compiles now: take it off the list")
+          elseif not known_failures[name] then
+            failures[#failures + 1] = err
+          end
+        end
+      end
+      assert.are.same({}, failures)
+      assert.are.equal(139, compiled)
+    end)
+
+    it("point errors into the rule file", function()
+      local name = "persistence_bedrock_foundation_model_access_denied_attempt.toml"
+      local query, line, col = kuery_of(read(FIXTURES .. name))
+      assert.are.equal(86, line)
+      assert.are.equal(12, col)
+      local broken = query:gsub('"failure"', '"failure" and', 1)
+      local _, err = kql.compile(broken, { chunkname = name, line = line, col = col })
+      assert.are.equal(name .. ":95:5: expected a query after 'and', found the keyword 'and'", err)
+    end)
+
+    it("match what their queries describe", function()
+      local function rule(name)
+        local query, line, col = kuery_of(read(FIXTURES .. name))
+        return compile(query, { chunkname = name, line = line, col = col })
+      end
+
+      local denied = rule("persistence_bedrock_resource_based_policy_denied_attempt.toml")
+      local e = bedrock_event()
+      e["event.action"] = "PutResourcePolicy"
+      assert.is_true(denied.match(getter(e)))
+      e["event.action"] = "PutUseCaseForModelAccess"
+      assert.is_false(denied.match(getter(e)))
+
+      local ec2_user = rule("persistence_iam_create_user_via_assumed_role_on_ec2_instance.toml")
+      local creds = {
+        ["data_stream.dataset"] = "aws.cloudtrail", ["event.provider"] = "iam.amazonaws.com",
+        ["event.action"] = "CreateUser", ["event.outcome"] = "success",
+        ["aws.cloudtrail.user_identity.type"] = "AssumedRole", ["user.id"] = "AROAEXAMPLE:i-0123456789abcdef0",
+      }
+      assert.is_true(ec2_user.match(getter(creds)))
+      creds["user.id"] = "AROAEXAMPLE:alice"
+      assert.is_false(ec2_user.match(getter(creds)))
+
+      local keypair = rule("persistence_new_terms_ec2_create_keypair_unusual_source_as.toml")
+      local kp = {
+        ["event.dataset"] = "aws.cloudtrail", ["event.provider"] = "ec2.amazonaws.com",
+        ["event.action"] = "CreateKeyPair", ["event.outcome"] = "success",
+        ["source.as.organization.name"] = "Example Hosting Ltd",
+      }
+      assert.is_true(keypair.match(getter(kp)))
+      kp["source.as.organization.name"] = "Amazon.com, Inc."
+      assert.is_false(keypair.match(getter(kp)))
+      kp["source.as.organization.name"] = "AMAZON-02"
+      assert.is_false(keypair.match(getter(kp)))
+      kp["source.as.organization.name"] = nil
+      assert.is_false(keypair.match(getter(kp)))
+    end)
+
+    it("give the same answer through match() and explain() on varied events", function()
+      -- A small deterministic generator, so a failure reproduces.
+      local seed = 12345
+      local function rand(n)
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n + 1
+      end
+      local function values_of(node, field, out)
+        if node.children then
+          for _, child in ipairs(node.children) do values_of(child, field, out) end
+        elseif node.field == field then
+          if node.op == "match" and node.wildcard then
+            out[#out + 1] = table.concat(node.segments, "x")
+          elseif node.literal then
+            out[#out + 1] = node.literal
+            out[#out + 1] = tonumber(node.literal)
+          end
+        end
+        return out
+      end
+      local others = { "other", 22, true, false, {}, { k = "v" } }
+      local checked, hits = 0, 0
+      for _, name in ipairs(rule_files()) do
+        local query = kuery_of(read(FIXTURES .. name))
+        if query then
+          local q = compile(query)
+          for _ = 1, 40 do
+            local e = {}
+            for _, field in ipairs(q.fields) do
+              -- mostly values the query names, so that whole rules match too
+              local named = values_of(q.ast, field, {})
+              local pick = rand(10)
+              if pick <= 7 and #named > 0 then
+                e[field] = named[rand(#named)]
+              elseif pick == 8 and #named > 0 then
+                e[field] = { others[rand(#others)], named[rand(#named)] }
+              elseif pick <= 9 then
+                e[field] = others[rand(#others)]
+              end
+            end
+            local get = getter(e)
+            local matched = q.match(get)
+            assert.are.equal(q.explain(get).value, matched, name)
+            checked = checked + 1
+            if matched then hits = hits + 1 end
+          end
+        end
+      end
+      assert.are.equal(139 * 40, checked)
+      assert.is_true(hits > checked // 10 and hits < checked - checked // 10)
+    end)
+  end)
+end)
