@@ -79,6 +79,10 @@ local function rule_failed(rule, err, src)
   end
 end
 
+-- Handed to the normalizer with each event: the ingest time, and the record's
+-- JSON text (request_parameters keeps Elastic's key order with it). Reused.
+local ctx = { now = nil, raw = nil }
+
 -- One event: normalize, run every rule, write an alert per match.
 local function process(rec, path, offset, index)
   if type(rec) ~= "table" or (rec[1] ~= nil) then
@@ -86,7 +90,8 @@ local function process(rec, path, offset, index)
     return
   end
   stats.records = stats.records + 1
-  local ok, doc = pcall(normalize.normalize, rec, { now = now() })
+  ctx.now = now()
+  local ok, doc = pcall(normalize.normalize, rec, ctx)
   if not ok or type(doc) ~= "table" then
     stats.failed = stats.failed + 1
     log(string.format("%s: normalizer failed: %s", where(path, offset, index), tostring(doc)))
@@ -123,12 +128,16 @@ function H.record(bytes, path, offset)
     H.reject(path, offset, "not a JSON object (a " .. (v == cjson.null and "null" or type(v)) .. "), skipped")
     return
   end
+  -- The text of a whole S3 object is not one record's: scanning it per record
+  -- would cost its size times its records.
+  ctx.raw = nil
   local recs = v.Records
   if type(recs) == "table" and v.eventSource == nil and v.eventName == nil then
     for i = 1, #recs do process(recs[i], path, offset, i - 1) end
   elseif v[1] ~= nil then
     for i = 1, #v do process(v[i], path, offset, i - 1) end
   else
+    ctx.raw = bytes
     process(v, path, offset, nil)
   end
 end
