@@ -15,7 +15,7 @@ DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-de
 PKGS    := lua5.4 libuv zlib
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-WARN    := -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L
+WARN    := -std=c11 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700
 DEFS    := -DTH_VERSION='"$(VERSION)"' -DTH_SRCDIR='"$(CURDIR)"'
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))

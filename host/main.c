@@ -140,8 +140,9 @@ static const char *find_home(char *buf, size_t size) {
     exe[n] = '\0';
     char *slash = strrchr(exe, '/');
     if (slash) *slash = '\0';
-    int len = snprintf(buf, size, "%s/../share/trailhound", exe);
-    if (len > 0 && (size_t)len < size && has_scripts(buf)) return buf;
+    char share[PATH_MAX + 32];
+    snprintf(share, sizeof share, "%s/../share/trailhound", exe);
+    if (size >= PATH_MAX && realpath(share, buf) != NULL && has_scripts(buf)) return buf;
   }
   return TH_SRCDIR;
 }

@@ -299,3 +299,18 @@ describe("trailhound replay", function()
     end)
   end)
 end)
+
+describe("make install", function()
+  after_each(th.cleanup)
+
+  it("installs a binary that finds its scripts and rules under PREFIX/share/trailhound", function()
+    local d = th.tmpdir()
+    assert.is_true(os.execute("make -s install DESTDIR=" .. th.quote(d) .. " PREFIX=/opt/th >/dev/null"))
+    local p = io.popen("cd / && " .. th.quote(d .. "/opt/th/bin/trailhound") .. " replay " ..
+      th.quote(os.getenv("PWD") .. "/examples/cloudtrail/bedrock-denied-derived.ndjson") .. " 2>&1 >/dev/null")
+    local err = p:read("a")
+    p:close()
+    assert.matches("2 rules loaded from " .. d .. "/opt/th/share/trailhound/rules", err, 1, true)
+    assert.matches("13 records, 0 malformed, 10 alerts", err, 1, true)
+  end)
+end)
