@@ -7,11 +7,16 @@
  */
 #include "engine.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -58,16 +63,93 @@ static int l_log(lua_State *L) {
   return 0;
 }
 
+/* thsys.sleep(seconds) */
+static int l_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+  return 0;
+}
+
+/* thsys.now() -> seconds since the epoch, with sub-second precision. */
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* thsys.stat(path) -> { size, mtime (ns), ino, dev, dir } or nil, message. */
+static int l_stat(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)st.st_size);
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+  lua_setfield(L, -2, "mtime");
+  lua_pushinteger(L, (lua_Integer)st.st_ino);
+  lua_setfield(L, -2, "ino");
+  lua_pushinteger(L, (lua_Integer)st.st_dev);
+  lua_setfield(L, -2, "dev");
+  lua_pushboolean(L, S_ISDIR(st.st_mode));
+  lua_setfield(L, -2, "dir");
+  return 1;
+}
+
+/* thsys.isatty(fd) -> boolean */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* thsys.columns() -> width of the terminal on stdout, or nil. */
+static int l_columns(lua_State *L) {
+  struct winsize ws;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+    lua_pushinteger(L, ws.ws_col);
+    return 1;
+  }
+  return 0;
+}
+
+static const luaL_Reg sys_funcs[] = {
+  {"sleep", l_sleep},     {"now", l_now},         {"stat", l_stat},
+  {"isatty", l_isatty},   {"columns", l_columns}, {NULL, NULL},
+};
+
+/* Module opener for require "thsys": system calls the scripts need, and
+ * home, the folder holding scripts/ (upvalue 1). */
+static int open_sys(lua_State *L) {
+  luaL_newlib(L, sys_funcs);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setfield(L, -2, "home");
+  return 1;
+}
+
+/* Standard libraries, scripts from home/scripts and nowhere else, and
+ * thsys preloaded. */
+static void prepare(lua_State *L, const char *home) {
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/scripts/?.lua", home);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushstring(L, home);
+  lua_pushcclosure(L, open_sys, 1);
+  lua_setfield(L, -2, "thsys");
+  lua_pop(L, 2);  /* preload, package */
+}
+
 /* Runs inside a protected call so that even start-up errors are caught. */
 static int start(lua_State *L) {
   const th_engine_opts *o = lua_touserdata(L, 1);
-  luaL_openlibs(L);
-
-  /* Host scripts come from home/scripts and nowhere else. */
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/scripts/?.lua", o->home);
-  lua_setfield(L, -2, "path");
-  lua_pop(L, 1);  /* package */
+  prepare(L, o->home);
 
   lua_getglobal(L, "require");
   lua_pushliteral(L, "host");
@@ -148,4 +230,45 @@ void th_engine_summary(th_engine *e, unsigned files, unsigned failed) {
 void th_engine_close(th_engine *e) {
   if (e->L) lua_close(e->L);
   e->L = NULL;
+}
+
+typedef struct command_args {
+  const char *home;
+  int argc;
+  char **argv;
+} command_args;
+
+/* cli.main({ argv... }) -> exit code; inside a protected call. */
+static int command(lua_State *L) {
+  const command_args *a = lua_touserdata(L, 1);
+  prepare(L, a->home);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cli");
+  lua_call(L, 1, 1);  /* the cli module */
+  lua_getfield(L, -1, "main");
+  lua_createtable(L, a->argc, 0);
+  for (int i = 0; i < a->argc; i++) {
+    lua_pushstring(L, a->argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_call(L, 1, 1);
+  return 1;  /* the exit code */
+}
+
+int th_engine_command(const char *home, int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    th_log("cannot create a Lua state: out of memory");
+    return 1;
+  }
+  command_args a = {home, argc, argv};
+  lua_pushcfunction(L, command);
+  lua_pushlightuserdata(L, &a);
+  int rc = 1;
+  if (call(L, 1, 1, argv[0]) == 0) {
+    rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 1;
+    lua_pop(L, 1);  /* the exit code */
+  }
+  lua_close(L);
+  return rc;
 }

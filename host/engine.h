@@ -48,4 +48,9 @@ void th_engine_summary(th_engine *e, unsigned files, unsigned failed);
 
 void th_engine_close(th_engine *e);
 
+/* Run a command written in Lua (scripts/cli.lua: test, check, explain, show,
+ * new, dev) in a Lua state of its own. argv[0] is the command name. Returns
+ * the command's exit code (1 if it could not start). */
+int th_engine_command(const char *home, int argc, char **argv);
+
 #endif

@@ -205,6 +205,14 @@ static int do_run(th_engine *e, th_output *out, const options *o) {
   return 0;
 }
 
+/* Commands written in Lua (scripts/cli.lua). */
+static int is_lua_command(const char *cmd) {
+  static const char *const names[] = {"test", "check", "explain", "show", "new", "dev", NULL};
+  for (int i = 0; names[i]; i++)
+    if (strcmp(cmd, names[i]) == 0) return 1;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
                     strcmp(argv[1], "help") == 0)) {
@@ -214,6 +222,11 @@ int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "--version") == 0) {
     puts("trailhound " TH_VERSION);
     return 0;
+  }
+  if (argc >= 2 && is_lua_command(argv[1])) {
+    char homebuf[PATH_MAX];
+    signal(SIGPIPE, SIG_IGN);
+    return th_engine_command(find_home(homebuf, sizeof homebuf), argc - 1, argv + 1);
   }
   options o;
   int rc = parse(argc, argv, &o);
