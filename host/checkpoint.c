@@ -1,0 +1,180 @@
+/* checkpoint.c: fingerprints and the state file (see checkpoint.h). */
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static uint64_t fnv1a(const unsigned char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+/* Read up to want bytes from the start of fd. */
+static ssize_t head(int fd, unsigned char *buf, size_t want) {
+  size_t got = 0;
+  while (got < want) {
+    ssize_t r = pread(fd, buf + got, want - got, (off_t)got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -errno;
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  return (ssize_t)got;
+}
+
+int th_fingerprint(int fd, uint32_t *len, uint64_t *hash) {
+  unsigned char buf[TH_FP_MAX];
+  ssize_t n = head(fd, buf, sizeof buf);
+  if (n < 0) return (int)n;
+  *len = (uint32_t)n;
+  *hash = fnv1a(buf, (size_t)n);
+  return 0;
+}
+
+int th_fingerprint_matches(int fd, uint32_t len, uint64_t hash) {
+  unsigned char buf[TH_FP_MAX];
+  if (len > TH_FP_MAX) return 0;
+  ssize_t n = head(fd, buf, len);
+  return n == (ssize_t)len && fnv1a(buf, len) == hash;
+}
+
+void th_ckpt_free(th_ckpt *e, size_t n) {
+  for (size_t i = 0; i < n; i++) free(e[i].path);
+  free(e);
+}
+
+/* Paths are written with '%', space, CR and LF as %XX so a line stays a line. */
+static void put_path(FILE *f, const char *p) {
+  for (; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '%' || c == ' ' || c == '\n' || c == '\r') fprintf(f, "%%%02X", c);
+    else fputc(c, f);
+  }
+}
+
+static char *get_path(const char *s) {
+  size_t n = strlen(s);
+  char *out = malloc(n + 1), *o = out;
+  if (out == NULL) return NULL;
+  while (*s) {
+    unsigned v;
+    if (*s == '%' && sscanf(s + 1, "%2X", &v) == 1 && s[1] && s[2]) {
+      *o++ = (char)v;
+      s += 3;
+    } else {
+      *o++ = *s++;
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line) {
+  *out = NULL;
+  *n = 0;
+  *bad_line = 0;
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return errno == ENOENT ? 0 : -errno;
+  char line[PATH_MAX * 3 + 256];
+  th_ckpt *e = NULL;
+  size_t cap = 0, count = 0;
+  int lineno = 0, rc = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    size_t len = strlen(line);
+    if (len == 0 || line[len - 1] != '\n') {  /* cut short: the file is damaged */
+      rc = -EINVAL;
+      break;
+    }
+    line[len - 1] = '\0';
+    if (lineno == 1) {
+      if (strcmp(line, "trailhound-state 1") != 0) rc = -EINVAL;
+      if (rc) break;
+      continue;
+    }
+    th_ckpt c;
+    memset(&c, 0, sizeof c);
+    int pos = 0;
+    if (sscanf(line, "%" SCNu64 " %" SCNu64 " %" SCNu32 " %" SCNx64 " %" SCNu64 " %u %n", &c.dev,
+               &c.ino, &c.fp_len, &c.fp, &c.offset, &c.flags, &pos) != 6 ||
+        pos == 0 || line[pos] == '\0' || c.fp_len > TH_FP_MAX) {
+      rc = -EINVAL;
+      break;
+    }
+    if (count == cap) {
+      cap = cap ? cap * 2 : 16;
+      th_ckpt *ne = realloc(e, cap * sizeof *ne);
+      if (ne == NULL) {
+        rc = -ENOMEM;
+        break;
+      }
+      e = ne;
+    }
+    if ((c.path = get_path(line + pos)) == NULL) {
+      rc = -ENOMEM;
+      break;
+    }
+    e[count++] = c;
+  }
+  if (rc == 0 && ferror(f)) rc = -EIO;
+  if (rc == 0 && lineno == 0) rc = -EINVAL;  /* empty: written, then cut */
+  fclose(f);
+  if (rc < 0) {
+    *bad_line = lineno;
+    th_ckpt_free(e, count);
+    return rc;
+  }
+  *out = e;
+  *n = count;
+  return 0;
+}
+
+int th_ckpt_save(const char *path, const th_ckpt *e, size_t n) {
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -ENAMETOOLONG;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -errno;
+  FILE *f = fdopen(fd, "w");
+  if (f == NULL) {
+    int err = errno;
+    close(fd);
+    unlink(tmp);
+    return -err;
+  }
+  fputs("trailhound-state 1\n", f);
+  for (size_t i = 0; i < n; i++) {
+    fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu32 " %016" PRIx64 " %" PRIu64 " %u ", e[i].dev,
+            e[i].ino, e[i].fp_len, e[i].fp, e[i].offset, e[i].flags);
+    put_path(f, e[i].path);
+    fputc('\n', f);
+  }
+  int rc = 0;
+  if (fflush(f) != 0 || fsync(fd) != 0) rc = -errno;
+  if (fclose(f) != 0 && rc == 0) rc = -errno;
+  if (rc == 0 && rename(tmp, path) != 0) rc = -errno;
+  if (rc < 0) {
+    unlink(tmp);
+    return rc;
+  }
+  /* The rename is durable only once the directory is. */
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return 0;
+}

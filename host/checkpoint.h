@@ -1,0 +1,50 @@
+/* checkpoint.h: the state file, where each tracked file's progress is kept.
+ *
+ * One line per file: its identity (device, inode, and a fingerprint of its
+ * first bytes, so a reused inode or a renamed file is never taken for another),
+ * the offset after its last fully processed record, and flags. The file is
+ * replaced atomically: written beside, fsynced, renamed over, and the
+ * directory fsynced, so a crash leaves the old state or the new, never half.
+ *
+ *   trailhound-state 1
+ *   <dev> <ino> <fp_len> <fp_hash hex> <offset> <flags> <path, %-escaped>
+ */
+#ifndef TH_CHECKPOINT_H
+#define TH_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes at the start of a file that identify it. */
+#define TH_FP_MAX 1024
+
+enum { TH_CKPT_DONE = 1 };  /* a whole document processed: never read again */
+
+typedef struct th_ckpt {
+  char *path;        /* where the file was last seen; owned */
+  uint64_t dev;      /* device and inode it had */
+  uint64_t ino;
+  uint32_t fp_len;   /* bytes the fingerprint covers (< TH_FP_MAX while small) */
+  uint64_t fp;       /* FNV-1a 64 of those bytes */
+  uint64_t offset;   /* after the last fully processed record */
+  unsigned flags;    /* TH_CKPT_* */
+} th_ckpt;
+
+/* Fingerprint the first min(size, TH_FP_MAX) bytes of fd. Returns 0 or -errno. */
+int th_fingerprint(int fd, uint32_t *len, uint64_t *hash);
+
+/* Does fd start with the bytes fingerprinted as (len, hash)? */
+int th_fingerprint_matches(int fd, uint32_t len, uint64_t hash);
+
+/* Read a state file. On success *out (caller frees with th_ckpt_free) holds
+ * *n entries and 0 is returned; a missing file is 0 entries. A damaged file
+ * returns -EINVAL and sets *bad_line to the first line that does not parse;
+ * an unreadable one returns -errno. */
+int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line);
+
+/* Write entries atomically. Returns 0 or -errno (the old state stays). */
+int th_ckpt_save(const char *path, const th_ckpt *e, size_t n);
+
+void th_ckpt_free(th_ckpt *e, size_t n);
+
+#endif

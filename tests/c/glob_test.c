@@ -1,0 +1,97 @@
+/* glob_test.c: PATH patterns, matched and walked over a real directory tree.
+ * Prints TAP. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "glob.h"
+
+static int planned, failures;
+
+#define CHECK(cond, ...)                                                         \
+  do {                                                                           \
+    planned++;                                                                   \
+    if (cond) printf("ok %d - ", planned);                                       \
+    else { failures++; printf("not ok %d - ", planned); }                        \
+    printf(__VA_ARGS__);                                                         \
+    printf("\n");                                                                \
+  } while (0)
+
+static void glob_match_segments_and_double_star(void) {
+  CHECK(th_glob_match("/var/log/ct/*.ndjson", "/var/log/ct/a.ndjson"), "star within a segment");
+  CHECK(!th_glob_match("/var/log/ct/*.ndjson", "/var/log/ct/x/a.ndjson"), "star does not cross '/'");
+  CHECK(th_glob_match("logs/**/*.ndjson", "logs/a.ndjson"), "double star matches zero segments");
+  CHECK(th_glob_match("logs/**/*.ndjson", "logs/x/y/b.ndjson"), "double star matches several segments");
+  CHECK(!th_glob_match("logs/**/*.ndjson", "other/b.ndjson"), "double star keeps the prefix");
+  CHECK(th_glob_match("logs/**", "logs/x/y"), "trailing double star matches everything under");
+  CHECK(th_glob_match("a/?.j[sx]on", "a/b.json"), "question mark and brackets");
+  CHECK(!th_glob_match("a/*", "a/.hidden"), "star does not match a leading dot");
+  CHECK(th_glob_match("./a/*.gz", "a/x.gz"), "leading ./ ignored");
+}
+
+static void glob_base_is_the_plain_prefix(void) {
+  char *b;
+  b = th_glob_base("/var/log/ct/*.ndjson");
+  CHECK(strcmp(b, "/var/log/ct") == 0, "base of /var/log/ct/*.ndjson is /var/log/ct (%s)", b);
+  free(b);
+  b = th_glob_base("*.ndjson");
+  CHECK(strcmp(b, ".") == 0, "base of a relative name pattern is . (%s)", b);
+  free(b);
+  b = th_glob_base("logs/**/x/*.gz");
+  CHECK(strcmp(b, "logs") == 0, "base stops at the first wildcard segment (%s)", b);
+  free(b);
+}
+
+static char found[4096];
+static void collect(void *ud, const char *path, const struct stat *st) {
+  (void)ud;
+  (void)st;
+  strcat(found, path);
+  strcat(found, " ");
+}
+
+static void touch(const char *p) {
+  FILE *f = fopen(p, "w");
+  if (f) fclose(f);
+}
+
+static void glob_walk_finds_files_in_order(void) {
+  char dir[] = "/tmp/th-glob-XXXXXX";
+  if (mkdtemp(dir) == NULL) return;
+  char p[512];
+  const char *files[] = {"b.ndjson", "a.ndjson", "x/c.ndjson", "x/y/d.ndjson", "x/e.txt", NULL};
+  snprintf(p, sizeof p, "%s/x", dir);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/x/y", dir);
+  mkdir(p, 0700);
+  for (int i = 0; files[i]; i++) {
+    snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+    touch(p);
+  }
+  char pat[512], want[2048];
+  found[0] = '\0';
+  snprintf(pat, sizeof pat, "%s/*.ndjson", dir);
+  int n = th_glob_walk(pat, collect, NULL);
+  snprintf(want, sizeof want, "%s/a.ndjson %s/b.ndjson ", dir, dir);
+  CHECK(n == 2 && strcmp(found, want) == 0, "walk of dir/*.ndjson: %s", found);
+
+  found[0] = '\0';
+  snprintf(pat, sizeof pat, "%s/**/*.ndjson", dir);
+  n = th_glob_walk(pat, collect, NULL);
+  snprintf(want, sizeof want, "%s/a.ndjson %s/b.ndjson %s/x/c.ndjson %s/x/y/d.ndjson ", dir, dir, dir, dir);
+  CHECK(n == 4 && strcmp(found, want) == 0, "walk of dir/**/*.ndjson: %s", found);
+
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) printf("# could not remove %s\n", dir);
+}
+
+int main(void) {
+  glob_match_segments_and_double_star();
+  glob_base_is_the_plain_prefix();
+  glob_walk_finds_files_in_order();
+  printf("1..%d\n", planned);
+  return failures ? 1 : 0;
+}
