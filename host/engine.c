@@ -7,6 +7,7 @@
  */
 #include "engine.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -102,6 +103,27 @@ static int l_stat(lua_State *L) {
   return 1;
 }
 
+/* thsys.listdir(path) -> { names... } (unsorted, without . and ..) or nil, message. */
+static int l_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (d == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_newtable(L);
+  lua_Integer n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+    lua_pushstring(L, de->d_name);
+    lua_rawseti(L, -2, ++n);
+  }
+  closedir(d);
+  return 1;
+}
+
 /* thsys.isatty(fd) -> boolean */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -120,7 +142,8 @@ static int l_columns(lua_State *L) {
 
 static const luaL_Reg sys_funcs[] = {
   {"sleep", l_sleep},     {"now", l_now},         {"stat", l_stat},
-  {"isatty", l_isatty},   {"columns", l_columns}, {NULL, NULL},
+  {"isatty", l_isatty},   {"columns", l_columns}, {"listdir", l_listdir},
+  {NULL, NULL},
 };
 
 /* Module opener for require "thsys": system calls the scripts need, and
@@ -168,8 +191,14 @@ static int start(lua_State *L) {
   lua_setfield(L, -2, "emit");
   lua_pushcfunction(L, l_log);
   lua_setfield(L, -2, "log");
-  lua_call(L, 1, 0);  /* host.init(opts) */
-  return 1;           /* the host module */
+  lua_call(L, 1, 2);  /* host.init(opts) -> true | nil, message */
+  if (!lua_toboolean(L, -2)) {
+    th_log("%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "cannot start");
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pop(L, 2);  /* init's results */
+  return 1;       /* the host module */
 }
 
 int th_engine_init(th_engine *e, const th_engine_opts *o) {
@@ -185,6 +214,7 @@ int th_engine_init(th_engine *e, const th_engine_opts *o) {
   lua_pushcfunction(L, start);
   lua_pushlightuserdata(L, (void *)o);
   if (call(L, 1, 1, "start-up") < 0) return -1;
+  if (!lua_istable(L, -1)) return -1;  /* reported by start */
   lua_getfield(L, -1, "record");
   e->record = luaL_ref(L, LUA_REGISTRYINDEX);
   e->host = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -199,6 +229,16 @@ void th_engine_record(th_engine *e, const char *buf, size_t len, const char *pat
   lua_pushstring(L, path);
   lua_pushinteger(L, (lua_Integer)offset);
   call(L, 3, 0, "record");
+}
+
+void th_engine_document(th_engine *e, const char *buf, size_t len, const char *path) {
+  lua_State *L = e->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->host);
+  lua_getfield(L, -1, "document");
+  lua_remove(L, -2);  /* the host table */
+  lua_pushlstring(L, buf, len);
+  lua_pushstring(L, path);
+  call(L, 2, 0, "document");
 }
 
 void th_engine_reject(th_engine *e, const char *path, uint64_t offset, const char *reason) {

@@ -38,6 +38,10 @@ int th_engine_init(th_engine *e, const th_engine_opts *o);
 void th_engine_record(th_engine *e, const char *buf, size_t len, const char *path,
                       uint64_t offset);
 
+/* Process a whole file read at once: a CloudTrail S3 object or an array of
+ * records, else line by line if it turns out to be NDJSON. */
+void th_engine_document(th_engine *e, const char *buf, size_t len, const char *path);
+
 /* Count and report a record that never reached the decoder (too long,
  * unreadable). reason is a short phrase. */
 void th_engine_reject(th_engine *e, const char *path, uint64_t offset, const char *reason);

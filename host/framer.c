@@ -57,7 +57,8 @@ int th_framer_feed(th_framer *f, const char *data, size_t n, th_line_cb cb, void
     size_t chunk = (size_t)((nl ? nl : end) - p);
     if (f->skipping) {
       /* Over-long record: already reported, drop up to its newline. */
-    } else if (f->len + chunk > f->max_line) {
+    } else if (f->len + chunk > f->max_line &&
+               !(nl && f->len + chunk == f->max_line + 1 && nl[-1] == '\r')) {  /* CR is not content */
       cb(ud, NULL, f->len + chunk, f->start);
       f->len = 0;
       f->skipping = 1;

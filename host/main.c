@@ -64,13 +64,15 @@ static size_t parse_size(const char *s) {
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
   if (errno || end == s || s[0] == '-') return 0;
+  int shift = 0;
   switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
     default: break;
   }
-  if (*end != '\0' || v > SIZE_MAX / 2) return 0;
+  if (*end != '\0' || v > (SIZE_MAX / 2) >> shift) return 0;
+  v <<= shift;
   return (size_t)v;
 }
 
@@ -147,6 +149,13 @@ static const char *find_home(char *buf, size_t size) {
   return TH_SRCDIR;
 }
 
+/* Alerts that cannot be written are a failure of the run, said once. */
+static int output_failed(const th_output *out) {
+  if (out->error == 0) return 0;
+  th_log("write stdout: %s; stopping, later alerts were not written", strerror(out->error));
+  return 1;
+}
+
 static int do_replay(th_engine *e, th_output *out, const options *o) {
   unsigned ok = 0, failed = 0;
   for (int i = 0; i < o->nfiles && !out->error; i++) {
@@ -154,8 +163,9 @@ static int do_replay(th_engine *e, th_output *out, const options *o) {
     else failed++;
   }
   th_output_flush(out);
+  int broken = output_failed(out);
   th_engine_summary(e, ok, failed);
-  return ok == 0 ? 1 : 0;
+  return ok == 0 || broken ? 1 : 0;
 }
 
 typedef struct run_ctx {
@@ -188,7 +198,12 @@ static int do_run(th_engine *e, th_output *out, const options *o) {
     th_log("out of memory");
     return 1;
   }
-  for (int i = 0; i < o->nfiles; i++) th_tail_add(&r.tail, o->files[i]);
+  for (int i = 0; i < o->nfiles; i++) {
+    if (th_tail_add(&r.tail, o->files[i]) < 0) {
+      th_log("out of memory");
+      return 1;
+    }
+  }
   uv_signal_init(&loop, &r.sigint);
   uv_signal_init(&loop, &r.sigterm);
   r.sigint.data = r.sigterm.data = &r;
@@ -199,10 +214,11 @@ static int do_run(th_engine *e, th_output *out, const options *o) {
   uv_run(&loop, UV_RUN_DEFAULT);
 
   th_output_flush(out);
+  int broken = output_failed(out);
   th_engine_summary(e, r.tail.opened, r.tail.failed);
   th_tail_free(&r.tail);
   uv_loop_close(&loop);
-  return 0;
+  return broken;
 }
 
 /* Commands written in Lua (scripts/cli.lua). */

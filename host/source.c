@@ -15,11 +15,16 @@
 
 void th_source_line(void *ud, const char *line, size_t len, uint64_t offset) {
   th_source *s = ud;
+  if (s->engine->out->error) return;  /* alerts can no longer be written: stop */
   if (line == NULL) {
     char reason[96];
     snprintf(reason, sizeof reason, "record longer than --max-line (%zu bytes), skipped", s->max_line);
     th_engine_reject(s->engine, s->path, offset, reason);
     return;
+  }
+  if (offset == 0 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {  /* UTF-8 byte-order mark */
+    line += 3;
+    len -= 3;
   }
   th_engine_record(s->engine, line, len, s->path, offset);
 }
@@ -73,15 +78,19 @@ int th_source_load(const char *path, char **out, size_t *outlen) {
     }
     size_t want = cap - len > (1u << 30) ? (1u << 30) : cap - len;
     int n = gzread(gz, buf + len, (unsigned)want);
-    if (n < 0) {
-      int zerr;
-      const char *msg = gzerror(gz, &zerr);
-      th_log("read %s: %s at byte %zu of its content", path,
-             zerr == Z_ERRNO ? strerror(errno) : msg, len);
-      goto cleanup;
+    int zerr = Z_OK;
+    const char *msg = gzerror(gz, &zerr);
+    if (n > 0) len += (size_t)n;
+    if (n < 0 || (n == 0 && zerr != Z_OK)) {
+      /* Keep what was decoded before the damage: its records are good. */
+      const char *colon = zerr == Z_ERRNO ? NULL : strstr(msg, ": ");  /* "<fd:3>: " */
+      th_log("read %s: %s after %zu bytes of content; reading what came before", path,
+             zerr == Z_ERRNO ? strerror(errno)
+             : zerr == Z_BUF_ERROR ? "truncated gzip (unexpected end of input)"
+             : colon ? colon + 2 : msg, len);
+      break;
     }
     if (n == 0) break;
-    len += (size_t)n;
   }
   *out = buf;
   *outlen = len;
@@ -96,7 +105,7 @@ cleanup:
 /* A whole document spans lines: an array, or an object whose first line does
  * not close it. NDJSON lines each hold a complete object. */
 int th_source_is_document(const char *buf, size_t len) {
-  size_t i = 0;
+  size_t i = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
   while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) i++;
   if (i == len) return 0;
   if (buf[i] == '[') return 1;
@@ -110,7 +119,7 @@ int th_source_is_document(const char *buf, size_t len) {
 
 void th_source_feed(th_source *s, const char *buf, size_t len) {
   if (th_source_is_document(buf, len)) {
-    th_engine_record(s->engine, buf, len, s->path, 0);
+    th_engine_document(s->engine, buf, len, s->path);
     return;
   }
   th_framer f;

@@ -57,12 +57,13 @@ end
 function M.run(args, opts)
   opts = opts or {}
   local d = M.tmpdir()
-  local cmd = string.format("%s %s >%s/out 2>%s/err </dev/null; echo $?", quote(M.bin), argv(args), d, d)
+  local stdout = opts.stdout or (d .. "/out")
+  local cmd = string.format("%s %s >%s 2>%s/err </dev/null; echo $?", quote(M.bin), argv(args), stdout, d)
   if opts.env then cmd = opts.env .. " " .. cmd end
   local p = io.popen(cmd)
   local rc = tonumber(p:read("a"):match("(%d+)"))
   p:close()
-  return M.read(d .. "/out"), M.read(d .. "/err"), rc
+  return M.read(d .. "/out") or "", M.read(d .. "/err"), rc
 end
 
 -- Decode alert lines (one JSON object per line).
