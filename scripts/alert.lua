@@ -19,34 +19,45 @@ M.NAMESPACE = "5c3f3b0e-8f1a-4a57-9d2c-7a1e60b9c2d4"
 
 local null = cjson.null
 
--- Deep copy of a document with dotted keys expanded into nested objects and
--- JSON nulls dropped: alerts hold nested objects only.
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do
+    if x ~= null then c[k] = copy(x) end
+  end
+  return c
+end
+
+-- Merge src into dst, objects into objects.
+local function merge(dst, k, v)
+  if type(v) == "table" and type(dst[k]) == "table" then
+    for kk, vv in pairs(v) do merge(dst[k], kk, vv) end
+  else
+    dst[k] = v
+  end
+end
+
+-- Copy of a document with its top-level dotted keys ("event.action",
+-- "aws.cloudtrail") expanded into nested objects and JSON nulls dropped:
+-- alerts hold nested objects. Keys inside values are data (request
+-- parameters, tags) and are kept as they are.
 local function nest(src, dst)
   for k, v in pairs(src) do
     if v ~= null then
-      if type(v) == "table" then v = nest(v, {}) end
-      if type(k) == "string" and k:find(".", 1, true) and k ~= "@timestamp" then
-        local t = dst
-        local parts = {}
+      v = copy(v)
+      local parts = {}
+      if type(k) == "string" and k ~= "@timestamp" and k:find(".", 1, true) then
         for p in k:gmatch("[^.]+") do parts[#parts + 1] = p end
-        for i = 1, #parts - 1 do
-          local n = t[parts[i]]
-          if type(n) ~= "table" then
-            n = {}
-            t[parts[i]] = n
-          end
-          t = n
-        end
-        local last = parts[#parts]
-        if type(v) == "table" and type(t[last]) == "table" then
-          for kk, vv in pairs(v) do t[last][kk] = vv end
-        else
-          t[last] = v
-        end
-      elseif type(v) == "table" and type(dst[k]) == "table" then
-        for kk, vv in pairs(v) do dst[k][kk] = vv end  -- merge with a dotted sibling
+      end
+      if #parts < 2 then
+        merge(dst, k, v)
       else
-        dst[k] = v
+        local t = dst
+        for i = 1, #parts - 1 do
+          if type(t[parts[i]]) ~= "table" then t[parts[i]] = {} end
+          t = t[parts[i]]
+        end
+        merge(t, parts[#parts], v)
       end
     end
   end
@@ -95,13 +106,6 @@ function M.reason(meta, doc)
   if region then parts[#parts + 1] = (account and " " or " in ") .. "(" .. tostring(region) .. ")" end
   parts[#parts + 1] = string.format(" created %s alert %s.", tostring(meta.severity), tostring(meta.name))
   return table.concat(parts)
-end
-
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local c = {}
-  for k, x in pairs(v) do c[k] = copy(x) end
-  return c
 end
 
 -- Build the alert table. rule: a loaded rule (rule.meta is the module);

@@ -13,13 +13,15 @@ local M = {}
 local null = require("cjson").null
 
 -- "a.b.c" -> { "a", "b", "c" }, computed once per distinct name.
-local segments = {}  -- names come from rule code: a bounded set
+-- Rules may compute names, so the cache is emptied when it grows large.
+local segments, cached = {}, 0
 local function split(name)
   local s = segments[name]
   if s == nil then
     s = {}
     for part in string.gmatch(name, "[^.]+") do s[#s + 1] = part end
-    segments[name] = s
+    if cached >= 4096 then segments, cached = {}, 0 end
+    segments[name], cached = s, cached + 1
   end
   return s
 end
@@ -49,6 +51,7 @@ function M.get(doc, name)
     return v
   end
   local parts = split(name)
+  if #parts == 0 then return nil end  -- "" or ".": no field, never the document
   -- Fast path: fully nested, as the normalizer writes it.
   local t = doc
   for i = 1, #parts do
@@ -82,11 +85,14 @@ readonly = function(t)
     __index = function(_, k) return wrap(rawget(t, k)) end,
     __newindex = refuse,
     __len = function() return #t end,
+    -- The state handed to the iterator is nil: pairs must not give out t.
     __pairs = function()
-      return function(_, k)
-        local nk, nv = next(t, k)
-        return nk, wrap(nv)
-      end, t, nil
+      local k
+      return function()
+        local nv
+        k, nv = next(t, k)
+        return k, wrap(nv)
+      end, nil, nil
     end,
     __metatable = false,
   })

@@ -17,6 +17,10 @@ local kql = require "kql"
 local event = require "event"
 local sandbox = require "sandbox"
 
+-- The host lists folders in C (thsys); specs running under plain lua5.4 list
+-- them with ls, the folder name quoted for the shell.
+local has_sys, sys = pcall(require, "thsys")
+
 local M = {}
 
 local function read(path)
@@ -69,6 +73,9 @@ local OPTIONAL = {
 }
 local SEVERITIES = { low = true, medium = true, high = true, critical = true }
 
+-- The keys a rule may have and their Lua types, for `trailhound check`.
+M.REQUIRED, M.OPTIONAL = REQUIRED, OPTIONAL
+
 local function validate(path, src, mod)
   local function fail(key, msg)
     return nil, string.format("%s:%d: %s", path, line_of(src, key), msg)
@@ -99,6 +106,25 @@ local function validate(path, src, mod)
   return true
 end
 
+-- A copy made with next (raw): whatever metatables the rule's tables carry,
+-- the host never runs rule code when it reads metadata.
+local function plain(v, depth)
+  if type(v) ~= "table" then return v end
+  if depth > 32 then error("metadata nested more than 32 levels deep", 0) end
+  local c = {}
+  local k, x = next(v)
+  while k ~= nil do
+    c[k] = plain(x, depth + 1)
+    k, x = next(v, k)
+  end
+  return c
+end
+
+local function verdict(v)
+  if v == true or v == false then return v end
+  error(string.format("match must return true or false, not %s", v == nil and "nil" or type(v)), 0)
+end
+
 -- Load one rule file. Returns the rule, or nil and a message naming file and line.
 -- opts.log: where a rule's print goes.
 function M.load_file(path, opts)
@@ -113,6 +139,9 @@ function M.load_file(path, opts)
   if type(mod) ~= "table" then
     return nil, string.format("%s:1: a rule module must return a table, not a %s", path, type(mod))
   end
+  local cok, copy = pcall(plain, mod, 0)
+  if not cok then return nil, string.format("%s:1: %s", path, tostring(copy)) end
+  mod = copy
   local valid, verr = validate(path, src, mod)
   if not valid then return nil, verr end
 
@@ -128,40 +157,53 @@ function M.load_file(path, opts)
   -- get(name) reads a field of the event (event.getter); the view a Lua
   -- match function sees is built only for rules that have one.
   if query and lua_match then
-    rule.match = function(get, doc) return query(get) and lua_match(event.view(doc)) == true end
+    rule.match = function(get, doc) return query(get) and verdict(lua_match(event.view(doc))) end
   elseif query then
     rule.match = function(get) return query(get) end
   else
-    rule.match = function(_, doc) return lua_match(event.view(doc)) == true end
+    rule.match = function(_, doc) return verdict(lua_match(event.view(doc))) end
   end
   return rule
 end
 
--- Load every *.lua file of a directory, in name order. Returns the rules and
--- a list of error messages (a broken rule is left out; the others load).
-function M.load_dir(dir, opts)
-  local rules, errors, seen = {}, {}, {}
-  local p = io.popen('ls -1 "' .. dir:gsub('"', '\\"') .. '" 2>/dev/null')
-  local names = {}
-  if p then
-    for name in p:lines() do
-      if name:match("%.lua$") then names[#names + 1] = name end
-    end
-    p:close()
+-- Names in a folder, sorted; or nil and a message.
+local function list(dir)
+  if has_sys then
+    local names, err = sys.listdir(dir)
+    if not names then return nil, err end
+    table.sort(names)
+    return names
   end
-  table.sort(names)
+  local p = io.popen("ls -1 '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local names = {}
+  for name in p:lines() do names[#names + 1] = name end
+  if not p:close() then return nil, dir .. ": cannot list the folder" end
+  return names
+end
+M.list = list
+
+-- Load every *.lua file of a directory, in name order. Returns the rules and
+-- a list of error messages (a broken rule is left out; the others load), or
+-- nil and a message when the folder itself cannot be read.
+function M.load_dir(dir, opts)
+  local names, lerr = list(dir)
+  if not names then return nil, lerr end
+  local rules, errors, seen = {}, {}, {}
   for _, name in ipairs(names) do
-    local path = dir .. "/" .. name
-    local rule, err = M.load_file(path, opts)
-    if rule and seen[rule.id] then
-      rule, err = nil, string.format("%s:%d: rule_id %s is already used by %s", path,
-        1, rule.id, seen[rule.id])
-    end
-    if rule then
-      seen[rule.id] = path
-      rules[#rules + 1] = rule
-    else
-      errors[#errors + 1] = err
+    if name:match("%.lua$") then
+      local path = dir .. "/" .. name
+      local ok, rule, err = pcall(M.load_file, path, opts)
+      if not ok then rule, err = nil, string.format("%s:1: %s", path, tostring(rule)) end
+      if rule and seen[rule.id] then
+        rule, err = nil, string.format("%s:%d: rule_id %s is already used by %s", path,
+          1, rule.id, seen[rule.id])
+      end
+      if rule then
+        seen[rule.id] = path
+        rules[#rules + 1] = rule
+      else
+        errors[#errors + 1] = err
+      end
     end
   end
   return rules, errors

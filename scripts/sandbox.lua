@@ -12,7 +12,7 @@ local M = {}
 
 local BASIC = {
   "assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen",
-  "rawset", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall",
+  "rawset", "select", "tonumber", "tostring", "type", "xpcall",
 }
 
 local function blocked(name)
@@ -45,7 +45,9 @@ function M.env(name, log)
   str.dump = blocked("string.dump")
   env.string = str
   env.table = copy(table)
-  env.math = copy(math)
+  -- One generator serves the whole host: a rule may draw from it, not reseed it.
+  env.math = copy(math, { randomseed = true })
+  env.math.randomseed = blocked("math.randomseed")
   env.utf8 = copy(utf8)
   env.os = blocked_library("os", { time = os.time, date = os.date, clock = os.clock })
   env.io = blocked_library("io")
@@ -56,6 +58,11 @@ function M.env(name, log)
   env.loadfile = blocked("loadfile")
   env.collectgarbage = blocked("collectgarbage")
 
+  -- A finalizer would run later, outside the rule's call and its limits.
+  env.setmetatable = function(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then error("blocked: __gc metamethod", 2) end
+    return setmetatable(t, mt)
+  end
   -- The string metatable is shared by every string in the host: hand out
   -- metatables of tables only.
   env.getmetatable = function(v)

@@ -73,6 +73,13 @@ describe("alert", function()
                   aws = { cloudtrail = { error_code = "E" } } }, n)
   end)
 
+  it("keeps keys inside values as they are: request parameters and tags are data", function()
+    local n = alert.nest({ aws = { cloudtrail = { flattened = { request_parameters = {
+      tags = { ["."] = "x", ["env.name"] = "prod", env = "top" } } } } } }, {})
+    assert.same({ ["."] = "x", ["env.name"] = "prod", env = "top" },
+      n.aws.cloudtrail.flattened.request_parameters.tags)
+  end)
+
   it("encodes slashes as they are", function()
     assert.equal('{"a":"arn:aws:iam::1:role/x\\\\/y"}', alert.encode({ a = "arn:aws:iam::1:role/x\\/y" }))
   end)

@@ -226,6 +226,53 @@ describe("trailhound replay", function()
       assert.matches(d .. "/broken.json:0: malformed JSON", err, 1, true)
     end)
 
+    it("reads a .json file of NDJSON whose first line is broken, line by line", function()
+      local d = th.tmpdir()
+      th.write(d .. "/x.json", '{"eventSource":"bedrock.amazonaws.com","eventName":"Put\n' ..
+        ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "j1")) ..
+        ev.line(ev.denied("DeleteResourcePolicy", "AccessDenied", "j2")))
+      local out, err = th.run({ "replay", d .. "/x.json" })
+      assert.equal(2, #th.alerts(out))
+      assert.matches(d .. "/x.json:0: malformed JSON", err, 1, true)
+    end)
+
+    it("reports a truncated gzip object and keeps the records before the cut", function()
+      local d = th.tmpdir()
+      local lines = {}
+      for i = 1, 200 do lines[i] = ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "gz" .. i)) end
+      th.write(d .. "/n.ndjson", table.concat(lines))
+      os.execute("gzip -n " .. th.quote(d .. "/n.ndjson"))
+      local gz = th.read(d .. "/n.ndjson.gz")
+      th.write(d .. "/cut.json.gz", gz:sub(1, #gz // 2))
+      local out, err, rc = th.run({ "replay", d .. "/cut.json.gz" })
+      assert.equal(0, rc)
+      assert.matches("read " .. d .. "/cut.json.gz: truncated gzip", err, 1, true)
+      local n = #th.alerts(out)
+      assert.is_true(n > 10 and n < 200, tostring(n))
+    end)
+
+    it("skips a UTF-8 byte-order mark at the start of a file", function()
+      local d = th.tmpdir()
+      th.write(d .. "/bom.ndjson", "\239\187\191" .. ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "b1")))
+      th.write(d .. "/bom.json", "\239\187\191" .. require("cjson").encode({ Records = {
+        ev.denied("PutResourcePolicy", "AccessDenied", "b2") } }))
+      local out, err = th.run({ "replay", d .. "/bom.ndjson", d .. "/bom.json" })
+      assert.equal(2, #th.alerts(out), err)
+    end)
+
+    it("stops with exit 1 and says so when alerts cannot be written", function()
+      local _, err, rc = th.run({ "replay", "examples/cloudtrail/bedrock-denied-derived.ndjson" },
+        { stdout = "/dev/full" })
+      assert.equal(1, rc)
+      assert.matches("write stdout: No space left on device", err, 1, true)
+    end)
+
+    it("exits 1 when the rules folder cannot be read", function()
+      local _, err, rc = th.run({ "replay", "--rules", "/nonexistent/rules", "examples/ecs/bedrock-ecs.ndjson" })
+      assert.equal(1, rc)
+      assert.matches("rules folder /nonexistent/rules: No such file or directory", err, 1, true)
+    end)
+
     it("exits 1 when no file could be read, and 2 on bad usage", function()
       local _, err, rc = th.run({ "replay", "/nonexistent/file.ndjson" })
       assert.equal(1, rc)
@@ -296,6 +343,30 @@ describe("trailhound replay", function()
       local _, n = err:gsub("zz_fails.lua:5:", "")
       assert.equal(1, n)
       assert.matches("%s+0%s+2%s+Fails", err)
+    end)
+
+    it("contains a rule that raises an error object whose __tostring fails, or returns a non-boolean", function()
+      local function rule(id, name, body)
+        return table.concat({ "return {",
+          "  rule_id = \"11111111-2222-4333-8444-" .. id .. "\", name = \"" .. name .. "\",",
+          "  description = \"d\", severity = \"low\", risk_score = 1,",
+          "  match = function(e) " .. body .. " end,", "}" }, "\n")
+      end
+      local d = rules_with({
+        ["000_tostring.lua"] = rule("000000000001", "Tostring",
+          "error(setmetatable({}, { __tostring = function() error('boom') end }))"),
+        ["001_string.lua"] = rule("000000000002", "Returns a string", "return e[\"event.action\"]"),
+        ["002_dump.lua"] = rule("000000000003", "Dumps", "return (\"\").dump(print) ~= nil"),
+      })
+      local out, err, rc = th.run({ "replay", "--rules", d, "examples/cloudtrail/bedrock-denied-derived.ndjson",
+        "examples/s3/123456789012_CloudTrail_us-east-1_20250326T1645Z_derived.json.gz" })
+      assert.equal(0, rc)
+      assert.equal(12, #th.alerts(out))
+      assert.matches("32 records, 0 malformed, 12 alerts", err, 1, true)
+      assert.matches("(error object is a table value)", err, 1, true)
+      assert.matches("match must return true or false, not string", err, 1, true)
+      assert.matches("blocked: string.dump", err, 1, true)
+      assert.not_matches("internal error", err, 1, true)
     end)
   end)
 end)

@@ -31,6 +31,22 @@ describe("sandbox", function()
       end)
     end
 
+    it("lets a rule draw random numbers but not reseed the host's generator", function()
+      local ok, v = run("return math.random(1, 6)")
+      assert.is_true(ok)
+      assert.is_true(v >= 1 and v <= 6)
+      local ok2, err = run("math.randomseed(42)")
+      assert.is_false(ok2)
+      assert.matches("blocked: math.randomseed", err)
+    end)
+
+    it("refuses finalizers, which would run outside the rule's call", function()
+      local ok, err = run("setmetatable({}, { __gc = function() end })")
+      assert.is_false(ok)
+      assert.matches("blocked: __gc", err)
+      assert.is_true((run("return setmetatable({}, { __index = {} })")))
+    end)
+
     it("refuses binary chunks through load", function()
       local ok, err = run("return load(string.dump and '\\27Lua', 'x', 'b')")
       assert.is_false(ok)
