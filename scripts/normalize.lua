@@ -718,6 +718,62 @@ end
 
 M.is_cloudtrail = is_cloudtrail
 
+-- Every field M.normalize can write, by dotted name (for `trailhound check`, which warns about
+-- a query or investigation field that no source produces). An array is one field. Under the
+-- names in M.OPEN_FIELDS any subfield can appear: they hold the record's own objects.
+-- tests/check_spec.lua checks that no normalized fixture has a field missing here.
+M.FIELDS = {
+  "@timestamp",
+  "aws.cloudtrail.additional_eventdata", "aws.cloudtrail.addendum.original_event_id",
+  "aws.cloudtrail.addendum.original_request_id", "aws.cloudtrail.addendum.reason",
+  "aws.cloudtrail.addendum.updated_fields", "aws.cloudtrail.api_version",
+  "aws.cloudtrail.console_login.additional_eventdata.login_to",
+  "aws.cloudtrail.console_login.additional_eventdata.mfa_used",
+  "aws.cloudtrail.console_login.additional_eventdata.mobile_version",
+  "aws.cloudtrail.error_code", "aws.cloudtrail.error_message", "aws.cloudtrail.event_category",
+  "aws.cloudtrail.event_type", "aws.cloudtrail.event_version", "aws.cloudtrail.management_event",
+  "aws.cloudtrail.read_only", "aws.cloudtrail.recipient_account_id", "aws.cloudtrail.request_id",
+  "aws.cloudtrail.request_parameters", "aws.cloudtrail.resources", "aws.cloudtrail.response_elements",
+  "aws.cloudtrail.service_event_details", "aws.cloudtrail.session_credential_from_console",
+  "aws.cloudtrail.shared_event_id", "aws.cloudtrail.tls_details.key_exchange",
+  "aws.cloudtrail.user_identity.access_key_id", "aws.cloudtrail.user_identity.arn",
+  "aws.cloudtrail.user_identity.credential_id", "aws.cloudtrail.user_identity.identity_provider",
+  "aws.cloudtrail.user_identity.in_scope_of.credentials_issued_to",
+  "aws.cloudtrail.user_identity.in_scope_of.issuer_type",
+  "aws.cloudtrail.user_identity.in_scope_of.source_account",
+  "aws.cloudtrail.user_identity.in_scope_of.source_arn",
+  "aws.cloudtrail.user_identity.invoked_by", "aws.cloudtrail.user_identity.invoked_by_delegate.account_id",
+  "aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn",
+  "aws.cloudtrail.user_identity.on_behalf_of.user_id",
+  "aws.cloudtrail.user_identity.session_context.assumed_root",
+  "aws.cloudtrail.user_identity.session_context.creation_date",
+  "aws.cloudtrail.user_identity.session_context.ec2_role_delivery",
+  "aws.cloudtrail.user_identity.session_context.mfa_authenticated",
+  "aws.cloudtrail.user_identity.session_context.session_issuer.account_id",
+  "aws.cloudtrail.user_identity.session_context.session_issuer.arn",
+  "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id",
+  "aws.cloudtrail.user_identity.session_context.session_issuer.type",
+  "aws.cloudtrail.user_identity.session_context.sign_in_session_arn",
+  "aws.cloudtrail.user_identity.session_context.source_identity",
+  "aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider",
+  "aws.cloudtrail.user_identity.type", "aws.cloudtrail.vpc_endpoint_account_id",
+  "aws.cloudtrail.vpc_endpoint_id",
+  "cloud.account.id", "cloud.provider", "cloud.region", "cloud.service.name",
+  "data_stream.dataset", "ecs.version",
+  "event.action", "event.category", "event.id", "event.ingested", "event.kind", "event.outcome",
+  "event.provider", "event.type",
+  "group.id", "group.name", "related.ip", "related.user", "service.name", "source.address", "source.ip",
+  "tls.cipher", "tls.client.server_name", "tls.version", "tls.version_protocol",
+  "user.changes.name", "user.email", "user.id", "user.name", "user.target.id", "user.target.name",
+  "user_agent.original",
+}
+M.OPEN_FIELDS = {
+  "aws.cloudtrail.flattened.additional_eventdata", "aws.cloudtrail.flattened.insight_details",
+  "aws.cloudtrail.flattened.request_parameters", "aws.cloudtrail.flattened.response_elements",
+  "aws.cloudtrail.flattened.service_event_details",
+  "aws.cloudtrail.user_identity.session_context.web_id_federation_data.attributes",
+}
+
 local PAYLOADS = {
   { "requestParameters", "request_parameters" },
   { "responseElements", "response_elements" },

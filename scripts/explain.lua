@@ -1,0 +1,246 @@
+-- explain.lua: why a rule matches an event or not, clause by clause.
+--
+-- Shared by `trailhound explain`, the failures `trailhound test` prints and
+-- the authoring loop of `trailhound dev`.
+--
+--   local x = explain.run(rule, doc)
+--   x.verdict   true | false | nil (nil: the rule raised an error, x.err says which)
+--   x.fields    { { name =, value = }, ... }  the fields the rule reads, in query order,
+--               then those its Lua match function read
+--   x.tree      the clause tree: { op, text, value, line, col, children } (see below)
+--   x.decider   the node that decided the verdict (explain.decider)
+--
+-- Tree nodes: op "and" | "or" | "not" for clauses combining other fields;
+-- op "clause" for one field's condition (`event.action: ("A" or "B")` is one
+-- clause, as the rule author wrote it); op "lua" for the rule's match function.
+
+local event = require "event"
+local style = require "style"
+
+local M = {}
+
+------------------------------------------------------------------------------
+-- KQL text of a node
+------------------------------------------------------------------------------
+
+local function single_field(node)
+  if node.children == nil then return node.field end
+  local f
+  for _, child in ipairs(node.children) do
+    local g = single_field(child)
+    if g == nil or (f ~= nil and g ~= f) then return nil end
+    f = g
+  end
+  return f
+end
+
+local function quote(s)
+  return '"' .. s:gsub('[\\"]', "\\%0") .. '"'
+end
+
+local function unquoted(s)
+  return (s:gsub('[\\():<>"*{}]', "\\%0"))
+end
+
+-- The value side of a single-field node: "x", (a or b), not "c", *.
+local function value_text(node, nested)
+  local op = node.op
+  if op == "exists" then return "*" end
+  if op == "match" then
+    if node.quoted then return quote(node.literal) end
+    if node.wildcard then
+      local segs = {}
+      for i, s in ipairs(node.segments) do segs[i] = unquoted(s) end
+      return table.concat(segs, "*")
+    end
+    return unquoted(node.literal)
+  end
+  if op == "not" then return "not " .. value_text(node.children[1], true) end
+  local parts = {}
+  for i, child in ipairs(node.children) do parts[i] = value_text(child, true) end
+  local s = table.concat(parts, " " .. op .. " ")
+  if nested or #parts > 1 then s = "(" .. s .. ")" end
+  return s
+end
+
+-- One field's condition as KQL text.
+function M.clause_text(node)
+  if node.op == "range" then
+    return node.field .. " " .. node.operator .. " " .. (node.quoted and quote(node.literal) or unquoted(node.literal))
+  end
+  if node.op == "not" and single_field(node) then
+    return "not " .. M.clause_text(node.children[1])
+  end
+  return single_field(node) .. ": " .. value_text(node, false)
+end
+
+------------------------------------------------------------------------------
+-- The tree
+------------------------------------------------------------------------------
+
+-- The explained KQL tree (values set by kql's explain) as display nodes.
+local function convert(node)
+  local field = single_field(node)
+  if field then
+    return { op = "clause", field = field, text = M.clause_text(node), value = node.value,
+             line = node.line, col = node.col }
+  end
+  local kids = {}
+  for i, child in ipairs(node.children) do kids[i] = convert(child) end
+  return { op = node.op, text = node.op, value = node.value, line = node.line, col = node.col, children = kids }
+end
+
+-- Fields in the order the query names them.
+local function query_fields(node, out, seen)
+  if node.children == nil then
+    if not seen[node.field] then
+      seen[node.field] = true
+      out[#out + 1] = node.field
+    end
+    return
+  end
+  for _, child in ipairs(node.children) do query_fields(child, out, seen) end
+end
+
+-- Line of the `match =` key in the rule file, for the Lua node.
+local function match_line(file)
+  local f = io.open(file, "rb")
+  if not f then return nil end
+  local src = f:read("a")
+  f:close()
+  local _, _, at = src:find("[\n{,]%s*()match%s*=")
+  if not at then return nil end
+  local _, n = src:sub(1, at - 1):gsub("\n", "")
+  return n + 1
+end
+
+-- A view over doc that records the names a Lua match function reads.
+local function recording_view(doc, names, seen)
+  local view = event.view(doc)
+  return setmetatable({}, {
+    __index = function(_, k)
+      if type(k) == "string" and not seen[k] then
+        seen[k] = true
+        names[#names + 1] = k
+      end
+      return view[k]
+    end,
+    __newindex = function() error("the event is read-only", 2) end,
+    __pairs = function() error("iterate a field, not the event: e[\"event.action\"]", 2) end,
+    __metatable = false,
+  })
+end
+
+function M.run(rule, doc)
+  local get = event.getter(doc)
+  local names, seen = {}, {}
+  local nodes = {}
+  local x = {}
+  if rule.query then
+    local ok, tree = pcall(rule.query.explain, get)
+    if not ok then
+      x.err = tostring(tree)
+      return x
+    end
+    query_fields(rule.query.ast, names, seen)
+    nodes[#nodes + 1] = convert(tree)
+  end
+  local lua_match = rule.meta and rule.meta.match
+  if type(lua_match) == "function" then
+    local ok, got = pcall(lua_match, recording_view(doc, names, seen))
+    local node = { op = "lua", text = "match function (Lua)", line = match_line(rule.file) }
+    if ok and (got == true or got == false) then
+      node.value = got
+    elseif ok then
+      node.err = string.format("match must return true or false, not %s", got == nil and "nil" or type(got))
+      x.err = node.err
+    else
+      node.err = tostring(got)
+      x.err = node.err
+    end
+    nodes[#nodes + 1] = node
+  end
+  if #nodes == 1 then
+    x.tree = nodes[1]
+  else
+    x.tree = { op = "and", text = "and (query and match function)", value = nodes[1].value and nodes[2].value,
+               children = nodes }
+  end
+  x.fields = {}
+  for i, name in ipairs(names) do x.fields[i] = { name = name, value = event.get(doc, name) } end
+  if x.err then return x end
+  x.verdict = x.tree.value
+  x.decider = M.decider(x.tree)
+  return x
+end
+
+-- The node that decided a tree's value: down a false "and" to its first false
+-- child, down a true "or" to its first true child; anything else decides by
+-- itself (a true "and": every clause held; a false "or": none did).
+function M.decider(node)
+  if node.op == "and" and node.value == false then
+    for _, child in ipairs(node.children) do
+      if child.value == false then return M.decider(child) end
+    end
+  elseif node.op == "or" and node.value == true then
+    for _, child in ipairs(node.children) do
+      if child.value == true then return M.decider(child) end
+    end
+  end
+  return node
+end
+
+------------------------------------------------------------------------------
+-- Text
+------------------------------------------------------------------------------
+
+function M.verdict_word(v) return v and "match" or "no match" end
+
+local function loc(node)
+  if not node.line then return "" end
+  return node.col and (node.line .. ":" .. node.col) or tostring(node.line)
+end
+
+-- One sentence on the deciding node: what it is, its value, where.
+function M.because(x, file)
+  local d = x.decider
+  local where = d.line and string.format(" (%s:%s)", file, loc(d)) or ""
+  if d.op == "and" then return "every clause held" .. where end
+  if d.op == "or" then return "no alternative held" .. where end
+  if d.op == "lua" then return "the match function returned " .. tostring(d.value) .. where end
+  return string.format("%s is %s%s", d.text, tostring(d.value), where)
+end
+
+-- Lines of "name  value", names padded to one column.
+function M.field_lines(fields, indent)
+  local w = 0
+  for _, f in ipairs(fields) do w = math.max(w, style.len(f.name)) end
+  local out = {}
+  for i, f in ipairs(fields) do
+    out[i] = indent .. style.pad(f.name, w) .. "  " .. style.value(f.value)
+  end
+  return out
+end
+
+-- The clause tree, one line a node: line:col in the rule file, then the
+-- node's mark and text, indented by depth.
+function M.tree_lines(tree, t, indent)
+  local rows = {}
+  local function walk(node, depth)
+    local mark = node.value == nil and t.yellow("!") or t.mark(node.value)
+    local text = node.text
+    if node.err then text = text .. ": error: " .. node.err end
+    rows[#rows + 1] = { loc = loc(node), text = string.rep("  ", depth) .. mark .. " " .. text }
+    for _, child in ipairs(node.children or {}) do walk(child, depth + 1) end
+  end
+  walk(tree, 0)
+  local w = 0
+  for _, r in ipairs(rows) do w = math.max(w, #r.loc) end
+  local out = {}
+  for i, r in ipairs(rows) do
+    out[i] = indent .. t.dim(style.pad(r.loc, w)) .. "  " .. r.text
+  end
+  return out
+end
+
+return M

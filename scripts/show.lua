@@ -1,0 +1,120 @@
+-- show.lua: `trailhound show`, a rule's metadata and investigation guide as
+-- text a person reads in a terminal.
+--
+--   show.lines(rule, t, width) -> lines      t: a term styler
+
+local render = require "render"
+local style = require "style"
+
+local M = {}
+
+local function list_text(v)
+  if type(v) ~= "table" then return v ~= nil and tostring(v) or nil end
+  local parts = {}
+  for i, x in ipairs(v) do parts[i] = tostring(x) end
+  if #parts == 0 then return nil end
+  return table.concat(parts, ", ")
+end
+
+function M.lines(rule, t, width)
+  width = width or 80
+  local meta = rule.meta
+  local out = {}
+  local function say(s) out[#out + 1] = s end
+  local function section(title)
+    say("")
+    say(t.bold(title))
+    say(string.rep("-", style.len(title)))
+  end
+  local LABEL = 10
+  -- "label     value", the value wrapped under itself.
+  -- A list value wraps between its items, never inside one.
+  local function field(label, value, is_list)
+    if value == nil or value == "" then return end
+    local lead = style.pad(label, LABEL)
+    if is_list then value = value:gsub(" ", "\0"):gsub(",\0", ", ") end
+    local lines = style.wrap(value, math.max(20, width - LABEL))
+    for i, l in ipairs(lines) do lines[i] = l:gsub("\0", " ") end
+    for i, l in ipairs(lines) do say((i == 1 and t.dim(lead) or string.rep(" ", LABEL)) .. l) end
+  end
+
+  local w = 0
+  for _, l in ipairs(style.wrap(meta.name, width)) do
+    say(t.bold(l))
+    w = math.max(w, style.len(l))
+  end
+  say(string.rep("=", w))
+  field("file", rule.file)
+  field("rule_id", meta.rule_id)
+  field("severity", string.format("%s, risk score %s", meta.severity, tostring(meta.risk_score)))
+  field("type", string.format("%s (%s)", meta.type or "query",
+    meta.query and (meta.language or "kuery") .. (meta.match and " and a Lua match function" or "")
+    or "Lua match function"))
+  field("version", meta.version and tostring(meta.version))
+  field("author", list_text(meta.author))
+  field("license", meta.license)
+  field("index", list_text(meta.index))
+  local per_run = meta.max_signals and (", at most " .. meta.max_signals .. " alerts a run") or ""
+  field("from", meta.from and (meta.from .. per_run))
+  field("tags", list_text(meta.tags), true)
+  if type(meta.threat) == "table" and #meta.threat > 0 then
+    local first = true
+    for _, th in ipairs(meta.threat) do
+      local tac = type(th.tactic) == "table" and th.tactic or {}
+      local line = string.format("%s %s (%s)", tostring(tac.id), tostring(tac.name), tostring(th.framework))
+      field(first and "threat" or "", line)
+      first = false
+      for _, tech in ipairs(type(th.technique) == "table" and th.technique or {}) do
+        field("", "  " .. tostring(tech.id) .. " " .. tostring(tech.name))
+        for _, sub in ipairs(type(tech.subtechnique) == "table" and tech.subtechnique or {}) do
+          field("", "    " .. tostring(sub.id) .. " " .. tostring(sub.name))
+        end
+      end
+    end
+  end
+  if type(meta.tests) == "table" then
+    local pos, n = 0, 0
+    for _, test in ipairs(meta.tests) do
+      n = n + 1
+      if type(test) == "table" and test.expect == true then pos = pos + 1 end
+    end
+    field("tests", string.format("%d (%d expect a match, %d do not)", n, pos, n - pos))
+  end
+
+  section("Description")
+  for _, l in ipairs(render.markdown(meta.description, t, width)) do say(l) end
+
+  if meta.query then
+    section("Query")
+    for l in (render.dedent(meta.query):gsub("^\n+", ""):gsub("%s+$", "") .. "\n"):gmatch("([^\n]*)\n") do
+      say("  " .. l)
+    end
+  end
+  if type(meta.investigation_fields) == "table" then
+    local list = meta.investigation_fields.field_names or meta.investigation_fields
+    section("Investigation fields")
+    for _, l in ipairs(style.wrap(list_text(list) or "", width - 2)) do say("  " .. l) end
+  end
+  if type(meta.false_positives) == "table" and #meta.false_positives > 0 then
+    section("False positives")
+    for _, fp in ipairs(meta.false_positives) do
+      local lines = render.markdown(tostring(fp), t, width - 2)
+      for i, l in ipairs(lines) do say((i == 1 and "- " or "  ") .. l) end
+    end
+  end
+  if type(meta.references) == "table" and #meta.references > 0 then
+    section("References")
+    for _, r in ipairs(meta.references) do say("- " .. tostring(r)) end
+  end
+  if type(meta.note) == "string" and meta.note:find("%S") then
+    say("")
+    local title = "Investigation guide"
+    say(t.bold(title))
+    say(string.rep("=", #title))
+    say("")
+    for _, l in ipairs(render.markdown(meta.note, t, width)) do say(l) end
+  end
+  return out
+end
+
+return M
