@@ -5,6 +5,8 @@
 #                 binary end to end), the same end-to-end specs under ASan+UBSan,
 #                 and a valgrind replay; ends with "N passed, N failed"
 #   make install  PREFIX=/usr/local DESTDIR=
+#   make bench    by hand: throughput, memory and alert latency next to jq, grep
+#                 and a lua-cjson loop on one CloudTrail corpus (tests/bench/README.md)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -28,7 +30,7 @@ LIB_SRCS := $(filter-out host/main.c,$(SRCS))
 BIN      := build/trailhound
 ASAN_BIN := build/asan/trailhound
 
-.PHONY: all deps run test install uninstall clean asan
+.PHONY: all deps run test install uninstall clean asan bench
 
 all: $(BIN)
 
@@ -65,6 +67,10 @@ run: deps $(BIN)
 
 test: deps $(BIN) $(ASAN_BIN) $(C_TESTS)
 	@bash tests/run.sh
+
+# Figures, not tests: run by hand, never by `make test`.
+bench: deps $(BIN)
+	@bash tests/bench/run.sh
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/trailhound/scripts \
