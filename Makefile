@@ -62,8 +62,10 @@ build/tests/%: tests/c/%.c $(LIB_SRCS) $(HDRS) | deps
 
 C_TESTS := $(patsubst tests/c/%.c,build/tests/%,$(wildcard tests/c/*.c))
 
+# A fresh state each time, so every `make run` shows the examples' alerts.
 run: deps $(BIN)
-	$(BIN) run examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz
+	@rm -f build/make-run.state
+	$(BIN) run --state build/make-run.state examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz
 
 test: deps $(BIN) $(ASAN_BIN) $(C_TESTS)
 	@bash tests/run.sh

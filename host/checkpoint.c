@@ -34,6 +34,10 @@ static ssize_t head(int fd, unsigned char *buf, size_t want) {
   return (ssize_t)got;
 }
 
+uint64_t th_fnv1a(const void *buf, size_t len) {
+  return fnv1a(buf, len);
+}
+
 int th_fingerprint(int fd, uint32_t *len, uint64_t *hash) {
   unsigned char buf[TH_FP_MAX];
   ssize_t n = head(fd, buf, sizeof buf);
@@ -41,6 +45,19 @@ int th_fingerprint(int fd, uint32_t *len, uint64_t *hash) {
   *len = (uint32_t)n;
   *hash = fnv1a(buf, (size_t)n);
   return 0;
+}
+
+uint64_t th_fingerprint_at(int fd, uint64_t offset, uint32_t len) {
+  unsigned char buf[4096];
+  if (len > sizeof buf) return UINT64_MAX;
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = pread(fd, buf + got, len - got, (off_t)(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return UINT64_MAX;
+    got += (size_t)r;
+  }
+  return fnv1a(buf, len);
 }
 
 int th_fingerprint_matches(int fd, uint32_t len, uint64_t hash) {

@@ -33,6 +33,12 @@ typedef struct th_ckpt {
 /* Fingerprint the first min(size, TH_FP_MAX) bytes of fd. Returns 0 or -errno. */
 int th_fingerprint(int fd, uint32_t *len, uint64_t *hash);
 
+/* FNV-1a 64 of a buffer. */
+uint64_t th_fnv1a(const void *buf, size_t len);
+
+/* FNV-1a 64 of len bytes of fd at offset; -1 (never a match) if unreadable. */
+uint64_t th_fingerprint_at(int fd, uint64_t offset, uint32_t len);
+
 /* Does fd start with the bytes fingerprinted as (len, hash)? */
 int th_fingerprint_matches(int fd, uint32_t len, uint64_t hash);
 

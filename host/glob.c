@@ -124,7 +124,7 @@ static int walk(const char *pattern, const char *dir, th_glob_cb cb, void *ud) {
     n++;
   }
   closedir(d);
-  qsort(names, n, sizeof *names, cmp);
+  if (n > 0) qsort(names, n, sizeof *names, cmp);
   int found = 0;
   for (size_t i = 0; i < n; i++) {
     char path[PATH_MAX];

@@ -25,18 +25,31 @@
 
 static const char usage[] =
   "usage: trailhound replay [--rules DIR] [--max-line BYTES] FILE...\n"
-  "       trailhound run    [--rules DIR] [--max-line BYTES] [--from-end] [--poll MS] FILE...\n"
+  "       trailhound run    [--rules DIR] [--state FILE | --no-state] [--from-beginning | --from-end]\n"
+  "                         [--exclude GLOB]... [--ignore-older DURATION] [--max-open-files N]\n"
+  "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS] PATH...\n"
+  "       trailhound test|check|explain|show|new|dev ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
   "\n"
   "  replay   read each file to its end, print alerts as JSON lines, then a summary on stderr\n"
-  "  run      follow the files as they grow, print alerts as they happen; stop with Ctrl-C\n"
+  "  run      follow files as they grow, through rotation and restarts; stop with Ctrl-C\n"
   "\n"
-  "  FILE       CloudTrail or ECS records, one JSON object per line (NDJSON), or a CloudTrail\n"
-  "             S3 object {\"Records\":[...]} (*.json, *.json.gz), read whole\n"
-  "  --rules DIR       rule modules to load (default: ./rules, else the installed rules)\n"
-  "  --max-line BYTES  longest record accepted, K/M/G suffixes allowed (default 1M)\n"
-  "  --from-end        run: skip what the files already hold, process only new lines\n"
-  "  --poll MS         run: period of the fallback check for growth (default 250)\n"
+  "  FILE, PATH   CloudTrail or ECS records, one JSON object per line (NDJSON), or CloudTrail\n"
+  "               S3 objects {\"Records\":[...]} (plain or gzip), read whole. For run, a PATH\n"
+  "               may be a file, a directory (every file in it) or a glob ('*', '**').\n"
+  "  --rules DIR          rule modules to load (default: ./rules, else the installed rules)\n"
+  "  --max-line BYTES     longest record accepted, K/M/G suffixes allowed (default 1M)\n"
+  "  --state FILE         where run keeps each file's progress (default: $XDG_STATE_HOME or\n"
+  "                       ~/.local/state, trailhound/state); --no-state keeps none\n"
+  "  --from-end           files the state does not know: skip what they hold at start\n"
+  "  --from-beginning     ... or read them from their start (the default)\n"
+  "  --exclude GLOB       never follow paths (or file names) matching GLOB; repeatable\n"
+  "  --ignore-older D     do not pick up files last modified more than D ago (30s, 10m, 2h, 7d)\n"
+  "  --max-open-files N   keep at most N files open; the others wait their turn\n"
+  "  --rotate-wait S      read a rotated or deleted file until it has not grown for S seconds\n"
+  "                       (default 5)\n"
+  "  --rescan S           look for new files every S seconds besides directory events (default 1)\n"
+  "  --poll MS            check open files for growth every MS milliseconds (default 250)\n"
   "\n"
   "Alerts go to stdout, messages and the summary to stderr. Exit 0 on success,\n"
   "1 when nothing could be read or the host could not start, 2 on bad usage.\n";
@@ -47,6 +60,14 @@ typedef struct options {
   size_t max_line;
   int from_end;
   unsigned poll_ms;
+  const char *state;      /* NULL: the default */
+  int no_state;
+  double rescan_s;
+  double rotate_wait_s;
+  double ignore_older_s;
+  unsigned max_open;
+  char **excludes;
+  int nexcludes;
   char **files;
   int nfiles;
 } options;
@@ -76,14 +97,33 @@ static size_t parse_size(const char *s) {
   return (size_t)v;
 }
 
+/* "90", "30s", "10m", "2h", "7d", "0.5" -> seconds; -1 on error. */
+static double parse_duration(const char *s) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || v < 0) return -1;
+  switch (*end) {
+    case 's': end++; break;
+    case 'm': v *= 60; end++; break;
+    case 'h': v *= 3600; end++; break;
+    case 'd': v *= 86400; end++; break;
+    default: break;
+  }
+  return *end == '\0' ? v : -1;
+}
+
 static int parse(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
   o->max_line = 1 << 20;
   o->poll_ms = 250;
+  o->rescan_s = 1;
+  o->rotate_wait_s = 5;
   if (argc < 2) return usage_error("%s", "missing command");
   o->command = argv[1];
   o->files = calloc((size_t)argc, sizeof *o->files);
-  if (o->files == NULL) return usage_error("%s", "out of memory");
+  o->excludes = calloc((size_t)argc, sizeof *o->excludes);
+  if (o->files == NULL || o->excludes == NULL) return usage_error("%s", "out of memory");
   int run = strcmp(o->command, "run") == 0;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -96,8 +136,11 @@ static int parse(int argc, char **argv, options *o) {
       continue;
     }
     const char *val = NULL;
-    int takes = strcmp(a, "--rules") == 0 || strcmp(a, "--max-line") == 0 ||
-                strcmp(a, "--poll") == 0;
+    static const char *const valued[] = {"--rules", "--max-line", "--poll", "--state", "--rescan",
+                                         "--rotate-wait", "--ignore-older", "--max-open-files",
+                                         "--exclude", NULL};
+    int takes = 0;
+    for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
       if (i + 1 >= argc) return usage_error("%s needs a value", a);
       val = argv[++i];
@@ -112,6 +155,26 @@ static int parse(int argc, char **argv, options *o) {
       o->poll_ms = (unsigned)ms;
     } else if (run && strcmp(a, "--from-end") == 0) {
       o->from_end = 1;
+    } else if (run && strcmp(a, "--from-beginning") == 0) {
+      o->from_end = 0;
+    } else if (run && strcmp(a, "--state") == 0) {
+      o->state = val;
+    } else if (run && strcmp(a, "--no-state") == 0) {
+      o->no_state = 1;
+    } else if (run && strcmp(a, "--exclude") == 0) {
+      o->excludes[o->nexcludes++] = (char *)val;
+    } else if (run && strcmp(a, "--max-open-files") == 0) {
+      size_t n = parse_size(val);
+      if (n == 0 || n > 100000) return usage_error("--max-open-files: bad number '%s'", val);
+      o->max_open = (unsigned)n;
+    } else if (run && (strcmp(a, "--rescan") == 0 || strcmp(a, "--rotate-wait") == 0 ||
+                       strcmp(a, "--ignore-older") == 0)) {
+      double d = parse_duration(val);
+      if (d < 0 || (d == 0 && strcmp(a, "--rescan") == 0))
+        return usage_error("bad duration '%s' (seconds, or 30s, 10m, 2h, 7d)", val);
+      if (strcmp(a, "--rescan") == 0) o->rescan_s = d;
+      else if (strcmp(a, "--rotate-wait") == 0) o->rotate_wait_s = d;
+      else o->ignore_older_s = d;
     } else {
       return usage_error("unknown option '%s'", a);
     }
@@ -171,17 +234,43 @@ static int do_replay(th_engine *e, th_output *out, const options *o) {
 typedef struct run_ctx {
   th_tail tail;
   uv_signal_t sigint, sigterm;
-  int stopping;
+  int signals;            /* signals received */
 } run_ctx;
+
+/* The tailer has closed its handles: close ours, and the loop ends. */
+static void on_stop(void *ud) {
+  run_ctx *r = ud;
+  uv_close((uv_handle_t *)&r->sigint, NULL);
+  uv_close((uv_handle_t *)&r->sigterm, NULL);
+}
 
 static void on_signal(uv_signal_t *h, int signum) {
   run_ctx *r = h->data;
-  if (r->stopping) return;
-  r->stopping = 1;
+  if (r->signals++) return;
   th_log("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
   th_tail_close(&r->tail);
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
+}
+
+/* The default state file: $XDG_STATE_HOME/trailhound/state, else
+ * ~/.local/state/trailhound/state; its folders are made as needed. */
+static const char *default_state(char *buf, size_t size) {
+  const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+  char dir[PATH_MAX];
+  if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/trailhound", xdg);
+  else if (home && *home) snprintf(dir, sizeof dir, "%s/.local/state/trailhound", home);
+  else return NULL;
+  for (char *p = dir + 1; *p; p++) {  /* mkdir -p */
+    if (*p != '/') continue;
+    *p = '\0';
+    mkdir(dir, 0755);
+    *p = '/';
+  }
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+    th_log("mkdir %s: %s; running without a state file", dir, strerror(errno));
+    return NULL;
+  }
+  int n = snprintf(buf, size, "%s/state", dir);
+  return n > 0 && (size_t)n < size ? buf : NULL;
 }
 
 static int do_run(th_engine *e, th_output *out, const options *o) {
@@ -193,13 +282,22 @@ static int do_run(th_engine *e, th_output *out, const options *o) {
     th_log("event loop: %s", uv_strerror(rc));
     return 1;
   }
-  th_tail_opts to = {e, out, o->max_line, o->from_end, o->poll_ms};
+  char statebuf[PATH_MAX];
+  const char *state = o->no_state ? NULL : o->state ? o->state : default_state(statebuf, sizeof statebuf);
+  if (state) th_log("state: %s", state);
+  th_tail_opts to = {
+    .engine = e, .out = out, .max_line = o->max_line, .from_end = o->from_end,
+    .poll_ms = o->poll_ms, .rescan_s = o->rescan_s, .rotate_wait_s = o->rotate_wait_s,
+    .ignore_older_s = o->ignore_older_s, .max_open = o->max_open, .state = state,
+    .excludes = o->excludes, .nexcludes = o->nexcludes, .on_stop = on_stop, .ud = &r,
+  };
   if (th_tail_init(&r.tail, &loop, &to) < 0) {
     th_log("out of memory");
+    uv_loop_close(&loop);
     return 1;
   }
   for (int i = 0; i < o->nfiles; i++) {
-    if (th_tail_add(&r.tail, o->files[i]) < 0) {
+    if (th_tail_watch(&r.tail, o->files[i]) < 0) {
       th_log("out of memory");
       return 1;
     }
@@ -215,7 +313,7 @@ static int do_run(th_engine *e, th_output *out, const options *o) {
 
   th_output_flush(out);
   int broken = output_failed(out);
-  th_engine_summary(e, r.tail.opened, r.tail.failed);
+  th_engine_summary(e, r.tail.files_seen, r.tail.files_failed);
   th_tail_free(&r.tail);
   uv_loop_close(&loop);
   return broken;
@@ -248,11 +346,13 @@ int main(int argc, char **argv) {
   int rc = parse(argc, argv, &o);
   if (rc != 0) {
     free(o.files);
+    free(o.excludes);
     return rc;
   }
   int replay = strcmp(o.command, "replay") == 0;
   if (!replay && strcmp(o.command, "run") != 0) {
     free(o.files);
+    free(o.excludes);
     return usage_error("unknown command '%s'", o.command);
   }
   signal(SIGPIPE, SIG_IGN);  /* a closed stdout is an error value, not a death */
@@ -274,10 +374,12 @@ int main(int argc, char **argv) {
   if (th_engine_init(&e, &eo) < 0) {
     th_engine_close(&e);
     free(o.files);
+    free(o.excludes);
     return 1;
   }
   rc = replay ? do_replay(&e, &out, &o) : do_run(&e, &out, &o);
   th_engine_close(&e);
   free(o.files);
+  free(o.excludes);
   return rc;
 }

@@ -102,14 +102,18 @@ cleanup:
   return rc;
 }
 
-/* A whole document spans lines: an array, or an object whose first line does
- * not close it. NDJSON lines each hold a complete object. */
+/* A whole document: an array of records, a CloudTrail S3 object (it starts
+ * {"Records"), or an object whose first line does not close it (pretty
+ * printed). NDJSON lines each hold a complete object. */
 int th_source_is_document(const char *buf, size_t len) {
   size_t i = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
   while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) i++;
   if (i == len) return 0;
   if (buf[i] == '[') return 1;
   if (buf[i] != '{') return 0;
+  size_t j = i + 1;
+  while (j < len && (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\r' || buf[j] == '\n')) j++;
+  if (len - j >= 9 && memcmp(buf + j, "\"Records\"", 9) == 0) return 1;
   const char *nl = memchr(buf + i, '\n', len - i);
   if (nl == NULL) return 1;  /* one line: the same record either way */
   const char *end = nl;

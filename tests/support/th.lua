@@ -73,6 +73,12 @@ function M.alerts(out)
   return list
 end
 
+-- The text up to its last newline: what a killed process wrote whole.
+function M.complete_lines(s)
+  local tail = s:reverse():find("\n", 1, true)
+  return tail and s:sub(1, #s - tail + 1) or ""
+end
+
 -- Count alerts per rule name.
 function M.by_rule(alerts)
   local counts = {}
@@ -87,10 +93,11 @@ end
 -- :out(), :err(), :signal(sig), :wait(timeout) -> exit code or nil.
 function M.start(args)
   local d = M.tmpdir()
+  -- The default state file goes to a folder of the spec's own.
   local cmd = string.format(
-    "( %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc ) " ..
-    ">/dev/null 2>&1 &",
-    quote(M.bin), argv(args), d, d, d, d, d, d)
+    "( XDG_STATE_HOME=%s/xdg %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; " ..
+    "echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc ) >/dev/null 2>&1 &",
+    d, quote(M.bin), argv(args), d, d, d, d, d, d)
   os.execute(cmd)
   local h = { dir = d }
   local deadline = os.time() + 10
@@ -100,6 +107,13 @@ function M.start(args)
   end
   h.pid = tonumber(M.read(d .. "/pid"):match("%d+"))
   function h.out() return M.read(d .. "/out") or "" end
+  -- Lines written to stdout so far, counted without reading them into Lua.
+  function h.count()
+    local p = io.popen("wc -l < " .. d .. "/out 2>/dev/null")
+    local n = tonumber(p:read("a")) or 0
+    p:close()
+    return n
+  end
   function h.err() return M.read(d .. "/err") or "" end
   function h.signal(sig) os.execute(string.format("kill -%s %d 2>/dev/null", sig, h.pid)) end
   function h.wait(timeout)
