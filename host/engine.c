@@ -191,6 +191,12 @@ static int start(lua_State *L) {
   lua_setfield(L, -2, "emit");
   lua_pushcfunction(L, l_log);
   lua_setfield(L, -2, "log");
+  lua_createtable(L, o->nonly, 0);
+  for (int i = 0; i < o->nonly; i++) {
+    lua_pushstring(L, o->only[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "only");
   lua_call(L, 1, 2);  /* host.init(opts) -> true | nil, message */
   if (!lua_toboolean(L, -2)) {
     th_log("%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "cannot start");

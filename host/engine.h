@@ -20,6 +20,8 @@ typedef struct th_engine_opts {
   const char *rules_dir;  /* folder of rule modules */
   const char *mode;       /* "replay" or "run" */
   th_output *out;         /* where alerts go; not owned */
+  char **only;            /* NULL, or rules to run (names, ids, file names); not owned */
+  int nonly;
 } th_engine_opts;
 
 typedef struct th_engine {

@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "log.h"
 #include "output.h"
+#include "progress.h"
 #include "source.h"
 #include "tail.h"
 
@@ -24,7 +25,7 @@
 #endif
 
 static const char usage[] =
-  "usage: trailhound replay [--rules DIR] [--max-line BYTES] FILE...\n"
+  "usage: trailhound replay [--rules DIR] [--rule NAME|ID]... [--max-line BYTES] FILE...\n"
   "       trailhound run    [--rules DIR] [--state FILE | --no-state] [--from-beginning | --from-end]\n"
   "                         [--exclude GLOB]... [--ignore-older DURATION] [--max-open-files N]\n"
   "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS] PATH...\n"
@@ -38,6 +39,7 @@ static const char usage[] =
   "               S3 objects {\"Records\":[...]} (plain or gzip), read whole. For run, a PATH\n"
   "               may be a file, a directory (every file in it) or a glob ('*', '**').\n"
   "  --rules DIR          rule modules to load (default: ./rules, else the installed rules)\n"
+  "  --rule NAME|ID       run only this rule (name, rule_id or file name); repeatable\n"
   "  --max-line BYTES     longest record accepted, K/M/G suffixes allowed (default 1M)\n"
   "  --state FILE         where run keeps each file's progress (default: $XDG_STATE_HOME or\n"
   "                       ~/.local/state, trailhound/state); --no-state keeps none\n"
@@ -68,6 +70,8 @@ typedef struct options {
   unsigned max_open;
   char **excludes;
   int nexcludes;
+  char **only;            /* --rule */
+  int nonly;
   char **files;
   int nfiles;
 } options;
@@ -123,7 +127,9 @@ static int parse(int argc, char **argv, options *o) {
   o->command = argv[1];
   o->files = calloc((size_t)argc, sizeof *o->files);
   o->excludes = calloc((size_t)argc, sizeof *o->excludes);
-  if (o->files == NULL || o->excludes == NULL) return usage_error("%s", "out of memory");
+  o->only = calloc((size_t)argc, sizeof *o->only);
+  if (o->files == NULL || o->excludes == NULL || o->only == NULL)
+    return usage_error("%s", "out of memory");
   int run = strcmp(o->command, "run") == 0;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -138,7 +144,7 @@ static int parse(int argc, char **argv, options *o) {
     const char *val = NULL;
     static const char *const valued[] = {"--rules", "--max-line", "--poll", "--state", "--rescan",
                                          "--rotate-wait", "--ignore-older", "--max-open-files",
-                                         "--exclude", NULL};
+                                         "--exclude", "--rule", NULL};
     int takes = 0;
     for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
@@ -147,6 +153,8 @@ static int parse(int argc, char **argv, options *o) {
     }
     if (strcmp(a, "--rules") == 0) {
       o->rules = val;
+    } else if (strcmp(a, "--rule") == 0) {
+      o->only[o->nonly++] = (char *)val;
     } else if (strcmp(a, "--max-line") == 0) {
       if ((o->max_line = parse_size(val)) == 0) return usage_error("--max-line: bad size '%s'", val);
     } else if (run && strcmp(a, "--poll") == 0) {
@@ -221,11 +229,18 @@ static int output_failed(const th_output *out) {
 
 static int do_replay(th_engine *e, th_output *out, const options *o) {
   unsigned ok = 0, failed = 0;
+  uint64_t total = 0;
+  for (int i = 0; i < o->nfiles; i++) {
+    struct stat st;
+    if (stat(o->files[i], &st) == 0 && S_ISREG(st.st_mode)) total += (uint64_t)st.st_size;
+  }
+  th_progress_start(total);
   for (int i = 0; i < o->nfiles && !out->error; i++) {
     if (th_source_replay(e, o->files[i], o->max_line) == 0) ok++;
     else failed++;
   }
   th_output_flush(out);
+  th_progress_clear();
   int broken = output_failed(out);
   th_engine_summary(e, ok, failed);
   return ok == 0 || broken ? 1 : 0;
@@ -347,12 +362,14 @@ int main(int argc, char **argv) {
   if (rc != 0) {
     free(o.files);
     free(o.excludes);
+  free(o.only);
     return rc;
   }
   int replay = strcmp(o.command, "replay") == 0;
   if (!replay && strcmp(o.command, "run") != 0) {
     free(o.files);
     free(o.excludes);
+  free(o.only);
     return usage_error("unknown command '%s'", o.command);
   }
   signal(SIGPIPE, SIG_IGN);  /* a closed stdout is an error value, not a death */
@@ -370,16 +387,18 @@ int main(int argc, char **argv) {
   th_output out;
   th_output_init(&out, stdout);
   th_engine e;
-  th_engine_opts eo = {home, rules, o.command, &out};
+  th_engine_opts eo = {home, rules, o.command, &out, o.only, o.nonly};
   if (th_engine_init(&e, &eo) < 0) {
     th_engine_close(&e);
     free(o.files);
     free(o.excludes);
+  free(o.only);
     return 1;
   }
   rc = replay ? do_replay(&e, &out, &o) : do_run(&e, &out, &o);
   th_engine_close(&e);
   free(o.files);
   free(o.excludes);
+  free(o.only);
   return rc;
 }

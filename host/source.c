@@ -12,6 +12,7 @@
 
 #include "framer.h"
 #include "log.h"
+#include "progress.h"
 
 void th_source_line(void *ud, const char *line, size_t len, uint64_t offset) {
   th_source *s = ud;
@@ -22,6 +23,7 @@ void th_source_line(void *ud, const char *line, size_t len, uint64_t offset) {
     th_engine_reject(s->engine, s->path, offset, reason);
     return;
   }
+  th_progress_record();
   if (offset == 0 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {  /* UTF-8 byte-order mark */
     line += 3;
     len -= 3;
@@ -136,7 +138,9 @@ void th_source_feed(th_source *s, const char *buf, size_t len) {
 static int replay_whole(th_source *s) {
   char *buf;
   size_t len;
+  struct stat st;
   if (th_source_load(s->path, &buf, &len) < 0) return -1;
+  if (stat(s->path, &st) == 0) th_progress_bytes((uint64_t)st.st_size);
   th_source_feed(s, buf, len);
   free(buf);
   return 0;
@@ -172,6 +176,7 @@ static int replay_stream(th_source *s) {
       goto cleanup;
     }
     if (n == 0) break;
+    th_progress_bytes((uint64_t)n);
     if (th_framer_feed(&f, buf, (size_t)n, th_source_line, s) < 0) {
       th_log("read %s: out of memory at offset %llu", s->path, (unsigned long long)f.pos);
       goto cleanup;

@@ -2,7 +2,8 @@
 --
 -- Functions the host calls:
 --   init(opts)                    load the normalizer and the rules. opts: rules (dir),
---                                 home, mode ("replay"|"run"), emit(line) -> ok, log(msg)
+--                                 home, mode ("replay"|"run"), emit(line) -> ok, log(msg),
+--                                 only (a list of rule names, ids or file names: run those)
 --   record(bytes, path, offset)   one record: a JSON line (or a one-line S3 object)
 --   document(bytes, path)         a whole file read at once: an S3 object, an array
 --                                 of records, or NDJSON after all if it does not decode
@@ -59,6 +60,11 @@ function H.init(opts)
   rules, errors = loader.load_dir(opts.rules or "rules", { log = log })
   if not rules then return nil, "rules folder " .. tostring(errors) end
   for _, err in ipairs(errors) do log("rule not loaded: " .. err) end
+  if opts.only and #opts.only > 0 then
+    local chosen, err = H.select(rules, opts.only)
+    if not chosen then return nil, err end
+    rules = chosen
+  end
   for _, r in ipairs(rules) do per_rule[r] = { alerts = 0, errors = 0, reported = false } end
   if #rules == 0 then
     log(string.format("no rules loaded from %s: records are read and counted, nothing can match",
@@ -67,6 +73,31 @@ function H.init(opts)
     log(string.format("%d rule%s loaded from %s", #rules, #rules == 1 and "" or "s", tostring(opts.rules)))
   end
   return true
+end
+
+-- The rules named in `only` (by name, rule_id, or file name with or without
+-- .lua), in load order; or nil and a message naming what matched nothing.
+function H.select(all, only)
+  local chosen, used = {}, {}
+  for _, r in ipairs(all) do
+    local file = r.file:match("([^/]+)$")
+    for _, want in ipairs(only) do
+      if want == r.name or want == r.id or want == file or want .. ".lua" == file then
+        chosen[#chosen + 1] = r
+        used[want] = true
+        break
+      end
+    end
+  end
+  for _, want in ipairs(only) do
+    if not used[want] then
+      local names = {}
+      for _, r in ipairs(all) do names[#names + 1] = "  " .. r.name .. " (" .. r.id .. ")" end
+      return nil, string.format("--rule %s: no loaded rule has that name, rule_id or file name; " ..
+        "the rules are:\n%s", want, table.concat(names, "\n"))
+    end
+  end
+  return chosen
 end
 
 -- The loaded rules, for specs and for the commands that list them.
@@ -125,7 +156,13 @@ local function process(rec, path, offset, index)
         log(string.format("%s: could not build the alert of %s: %s", where(path, offset, index),
           rule.file, message(line)))
       elseif output_ok and emit(line) then
-        per_rule[rule].alerts = per_rule[rule].alerts + 1
+        local pr = per_rule[rule]
+        pr.alerts = pr.alerts + 1
+        local t = event.get(doc, "@timestamp")
+        if type(t) == "string" then  -- ISO 8601 in UTC: text order is time order
+          if pr.first == nil or t < pr.first then pr.first = t end
+          if pr.last == nil or t > pr.last then pr.last = t end
+        end
       else
         output_ok = false  -- the host reports the write error and stops
       end
@@ -214,10 +251,12 @@ function H.summary(files, unreadable)
       stats.malformed, total, total == 1 and "" or "s"),
   }
   if #rules > 0 then
-    out[#out + 1] = string.format("  %7s  %6s  %s\n", "alerts", "errors", "rule")
+    out[#out + 1] = string.format("  %7s  %6s  %-24s  %-24s  %s\n", "alerts", "errors", "first event",
+      "last event", "rule")
     for _, r in ipairs(rules) do
       local pr = per_rule[r]
-      out[#out + 1] = string.format("  %7d  %6d  %s\n", pr.alerts, pr.errors, r.name)
+      out[#out + 1] = string.format("  %7d  %6d  %-24s  %-24s  %s\n", pr.alerts, pr.errors,
+        pr.first or "-", pr.last or "-", r.name)
     end
   end
   return table.concat(out)
