@@ -222,6 +222,22 @@ describe("trailhound run, tailing for real", function()
     io.stderr:write("# inode " .. (ino == ino2 and "reused" or "not reused") .. " by the new file\n")
   end)
 
+  it("does not resume a checkpoint whose inode now holds another file (inode reuse)", function()
+    local d = th.tmpdir()
+    local f, state = d .. "/reuse.ndjson", d .. "/state"
+    th.write(f, line("n1") .. line("n2"))
+    local p = io.popen("stat -c '%d %i' " .. th.quote(f))
+    local dev, ino = p:read("l"):match("(%d+) (%d+)")
+    p:close()
+    -- the state of an older file that had this device and inode: another
+    -- fingerprint, and an offset past the first line of the new one
+    th.write(state, string.format("trailhound-state 1\n%s %s 1024 0123456789abcdef %d 0 %s\n",
+      dev, ino, #line("n1"), f))
+    h = th.start({ "run", "--state", state, f })
+    assert.truthy(th.wait_for(function() return h.count() >= 2 end), h.err())
+    assert.same({ n1 = true, n2 = true }, (ids(h.out())))
+  end)
+
   it("processes an S3 object synced into a watched directory once, whole, and not again after a restart", function()
     local d = th.tmpdir()
     local dir, state = d .. "/s3", d .. "/state"
