@@ -26,8 +26,30 @@ local function split(name)
   return s
 end
 
+local search
+
+-- A path that runs into an array of objects continues in every element, as
+-- in Elasticsearch: resources.arn is the list of every resource's arn.
+local function through_array(arr, parts, i)
+  local out = {}
+  for n = 1, #arr do
+    local el = rawget(arr, n)
+    if type(el) == "table" then
+      local v = search(el, parts, i)
+      if type(v) == "table" and rawget(v, 1) ~= nil then
+        for m = 1, #v do out[#out + 1] = v[m] end
+      elseif v ~= nil then
+        out[#out + 1] = v
+      end
+    end
+  end
+  if out[1] ~= nil then return out end
+  return nil
+end
+
 -- Search every way of cutting name[i..] into keys present in t.
-local function search(t, parts, i)
+search = function(t, parts, i)
+  if rawget(t, 1) ~= nil then return through_array(t, parts, i) end
   local key = parts[i]
   for j = i, #parts do
     if j > i then key = key .. "." .. parts[j] end

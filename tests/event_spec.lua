@@ -16,6 +16,20 @@ describe("event", function()
       end
     end)
 
+    it("reads a field through an array of objects as the list of its values", function()
+      local doc = { aws = { cloudtrail = { resources = {
+        { arn = "arn:aws:bedrock:us-east-1:1:custom-model/a", type = "AWS::Bedrock::CustomModel" },
+        { type = "AWS::IAM::Role" },
+        { arn = "arn:aws:iam::1:role/r" },
+      } } } }
+      assert.same({ "arn:aws:bedrock:us-east-1:1:custom-model/a", "arn:aws:iam::1:role/r" },
+        event.get(doc, "aws.cloudtrail.resources.arn"))
+      assert.is_nil(event.get(doc, "aws.cloudtrail.resources.nothing"))
+      local kql = require "kql"
+      local q = assert(kql.compile('aws.cloudtrail.resources.arn: "arn:aws:iam::1:role/r"'))
+      assert.is_true(q.match(event.getter(doc)))
+    end)
+
     it("treats JSON null as absent", function()
       local doc = cjson.decode('{"a":{"b":null},"c.d":null}')
       assert.is_nil(event.get(doc, "a.b"))
