@@ -15,6 +15,7 @@
 -- clause, as the rule author wrote it); op "lua" for the rule's match function.
 
 local event = require "event"
+local kql = require "kql"
 local style = require "style"
 
 local M = {}
@@ -23,16 +24,7 @@ local M = {}
 -- KQL text of a node
 ------------------------------------------------------------------------------
 
-local function single_field(node)
-  if node.children == nil then return node.field end
-  local f
-  for _, child in ipairs(node.children) do
-    local g = single_field(child)
-    if g == nil or (f ~= nil and g ~= f) then return nil end
-    f = g
-  end
-  return f
-end
+local single_field = kql.single_field
 
 local function quote(s)
   return '"' .. s:gsub('[\\"]', "\\%0") .. '"'

@@ -814,4 +814,7 @@ function M.compile(source, opts)
   }
 end
 
+-- For explain: the one field every leaf under a tree node reads, or nil.
+M.single_field = single_field
+
 return M

@@ -679,20 +679,7 @@ local function tbl(v)
 end
 
 -- A field as the pipeline sees it after its first clean-up: nil when dropped; objects cleaned.
-local function val(v)
-  local tv = type(v)
-  if tv == "string" then
-    if DROPPED[v] then return nil end
-    return v
-  elseif tv == "number" then
-    return tointeger(v) or v
-  elseif tv == "boolean" then
-    return v
-  elseif tv == "table" then
-    return clean(v)
-  end
-  return nil
-end
+local val = clean
 
 -- A string field (nil when dropped or not a string).
 local function str(v)
