@@ -22,14 +22,32 @@ typedef struct th_engine_opts {
   th_output *out;         /* where alerts go; not owned */
   char **only;            /* NULL, or rules to run (names, ids, file names); not owned */
   int nonly;
+  long long max_instructions;  /* budget of one rule call; 0: TH_MAX_INSTRUCTIONS */
+  size_t max_memory;      /* bytes one rule call may add to the heap; 0: TH_MAX_MEMORY */
+  int quarantine_after;   /* consecutive failures that quarantine a rule; 0: host.lua's default,
+                             negative: never */
 } th_engine_opts;
+
+/* Defaults of the limits (see "Limits" in engine.c). */
+#define TH_MAX_INSTRUCTIONS 10000000LL
+#define TH_MAX_MEMORY ((size_t)64 << 20)
+
+struct th_limits;
 
 typedef struct th_engine {
   lua_State *L;           /* the host's Lua state */
   int host;               /* registry ref: the host module table */
   int record;             /* registry ref: host.record */
   th_output *out;         /* alerts sink; not owned */
+  struct th_limits *limits;  /* the allocator's and the hook's state; owned */
 } th_engine;
+
+/* A followed file, for the statistics: where it is read to and its size. */
+typedef struct th_file_stat {
+  const char *path;       /* not owned */
+  uint64_t offset;        /* committed: every record before it is processed */
+  uint64_t size;          /* now */
+} th_file_stat;
 
 /* Start Lua, load the host scripts and the rules. A rule that fails to load
  * is reported and left out; only a broken host script fails init.
@@ -51,6 +69,16 @@ void th_engine_reject(th_engine *e, const char *path, uint64_t offset, const cha
 /* Print the closing summary on stderr. files: read to the end; failed: could
  * not be read. */
 void th_engine_summary(th_engine *e, unsigned files, unsigned failed);
+
+/* Look for changed rule files and normalizer (all: reload every one, as on
+ * SIGHUP; settled: nothing has been written to them for a while, as after a
+ * burst of file events). A new version goes live only once it compiles and
+ * passes its tests. Returns the milliseconds after which to look again (a
+ * change still being written), or 0. */
+int th_engine_reload(th_engine *e, int all, int settled);
+
+/* Print per-rule statistics and the given files' progress on stderr. */
+void th_engine_stats(th_engine *e, const th_file_stat *files, size_t nfiles);
 
 void th_engine_close(th_engine *e);
 

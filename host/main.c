@@ -14,6 +14,7 @@
 #include "log.h"
 #include "output.h"
 #include "progress.h"
+#include "reload.h"
 #include "source.h"
 #include "tail.h"
 
@@ -28,7 +29,9 @@ static const char usage[] =
   "usage: trailhound replay [--rules DIR] [--rule NAME|ID]... [--max-line BYTES] FILE...\n"
   "       trailhound run    [--rules DIR] [--state FILE | --no-state] [--from-beginning | --from-end]\n"
   "                         [--exclude GLOB]... [--ignore-older DURATION] [--max-open-files N]\n"
-  "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS] PATH...\n"
+  "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS]\n"
+  "                         [--stats-interval SECONDS] PATH...\n"
+  "       (both also take [--max-instructions N] [--max-memory BYTES] [--quarantine-after N])\n"
   "       trailhound test|check|explain|show|new|dev ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
   "\n"
@@ -52,7 +55,14 @@ static const char usage[] =
   "                       (default 5)\n"
   "  --rescan S           look for new files every S seconds besides directory events (default 1)\n"
   "  --poll MS            check open files for growth every MS milliseconds (default 250)\n"
+  "  --stats-interval S   print per-rule and per-file statistics every S seconds (also on SIGUSR1)\n"
+  "  --max-instructions N instructions one call of a rule may run (default 10M; k, M, G suffixes)\n"
+  "  --max-memory BYTES   memory one call of a rule may add (default 64M)\n"
+  "  --quarantine-after N failures in a row that take a rule out of service until its file\n"
+  "                       changes or SIGHUP (default 20; 0: never)\n"
   "\n"
+  "run reloads a rule file or scripts/normalize.lua when it changes, once the new version\n"
+  "compiles and passes its tests; SIGHUP reloads every rule.\n"
   "Alerts go to stdout, messages and the summary to stderr. Exit 0 on success,\n"
   "1 when nothing could be read or the host could not start, 2 on bad usage.\n";
 
@@ -72,6 +82,10 @@ typedef struct options {
   int nexcludes;
   char **only;            /* --rule */
   int nonly;
+  long long max_instructions;  /* 0: the engine's default */
+  size_t max_memory;      /* 0: the engine's default */
+  int quarantine_after;   /* -1: not given; 0: never */
+  double stats_s;         /* 0, or print statistics every stats_s seconds */
   char **files;
   int nfiles;
 } options;
@@ -101,6 +115,23 @@ static size_t parse_size(const char *s) {
   return (size_t)v;
 }
 
+/* "5000", "10k", "10M", "2G" (decimal) -> count; 0 on error. */
+static long long parse_count(const char *s) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || v < 0) return 0;
+  long long mul = 1;
+  switch (*end) {
+    case 'k': case 'K': mul = 1000; end++; break;
+    case 'M': mul = 1000000; end++; break;
+    case 'G': mul = 1000000000; end++; break;
+    default: break;
+  }
+  if (*end != '\0' || v > LLONG_MAX / mul) return 0;
+  return v * mul;
+}
+
 /* "90", "30s", "10m", "2h", "7d", "0.5" -> seconds; -1 on error. */
 static double parse_duration(const char *s) {
   char *end;
@@ -123,6 +154,7 @@ static int parse(int argc, char **argv, options *o) {
   o->poll_ms = 250;
   o->rescan_s = 1;
   o->rotate_wait_s = 5;
+  o->quarantine_after = -1;
   if (argc < 2) return usage_error("%s", "missing command");
   o->command = argv[1];
   o->files = calloc((size_t)argc, sizeof *o->files);
@@ -144,7 +176,8 @@ static int parse(int argc, char **argv, options *o) {
     const char *val = NULL;
     static const char *const valued[] = {"--rules", "--max-line", "--poll", "--state", "--rescan",
                                          "--rotate-wait", "--ignore-older", "--max-open-files",
-                                         "--exclude", "--rule", NULL};
+                                         "--exclude", "--rule", "--max-instructions", "--max-memory",
+                                         "--quarantine-after", "--stats-interval", NULL};
     int takes = 0;
     for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
@@ -157,6 +190,21 @@ static int parse(int argc, char **argv, options *o) {
       o->only[o->nonly++] = (char *)val;
     } else if (strcmp(a, "--max-line") == 0) {
       if ((o->max_line = parse_size(val)) == 0) return usage_error("--max-line: bad size '%s'", val);
+    } else if (strcmp(a, "--max-instructions") == 0) {
+      o->max_instructions = parse_count(val);
+      if (o->max_instructions < 1000 || o->max_instructions > INT_MAX)
+        return usage_error("--max-instructions: bad count '%s' (1000 to 2G; k, M, G suffixes)", val);
+    } else if (strcmp(a, "--max-memory") == 0) {
+      if ((o->max_memory = parse_size(val)) < 64 * 1024)
+        return usage_error("--max-memory: bad size '%s' (at least 64K; K, M, G suffixes)", val);
+    } else if (strcmp(a, "--quarantine-after") == 0) {
+      long long n = parse_count(val);
+      if (n < 0 || n > 1000000000 || (n == 0 && strcmp(val, "0") != 0))
+        return usage_error("--quarantine-after: bad count '%s' (0: never)", val);
+      o->quarantine_after = (int)n;
+    } else if (run && strcmp(a, "--stats-interval") == 0) {
+      if ((o->stats_s = parse_duration(val)) <= 0)
+        return usage_error("--stats-interval: bad duration '%s' (seconds, or 30s, 10m, 2h)", val);
     } else if (run && strcmp(a, "--poll") == 0) {
       size_t ms = parse_size(val);
       if (ms == 0 || ms > 3600000) return usage_error("--poll: bad period '%s' (milliseconds)", val);
@@ -248,8 +296,13 @@ static int do_replay(th_engine *e, th_output *out, const options *o) {
 
 typedef struct run_ctx {
   th_tail tail;
+  th_reload reload;       /* rules and normalizer changed while running */
+  th_engine *engine;      /* not owned */
   uv_signal_t sigint, sigterm;
-  int signals;            /* signals received */
+  uv_signal_t sighup;     /* reload everything */
+  uv_signal_t sigusr1;    /* print statistics */
+  uv_timer_t stats;       /* --stats-interval */
+  int signals;            /* stopping signals received */
 } run_ctx;
 
 /* The tailer has closed its handles: close ours, and the loop ends. */
@@ -257,6 +310,10 @@ static void on_stop(void *ud) {
   run_ctx *r = ud;
   uv_close((uv_handle_t *)&r->sigint, NULL);
   uv_close((uv_handle_t *)&r->sigterm, NULL);
+  uv_close((uv_handle_t *)&r->sighup, NULL);
+  uv_close((uv_handle_t *)&r->sigusr1, NULL);
+  uv_close((uv_handle_t *)&r->stats, NULL);
+  th_reload_close(&r->reload);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -265,6 +322,28 @@ static void on_signal(uv_signal_t *h, int signum) {
   th_log("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
   th_tail_close(&r->tail);
 }
+
+static void on_hup(uv_signal_t *h, int signum) {
+  (void)signum;
+  run_ctx *r = h->data;
+  th_log("SIGHUP: reloading every rule, and the normalizer if it changed");
+  th_reload_all(&r->reload);
+}
+
+/* Per-rule statistics, and where each file is read to. */
+static void print_stats(run_ctx *r) {
+  th_file_stat *files;
+  size_t n = th_tail_progress(&r->tail, &files);
+  th_engine_stats(r->engine, files, n);
+  free(files);
+}
+
+static void on_usr1(uv_signal_t *h, int signum) {
+  (void)signum;
+  print_stats(h->data);
+}
+
+static void on_stats(uv_timer_t *h) { print_stats(h->data); }
 
 /* The default state file: $XDG_STATE_HOME/trailhound/state, else
  * ~/.local/state/trailhound/state; its folders are made as needed. */
@@ -288,10 +367,12 @@ static const char *default_state(char *buf, size_t size) {
   return n > 0 && (size_t)n < size ? buf : NULL;
 }
 
-static int do_run(th_engine *e, th_output *out, const options *o) {
+/* rules: the rules folder; home: the folder of scripts/ (normalize.lua). */
+static int do_run(th_engine *e, th_output *out, const options *o, const char *rules, const char *home) {
   uv_loop_t loop;
   run_ctx r;
   memset(&r, 0, sizeof r);
+  r.engine = e;
   int rc = uv_loop_init(&loop);
   if (rc < 0) {
     th_log("event loop: %s", uv_strerror(rc));
@@ -319,9 +400,20 @@ static int do_run(th_engine *e, th_output *out, const options *o) {
   }
   uv_signal_init(&loop, &r.sigint);
   uv_signal_init(&loop, &r.sigterm);
-  r.sigint.data = r.sigterm.data = &r;
+  uv_signal_init(&loop, &r.sighup);
+  uv_signal_init(&loop, &r.sigusr1);
+  uv_timer_init(&loop, &r.stats);
+  r.sigint.data = r.sigterm.data = r.sighup.data = r.sigusr1.data = r.stats.data = &r;
   uv_signal_start(&r.sigint, on_signal, SIGINT);
   uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&r.sighup, on_hup, SIGHUP);
+  uv_signal_start(&r.sigusr1, on_usr1, SIGUSR1);
+  if (o->stats_s > 0)
+    uv_timer_start(&r.stats, on_stats, (uint64_t)(o->stats_s * 1000), (uint64_t)(o->stats_s * 1000));
+  char scripts[PATH_MAX];
+  snprintf(scripts, sizeof scripts, "%s/scripts", home);
+  th_reload_init(&r.reload, &loop, e, rules, scripts);
+  th_reload_start(&r.reload);
 
   th_tail_start(&r.tail);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -387,7 +479,8 @@ int main(int argc, char **argv) {
   th_output out;
   th_output_init(&out, stdout);
   th_engine e;
-  th_engine_opts eo = {home, rules, o.command, &out, o.only, o.nonly};
+  th_engine_opts eo = {home, rules, o.command, &out, o.only, o.nonly, o.max_instructions, o.max_memory,
+                       o.quarantine_after < 0 ? 0 : o.quarantine_after == 0 ? -1 : o.quarantine_after};
   if (th_engine_init(&e, &eo) < 0) {
     th_engine_close(&e);
     free(o.files);
@@ -395,7 +488,7 @@ int main(int argc, char **argv) {
   free(o.only);
     return 1;
   }
-  rc = replay ? do_replay(&e, &out, &o) : do_run(&e, &out, &o);
+  rc = replay ? do_replay(&e, &out, &o) : do_run(&e, &out, &o, rules, home);
   th_engine_close(&e);
   free(o.files);
   free(o.excludes);

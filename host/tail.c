@@ -746,6 +746,23 @@ void th_tail_close(th_tail *t) {
   if (t->o.on_stop) t->o.on_stop(t->o.ud);
 }
 
+size_t th_tail_progress(th_tail *t, th_file_stat **out) {
+  size_t n = 0;
+  *out = NULL;
+  for (th_tfile *f = t->files; f; f = f->next) n += !f->gone;
+  if (n == 0 || (*out = calloc(n, sizeof **out)) == NULL) return 0;
+  size_t i = 0;
+  for (th_tfile *f = t->files; f; f = f->next) {
+    if (f->gone) continue;
+    struct stat st;
+    uint64_t size = f->last_size;
+    if (f->fd >= 0 ? fstat(f->fd, &st) == 0 : stat(f->path, &st) == 0 && (uint64_t)st.st_ino == f->ino)
+      size = (uint64_t)st.st_size;
+    (*out)[i++] = (th_file_stat){f->path, f->done ? f->offset : th_framer_done(&f->framer), size};
+  }
+  return i;
+}
+
 void th_tail_free(th_tail *t) {
   th_tfile *f = t->files;
   while (f) {

@@ -123,6 +123,11 @@ int th_tail_start(th_tail *t);
  * handle. Memory is released by th_tail_free once the loop has run. */
 void th_tail_close(th_tail *t);
 
+/* Where every file followed is read to, for the statistics: sets *out (an
+ * array the caller frees; its paths are the tailer's, valid until it next
+ * runs) and returns its length, 0 when none or out of memory. */
+size_t th_tail_progress(th_tail *t, th_file_stat **out);
+
 void th_tail_free(th_tail *t);
 
 #endif

@@ -120,22 +120,34 @@ local function plain(v, depth)
   return c
 end
 
-local function verdict(v)
+-- A match function's answer; anything but a boolean is an error at the
+-- line of the function (where, "file:line").
+local function verdict(v, where)
   if v == true or v == false then return v end
-  error(string.format("match must return true or false, not %s", v == nil and "nil" or type(v)), 0)
+  error(string.format("%s: match must return true or false, not %s", where, v == nil and "nil" or type(v)), 0)
+end
+
+-- Lua names a file in its messages by at most 60 characters, the start cut
+-- to "...": put path back in a message about it.
+function M.full_path(msg, path)
+  if type(msg) ~= "string" or msg:sub(1, 3) ~= "..." then return msg end
+  local shown = msg:match("^%.%.%.(.-):%d+:")
+  if shown and #shown < #path and path:sub(-#shown) == shown then return path .. msg:sub(#shown + 4) end
+  return msg
 end
 
 -- Load one rule file. Returns the rule, or nil and a message naming file and line.
--- opts.log: where a rule's print goes.
+-- opts.log: where a rule's print goes; opts.source: the file's text, already read.
 function M.load_file(path, opts)
   opts = opts or {}
-  local src, err = read(path)
+  local src, err = opts.source, nil
+  if not src then src, err = read(path) end
   if not src then return nil, string.format("%s: %s", path, err) end
   local env = sandbox.env(path, opts.log)
   local chunk, cerr = load(src, "@" .. path, "t", env)
-  if not chunk then return nil, cerr end
+  if not chunk then return nil, M.full_path(cerr, path) end
   local ok, mod = pcall(chunk)
-  if not ok then return nil, tostring(mod) end
+  if not ok then return nil, M.full_path(tostring(mod), path) end
   if type(mod) ~= "table" then
     return nil, string.format("%s:1: a rule module must return a table, not a %s", path, type(mod))
   end
@@ -156,12 +168,13 @@ function M.load_file(path, opts)
   end
   -- get(name) reads a field of the event (event.getter); the view a Lua
   -- match function sees is built only for rules that have one.
+  local at = lua_match and path .. ":" .. math.max(debug.getinfo(lua_match, "S").linedefined, 1)
   if query and lua_match then
-    rule.match = function(get, doc) return query(get) and verdict(lua_match(event.view(doc))) end
+    rule.match = function(get, doc) return query(get) and verdict(lua_match(event.view(doc)), at) end
   elseif query then
     rule.match = function(get) return query(get) end
   else
-    rule.match = function(_, doc) return verdict(lua_match(event.view(doc))) end
+    rule.match = function(_, doc) return verdict(lua_match(event.view(doc)), at) end
   end
   return rule
 end
@@ -182,18 +195,31 @@ local function list(dir)
 end
 M.list = list
 
--- Load every *.lua file of a directory, in name order. Returns the rules and
+-- A rule file: *.lua, and not hidden (editors' lock and swap files are).
+function M.is_rule_file(name)
+  return name:match("%.lua$") ~= nil and name:sub(1, 1) ~= "."
+end
+
+-- Load every rule file of a directory, in name order. Returns the rules and
 -- a list of error messages (a broken rule is left out; the others load), or
--- nil and a message when the folder itself cannot be read.
+-- nil and a message when the folder itself cannot be read. opts.call: how to
+-- call load_file (pcall by default; the host passes its limited call, so a
+-- rule that loops at load time cannot hang the start).
 function M.load_dir(dir, opts)
+  opts = opts or {}
   local names, lerr = list(dir)
   if not names then return nil, lerr end
+  local call = opts.call or pcall
   local rules, errors, seen = {}, {}, {}
   for _, name in ipairs(names) do
-    if name:match("%.lua$") then
+    if M.is_rule_file(name) then
       local path = dir .. "/" .. name
-      local ok, rule, err = pcall(M.load_file, path, opts)
-      if not ok then rule, err = nil, string.format("%s:1: %s", path, tostring(rule)) end
+      local ok, rule, err = call(M.load_file, path, opts)
+      if not ok then
+        err = type(rule) == "string" and rule or "(error object is a " .. type(rule) .. " value)"
+        if err:sub(1, #path + 1) ~= path .. ":" then err = path .. ":1: " .. err end
+        rule = nil
+      end
       if rule and seen[rule.id] then
         rule, err = nil, string.format("%s:%d: rule_id %s is already used by %s", path,
           1, rule.id, seen[rule.id])

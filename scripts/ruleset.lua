@@ -9,9 +9,11 @@
 --   ruleset.line_of(src, text) -> line of the first occurrence of text, or nil
 --   ruleset.guard(fn, ...) -> pcall(fn, ...) that stops endless loops
 --
--- The commands run rules in the host process (not the C host's limited
--- states), so an endless loop in a rule would hang `test` or `dev`: guard
--- stops any call after BUDGET instructions.
+-- The commands run rules in their own Lua state, so an endless loop or a
+-- memory bomb in a rule would hang or sink `test` or `dev`: guard stops any
+-- call after BUDGET instructions. In the binary it is the C host's limited call
+-- (engine.c, "Limits": the memory budget too, and no pcall in the rule can
+-- swallow either); under plain lua5.4 (specs), a debug hook.
 
 local loader = require "loader"
 
@@ -71,7 +73,15 @@ local function stop()
   error(string.format("%sstopped after %d instructions (an endless loop?)", where, M.BUDGET), 0)
 end
 
+local has_sys, sys = pcall(require, "thsys")
+local limited = has_sys and sys.limited
+local budget = { instructions = M.BUDGET }
+
 function M.guard(fn, ...)
+  if limited then
+    budget.instructions = M.BUDGET
+    return limited(budget, fn, ...)
+  end
   debug.sethook(stop, "", M.BUDGET)
   local r = table.pack(pcall(fn, ...))
   debug.sethook()
@@ -91,7 +101,6 @@ end
 
 -- The C host gives stat and listdir (thsys); under plain lua5.4 (specs) the
 -- shell answers.
-local has_sys, sys = pcall(require, "thsys")
 
 local function is_dir(path)
   if has_sys then

@@ -15,15 +15,33 @@ local BASIC = {
   "rawset", "select", "tonumber", "tostring", "type", "xpcall",
 }
 
-local function blocked(name)
-  return function() error("blocked: " .. name, 2) end
+-- The host's own scripts: an error is raised at the first frame outside them.
+local SCRIPTS = debug.getinfo(1, "S").source:match("^@(.*/)") or "\0"
+
+-- Raise msg at the rule's line that called for it: the first frame of rule
+-- code above the caller. A call in tail position (`return io.open(p)`) has
+-- no such frame left; then the message names the rule file.
+local function raise(file, msg)
+  for level = 3, 64 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    local src = info.source
+    if info.currentline > 0 and src:sub(1, 1) == "@" and src:sub(2, #SCRIPTS + 1) ~= SCRIPTS then
+      error(src:sub(2) .. ":" .. info.currentline .. ": " .. msg, 0)
+    end
+  end
+  error((file and (file .. ": ") or "") .. msg, 0)
+end
+
+local function blocked(name, file)
+  return function() raise(file, "blocked: " .. name) end
 end
 
 -- A table whose every field is a blocked function named after it.
-local function blocked_library(lib, allowed)
+local function blocked_library(lib, allowed, file)
   local t = {}
   for k, v in pairs(allowed or {}) do t[k] = v end
-  return setmetatable(t, { __index = function(_, k) return blocked(lib .. "." .. tostring(k)) end })
+  return setmetatable(t, { __index = function(_, k) return blocked(lib .. "." .. tostring(k), file) end })
 end
 
 local function copy(t, except)
@@ -42,25 +60,27 @@ function M.env(name, log)
   env._VERSION = _VERSION
 
   local str = copy(string, { dump = true })
-  str.dump = blocked("string.dump")
+  str.dump = blocked("string.dump", name)
   env.string = str
   env.table = copy(table)
   -- One generator serves the whole host: a rule may draw from it, not reseed it.
   env.math = copy(math, { randomseed = true })
-  env.math.randomseed = blocked("math.randomseed")
+  env.math.randomseed = blocked("math.randomseed", name)
   env.utf8 = copy(utf8)
-  env.os = blocked_library("os", { time = os.time, date = os.date, clock = os.clock })
-  env.io = blocked_library("io")
-  env.debug = blocked_library("debug")
-  env.package = blocked_library("package")
-  env.require = blocked("require")
-  env.dofile = blocked("dofile")
-  env.loadfile = blocked("loadfile")
-  env.collectgarbage = blocked("collectgarbage")
+  env.os = blocked_library("os", { time = os.time, date = os.date, clock = os.clock }, name)
+  env.io = blocked_library("io", nil, name)
+  env.debug = blocked_library("debug", nil, name)
+  env.package = blocked_library("package", nil, name)
+  env.require = blocked("require", name)
+  env.dofile = blocked("dofile", name)
+  env.loadfile = blocked("loadfile", name)
+  env.collectgarbage = blocked("collectgarbage", name)
 
-  -- A finalizer would run later, outside the rule's call and its limits.
   env.setmetatable = function(t, mt)
-    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then error("blocked: __gc metamethod", 2) end
+    -- Only tables: the metatables of other types are shared by the whole host.
+    if type(t) ~= "table" then raise(name, "blocked: setmetatable on a " .. type(t) .. " value") end
+    -- A finalizer would run later, outside the rule's call and its limits.
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then raise(name, "blocked: __gc metamethod") end
     return setmetatable(t, mt)
   end
   -- The string metatable is shared by every string in the host: hand out
@@ -71,7 +91,7 @@ function M.env(name, log)
   end
   -- Text chunks only, and by default in the rule's own environment.
   env.load = function(chunk, chunkname, mode, e)
-    if mode ~= nil and mode ~= "t" then error("blocked: load of binary chunks", 2) end
+    if mode ~= nil and mode ~= "t" then raise(name, "blocked: load of binary chunks") end
     return load(chunk, chunkname, "t", e or env)
   end
   -- Alerts own stdout: a rule's print goes to stderr, named.

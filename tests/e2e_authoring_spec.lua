@@ -156,7 +156,7 @@ describe("trailhound test", function()
     local out, err, rc = th.run({ "test", d })
     assert.equal(1, rc)
     no_traceback(err)
-    assert.matches(d .. "/loop.lua:14: stopped after", out, 1, true)
+    assert.matches(d .. "/loop.lua:14: instruction budget exceeded", out, 1, true)
     assert.matches("deletion denied", out, 1, true)
   end)
 

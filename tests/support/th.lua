@@ -91,13 +91,15 @@ end
 
 -- Start `trailhound run ...` in the background. Returns a handle with
 -- :out(), :err(), :signal(sig), :wait(timeout) -> exit code or nil.
-function M.start(args)
+-- opts.env: "NAME=value ..." set for the binary.
+function M.start(args, opts)
+  opts = opts or {}
   local d = M.tmpdir()
   -- The default state file goes to a folder of the spec's own.
   local cmd = string.format(
-    "( XDG_STATE_HOME=%s/xdg %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; " ..
+    "( XDG_STATE_HOME=%s/xdg %s %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; " ..
     "echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc ) >/dev/null 2>&1 &",
-    d, quote(M.bin), argv(args), d, d, d, d, d, d)
+    d, opts.env or "", quote(M.bin), argv(args), d, d, d, d, d, d)
   os.execute(cmd)
   local h = { dir = d }
   local deadline = os.time() + 10
