@@ -56,7 +56,7 @@ $(ASAN_BIN): $(SRCS) $(HDRS) Makefile | deps
 asan: $(ASAN_BIN)
 
 # C unit tests, built with the sanitizers.
-build/tests/%: tests/c/%.c $(LIB_SRCS) $(HDRS) | deps
+build/tests/%: tests/c/%.c tests/c/tap.h $(LIB_SRCS) $(HDRS) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) -Ihost $(PKG_CFLAGS) -o $@ $< $(LIB_SRCS) $(PKG_LIBS)
 

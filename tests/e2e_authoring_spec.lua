@@ -500,17 +500,8 @@ describe("trailhound new", function()
 end)
 
 describe("trailhound dev", function()
-  local started = {}
-  local function start(args)
-    local h = th.start(args)
-    started[#started + 1] = h
-    return h
-  end
-  after_each(function()
-    for _, h in ipairs(started) do h.stop() end  -- a failed spec leaves no watcher behind
-    started = {}
-    th.cleanup()
-  end)
+  local start = th.start
+  after_each(th.cleanup)  -- stops the watchers too: a failed spec leaves none behind
 
   -- Wait until the output holds run n; returns the text of that run.
   local function run_n(h, n)

@@ -51,11 +51,7 @@ end
 
 describe("trailhound run, reloading", function()
   local h
-  after_each(function()
-    if h then h.stop() end
-    h = nil
-    th.cleanup()
-  end)
+  after_each(th.cleanup)  -- stops the hosts started too
 
   it("sees a rule saved in place, renamed into place, deleted and re-created, and moved in from elsewhere",
     function()

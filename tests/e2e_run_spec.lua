@@ -15,11 +15,7 @@ end
 
 describe("trailhound run", function()
   local h
-  after_each(function()
-    if h then h.stop() end
-    h = nil
-    th.cleanup()
-  end)
+  after_each(th.cleanup)  -- stops the hosts started too
 
   it("processes what the file holds, then every line appended, as it is appended", function()
     local d = th.tmpdir()

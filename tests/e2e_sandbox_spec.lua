@@ -77,11 +77,7 @@ local ASAN = th.bin:find("asan") ~= nil
 
 describe("the sandbox, end to end", function()
   local h
-  after_each(function()
-    if h then h.stop() end
-    h = nil
-    th.cleanup()
-  end)
+  after_each(th.cleanup)  -- stops the hosts started too
 
   it("contains every hostile rule and reports it with file and line; the Bedrock rules give exactly their alerts",
     function()

@@ -31,11 +31,7 @@ local function line(id, action) return ev.line(ev.denied(action or "PutResourceP
 
 describe("trailhound run, tailing for real", function()
   local h
-  after_each(function()
-    if h then h.stop() end
-    h = nil
-    th.cleanup()
-  end)
+  after_each(th.cleanup)  -- stops the hosts started too
 
   it("follows a glob with ** and a directory, and picks up new files within a second", function()
     local d = th.tmpdir()

@@ -8,17 +8,8 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "tap.h"
 
-static int planned, failures;
-
-#define CHECK(cond, ...)                                                         \
-  do {                                                                           \
-    planned++;                                                                   \
-    if (cond) printf("ok %d - ", planned);                                       \
-    else { failures++; printf("not ok %d - ", planned); }                        \
-    printf(__VA_ARGS__);                                                         \
-    printf("\n");                                                                \
-  } while (0)
 
 static char dir[] = "/tmp/th-ckpt-XXXXXX";
 
@@ -115,6 +106,5 @@ int main(void) {
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) printf("# could not remove %s\n", dir);
-  printf("1..%d\n", planned);
-  return failures ? 1 : 0;
+  return TAP_END();
 }

@@ -6,21 +6,8 @@
 #include <string.h>
 
 #include "framer.h"
+#include "tap.h"
 
-static int planned, failures;
-
-#define CHECK(cond, ...)                      \
-  do {                                        \
-    planned++;                                \
-    if (cond) {                               \
-      printf("ok %d - ", planned);            \
-    } else {                                  \
-      failures++;                             \
-      printf("not ok %d - ", planned);        \
-    }                                         \
-    printf(__VA_ARGS__);                      \
-    printf("\n");                             \
-  } while (0)
 
 typedef struct seen {
   char text[8192];      /* records joined by '|', over-long ones as "<LONG@off>" */
@@ -129,6 +116,5 @@ int main(void) {
   framer_skips_long_record();
   framer_accepts_line_of_exactly_max();
   framer_reset_restarts_at_offset();
-  printf("1..%d\n", planned);
-  return failures ? 1 : 0;
+  return TAP_END();
 }

@@ -7,17 +7,8 @@
 #include <unistd.h>
 
 #include "glob.h"
+#include "tap.h"
 
-static int planned, failures;
-
-#define CHECK(cond, ...)                                                         \
-  do {                                                                           \
-    planned++;                                                                   \
-    if (cond) printf("ok %d - ", planned);                                       \
-    else { failures++; printf("not ok %d - ", planned); }                        \
-    printf(__VA_ARGS__);                                                         \
-    printf("\n");                                                                \
-  } while (0)
 
 static void glob_match_segments_and_double_star(void) {
   CHECK(th_glob_match("/var/log/ct/*.ndjson", "/var/log/ct/a.ndjson"), "star within a segment");
@@ -92,6 +83,5 @@ int main(void) {
   glob_match_segments_and_double_star();
   glob_base_is_the_plain_prefix();
   glob_walk_finds_files_in_order();
-  printf("1..%d\n", planned);
-  return failures ? 1 : 0;
+  return TAP_END();
 }

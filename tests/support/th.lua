@@ -33,8 +33,9 @@ end
 
 function M.append(path, data) M.write(path, data, "ab") end
 
--- A fresh directory, removed by M.cleanup().
-local dirs = {}
+-- A fresh directory, removed by M.cleanup(). Hosts started by M.start are
+-- stopped by it too, so a spec's after_each needs only M.cleanup.
+local dirs, started = {}, {}
 function M.tmpdir()
   local p = io.popen("mktemp -d /tmp/trailhound-spec.XXXXXX")
   local d = p:read("l")
@@ -43,6 +44,8 @@ function M.tmpdir()
   return d
 end
 function M.cleanup()
+  for _, h in ipairs(started) do h.stop() end
+  started = {}
   for _, d in ipairs(dirs) do os.execute("rm -rf " .. quote(d)) end
   dirs = {}
 end
@@ -130,6 +133,7 @@ function M.start(args, opts)
       h.wait(5)
     end
   end
+  started[#started + 1] = h
   return h
 end
 
