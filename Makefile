@@ -23,8 +23,8 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-SRCS := $(wildcard host/*.c)
-HDRS := $(wildcard host/*.h)
+SRCS := $(wildcard host/*.c host/worker/*.c)
+HDRS := $(wildcard host/*.h host/worker/*.h)
 LIB_SRCS := $(filter-out host/main.c,$(SRCS))
 
 BIN      := build/trailhound
@@ -75,10 +75,11 @@ bench: deps $(BIN)
 	@bash tests/bench/run.sh
 
 install: $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/trailhound/scripts \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/trailhound/scripts/commands \
 	  $(DESTDIR)$(PREFIX)/share/trailhound/rules
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/trailhound
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/trailhound/scripts/
+	install -m 644 scripts/commands/*.lua $(DESTDIR)$(PREFIX)/share/trailhound/scripts/commands/
 	install -m 644 rules/*.lua $(DESTDIR)$(PREFIX)/share/trailhound/rules/
 
 uninstall:

@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "engine.h"
+#include "worker/engine.h"
 #include "log.h"
 #include "output.h"
 #include "progress.h"

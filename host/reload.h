@@ -19,7 +19,7 @@
 #include <limits.h>
 #include <uv.h>
 
-#include "engine.h"
+#include "worker/engine.h"
 
 typedef struct th_reload {
   th_engine *engine;          /* gates and swaps; not owned */

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine.h"
+#include "worker/engine.h"
 
 /* Largest whole document read into memory (decompressed). */
 #define TH_MAX_DOCUMENT ((size_t)1 << 30)

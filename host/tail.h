@@ -31,7 +31,7 @@
 #include <uv.h>
 
 #include "checkpoint.h"
-#include "engine.h"
+#include "worker/engine.h"
 #include "framer.h"
 #include "output.h"
 

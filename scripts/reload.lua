@@ -29,6 +29,7 @@
 --                            settled: the files have had no events for a while.
 
 local loader = require "loader"
+local srcpos = require "srcpos"
 
 local M = {}
 
@@ -127,8 +128,7 @@ end
 
 -- "file:line: test "name" failed: why"
 local function test_failure(rule, src, test, r)
-  local check = require "check"
-  local ok, line = pcall(check.test_line, src or "", test)
+  local ok, line = pcall(srcpos.test_line, src or "", test)
   return string.format("%s:%s: test \"%s\" failed: %s", rule.file, ok and line or 1, r.name,
     loader.full_path(problem(r), rule.file))
 end
@@ -164,8 +164,7 @@ function Reloader:gate_rule(path, src, normalize, live)
   if not rule then return nil, err end
   for other_path, other in pairs(live) do
     if other_path ~= path and other.id == rule.id then
-      local check = require "check"
-      local line = check.key_line(src, "rule_id") or 1
+      local line = srcpos.key_line(src, "rule_id") or 1
       return nil, string.format("%s:%d: rule_id %s is already used by %s", path, line, rule.id, other_path)
     end
   end

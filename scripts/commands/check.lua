@@ -21,6 +21,7 @@
 local loader = require "loader"
 local normalize = require "normalize"
 local ruleset = require "ruleset"
+local srcpos = require "srcpos"
 
 local M = {}
 
@@ -156,20 +157,6 @@ end
 -- One rule
 ------------------------------------------------------------------------------
 
--- Where the rule's table starts: its keys are looked for after it, not in
--- the helper code above it.
-local function body_start(src)
-  local last = 1
-  for at in src:gmatch("()\nreturn%s*{") do last = at end
-  if src:find("^return%s*{") then last = 1 end
-  return last
-end
-
-local function line_at(src, pos)
-  local _, n = src:sub(1, pos - 1):gsub("\n", "")
-  return n + 1
-end
-
 local SEVERITY_BAND = {}
 for _, b in ipairs(M.BANDS) do SEVERITY_BAND[b.severity] = b end
 
@@ -190,22 +177,9 @@ local function is_list_of_strings(v)
   return n == #v
 end
 
--- Line of `key =` in the rule's table (the first after its `return {`).
-function M.key_line(src, key)
-  local _, _, at = src:find("[\n{,]%s*()" .. key .. "%s*=", body_start(src))
-  if not at then return 1 end
-  return line_at(src, at)
-end
-
--- Line of a string written in the rule's table (quoted), else nil.
-function M.value_line(src, value)
-  local base = body_start(src)
-  for _, q in ipairs({ '"', "'" }) do
-    local at = src:find(q .. value .. q, base, true)
-    if at then return line_at(src, at) end
-  end
-  return nil
-end
+-- Line of `key =` in the rule's table (the first after its `return {`);
+-- line of a string written in the rule's table (quoted), else nil.
+M.key_line, M.value_line = srcpos.key_line, srcpos.value_line
 
 function M.rule(rule, src, add)
   local meta = rule.meta
@@ -364,13 +338,7 @@ function M.threat(threat, err, warn, key_line, value_line)
 end
 
 -- Line of a test: the line of its name in the file, else of `tests =`.
-function M.test_line(src, test)
-  if type(test) == "table" and type(test.name) == "string" then
-    local l = M.value_line(src, test.name) or ruleset.line_of(src, test.name)
-    if l then return l end
-  end
-  return M.key_line(src, "tests")
-end
+M.test_line = srcpos.test_line
 
 function M.tests(tests, src, err, warn, key_line)
   if tests == nil or (type(tests) == "table" and #tests == 0) then

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "../log.h"
 
 /* Message handler: turn any error into a string with a traceback. */
 static int msgh(lua_State *L) {
@@ -380,10 +380,11 @@ static int open_sys(lua_State *L) {
 
 /* Standard libraries, scripts from home/scripts and nowhere else, and
  * thsys preloaded. */
-static void prepare(lua_State *L, const char *home) {
+static void prepare(lua_State *L, const char *home, int commands) {
   luaL_openlibs(L);
   lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/scripts/?.lua", home);
+  if (commands) lua_pushfstring(L, "%s/scripts/?.lua;%s/scripts/commands/?.lua", home, home);
+  else lua_pushfstring(L, "%s/scripts/?.lua", home);
   lua_setfield(L, -2, "path");
   lua_getfield(L, -1, "preload");
   lua_pushstring(L, home);
@@ -395,7 +396,7 @@ static void prepare(lua_State *L, const char *home) {
 /* Runs inside a protected call so that even start-up errors are caught. */
 static int start(lua_State *L) {
   const th_engine_opts *o = lua_touserdata(L, 1);
-  prepare(L, o->home);
+  prepare(L, o->home, 0);
 
   lua_getglobal(L, "require");
   lua_pushliteral(L, "host");
@@ -557,7 +558,7 @@ typedef struct command_args {
 /* cli.main({ argv... }) -> exit code; inside a protected call. */
 static int command(lua_State *L) {
   const command_args *a = lua_touserdata(L, 1);
-  prepare(L, a->home);
+  prepare(L, a->home, 1);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "cli");
   lua_call(L, 1, 1);  /* the cli module */

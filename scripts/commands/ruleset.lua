@@ -29,12 +29,7 @@ function M.source(path)
   return src
 end
 
-function M.line_of(src, text)
-  local at = src and src:find(text, 1, true)
-  if not at then return nil end
-  local _, n = src:sub(1, at - 1):gsub("\n", "")
-  return n + 1
-end
+M.line_of = require("srcpos").line_of
 
 -- A message "path:line:col: msg", "path:line: msg" or "path: msg" as a table.
 function M.diagnostic(path, message)
@@ -57,7 +52,7 @@ end
 
 -- Where the host's own scripts live: a stopped loop is reported at the first
 -- frame outside them (the rule's line), not inside event.lua.
-local SCRIPTS = debug.getinfo(1, "S").source:match("^@(.*/)") or "\0"
+local SCRIPTS = debug.getinfo(1, "S").source:match("^@(.*/)commands/") or "\0"
 
 local function stop()
   local where = ""

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "output.h"
+#include "../output.h"
 
 typedef struct lua_State lua_State;
 
