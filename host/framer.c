@@ -27,13 +27,16 @@ uint64_t th_framer_done(const th_framer *f) {
   return f->start;
 }
 
-static void emit(const char *line, size_t len, uint64_t off, th_line_cb cb, void *ud) {
+/* raw: the record's bytes as read, its newline included if it has one. */
+static void emit(const char *line, size_t raw, uint64_t off, th_line_cb cb, void *ud) {
+  size_t len = raw;
+  if (len > 0 && line[len - 1] == '\n') len--;
   if (len > 0 && line[len - 1] == '\r') len--;
   /* Blank lines separate nothing and are not records. */
   size_t i = 0;
   while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
   if (i == len) return;
-  cb(ud, line, len, off);
+  cb(ud, line, len, off, off + raw);
 }
 
 static int hold(th_framer *f, const char *data, size_t n) {
@@ -59,13 +62,13 @@ int th_framer_feed(th_framer *f, const char *data, size_t n, th_line_cb cb, void
       /* Over-long record: already reported, drop up to its newline. */
     } else if (f->len + chunk > f->max_line &&
                !(nl && f->len + chunk == f->max_line + 1 && nl[-1] == '\r')) {  /* CR is not content */
-      cb(ud, NULL, f->len + chunk, f->start);
+      cb(ud, NULL, f->len + chunk, f->start, 0);
       f->len = 0;
       f->skipping = 1;
     } else if (nl != NULL && f->len == 0) {
-      emit(p, chunk, f->start, cb, ud);  /* the common case: no copy */
+      emit(p, chunk + 1, f->start, cb, ud);  /* the common case: no copy */
     } else {
-      int rc = hold(f, p, chunk);
+      int rc = hold(f, p, chunk + (nl != NULL));  /* with its newline: records are handed over as read */
       if (rc < 0) return rc;
       if (nl != NULL) {
         emit(f->buf, f->len, f->start, cb, ud);

@@ -13,10 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* line points into the framer's or the caller's memory, valid during the
- * call only; len excludes the newline (and a trailing CR). When line is NULL
- * the record at offset was longer than max_line and was skipped. */
-typedef void (*th_line_cb)(void *ud, const char *line, size_t len, uint64_t offset);
+/* A record spans [offset, end) of the file, its newline included when it has
+ * one. line points into the framer's or the caller's memory, valid during the
+ * call only, and holds those end - offset bytes as read; len excludes the
+ * newline (and a trailing CR): it is the record's content. When line is NULL
+ * the record at offset was longer than max_line and was skipped (end is 0:
+ * its end is not known yet). */
+typedef void (*th_line_cb)(void *ud, const char *line, size_t len, uint64_t offset, uint64_t end);
 
 typedef struct th_framer {
   char *buf;          /* the partial line held since the last newline */

@@ -12,6 +12,7 @@
 
 #include "worker/engine.h"
 #include "log.h"
+#include "dispatch.h"
 #include "output.h"
 #include "progress.h"
 #include "reload.h"
@@ -277,6 +278,14 @@ static int output_failed(const th_output *out) {
 
 static int do_replay(th_engine *e, th_output *out, const options *o) {
   unsigned ok = 0, failed = 0;
+  th_dispatch_opts dop = {.engine = e, .out = out};
+  th_dispatch *d = th_dispatch_new(&dop);
+  th_stream *s = d ? th_stream_open(d, o->files[0], 0) : NULL;
+  if (s == NULL) {
+    th_log("out of memory");
+    th_dispatch_free(d);
+    return 1;
+  }
   uint64_t total = 0;
   for (int i = 0; i < o->nfiles; i++) {
     struct stat st;
@@ -284,10 +293,12 @@ static int do_replay(th_engine *e, th_output *out, const options *o) {
   }
   th_progress_start(total);
   for (int i = 0; i < o->nfiles && !out->error; i++) {
-    if (th_source_replay(e, o->files[i], o->max_line) == 0) ok++;
+    if (th_source_replay(s, o->files[i], o->max_line) == 0) ok++;
     else failed++;
   }
-  th_output_flush(out);
+  th_dispatch_drain(d);
+  th_stream_close(s);
+  th_dispatch_free(d);
   th_progress_clear();
   int broken = output_failed(out);
   th_engine_summary(e, ok, failed);
@@ -381,8 +392,15 @@ static int do_run(th_engine *e, th_output *out, const options *o, const char *ru
   char statebuf[PATH_MAX];
   const char *state = o->no_state ? NULL : o->state ? o->state : default_state(statebuf, sizeof statebuf);
   if (state) th_log("state: %s", state);
+  th_dispatch_opts dop = {.engine = e, .out = out};
+  th_dispatch *d = th_dispatch_new(&dop);
+  if (d == NULL) {
+    th_log("out of memory");
+    uv_loop_close(&loop);
+    return 1;
+  }
   th_tail_opts to = {
-    .engine = e, .out = out, .max_line = o->max_line, .from_end = o->from_end,
+    .dispatch = d, .out = out, .max_line = o->max_line, .from_end = o->from_end,
     .poll_ms = o->poll_ms, .rescan_s = o->rescan_s, .rotate_wait_s = o->rotate_wait_s,
     .ignore_older_s = o->ignore_older_s, .max_open = o->max_open, .state = state,
     .excludes = o->excludes, .nexcludes = o->nexcludes, .on_stop = on_stop, .ud = &r,
@@ -422,6 +440,7 @@ static int do_run(th_engine *e, th_output *out, const options *o, const char *ru
   int broken = output_failed(out);
   th_engine_summary(e, r.tail.files_seen, r.tail.files_failed);
   th_tail_free(&r.tail);
+  th_dispatch_free(d);
   uv_loop_close(&loop);
   return broken;
 }

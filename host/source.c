@@ -14,21 +14,9 @@
 #include "log.h"
 #include "progress.h"
 
-void th_source_line(void *ud, const char *line, size_t len, uint64_t offset) {
+void th_source_line(void *ud, const char *line, size_t len, uint64_t offset, uint64_t end) {
   th_source *s = ud;
-  if (s->engine->out->error) return;  /* alerts can no longer be written: stop */
-  if (line == NULL) {
-    char reason[96];
-    snprintf(reason, sizeof reason, "record longer than --max-line (%zu bytes), skipped", s->max_line);
-    th_engine_reject(s->engine, s->path, offset, reason);
-    return;
-  }
-  th_progress_record();
-  if (offset == 0 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {  /* UTF-8 byte-order mark */
-    line += 3;
-    len -= 3;
-  }
-  th_engine_record(s->engine, line, len, s->path, offset);
+  th_stream_line(s->stream, line, len, offset, end, s->max_line);
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -123,9 +111,9 @@ int th_source_is_document(const char *buf, size_t len) {
   return end[-1] != '}';
 }
 
-void th_source_feed(th_source *s, const char *buf, size_t len) {
+void th_source_feed(th_source *s, const char *buf, size_t len, uint64_t end) {
   if (th_source_is_document(buf, len)) {
-    th_engine_document(s->engine, buf, len, s->path);
+    th_stream_document(s->stream, buf, len, end);
     return;
   }
   th_framer f;
@@ -133,29 +121,31 @@ void th_source_feed(th_source *s, const char *buf, size_t len) {
   th_framer_feed(&f, buf, len, th_source_line, s);  /* no allocation fails: */
   th_framer_finish(&f, th_source_line, s);          /* lines point into buf */
   th_framer_free(&f);
+  th_stream_done(s->stream, end);
 }
 
-static int replay_whole(th_source *s) {
+static int replay_whole(th_source *s, const char *path) {
   char *buf;
   size_t len;
   struct stat st;
-  if (th_source_load(s->path, &buf, &len) < 0) return -1;
-  if (stat(s->path, &st) == 0) th_progress_bytes((uint64_t)st.st_size);
-  th_source_feed(s, buf, len);
+  if (th_source_load(path, &buf, &len) < 0) return -1;
+  uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : len;
+  th_progress_bytes(size);
+  th_source_feed(s, buf, len, size);
   free(buf);
   return 0;
 }
 
 /* NDJSON is streamed, so a file of any size replays in bounded memory. */
-static int replay_stream(th_source *s) {
-  int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+static int replay_stream(th_source *s, const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    th_log("open %s: %s", s->path, strerror(errno));
+    th_log("open %s: %s", path, strerror(errno));
     return -1;
   }
   struct stat st;
   if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    th_log("read %s: Is a directory", s->path);
+    th_log("read %s: Is a directory", path);
     close(fd);
     return -1;
   }
@@ -165,33 +155,38 @@ static int replay_stream(th_source *s) {
   th_framer_init(&f, s->max_line, 0);
   int rc = -1;
   if (buf == NULL) {
-    th_log("read %s: out of memory", s->path);
+    th_log("read %s: out of memory", path);
     goto cleanup;
   }
   for (;;) {
     ssize_t n = read(fd, buf, CHUNK);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      th_log("read %s: %s at offset %llu", s->path, strerror(errno), (unsigned long long)f.pos);
+      th_log("read %s: %s at offset %llu", path, strerror(errno), (unsigned long long)f.pos);
       goto cleanup;
     }
     if (n == 0) break;
     th_progress_bytes((uint64_t)n);
     if (th_framer_feed(&f, buf, (size_t)n, th_source_line, s) < 0) {
-      th_log("read %s: out of memory at offset %llu", s->path, (unsigned long long)f.pos);
+      th_log("read %s: out of memory at offset %llu", path, (unsigned long long)f.pos);
       goto cleanup;
     }
   }
   th_framer_finish(&f, th_source_line, s);
   rc = 0;
 cleanup:
+  th_stream_flush(s->stream);
   th_framer_free(&f);
   free(buf);
   close(fd);
   return rc;
 }
 
-int th_source_replay(th_engine *e, const char *path, size_t max_line) {
-  th_source s = {e, path, max_line};
-  return th_source_whole_name(path) ? replay_whole(&s) : replay_stream(&s);
+int th_source_replay(th_stream *stream, const char *path, size_t max_line) {
+  th_source s = {stream, max_line};
+  if (th_stream_rename(stream, path) < 0) {
+    th_log("%s: out of memory", path);
+    return -1;
+  }
+  return th_source_whole_name(path) ? replay_whole(&s, path) : replay_stream(&s, path);
 }

@@ -165,8 +165,9 @@ static int read_whole(th_tfile *f, int force) {
     th_log("read %s: %s after %zu bytes of content; reading what came before", f->path,
            zerr == Z_BUF_ERROR ? "truncated gzip (unexpected end of input)" : "damaged gzip", len);
   if (buf) {
-    th_source s = {t->o.engine, f->path, t->o.max_line};
-    th_source_feed(&s, buf, len);
+    th_source s = {f->stream, t->o.max_line};
+    th_source_feed(&s, buf, len, f->last_size);
+    th_stream_flush(f->stream);
     free(buf);
   }
   f->done = 1;
@@ -180,9 +181,9 @@ static int read_whole(th_tfile *f, int force) {
 /* Read up to budget bytes (and not past limit); returns bytes read. */
 static uint64_t drain(th_tfile *f, uint64_t budget, uint64_t limit) {
   th_tail *t = f->tail;
-  th_source s = {t->o.engine, f->path, t->o.max_line};
+  th_source s = {f->stream, t->o.max_line};
   uint64_t total = 0;
-  while (total < budget && f->offset < limit && !t->o.out->error) {
+  while (total < budget && f->offset < limit && !t->o.out->error && !th_dispatch_busy(t->o.dispatch)) {
     /* Between two reads the file may have been truncated and written again
      * past the offset: stop, the next turn starts it over. */
     if (total > 0 && !still_holds_back(f, f->fd, f->offset)) break;
@@ -204,6 +205,7 @@ static uint64_t drain(th_tfile *f, uint64_t budget, uint64_t limit) {
     f->offset += (uint64_t)n;
     total += (uint64_t)n;
   }
+  th_stream_flush(f->stream);
   if (total) f->last_growth = now_s(t);
   if (total >= budget) t->busy = 1;
   return total;
@@ -291,14 +293,16 @@ static void pump(th_tfile *f, uint64_t limit) {
     f->fp_len = 0;
     f->back_len = 0;
     th_framer_reset(&f->framer, 0);
+    th_stream_reset(f->stream, 0);
   }
   drain(f, TURN_BUDGET, limit);
   refresh_fingerprint(f);
 
   if (f->orphan && !t->busy && now_s(t) - f->last_growth >= t->o.rotate_wait_s) {
     /* Nothing more will come: a held partial line is processed as it is. */
-    th_source s = {t->o.engine, f->path, t->o.max_line};
+    th_source s = {f->stream, t->o.max_line};
     th_framer_finish(&f->framer, th_source_line, &s);
+    th_stream_flush(f->stream);
     close_fd(f);
     f->gone = 1;
   }
@@ -385,7 +389,10 @@ static void consider_file(th_tail *t, const char *path, const struct stat *st, i
     }
     if (strcmp(f->path, path) != 0) {
       char *p = strdup(path);  /* renamed, and still (or again) at a watched path */
-      if (p == NULL) return;
+      if (p == NULL || th_stream_rename(f->stream, path) < 0) {
+        free(p);
+        return;
+      }
       free(f->path);
       f->path = p;
     }
@@ -420,6 +427,13 @@ static void consider_file(th_tail *t, const char *path, const struct stat *st, i
   f->done = done;
   if (done) f->kind = TF_WHOLE;
   th_framer_init(&f->framer, t->o.max_line, start);
+  if ((f->stream = th_stream_open(t->o.dispatch, path, start)) == NULL) {
+    th_log("%s: out of memory, not followed", path);
+    close_fd(f);
+    f->gone = 1;
+    return;
+  }
+  if (done) th_stream_done(f->stream, start);
   if (t->o.max_open && t->nopen > t->o.max_open) {
     close_fd(f);
     f->waiting = 1;
@@ -568,9 +582,8 @@ static void save(th_tail *t) {
   size_t i = 0;
   for (th_tfile *f = t->files; f; f = f->next) {
     if (f->gone && !f->done) continue;
-    e[i++] = (th_ckpt){f->path, f->dev, f->ino, f->fp_len, f->fp,
-                       f->done ? f->offset : th_framer_done(&f->framer),
-                       f->done ? TH_CKPT_DONE : 0};
+    const th_commit *c = th_stream_committed(f->stream);
+    e[i++] = (th_ckpt){f->path, f->dev, f->ino, f->fp_len, f->fp, c->offset, c->done ? TH_CKPT_DONE : 0};
   }
   /* Checkpoints not matched yet (a file briefly away) are kept as they were. */
   for (size_t k = 0; k < t->nknown; k++)
@@ -758,7 +771,7 @@ size_t th_tail_progress(th_tail *t, th_file_stat **out) {
     uint64_t size = f->last_size;
     if (f->fd >= 0 ? fstat(f->fd, &st) == 0 : stat(f->path, &st) == 0 && (uint64_t)st.st_ino == f->ino)
       size = (uint64_t)st.st_size;
-    (*out)[i++] = (th_file_stat){f->path, f->done ? f->offset : th_framer_done(&f->framer), size};
+    (*out)[i++] = (th_file_stat){f->path, th_stream_committed(f->stream)->offset, size};
   }
   return i;
 }
@@ -768,6 +781,7 @@ void th_tail_free(th_tail *t) {
   while (f) {
     th_tfile *next = f->next;
     th_framer_free(&f->framer);
+    th_stream_close(f->stream);
     free(f->path);
     free(f);
     f = next;

@@ -5,7 +5,8 @@
  * inode and a fingerprint of its first bytes, so a renamed file keeps its
  * progress and a reused inode is taken for the new file it is. Per tracked
  * file: the descriptor, the next offset to read, and the framer holding an
- * unterminated last line. Its committed offset (th_framer_done) is always
+ * unterminated last line, and its stream (dispatch.h), whose committed offset
+ * (what checkpoints save) is always
  * before any line not yet processed.
  *
  * Growth is noticed through file change events and a periodic check; new
@@ -31,12 +32,12 @@
 #include <uv.h>
 
 #include "checkpoint.h"
-#include "worker/engine.h"
+#include "dispatch.h"
 #include "framer.h"
 #include "output.h"
 
 typedef struct th_tail_opts {
-  th_engine *engine;       /* where records go; not owned */
+  th_dispatch *dispatch;   /* where records go; not owned */
   th_output *out;          /* flushed before every checkpoint; not owned */
   size_t max_line;         /* longest record accepted */
   int from_end;            /* files the state does not know, present at start: skip their content */
@@ -66,6 +67,7 @@ typedef struct th_tfile {
   char back[4096];         /* the last bytes read, as read: the file must still hold them */
   uint32_t back_len;       /* before offset, else it was truncated and written again */
   th_framer framer;        /* the partial line held between reads */
+  th_stream *stream;       /* where its records go, and where they are committed to; owned */
   int kind;                /* TF_UNDECIDED, TF_LINES or TF_WHOLE */
   int done;                /* a whole document processed: never read again */
   int orphan;              /* renamed away or deleted: drain, then close */

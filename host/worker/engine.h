@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../dispatch.h"
 #include "../output.h"
 
 typedef struct lua_State lua_State;
@@ -42,12 +43,6 @@ typedef struct th_engine {
   struct th_limits *limits;  /* the allocator's and the hook's state; owned */
 } th_engine;
 
-/* A followed file, for the statistics: where it is read to and its size. */
-typedef struct th_file_stat {
-  const char *path;       /* not owned */
-  uint64_t offset;        /* committed: every record before it is processed */
-  uint64_t size;          /* now */
-} th_file_stat;
 
 /* Start Lua, load the host scripts and the rules. A rule that fails to load
  * is reported and left out; only a broken host script fails init.

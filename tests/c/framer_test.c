@@ -14,9 +14,11 @@ typedef struct seen {
   size_t len;
   unsigned long long offsets[64];
   int n;
+  unsigned long long ends[64];
+  int bad_end;          /* a record's end did not cover its bytes and newline */
 } seen;
 
-static void on_line(void *ud, const char *line, size_t len, uint64_t off) {
+static void on_line(void *ud, const char *line, size_t len, uint64_t off, uint64_t end) {
   seen *s = ud;
   if (s->len) s->text[s->len++] = '|';
   if (line == NULL) {
@@ -25,8 +27,12 @@ static void on_line(void *ud, const char *line, size_t len, uint64_t off) {
   } else {
     memcpy(s->text + s->len, line, len);
     s->len += len;
+    /* The bytes as read are handed over whole: up to end, newline included. */
+    if (end < off + len || (end > off + len && line[end - off - 1] != '\n' && line[end - off - 1] != '\r'))
+      s->bad_end = 1;
   }
   s->text[s->len] = '\0';
+  s->ends[s->n] = end;
   s->offsets[s->n++] = off;
 }
 
@@ -52,12 +58,13 @@ static void framer_splits_lines_at_every_cut(void) {
     uint64_t done;
     frame(in, cut, 1024, 0, &s, &done);
     if (strcmp(s.text, "{\"a\":1}|{\"b\":2}|{\"c\":3}") != 0 || s.offsets[0] != 0 ||
-        s.offsets[1] != 8 || s.offsets[2] != 22 || done != strlen(in)) {
+        s.offsets[1] != 8 || s.offsets[2] != 22 || done != strlen(in) || s.ends[0] != 8 ||
+        s.ends[1] != 17 || s.ends[2] != 30 || s.bad_end) {
       all = 0;
       printf("# cut %zu: got '%s' done %llu\n", cut, s.text, (unsigned long long)done);
     }
   }
-  CHECK(all, "framer_splits_lines_at_every_cut (offsets, CRLF, blank lines)");
+  CHECK(all, "framer_splits_lines_at_every_cut (offsets and ends, CRLF, blank lines)");
 }
 
 static void framer_holds_partial_line(void) {

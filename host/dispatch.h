@@ -1,0 +1,120 @@
+/* dispatch.h: records from the readers to the evaluators, results back in order.
+ *
+ * The readers (the tailer in run, the file reader in replay) cut files into
+ * records and add them to streams. A stream is an ordered sequence of
+ * records: one per followed file in run, one for all files in replay.
+ * Records gather in the stream's open batch; th_stream_flush hands the batch
+ * over (a reader flushes at the end of each read, so a quiet file's records
+ * are never held back). Batches of a stream may be evaluated in any order, by
+ * any worker, but their results (alerts, messages) are written in the order
+ * the records were added, and the stream's committed position moves past a
+ * batch only once its alerts have been written and flushed: that position is
+ * what checkpoints save, so a restart never skips an event whose alerts were
+ * lost.
+ *
+ * Readers must stop reading while th_dispatch_busy is true (bounded memory:
+ * nothing is ever dropped instead), and are called back through on_room
+ * when there is room again.
+ *
+ * Ownership: streams are allocated by th_stream_open and belong to the
+ * dispatcher; the reader lets go of one with th_stream_close and must not
+ * touch it afterwards (it is freed once its last batch is written).
+ */
+#ifndef TH_DISPATCH_H
+#define TH_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The bytes just before a committed offset that a restart checks, at most. */
+#define TH_BACK_MAX 4096
+
+typedef struct th_dispatch th_dispatch;
+
+/* Where a stream's records are written up to. */
+typedef struct th_commit {
+  uint64_t offset;     /* after the last record whose alerts are written */
+  uint32_t back_len;   /* the last back_len bytes before offset (that record's, newline */
+  uint64_t back_hash;  /* included, at most TH_BACK_MAX) hashed with th_fnv1a; 0 bytes: unknown */
+  int done;            /* a whole document was processed: never read it again */
+} th_commit;
+
+typedef struct th_stream th_stream;
+
+/* A new stream whose records come from path (copied; it names the file in
+ * messages and alerts), committed at offset to begin with. NULL when out of
+ * memory. */
+th_stream *th_stream_open(th_dispatch *d, const char *path, uint64_t offset);
+
+/* The file is now known by another name (renamed, or replay's next file).
+ * Records added from now on carry it. Returns 0 or -ENOMEM. */
+int th_stream_rename(th_stream *s, const char *path);
+
+/* One record: the bytes [offset, end) of the file, as the framer hands them
+ * over (th_line_cb: line holds end - offset bytes, len of them are the
+ * record). line NULL: the record at offset was longer than max_line bytes
+ * and was skipped (reported in order, counted as malformed). */
+void th_stream_line(th_stream *s, const char *line, size_t len, uint64_t offset, uint64_t end,
+                    size_t max_line);
+
+/* A whole document (a CloudTrail S3 object, an array of records) read at once,
+ * len bytes of content; end is the file offset after it (its size on disk,
+ * compressed or not). Once written, the stream is committed as done. */
+void th_stream_document(th_stream *s, const char *buf, size_t len, uint64_t end);
+
+/* The whole file has been handed over (a document read at once that held
+ * NDJSON lines): once they are written, the stream is committed at end, done. */
+void th_stream_done(th_stream *s, uint64_t end);
+
+/* A record that could not be handed over, reported in order with the file's
+ * name and offset and counted as malformed. reason is a short phrase. */
+void th_stream_reject(th_stream *s, uint64_t offset, const char *reason);
+
+/* Hand over the open batch now. */
+void th_stream_flush(th_stream *s);
+
+/* The file was truncated or rewritten: records added from now on start over
+ * at offset. Batches added before still have their alerts written, but no
+ * longer move the committed position, which becomes offset. */
+void th_stream_reset(th_stream *s, uint64_t offset);
+
+/* What checkpoints save. */
+const th_commit *th_stream_committed(const th_stream *s);
+
+/* Records added and not yet written (0: everything read is committed). */
+size_t th_stream_pending(const th_stream *s);
+
+/* The reader lets go (the file is forgotten); what is pending is still written. */
+void th_stream_close(th_stream *s);
+
+/* Should readers stop reading for now? */
+int th_dispatch_busy(const th_dispatch *d);
+
+/* A followed file, for the statistics: where it is read to and its size. */
+typedef struct th_file_stat {
+  const char *path;       /* not owned */
+  uint64_t offset;        /* committed: every record before it is processed */
+  uint64_t size;          /* now */
+} th_file_stat;
+
+/* ---- the dispatcher itself (main.c) ------------------------------------- */
+
+struct th_engine;
+struct th_output;
+
+typedef struct th_dispatch_opts {
+  struct th_engine *engine;   /* evaluates records; not owned */
+  struct th_output *out;      /* where alerts go; not owned */
+  void (*on_room)(void *ud);  /* th_dispatch_busy has turned false: readers may go on */
+  void *ud;
+} th_dispatch_opts;
+
+/* Returns NULL when out of memory. */
+th_dispatch *th_dispatch_new(const th_dispatch_opts *o);
+
+/* Write what is complete; wait for nothing more. */
+void th_dispatch_drain(th_dispatch *d);
+
+void th_dispatch_free(th_dispatch *d);
+
+#endif
