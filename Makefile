@@ -1,9 +1,10 @@
 # trailhound: build, run, test, install.
 #
 #   make run      build, then tail the bundled examples with the bundled rules
-#   make test     every test: luacheck, C units, busted specs (Lua units and the
-#                 binary end to end), the same end-to-end specs under ASan+UBSan,
-#                 and a valgrind replay; ends with "N passed, N failed"
+#   make test     every test: luacheck, C units, fuzz harnesses (a short fixed-seed
+#                 run), busted specs (Lua units and the binary end to end), the same
+#                 end-to-end specs under ASan+UBSan, and a valgrind replay; ends with
+#                 "N passed, N failed"
 #   make install  PREFIX=/usr/local DESTDIR=
 #   make bench    by hand: throughput, memory and alert latency next to jq, grep
 #                 and a lua-cjson loop on one CloudTrail corpus (tests/bench/README.md)
@@ -62,12 +63,24 @@ build/tests/%: tests/c/%.c tests/c/tap.h $(LIB_SRCS) $(HDRS) | deps
 
 C_TESTS := $(patsubst tests/c/%.c,build/tests/%,$(wildcard tests/c/*.c))
 
+# Fuzz harnesses (tests/fuzz/README.md), one per parser of untrusted bytes. In
+# `make test` each runs under driver.c, built with the sanitizers like the C
+# tests: its seed corpus, then fixed-seed mutations of it.
+FUZZ_NAMES   := $(patsubst tests/fuzz/%_fuzz.c,%,$(wildcard tests/fuzz/*_fuzz.c))
+FUZZ_DRIVERS := $(addprefix build/fuzz/,$(FUZZ_NAMES))
+FUZZ_COMMON  := tests/fuzz/fuzz.c tests/fuzz/fuzz.h
+
+build/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/driver.c $(FUZZ_COMMON) $(LIB_SRCS) $(HDRS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) -DFUZZ_NAME='"$*"' -Ihost $(PKG_CFLAGS) -o $@ \
+	  $< tests/fuzz/driver.c tests/fuzz/fuzz.c $(LIB_SRCS) $(PKG_LIBS)
+
 # A fresh state each time, so every `make run` shows the examples' alerts.
 run: deps $(BIN)
 	@rm -f build/make-run.state
 	$(BIN) run --state build/make-run.state examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz
 
-test: deps $(BIN) $(ASAN_BIN) $(C_TESTS)
+test: deps $(BIN) $(ASAN_BIN) $(C_TESTS) $(FUZZ_DRIVERS)
 	@bash tests/run.sh
 
 # Figures, not tests: run by hand, never by `make test`.

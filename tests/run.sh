@@ -3,6 +3,8 @@
 #
 #   1. luacheck, one check per Lua file
 #   2. C unit tests (built with ASan+UBSan), TAP
+#      and the fuzz harnesses: seed corpus and fixed-seed mutations
+#      (FUZZ_ITERATIONS, default 20000 each; tests/fuzz/README.md), TAP
 #   3. busted specs: Lua units and the binary end to end, TAP
 #   4. the end-to-end specs again, driving the ASan+UBSan build
 #   5. a replay of the examples and the Stratus data under valgrind
@@ -43,6 +45,13 @@ for t in build/tests/*; do
   [ -x "$t" ] || continue
   "$t" > "$log/c-$(basename "$t").tap" 2>&1
   tap "C: $(basename "$t")" "$log/c-$(basename "$t").tap" $?
+done
+
+# 2b. fuzz harnesses under driver.c: a short run with a fixed seed
+for t in build/fuzz/*; do
+  [ -f "$t" ] && [ -x "$t" ] || continue
+  "$t" > "$log/fuzz-$(basename "$t").tap" 2>&1
+  tap "fuzz: $(basename "$t")" "$log/fuzz-$(basename "$t").tap" $?
 done
 
 # 3. busted: all specs against the optimised build
