@@ -53,6 +53,16 @@ static int hold(th_framer *f, const char *data, size_t n) {
   return 0;
 }
 
+/* Called when the record so far plus chunk is longer than max_line: is the
+ * one byte too many a CR? A CR before the newline is not content, so such a
+ * record is not over-long, whether its newline is in this chunk or still to
+ * come (the CR is then held, and the next byte decides). The CR may be the
+ * last byte held, when its newline starts the next feed. */
+static int only_cr_over(const th_framer *f, const char *p, size_t chunk) {
+  if (f->len + chunk != f->max_line + 1) return 0;
+  return (chunk > 0 ? p[chunk - 1] : f->buf[f->len - 1]) == '\r';
+}
+
 int th_framer_feed(th_framer *f, const char *data, size_t n, th_line_cb cb, void *ud) {
   const char *p = data, *end = data + n;
   while (p < end) {
@@ -60,8 +70,7 @@ int th_framer_feed(th_framer *f, const char *data, size_t n, th_line_cb cb, void
     size_t chunk = (size_t)((nl ? nl : end) - p);
     if (f->skipping) {
       /* Over-long record: already reported, drop up to its newline. */
-    } else if (f->len + chunk > f->max_line &&
-               !(nl && f->len + chunk == f->max_line + 1 && nl[-1] == '\r')) {  /* CR is not content */
+    } else if (f->len + chunk > f->max_line && !only_cr_over(f, p, chunk)) {
       cb(ud, NULL, f->len + chunk, f->start, 0);
       f->len = 0;
       f->skipping = 1;

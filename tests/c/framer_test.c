@@ -104,6 +104,41 @@ static void framer_accepts_line_of_exactly_max(void) {
   CHECK(strcmp(s.text, "0123456789|<LONG@11>") == 0, "framer_accepts_line_of_exactly_max");
 }
 
+/* A CR before the newline is not content: a line of max_line bytes and CRLF
+ * is not over-long, wherever the feed is cut, between CR and LF too (found
+ * by tests/fuzz/framer_fuzz.c: then it was reported over-long). */
+static void framer_accepts_crlf_line_of_exactly_max_at_every_cut(void) {
+  const char *in = "0123456789\r\n01234567890\r\n0123456789\rx\n";
+  int all = 1;
+  for (size_t cut = 0; cut <= strlen(in); cut++) {
+    seen s;
+    uint64_t done;
+    frame(in, cut, 10, 1, &s, &done);
+    if (strcmp(s.text, "0123456789|<LONG@12>|<LONG@25>") != 0) {
+      all = 0;
+      printf("# cut %zu: got '%s'\n", cut, s.text);
+    }
+  }
+  CHECK(all, "framer_accepts_crlf_line_of_exactly_max_at_every_cut (a CR then more is over-long)");
+
+  /* The newline alone in a feed of its own, from a block of one byte: the
+   * CR is looked for where it is held, not before the block. */
+  seen s;
+  memset(&s, 0, sizeof s);
+  th_framer f;
+  th_framer_init(&f, 10, 0);
+  char *a = malloc(11), *b = malloc(1);
+  memcpy(a, "0123456789\r", 11);
+  *b = '\n';
+  th_framer_feed(&f, a, 11, on_line, &s);
+  th_framer_feed(&f, b, 1, on_line, &s);
+  CHECK(strcmp(s.text, "0123456789") == 0 && s.ends[0] == 12 && th_framer_done(&f) == 12,
+        "framer_accepts_crlf_line_of_exactly_max when its LF comes in the next feed");
+  free(a);
+  free(b);
+  th_framer_free(&f);
+}
+
 static void framer_reset_restarts_at_offset(void) {
   seen s;
   memset(&s, 0, sizeof s);
@@ -122,6 +157,7 @@ int main(void) {
   framer_holds_partial_line();
   framer_skips_long_record();
   framer_accepts_line_of_exactly_max();
+  framer_accepts_crlf_line_of_exactly_max_at_every_cut();
   framer_reset_restarts_at_offset();
   return TAP_END();
 }
