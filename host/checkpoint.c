@@ -146,7 +146,10 @@ int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line) {
     e[count++] = c;
   }
   if (rc == 0 && ferror(f)) rc = -EIO;
-  if (rc == 0 && lineno == 0) rc = -EINVAL;  /* empty: written, then cut */
+  if (rc == 0 && lineno == 0) {  /* empty: written, then cut; line 1 lacks its header */
+    rc = -EINVAL;
+    lineno = 1;
+  }
   fclose(f);
   if (rc < 0) {
     *bad_line = lineno;

@@ -44,8 +44,8 @@ int th_fingerprint_matches(int fd, uint32_t len, uint64_t hash);
 
 /* Read a state file. On success *out (caller frees with th_ckpt_free) holds
  * *n entries and 0 is returned; a missing file is 0 entries. A damaged file
- * returns -EINVAL and sets *bad_line to the first line that does not parse;
- * an unreadable one returns -errno. */
+ * returns -EINVAL and sets *bad_line to the first line that does not parse
+ * (1 for an empty file); an unreadable one returns -errno. */
 int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line);
 
 /* Write entries atomically. Returns 0 or -errno (the old state stays). */

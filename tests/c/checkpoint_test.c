@@ -61,7 +61,8 @@ static void checkpoint_reports_damage(void) {
   int rc = th_ckpt_load(state, &got, &n, &bad);
   CHECK(rc == -EINVAL && bad >= 1, "a state file cut in half is damaged (rc %d, line %d)", rc, bad);
   write_file(state, "", 0);
-  CHECK(th_ckpt_load(state, &got, &n, &bad) == -EINVAL, "an empty state file is damaged");
+  CHECK(th_ckpt_load(state, &got, &n, &bad) == -EINVAL && bad == 1,
+        "an empty state file is damaged at line 1, where its header should be (line %d)", bad);
   write_file(state, "garbage\n", 8);
   CHECK(th_ckpt_load(state, &got, &n, &bad) == -EINVAL && bad == 1, "a foreign file is damaged");
   char missing[256];
