@@ -81,21 +81,83 @@ static void put_path(FILE *f, const char *p) {
   }
 }
 
-static char *get_path(const char *s) {
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+         : -1;
+}
+
+/* The rest of a line as put_path wrote it: not empty, every '%' the start of
+ * a %XX other than %00, no raw space or CR (put_path escapes them), and
+ * shorter than PATH_MAX once decoded, so it is saved again within a line.
+ * Sets *out (caller frees); returns 0, -EINVAL or -ENOMEM. */
+static int get_path(const char *s, char **out) {
   size_t n = strlen(s);
-  char *out = malloc(n + 1), *o = out;
-  if (out == NULL) return NULL;
+  if (n == 0) return -EINVAL;
+  char *path = malloc(n + 1), *o = path;
+  if (path == NULL) return -ENOMEM;
   while (*s) {
-    unsigned v;
-    if (*s == '%' && sscanf(s + 1, "%2X", &v) == 1 && s[1] && s[2]) {
-      *o++ = (char)v;
+    if (*s == '%') {
+      int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+      if (lo < 0 || (hi | lo) == 0) break;
+      *o++ = (char)(hi << 4 | lo);
       s += 3;
+    } else if (*s == ' ' || *s == '\r') {
+      break;
     } else {
       *o++ = *s++;
     }
   }
   *o = '\0';
-  return out;
+  if (*s != '\0' || (size_t)(o - path) >= PATH_MAX) {
+    free(path);
+    return -EINVAL;
+  }
+  *out = path;
+  return 0;
+}
+
+/* A decimal number up to max, digits only (sscanf would take a sign, spaces
+ * and 0x, and wrap what overflows), followed by a space; *s moves past both. */
+static int get_dec(const char **s, uint64_t max, uint64_t *v) {
+  const char *p = *s;
+  *v = 0;
+  if (*p < '0' || *p > '9') return -1;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    uint64_t d = (uint64_t)(*p - '0');
+    if (*v > (max - d) / 10) return -1;
+    *v = *v * 10 + d;
+  }
+  if (*p != ' ') return -1;
+  *s = p + 1;
+  return 0;
+}
+
+/* Up to 16 hex digits, followed by a space; *s moves past both. */
+static int get_hex(const char **s, uint64_t *v) {
+  const char *p = *s;
+  int d, n = 0;
+  *v = 0;
+  for (; (d = hexval(*p)) >= 0; p++, n++) *v = *v << 4 | (uint64_t)d;
+  if (n == 0 || n > 16 || *p != ' ') return -1;
+  *s = p + 1;
+  return 0;
+}
+
+/* One entry line, in exactly the form th_ckpt_save writes: six numbers and
+ * a path, one space apart. Returns 0, -EINVAL or -ENOMEM. */
+static int get_entry(const char *line, th_ckpt *c) {
+  uint64_t fp_len, flags;
+  const char *s = line;
+  memset(c, 0, sizeof *c);
+  if (get_dec(&s, UINT64_MAX, &c->dev) < 0 || get_dec(&s, UINT64_MAX, &c->ino) < 0 ||
+      get_dec(&s, TH_FP_MAX, &fp_len) < 0 || get_hex(&s, &c->fp) < 0 ||
+      get_dec(&s, UINT64_MAX, &c->offset) < 0 || get_dec(&s, UINT_MAX, &flags) < 0)
+    return -EINVAL;
+  c->fp_len = (uint32_t)fp_len;
+  c->flags = (unsigned)flags;
+  return get_path(s, &c->path);
 }
 
 int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line) {
@@ -122,26 +184,16 @@ int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line) {
       continue;
     }
     th_ckpt c;
-    memset(&c, 0, sizeof c);
-    int pos = 0;
-    if (sscanf(line, "%" SCNu64 " %" SCNu64 " %" SCNu32 " %" SCNx64 " %" SCNu64 " %u %n", &c.dev,
-               &c.ino, &c.fp_len, &c.fp, &c.offset, &c.flags, &pos) != 6 ||
-        pos == 0 || line[pos] == '\0' || c.fp_len > TH_FP_MAX) {
-      rc = -EINVAL;
-      break;
-    }
+    if ((rc = get_entry(line, &c)) < 0) break;
     if (count == cap) {
       cap = cap ? cap * 2 : 16;
       th_ckpt *ne = realloc(e, cap * sizeof *ne);
       if (ne == NULL) {
+        free(c.path);
         rc = -ENOMEM;
         break;
       }
       e = ne;
-    }
-    if ((c.path = get_path(line + pos)) == NULL) {
-      rc = -ENOMEM;
-      break;
     }
     e[count++] = c;
   }

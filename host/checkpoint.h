@@ -45,7 +45,11 @@ int th_fingerprint_matches(int fd, uint32_t len, uint64_t hash);
 /* Read a state file. On success *out (caller frees with th_ckpt_free) holds
  * *n entries and 0 is returned; a missing file is 0 entries. A damaged file
  * returns -EINVAL and sets *bad_line to the first line that does not parse
- * (1 for an empty file); an unreadable one returns -errno. */
+ * (1 for an empty file); an unreadable one returns -errno. A line parses
+ * only in the form th_ckpt_save writes: fields one space apart, numbers in
+ * decimal digits that fit (fp_len at most TH_FP_MAX, fp_hash up to 16 hex
+ * digits), a path of fewer than PATH_MAX bytes, not empty, with '%', space,
+ * CR and LF written as %XX, and a newline at its end. */
 int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line);
 
 /* Write entries atomically. Returns 0 or -errno (the old state stays). */

@@ -1,6 +1,7 @@
 /* checkpoint_test.c: the state file and fingerprints, on real files. TAP. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,76 @@ static void checkpoint_reports_damage(void) {
   CHECK(th_ckpt_load(missing, &got, &n, &bad) == 0 && n == 0, "a missing state file is no entries");
 }
 
+/* A line loads only in the form th_ckpt_save writes it: sscanf took a
+ * missing space, signs and numbers that wrap, and %00 ended the path (found
+ * by tests/fuzz/checkpoint_fuzz.c: "... 0%00 /p" loaded with an empty path). */
+static void checkpoint_reads_lines_only_as_written(void) {
+  static const char *const damaged[] = {
+    "1 2 17 2a 0 0%00/a",                  /* no space before the path */
+    "1 2 17 2a 0 0 %00",                   /* a NUL is no path */
+    "1 2 17 2a 0 0 /a%00b",
+    "1 2 17 2a 0 0 /a%2",                  /* half an escape */
+    "1 2 17 2a 0 0 /a%zz",
+    "1 2 17 2a 0 0 /a% 41",
+    "1 2 17 2a 0 0 ",                      /* no path */
+    "1 2 17 2a 0 0 /a b",                  /* a raw space: written %20 */
+    "1 2 17 2a 0 0 /a\r",                  /* a CRLF file, or a raw CR */
+    "1  2 17 2a 0 0 /a",                   /* two spaces */
+    "-1 2 17 2a 0 0 /a",                   /* a sign */
+    "+1 2 17 2a 0 0 /a",
+    " 1 2 17 2a 0 0 /a",
+    "18446744073709551616 2 17 2a 0 0 /a", /* 2^64 */
+    "1 2 4294967296 2a 0 0 /a",            /* fp_len 2^32: wrapped to 0, matching any file */
+    "1 2 1025 2a 0 0 /a",                  /* more than TH_FP_MAX */
+    "1 2 17 2a 0 4294967297 /a",           /* flags 2^32 + 1: wrapped to TH_CKPT_DONE */
+    "1 2 17 0x2a 0 0 /a",
+    "1 2 17 10000000000000000 0 0 /a",     /* 17 hex digits */
+    "1 2 17 2a 0 /a",                      /* a field missing */
+  };
+  char state[256];
+  snprintf(state, sizeof state, "%s/state", dir);
+  th_ckpt *got;
+  size_t n;
+  int bad, all = 1;
+  for (size_t i = 0; i < sizeof damaged / sizeof *damaged; i++) {
+    char text[512];
+    int len = snprintf(text, sizeof text, "trailhound-state 1\n%s\n", damaged[i]);
+    write_file(state, text, (size_t)len);
+    int rc = th_ckpt_load(state, &got, &n, &bad);
+    if (rc != -EINVAL || bad != 2) {
+      all = 0;
+      printf("# \"%s\": rc %d, line %d\n", damaged[i], rc, bad);
+      if (rc == 0) th_ckpt_free(got, n);
+    }
+  }
+  CHECK(all, "checkpoint_load reports each damaged line at its number");
+
+  const char good[] = "trailhound-state 1\n007 2 1024 2A 18446744073709551615 4294967295 /a%41%0a\tb\n";
+  write_file(state, good, sizeof good - 1);
+  int rc = th_ckpt_load(state, &got, &n, &bad);
+  CHECK(rc == 0 && n == 1 && got[0].dev == 7 && got[0].fp == 0x2a && got[0].fp_len == 1024 &&
+            got[0].offset == UINT64_MAX && got[0].flags == 4294967295u &&
+            strcmp(got[0].path, "/aA\n\tb") == 0,
+        "leading zeros, upper-case hex, largest values and a raw tab still load (rc %d)", rc);
+  if (rc == 0) th_ckpt_free(got, n);
+
+  char long_path[PATH_MAX + 64];
+  for (int len = PATH_MAX - 1; len <= PATH_MAX; len++) {
+    int k = snprintf(long_path, sizeof long_path, "trailhound-state 1\n1 2 3 4 5 0 /");
+    memset(long_path + k, 'a', (size_t)len - 1);
+    long_path[k + len - 1] = '\n';
+    write_file(state, long_path, (size_t)(k + len));
+    rc = th_ckpt_load(state, &got, &n, &bad);
+    if (len < PATH_MAX) {
+      CHECK(rc == 0 && n == 1 && strlen(got[0].path) == PATH_MAX - 1, "a path of PATH_MAX - 1 bytes loads");
+      if (rc == 0) th_ckpt_free(got, n);
+    } else {
+      CHECK(rc == -EINVAL && bad == 2, "a path of PATH_MAX bytes is damage (rc %d)", rc);
+      if (rc == 0) th_ckpt_free(got, n);
+    }
+  }
+}
+
 static void fingerprint_tells_files_apart(void) {
   char a[256], b[256];
   snprintf(a, sizeof a, "%s/a", dir);
@@ -103,6 +174,7 @@ int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
   checkpoint_round_trips_entries();
   checkpoint_reports_damage();
+  checkpoint_reads_lines_only_as_written();
   fingerprint_tells_files_apart();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
