@@ -18,14 +18,24 @@ static size_t seglen(const char *s) {
   return e ? (size_t)(e - s) : strlen(s);
 }
 
+/* fnmatch wants strings: the two segments are copied, on the stack while
+ * they fit a file name, else (a pattern segment of many brackets, say) on
+ * the heap. Out of memory is no match. */
 static int segmatch(const char *pat, size_t plen, const char *str, size_t slen) {
-  char p[NAME_MAX + 1], s[NAME_MAX + 1];
-  if (plen > NAME_MAX || slen > NAME_MAX) return 0;
-  memcpy(p, pat, plen);
-  p[plen] = '\0';
-  memcpy(s, str, slen);
-  s[slen] = '\0';
-  return fnmatch(p, s, FNM_PERIOD) == 0;
+  char pbuf[NAME_MAX + 1], sbuf[NAME_MAX + 1];
+  char *p = plen < sizeof pbuf ? pbuf : malloc(plen + 1);
+  char *s = slen < sizeof sbuf ? sbuf : malloc(slen + 1);
+  int m = 0;
+  if (p != NULL && s != NULL) {
+    memcpy(p, pat, plen);
+    p[plen] = '\0';
+    memcpy(s, str, slen);
+    s[slen] = '\0';
+    m = fnmatch(p, s, FNM_PERIOD) == 0;
+  }
+  if (p != pbuf) free(p);
+  if (s != sbuf) free(s);
+  return m;
 }
 
 /* Match segment by segment; '**' tries every number of segments. */
