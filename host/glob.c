@@ -38,28 +38,29 @@ static int segmatch(const char *pat, size_t plen, const char *str, size_t slen) 
   return m;
 }
 
-/* Match segment by segment; '**' tries every number of segments. */
+/* Match segment by segment; '**' tries every number of segments. Both start
+ * at a segment, which may be empty: "a/" is "a" and "", as for fnmatch. */
 static int match(const char *pat, const char *path) {
   for (;;) {
-    if (*pat == '\0') return *path == '\0';
     size_t pl = seglen(pat);
     if (pl == 2 && pat[0] == '*' && pat[1] == '*') {
-      const char *rest = pat[2] == '/' ? pat + 3 : pat + 2;
+      if (pat[2] == '\0') return 1;  /* last: what is left, one segment or more */
+      const char *rest = pat + 3;
       for (const char *p = path;;) {
         if (match(rest, p)) return 1;
         const char *slash = strchr(p, '/');
-        if (slash == NULL) return *rest == '\0';
+        if (slash == NULL) return 0;  /* rest needs a segment */
         p = slash + 1;
       }
     }
-    if (*path == '\0') return 0;
     size_t sl = seglen(path);
     if (!segmatch(pat, pl, path, sl)) return 0;
     pat += pl;
     path += sl;
-    if (*pat == '/') pat++;
-    if (*path == '/') path++;
-    if ((*pat == '\0') != (*path == '\0')) return 0;
+    if ((*pat == '/') != (*path == '/')) return 0;  /* one has a segment more */
+    if (*pat == '\0') return 1;
+    pat++;
+    path++;
   }
 }
 

@@ -31,6 +31,16 @@ static void glob_match_long_segments(void) {
   CHECK(th_glob_match(pat, name), "a pattern segment longer than NAME_MAX still matches");
 }
 
+/* Found by tests/fuzz/glob_fuzz.c: a star did not match the empty segment after "a/",
+ * as fnmatch(3) does, and "a/" matched "a". */
+static void glob_match_empty_segments_as_fnmatch(void) {
+  CHECK(!th_glob_match("a/", "a") && !th_glob_match("a", "a/"), "a trailing '/' is a segment more");
+  CHECK(th_glob_match("a/*", "a/") && th_glob_match("*", ""), "a star matches an empty segment");
+  CHECK(th_glob_match("a//b", "a//b") && !th_glob_match("a//b", "a/b"), "'//' holds an empty segment");
+  CHECK(!th_glob_match("logs/**", "logs"), "a trailing double star needs a segment");
+  CHECK(th_glob_match("logs/**", "logs/"), "an empty one will do");
+}
+
 static void glob_base_is_the_plain_prefix(void) {
   char *b;
   b = th_glob_base("/var/log/ct/*.ndjson");
@@ -91,6 +101,7 @@ static void glob_walk_finds_files_in_order(void) {
 int main(void) {
   glob_match_segments_and_double_star();
   glob_match_long_segments();
+  glob_match_empty_segments_as_fnmatch();
   glob_base_is_the_plain_prefix();
   glob_walk_finds_files_in_order();
   return TAP_END();
