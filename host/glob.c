@@ -38,29 +38,39 @@ static int segmatch(const char *pat, size_t plen, const char *str, size_t slen) 
   return m;
 }
 
-/* Match segment by segment; '**' tries every number of segments. Both start
- * at a segment, which may be empty: "a/" is "a" and "", as for fnmatch. */
+/* The segment after the one at s, or NULL after the last. */
+static const char *next_seg(const char *s) {
+  const char *e = strchr(s, '/');
+  return e ? e + 1 : NULL;
+}
+
+/* Match segment by segment. Both start at a segment, which may be empty:
+ * "a/" is "a" and "", as for fnmatch. A '**' matches any number of
+ * segments, one or more when it is last. When what follows a '**' does not
+ * match, only the last '**' seen takes one segment more and the rest is
+ * tried again: the segments between two '**' are best matched as early as
+ * possible, so trying other splits for an earlier '**' can only do worse.
+ * Work is O(segments of pattern x segments of path) however many '**'
+ * there are; trying every split was exponential in them. */
 static int match(const char *pat, const char *path) {
+  const char *p = pat, *s = path;    /* the segments being matched; NULL past the last */
+  const char *back = NULL, *from = NULL;  /* after the last '**', and where its rest starts */
   for (;;) {
-    size_t pl = seglen(pat);
-    if (pl == 2 && pat[0] == '*' && pat[1] == '*') {
-      if (pat[2] == '\0') return 1;  /* last: what is left, one segment or more */
-      const char *rest = pat + 3;
-      for (const char *p = path;;) {
-        if (match(rest, p)) return 1;
-        const char *slash = strchr(p, '/');
-        if (slash == NULL) return 0;  /* rest needs a segment */
-        p = slash + 1;
-      }
+    if (p != NULL && p[0] == '*' && p[1] == '*' && (p[2] == '/' || p[2] == '\0')) {
+      if (p[2] == '\0') return s != NULL;  /* last: what is left, one segment or more */
+      p = back = p + 3;  /* zero segments first */
+      from = s;
+      continue;
     }
-    size_t sl = seglen(path);
-    if (!segmatch(pat, pl, path, sl)) return 0;
-    pat += pl;
-    path += sl;
-    if ((*pat == '/') != (*path == '/')) return 0;  /* one has a segment more */
-    if (*pat == '\0') return 1;
-    pat++;
-    path++;
+    if (p == NULL && s == NULL) return 1;
+    if (p != NULL && s != NULL && segmatch(p, seglen(p), s, seglen(s))) {
+      p = next_seg(p);
+      s = next_seg(s);
+      continue;
+    }
+    if (back == NULL || from == NULL || (from = next_seg(from)) == NULL) return 0;
+    p = back;  /* the last '**' takes one segment more */
+    s = from;
   }
 }
 

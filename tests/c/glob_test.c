@@ -1,9 +1,11 @@
 /* glob_test.c: PATH patterns, matched and walked over a real directory tree.
  * Prints TAP. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "glob.h"
@@ -39,6 +41,31 @@ static void glob_match_empty_segments_as_fnmatch(void) {
   CHECK(th_glob_match("a//b", "a//b") && !th_glob_match("a//b", "a/b"), "'//' holds an empty segment");
   CHECK(!th_glob_match("logs/**", "logs"), "a trailing double star needs a segment");
   CHECK(th_glob_match("logs/**", "logs/"), "an empty one will do");
+}
+
+/* Found by tests/fuzz/glob_fuzz.c: patterns with a few dozen "**" timed out. */
+static void on_alarm(int sig) {
+  (void)sig;
+  printf("not ok - glob_match_many_double_stars_is_quick: still matching after 10 s\n");
+  fflush(stdout);
+  _exit(1);
+}
+
+static void glob_match_many_double_stars_is_quick(void) {
+  char pat[400] = "", path[400] = "";
+  for (int i = 0; i < 40; i++) strcat(pat, "**/a/");
+  strcat(pat, "x");
+  for (int i = 0; i < 60; i++) strcat(path, "a/");
+  strcat(path, "y");
+  signal(SIGALRM, on_alarm);
+  alarm(10);
+  clock_t t = clock();
+  int m = th_glob_match(pat, path);
+  double s = (double)(clock() - t) / CLOCKS_PER_SEC;
+  alarm(0);
+  CHECK(!m && s < 1, "40 double stars against 60 segments: no match, in %.3f s", s);
+  path[strlen(path) - 1] = 'x';
+  CHECK(th_glob_match(pat, path), "and a match when the last segment fits");
 }
 
 static void glob_base_is_the_plain_prefix(void) {
@@ -102,6 +129,7 @@ int main(void) {
   glob_match_segments_and_double_star();
   glob_match_long_segments();
   glob_match_empty_segments_as_fnmatch();
+  glob_match_many_double_stars_is_quick();
   glob_base_is_the_plain_prefix();
   glob_walk_finds_files_in_order();
   return TAP_END();
