@@ -85,8 +85,8 @@ char *th_glob_base(const char *pattern) {
   while (*p) {
     size_t l = seglen(p);
     int magic = 0;
-    for (size_t i = 0; i < l; i++)
-      if (p[i] == '*' || p[i] == '?' || p[i] == '[') magic = 1;
+    for (size_t i = 0; i < l; i++)  /* '\\' escapes: not the name as written */
+      if (p[i] == '*' || p[i] == '?' || p[i] == '[' || p[i] == '\\') magic = 1;
     if (magic) break;
     p += l;
     if (*p == '/') {

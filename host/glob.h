@@ -18,7 +18,8 @@ int th_glob_magic(const char *s);
 int th_glob_match(const char *pattern, const char *path);
 
 /* The directory a walk for pattern starts from: its segments before the
- * first one with a wildcard ("." if none). Caller frees. NULL on ENOMEM. */
+ * first one with a wildcard or a '\\' ("." if none). Caller frees. NULL on
+ * ENOMEM. */
 char *th_glob_base(const char *pattern);
 
 typedef void (*th_glob_cb)(void *ud, const char *path, const struct stat *st);

@@ -79,6 +79,9 @@ static void glob_base_is_the_plain_prefix(void) {
   b = th_glob_base("logs/**/x/*.gz");
   CHECK(strcmp(b, "logs") == 0, "base stops at the first wildcard segment (%s)", b);
   free(b);
+  b = th_glob_base("logs/a\\x/b/*.gz");  /* matches logs/ax/b/...: no directory a\x to start in */
+  CHECK(strcmp(b, "logs") == 0, "base stops at a segment with a backslash (%s)", b);
+  free(b);
 }
 
 static char found[4096];
