@@ -6,6 +6,8 @@
 #                 end-to-end specs under ASan+UBSan, and a valgrind replay; ends with
 #                 "N passed, N failed"
 #   make install  PREFIX=/usr/local DESTDIR=
+#   make fuzz     by hand, with clang: libFuzzer builds of the fuzz harnesses for
+#                 long runs (tests/fuzz/README.md)
 #   make bench    by hand: throughput, memory and alert latency next to jq, grep
 #                 and a lua-cjson loop on one CloudTrail corpus (tests/bench/README.md)
 
@@ -31,7 +33,7 @@ LIB_SRCS := $(filter-out host/main.c,$(SRCS))
 BIN      := build/trailhound
 ASAN_BIN := build/asan/trailhound
 
-.PHONY: all deps run test install uninstall clean asan bench
+.PHONY: all deps run test install uninstall clean asan bench fuzz
 
 all: $(BIN)
 
@@ -74,6 +76,26 @@ build/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/driver.c $(FUZZ_COMMON) $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) -DFUZZ_NAME='"$*"' -Ihost $(PKG_CFLAGS) -o $@ \
 	  $< tests/fuzz/driver.c tests/fuzz/fuzz.c $(LIB_SRCS) $(PKG_LIBS)
+
+# The same harnesses linked with libFuzzer, for long runs by hand: needs clang
+# (apt-get install clang; not installed by `make deps`).
+FUZZ_CC    ?= clang
+LIBFUZZERS := $(addprefix build/libfuzzer/,$(FUZZ_NAMES))
+
+build/libfuzzer/%: tests/fuzz/%_fuzz.c $(FUZZ_COMMON) $(LIB_SRCS) $(HDRS) | deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -fno-omit-frame-pointer $(DEFS) -Ihost $(PKG_CFLAGS) -o $@ \
+	  $< tests/fuzz/fuzz.c $(LIB_SRCS) $(PKG_LIBS)
+
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs $(FUZZ_CC) with libFuzzer: apt-get install clang"; exit 1; }
+	@$(MAKE) --no-print-directory $(LIBFUZZERS)
+	@mkdir -p build/fuzz/failures $(addprefix build/fuzz-corpus/,$(FUZZ_NAMES))
+	@echo "built $(LIBFUZZERS); to run one, see tests/fuzz/README.md, e.g.:"
+	@echo "  nice build/libfuzzer/glob -dict=tests/fuzz/glob.dict \\"
+	@echo "    -max_len=4096 -max_total_time=600 -artifact_prefix=build/fuzz/failures/ \\"
+	@echo "    build/fuzz-corpus/glob tests/fuzz/corpus/glob"
 
 # A fresh state each time, so every `make run` shows the examples' alerts.
 run: deps $(BIN)
