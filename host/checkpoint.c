@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dispatch.h"  /* TH_BACK_MAX */
+
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (size_t i = 0; i < n; i++) {
@@ -48,7 +50,7 @@ int th_fingerprint(int fd, uint32_t *len, uint64_t *hash) {
 }
 
 uint64_t th_fingerprint_at(int fd, uint64_t offset, uint32_t len) {
-  unsigned char buf[4096];
+  unsigned char buf[TH_BACK_MAX];
   if (len > sizeof buf) return UINT64_MAX;
   size_t got = 0;
   while (got < len) {
@@ -65,6 +67,15 @@ int th_fingerprint_matches(int fd, uint32_t len, uint64_t hash) {
   if (len > TH_FP_MAX) return 0;
   ssize_t n = head(fd, buf, len);
   return n == (ssize_t)len && fnv1a(buf, len) == hash;
+}
+
+int th_ckpt_check(int fd, uint64_t size, const th_ckpt *k) {
+  if (!th_fingerprint_matches(fd, k->fp_len, k->fp)) return TH_CKPT_OTHER;
+  if (size < k->offset) return TH_CKPT_SHORTER;
+  if (k->back_len > 0 && (k->back_len > k->offset ||
+                          th_fingerprint_at(fd, k->offset - k->back_len, k->back_len) != k->back_hash))
+    return TH_CKPT_REWRITTEN;
+  return TH_CKPT_SAME;
 }
 
 void th_ckpt_free(th_ckpt *e, size_t n) {
@@ -145,18 +156,23 @@ static int get_hex(const char **s, uint64_t *v) {
   return 0;
 }
 
-/* One entry line, in exactly the form th_ckpt_save writes: six numbers and
- * a path, one space apart. Returns 0, -EINVAL or -ENOMEM. */
-static int get_entry(const char *line, th_ckpt *c) {
-  uint64_t fp_len, flags;
+/* One entry line, in exactly the form th_ckpt_save writes: six numbers
+ * (version 2: eight, with the back hash) and a path, one space apart.
+ * Returns 0, -EINVAL or -ENOMEM. */
+static int get_entry(const char *line, int version, th_ckpt *c) {
+  uint64_t fp_len, flags, back_len = 0;
   const char *s = line;
   memset(c, 0, sizeof *c);
   if (get_dec(&s, UINT64_MAX, &c->dev) < 0 || get_dec(&s, UINT64_MAX, &c->ino) < 0 ||
       get_dec(&s, TH_FP_MAX, &fp_len) < 0 || get_hex(&s, &c->fp) < 0 ||
       get_dec(&s, UINT64_MAX, &c->offset) < 0 || get_dec(&s, UINT_MAX, &flags) < 0)
     return -EINVAL;
+  if (version >= 2 && (get_dec(&s, TH_BACK_MAX, &back_len) < 0 || get_hex(&s, &c->back_hash) < 0 ||
+                       back_len > c->offset))
+    return -EINVAL;
   c->fp_len = (uint32_t)fp_len;
   c->flags = (unsigned)flags;
+  c->back_len = (uint32_t)back_len;
   return get_path(s, &c->path);
 }
 
@@ -169,7 +185,7 @@ int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line) {
   char line[PATH_MAX * 3 + 256];
   th_ckpt *e = NULL;
   size_t cap = 0, count = 0;
-  int lineno = 0, rc = 0;
+  int lineno = 0, rc = 0, version = 0;
   while (fgets(line, sizeof line, f)) {
     lineno++;
     size_t len = strlen(line);
@@ -179,12 +195,14 @@ int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line) {
     }
     line[len - 1] = '\0';
     if (lineno == 1) {
-      if (strcmp(line, "trailhound-state 1") != 0) rc = -EINVAL;
+      if (strcmp(line, "trailhound-state 1") == 0) version = 1;
+      else if (strcmp(line, "trailhound-state 2") == 0) version = 2;
+      else rc = -EINVAL;
       if (rc) break;
       continue;
     }
     th_ckpt c;
-    if ((rc = get_entry(line, &c)) < 0) break;
+    if ((rc = get_entry(line, version, &c)) < 0) break;
     if (count == cap) {
       cap = cap ? cap * 2 : 16;
       th_ckpt *ne = realloc(e, cap * sizeof *ne);
@@ -225,10 +243,11 @@ int th_ckpt_save(const char *path, const th_ckpt *e, size_t n) {
     unlink(tmp);
     return -err;
   }
-  fputs("trailhound-state 1\n", f);
+  fputs("trailhound-state 2\n", f);
   for (size_t i = 0; i < n; i++) {
-    fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu32 " %016" PRIx64 " %" PRIu64 " %u ", e[i].dev,
-            e[i].ino, e[i].fp_len, e[i].fp, e[i].offset, e[i].flags);
+    fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu32 " %016" PRIx64 " %" PRIu64 " %u %" PRIu32 " %016" PRIx64 " ",
+            e[i].dev, e[i].ino, e[i].fp_len, e[i].fp, e[i].offset, e[i].flags, e[i].back_len,
+            e[i].back_hash);
     put_path(f, e[i].path);
     fputc('\n', f);
   }

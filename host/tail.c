@@ -583,7 +583,8 @@ static void save(th_tail *t) {
   for (th_tfile *f = t->files; f; f = f->next) {
     if (f->gone && !f->done) continue;
     const th_commit *c = th_stream_committed(f->stream);
-    e[i++] = (th_ckpt){f->path, f->dev, f->ino, f->fp_len, f->fp, c->offset, c->done ? TH_CKPT_DONE : 0};
+    e[i++] = (th_ckpt){f->path, f->dev, f->ino, f->fp_len, f->fp, c->offset, c->done ? TH_CKPT_DONE : 0,
+                    c->back_len, c->back_hash};
   }
   /* Checkpoints not matched yet (a file briefly away) are kept as they were. */
   for (size_t k = 0; k < t->nknown; k++)

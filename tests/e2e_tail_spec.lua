@@ -117,7 +117,7 @@ describe("trailhound run, tailing for real", function()
     assert.truthy(th.wait_for(function() return h.count() >= 2 end))
     h.signal("TERM")
     assert.equal(0, h.wait())
-    assert.matches("trailhound%-state 1\n", th.read(state))
+    assert.matches("trailhound%-state 2\n", th.read(state))
     -- while it is stopped: more lines, a rotation, and a new file
     th.append(f, line("c3"))
     os.rename(f, f .. ".1")

@@ -24,8 +24,9 @@ static void checkpoint_round_trips_entries(void) {
   char state[256];
   snprintf(state, sizeof state, "%s/state", dir);
   th_ckpt e[2] = {
-    {"/var/log/ct/a.ndjson", 2049, 123456, 1024, 0xdeadbeefcafef00dULL, 987654321, 0},
-    {"/odd dir/100% new\nline.json.gz", 1, 2, 17, 42, 0, TH_CKPT_DONE},
+    {"/var/log/ct/a.ndjson", 2049, 123456, 1024, 0xdeadbeefcafef00dULL, 987654321, 0, 4096,
+     0x0123456789abcdefULL},
+    {"/odd dir/100% new\nline.json.gz", 1, 2, 17, 42, 0, TH_CKPT_DONE, 0, 0},
   };
   CHECK(th_ckpt_save(state, e, 2) == 0, "checkpoint_save writes the state file");
   struct stat st;
@@ -40,12 +41,89 @@ static void checkpoint_round_trips_entries(void) {
   if (rc == 0 && n == 2) {
     CHECK(strcmp(got[0].path, e[0].path) == 0 && got[0].dev == 2049 && got[0].ino == 123456 &&
               got[0].fp_len == 1024 && got[0].fp == e[0].fp && got[0].offset == 987654321 &&
-              got[0].flags == 0,
-          "every field survives");
+              got[0].flags == 0 && got[0].back_len == 4096 && got[0].back_hash == e[0].back_hash,
+          "every field survives, the back hash included");
     CHECK(strcmp(got[1].path, e[1].path) == 0 && got[1].flags == TH_CKPT_DONE,
           "a path with spaces, %% and a newline survives");
     th_ckpt_free(got, n);
   }
+}
+
+static void checkpoint_writes_version_2(void) {
+  char state[256];
+  snprintf(state, sizeof state, "%s/state", dir);
+  FILE *f = fopen(state, "r");
+  char head[64] = "";
+  if (f) {
+    if (fgets(head, sizeof head, f) == NULL) head[0] = '\0';
+    fclose(f);
+  }
+  int v2 = strcmp(head, "trailhound-state 2\n") == 0;
+  head[strcspn(head, "\n")] = '\0';
+  CHECK(v2, "the state is written as version 2 (%s)", head);
+}
+
+static void checkpoint_reads_version_1(void) {
+  char state[256];
+  snprintf(state, sizeof state, "%s/state1", dir);
+  const char *v1 = "trailhound-state 1\n"
+                   "65024 10961279 1024 b548ad49f063adf3 1388 0 /tmp/logs/ct/app.ndjson\n"
+                   "65024 10961068 1024 f2e3869d51141cb7 7565 1 /tmp/logs/ct/a%20b.json.gz\n";
+  write_file(state, v1, strlen(v1));
+  th_ckpt *got;
+  size_t n;
+  int bad;
+  int rc = th_ckpt_load(state, &got, &n, &bad);
+  CHECK(rc == 0 && n == 2, "a version 1 state file is read (rc %d, n %zu)", rc, n);
+  if (rc == 0 && n == 2) {
+    CHECK(got[0].ino == 10961279 && got[0].fp == 0xb548ad49f063adf3ULL && got[0].offset == 1388 &&
+              got[0].back_len == 0 && strcmp(got[0].path, "/tmp/logs/ct/app.ndjson") == 0,
+          "its entries have no back hash (back_len 0)");
+    CHECK(got[1].flags == TH_CKPT_DONE && strcmp(got[1].path, "/tmp/logs/ct/a b.json.gz") == 0,
+          "flags and escaped paths of version 1 are read");
+    th_ckpt_free(got, n);
+  }
+  const char *v2bad = "trailhound-state 2\n65024 1 1024 b548ad49f063adf3 1388 0 /no/back/fields\n";
+  write_file(state, v2bad, strlen(v2bad));
+  CHECK(th_ckpt_load(state, &got, &n, &bad) == -EINVAL && bad == 2,
+        "a version 2 line without its back fields is damage");
+}
+
+/* The restart check: same first bytes, and the same bytes before the offset. */
+static void checkpoint_check_tells_a_rewritten_file(void) {
+  char p[256];
+  snprintf(p, sizeof p, "%s/back", dir);
+  char text[6000];
+  for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + i % 23);
+  for (size_t i = 99; i < sizeof text; i += 100) text[i] = '\n';
+  write_file(p, text, sizeof text);
+  int fd = open(p, O_RDONLY);
+  th_ckpt k = {p, 0, 0, 0, 0, 5000, 0, 4096, th_fnv1a(text + 5000 - 4096, 4096)};
+  th_fingerprint(fd, &k.fp_len, &k.fp);
+  CHECK(th_ckpt_check(fd, sizeof text, &k) == TH_CKPT_SAME, "the file it was saved for is the same");
+  CHECK(th_ckpt_check(fd, 4999, &k) == TH_CKPT_SHORTER, "shorter than the offset: truncated");
+  close(fd);
+  /* Same first KiB, other bytes before the offset: a new file that got the
+   * old inode, or one rewritten while the host was stopped. */
+  text[4500] = 'X';
+  write_file(p, text, sizeof text);
+  fd = open(p, O_RDONLY);
+  CHECK(th_ckpt_check(fd, sizeof text, &k) == TH_CKPT_REWRITTEN,
+        "the same first KiB with other bytes before the offset is rewritten");
+  close(fd);
+  text[0] = 'X';
+  write_file(p, text, sizeof text);
+  fd = open(p, O_RDONLY);
+  CHECK(th_ckpt_check(fd, sizeof text, &k) == TH_CKPT_OTHER, "other first bytes: another file");
+  close(fd);
+  th_ckpt v1 = k;
+  v1.back_len = 0;
+  text[0] = 'a';
+  write_file(p, text, sizeof text);
+  fd = open(p, O_RDONLY);
+  CHECK(th_ckpt_check(fd, sizeof text, &v1) == TH_CKPT_SAME,
+        "without a back hash (version 1) the fingerprint alone decides");
+  close(fd);
 }
 
 static void checkpoint_reports_damage(void) {
@@ -173,6 +251,9 @@ static void fingerprint_tells_files_apart(void) {
 int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
   checkpoint_round_trips_entries();
+  checkpoint_writes_version_2();
+  checkpoint_reads_version_1();
+  checkpoint_check_tells_a_rewritten_file();
   checkpoint_reports_damage();
   checkpoint_reads_lines_only_as_written();
   fingerprint_tells_files_apart();

@@ -43,24 +43,27 @@ static int hex_digit(uint8_t c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* Is line l (n bytes, its newline left out) a good entry line? If so, its
- * fields go into *c (path points into dec, PATH_MAX bytes). */
-static int entry_ok(const uint8_t *l, size_t n, th_ckpt *c, char *dec) {
-  const uint8_t *f[7];
-  size_t fl[7], k = 0, start = 0;
-  for (size_t i = 0; i <= n && k < 7; i++) {
-    if (i == n || (l[i] == ' ' && k < 6)) {  /* six fields end at a space, the path at the end */
+/* Is line l (n bytes, its newline left out) a good entry line of a state
+ * file of this version? If so, its fields go into *c (path points into dec,
+ * PATH_MAX bytes). Version 1: six fields and the path; version 2: eight
+ * (back_len, at most TH_BACK_MAX and the offset, and back_hash in hex). */
+static int entry_ok(const uint8_t *l, size_t n, int version, th_ckpt *c, char *dec) {
+  const int nf = version == 1 ? 6 : 8;
+  const uint8_t *f[9];
+  size_t fl[9], k = 0, start = 0;
+  for (size_t i = 0; i <= n && k < (size_t)nf + 1; i++) {
+    if (i == n || (l[i] == ' ' && k < (size_t)nf)) {  /* the fields end at a space, the path at the end */
       f[k] = l + start;
       fl[k++] = i - start;
       start = i + 1;
     }
   }
-  if (k != 7 || start != n + 1) return 0;
+  if (k != (size_t)nf + 1 || start != n + 1) return 0;
   char num[32];
   static const char *const max[] = {"18446744073709551615", "18446744073709551615", "1024", NULL,
-                                    "18446744073709551615", "4294967295"};
-  for (int i = 0; i < 6; i++) {
-    if (i == 3) {
+                                    "18446744073709551615", "4294967295", "4096", NULL};
+  for (int i = 0; i < nf; i++) {
+    if (i == 3 || i == 7) {
       if (fl[i] == 0 || fl[i] > 16) return 0;
       for (size_t j = 0; j < fl[i]; j++)
         if (!hex_digit(f[i][j])) return 0;
@@ -68,15 +71,16 @@ static int entry_ok(const uint8_t *l, size_t n, th_ckpt *c, char *dec) {
       return 0;
     }
   }
-  uint64_t v[6];
-  for (int i = 0; i < 6; i++) {
+  uint64_t v[8] = {0};
+  for (int i = 0; i < nf; i++) {
     size_t m = fl[i] < sizeof num ? fl[i] : sizeof num - 1;  /* long ones are leading zeros */
     memcpy(num, f[i] + fl[i] - m, m);
     num[m] = '\0';
-    v[i] = strtoull(num, NULL, i == 3 ? 16 : 10);
+    v[i] = strtoull(num, NULL, i == 3 || i == 7 ? 16 : 10);
   }
-  const uint8_t *p = f[6];
-  size_t pl = fl[6], d = 0;
+  if (v[6] > v[4]) return 0;  /* the bytes before the offset cannot be more than the offset */
+  const uint8_t *p = f[nf];
+  size_t pl = fl[nf], d = 0;
   if (pl == 0) return 0;
   for (size_t j = 0; j < pl; j++) {
     if (p[j] == ' ' || p[j] == '\r' || p[j] == '\0') return 0;
@@ -95,13 +99,21 @@ static int entry_ok(const uint8_t *l, size_t n, th_ckpt *c, char *dec) {
   }
   if (d >= PATH_MAX) return 0;
   dec[d] = '\0';
-  *c = (th_ckpt){dec, v[0], v[1], (uint32_t)v[2], v[3], v[4], (unsigned)v[5]};
+  *c = (th_ckpt){dec, v[0], v[1], (uint32_t)v[2], v[3], v[4], (unsigned)v[5], (uint32_t)v[6], v[7]};
   return 1;
+}
+
+/* The version its header says: 1, 2, or 0 for none. */
+static int version_of(const uint8_t *data, size_t size) {
+  static const char h1[] = "trailhound-state 1\n", h2[] = "trailhound-state 2\n";
+  if (size >= sizeof h1 - 1 && memcmp(data, h1, sizeof h1 - 1) == 0) return 1;
+  if (size >= sizeof h2 - 1 && memcmp(data, h2, sizeof h2 - 1) == 0) return 2;
+  return 0;
 }
 
 /* The first damaged line of data (0 if none) and, up to it, how many entries. */
 static int model(const uint8_t *data, size_t size, size_t *entries) {
-  static const char header[] = "trailhound-state 1";
+  int version = version_of(data, size);
   *entries = 0;
   if (size == 0) return 1;
   int lineno = 0;
@@ -112,11 +124,11 @@ static int model(const uint8_t *data, size_t size, size_t *entries) {
     /* A line longer than th_ckpt_save ever writes does not fit load's buffer. */
     if (nl == NULL || n + 1 > PATH_MAX * 3 + 255) return lineno;
     if (lineno == 1) {
-      if (n != sizeof header - 1 || memcmp(data, header, n) != 0) return 1;
+      if (version == 0 || n != 18) return 1;  /* "trailhound-state N" */
     } else {
       th_ckpt c;
       static char dec[PATH_MAX + 1];
-      if (!entry_ok(data + at, n, &c, dec)) return lineno;
+      if (!entry_ok(data + at, n, version, &c, dec)) return lineno;
       ++*entries;
     }
     at += n + 1;
@@ -132,7 +144,7 @@ static void model_entry(const uint8_t *data, size_t size, size_t i, th_ckpt *c, 
     at = (size_t)(nl - data) + 1;
   }
   const uint8_t *nl = memchr(data + at, '\n', size - at);
-  entry_ok(data + at, (size_t)(nl - data) - at, c, dec);
+  entry_ok(data + at, (size_t)(nl - data) - at, version_of(data, size), c, dec);
 }
 
 /* ---- running th_ckpt_load ----------------------------------------------------------- */
@@ -175,7 +187,8 @@ static void same_entries(const th_ckpt *a, size_t na, const th_ckpt *b, size_t n
   for (size_t i = 0; i < na; i++)
     FUZZ_CHECK(strcmp(a[i].path, b[i].path) == 0 && a[i].dev == b[i].dev && a[i].ino == b[i].ino &&
                    a[i].fp_len == b[i].fp_len && a[i].fp == b[i].fp && a[i].offset == b[i].offset &&
-                   a[i].flags == b[i].flags,
+                   a[i].flags == b[i].flags && a[i].back_len == b[i].back_len &&
+                   a[i].back_hash == b[i].back_hash,
                "entry %zu differs %s: path \"%s\", then \"%s\"", i, how, a[i].path, b[i].path);
 }
 
@@ -190,9 +203,7 @@ static size_t line_end(const uint8_t *data, size_t size, int k) {
 }
 
 static void loaded(const uint8_t *data, size_t size, const th_ckpt *e, size_t n, size_t lines) {
-  static const char header[] = "trailhound-state 1\n";
-  FUZZ_CHECK(size >= sizeof header - 1 && memcmp(data, header, sizeof header - 1) == 0,
-             "a file without the header loaded");
+  FUZZ_CHECK(version_of(data, size) != 0, "a file without the header loaded");
   FUZZ_CHECK(data[size - 1] == '\n', "a file whose last line has no newline loaded");
   FUZZ_CHECK(n == lines - 1, "%zu lines loaded as %zu entries", lines, n);
   for (size_t i = 0; i < n; i++) {
