@@ -231,7 +231,7 @@ int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line) {
   return 0;
 }
 
-int th_ckpt_save(const char *path, const th_ckpt *e, size_t n) {
+int th_ckpt_save(const char *path, const th_ckpt *e, size_t n, double since) {
   char tmp[PATH_MAX];
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -ENAMETOOLONG;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -252,7 +252,12 @@ int th_ckpt_save(const char *path, const th_ckpt *e, size_t n) {
     fputc('\n', f);
   }
   int rc = 0;
-  if (fflush(f) != 0 || fsync(fd) != 0) rc = -errno;
+  if (fflush(f) != 0) rc = -errno;
+  if (rc == 0 && since > 0) {
+    struct timespec times[2] = {{0, UTIME_NOW}, {(time_t)since, (long)((since - (double)(time_t)since) * 1e9)}};
+    if (futimens(fd, times) != 0) rc = -errno;
+  }
+  if (rc == 0 && fsync(fd) != 0) rc = -errno;
   if (fclose(f) != 0 && rc == 0) rc = -errno;
   if (rc == 0 && rename(tmp, path) != 0) rc = -errno;
   if (rc < 0) {

@@ -14,6 +14,10 @@
  *
  * Version 1 files (no back_len, back_hash) are still read: their entries have
  * back_len 0, and are resumed on the fingerprint alone.
+ *
+ * The file's modification time is set by the writer to say since when every
+ * change beside the files it lists was looked at: a restart reads rotations
+ * changed after it, and takes older unknown ones for history.
  */
 #ifndef TH_CHECKPOINT_H
 #define TH_CHECKPOINT_H
@@ -24,7 +28,10 @@
 /* Bytes at the start of a file that identify it. */
 #define TH_FP_MAX 1024
 
-enum { TH_CKPT_DONE = 1 };  /* a whole document processed: never read again */
+enum {
+  TH_CKPT_DONE = 1,      /* a whole document processed: never read again */
+  TH_CKPT_CANDIDATE = 2  /* seen beside a followed file, not yet read: a copy, or new lines */
+};
 
 typedef struct th_ckpt {
   char *path;        /* where the file was last seen; owned */
@@ -71,8 +78,9 @@ int th_ckpt_check(int fd, uint64_t size, const th_ckpt *k);
  * CR and LF written as %XX, and a newline at its end. */
 int th_ckpt_load(const char *path, th_ckpt **out, size_t *n, int *bad_line);
 
-/* Write entries atomically. Returns 0 or -errno (the old state stays). */
-int th_ckpt_save(const char *path, const th_ckpt *e, size_t n);
+/* Write entries atomically, the file's modification time set to since (wall
+ * clock, s; 0: now). Returns 0 or -errno (the old state stays). */
+int th_ckpt_save(const char *path, const th_ckpt *e, size_t n, double since);
 
 void th_ckpt_free(th_ckpt *e, size_t n);
 

@@ -589,7 +589,7 @@ static void save(th_tail *t) {
   /* Checkpoints not matched yet (a file briefly away) are kept as they were. */
   for (size_t k = 0; k < t->nknown; k++)
     if (t->known[k].path) e[i++] = t->known[k];
-  int rc = th_ckpt_save(t->o.state, e, i);
+  int rc = th_ckpt_save(t->o.state, e, i, 0);
   if (rc < 0) th_log("write %s: %s (progress not saved)", t->o.state, strerror(-rc));
   free(e);
 }

@@ -28,7 +28,7 @@ static void checkpoint_round_trips_entries(void) {
      0x0123456789abcdefULL},
     {"/odd dir/100% new\nline.json.gz", 1, 2, 17, 42, 0, TH_CKPT_DONE, 0, 0},
   };
-  CHECK(th_ckpt_save(state, e, 2) == 0, "checkpoint_save writes the state file");
+  CHECK(th_ckpt_save(state, e, 2, 0) == 0, "checkpoint_save writes the state file");
   struct stat st;
   char tmp[300];
   snprintf(tmp, sizeof tmp, "%s.tmp", state);
@@ -47,6 +47,16 @@ static void checkpoint_round_trips_entries(void) {
           "a path with spaces, %% and a newline survives");
     th_ckpt_free(got, n);
   }
+}
+
+static void checkpoint_dates_the_file_as_told(void) {
+  char state[256];
+  snprintf(state, sizeof state, "%s/dated", dir);
+  th_ckpt e = {"/var/log/a", 1, 2, 0, 0, 0, 0, 0, 0};
+  struct stat st;
+  CHECK(th_ckpt_save(state, &e, 1, 1700000000.25) == 0 && stat(state, &st) == 0 &&
+            st.st_mtim.tv_sec == 1700000000 && st.st_mtim.tv_nsec / 1000000 == 250,
+        "the state file's time is the one given (when every change before it was looked at)");
 }
 
 static void checkpoint_writes_version_2(void) {
@@ -252,6 +262,7 @@ int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
   checkpoint_round_trips_entries();
   checkpoint_writes_version_2();
+  checkpoint_dates_the_file_as_told();
   checkpoint_reads_version_1();
   checkpoint_check_tells_a_rewritten_file();
   checkpoint_reports_damage();

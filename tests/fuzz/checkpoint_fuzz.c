@@ -212,14 +212,14 @@ static void loaded(const uint8_t *data, size_t size, const th_ckpt *e, size_t n,
   }
 
   const char *saved = file("saved"), *again = file("again");
-  FUZZ_CHECK(th_ckpt_save(saved, e, n) == 0, "save %s", saved);
+  FUZZ_CHECK(th_ckpt_save(saved, e, n, 1e9) == 0, "save %s", saved);
   th_ckpt *e2;
   size_t n2;
   int bad;
   int rc = th_ckpt_load(saved, &e2, &n2, &bad);
   FUZZ_CHECK(rc == 0, "what was loaded and saved does not load again: rc %d at line %d", rc, bad);
   same_entries(e, n, e2, n2, "after a save and a load");
-  FUZZ_CHECK(th_ckpt_save(again, e2, n2) == 0, "save %s", again);
+  FUZZ_CHECK(th_ckpt_save(again, e2, n2, 1e9) == 0, "save %s", again);
   size_t la, lb;
   char *a = read_file(saved, &la), *b = read_file(again, &lb);
   FUZZ_CHECK(la == lb && memcmp(a, b, la) == 0, "saving what a saved file loads gives other bytes");
