@@ -111,7 +111,7 @@ static int cmp(const void *a, const void *b) {
 
 /* Can anything under dir match pattern? Prunes the walk: a directory is
  * entered only if some prefix of the pattern can match it. */
-static int may_contain(const char *pattern, const char *dir) {
+int th_glob_may_contain(const char *pattern, const char *dir) {
   char pre[PATH_MAX];
   const char *p = pattern;
   for (;;) {
@@ -156,7 +156,7 @@ static int walk(const char *pattern, const char *dir, th_glob_cb cb, void *ud) {
     struct stat st, lst;
     if (lstat(path, &lst) < 0) continue;
     if (S_ISDIR(lst.st_mode)) {
-      if (may_contain(pattern, path)) found += walk(pattern, path, cb, ud);
+      if (th_glob_may_contain(pattern, path)) found += walk(pattern, path, cb, ud);
       continue;
     }
     if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) continue;

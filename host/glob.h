@@ -22,6 +22,10 @@ int th_glob_match(const char *pattern, const char *path);
  * ENOMEM. */
 char *th_glob_base(const char *pattern);
 
+/* Can anything under the directory dir match pattern? (A walk enters dir
+ * only then.) */
+int th_glob_may_contain(const char *pattern, const char *dir);
+
 typedef void (*th_glob_cb)(void *ud, const char *path, const struct stat *st);
 
 /* Call cb for every regular file matching pattern, in name order per

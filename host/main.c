@@ -51,10 +51,12 @@ static const char usage[] =
   "  --from-beginning     ... or read them from their start (the default)\n"
   "  --exclude GLOB       never follow paths (or file names) matching GLOB; repeatable\n"
   "  --ignore-older D     do not pick up files last modified more than D ago (30s, 10m, 2h, 7d)\n"
-  "  --max-open-files N   keep at most N files open; the others wait their turn\n"
+  "  --max-open-files N   keep at most N files open; the others wait their turn (default:\n"
+  "                       half the descriptors the process may open (ulimit -n), at most 1024)\n"
   "  --rotate-wait S      read a rotated or deleted file until it has not grown for S seconds\n"
   "                       (default 5)\n"
-  "  --rescan S           look for new files every S seconds besides directory events (default 1)\n"
+  "  --rescan S           look for new files every S seconds besides directory events (default 1;\n"
+  "                       longer for a folder that takes long to list)\n"
   "  --poll MS            check open files for growth every MS milliseconds (default 250)\n"
   "  --stats-interval S   print per-rule and per-file statistics every S seconds (also on SIGUSR1)\n"
   "  --max-instructions N instructions one call of a rule may run (default 10M; k, M, G suffixes)\n"
@@ -331,6 +333,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   run_ctx *r = h->data;
   if (r->signals++) return;
   th_log("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  th_tail_stop(&r->tail);
   th_tail_close(&r->tail);
 }
 

@@ -84,6 +84,14 @@ static void glob_base_is_the_plain_prefix(void) {
   free(b);
 }
 
+static void glob_may_contain_prunes_directories(void) {
+  CHECK(th_glob_may_contain("logs/**/*.ndjson", "logs/a/b"), "double star: any directory below");
+  CHECK(th_glob_may_contain("logs/*/x/*.gz", "logs/a"), "a directory a segment matches");
+  CHECK(!th_glob_may_contain("logs/*.ndjson", "logs/a"), "no directory below the last segment");
+  CHECK(!th_glob_may_contain("logs/*", "logs/sub"), "a directory PATH's subdirectories are not entered");
+  CHECK(!th_glob_may_contain("logs/*/x/*.gz", "other/a"), "another prefix");
+}
+
 static char found[4096];
 static void collect(void *ud, const char *path, const struct stat *st) {
   (void)ud;
@@ -134,6 +142,7 @@ int main(void) {
   glob_match_empty_segments_as_fnmatch();
   glob_match_many_double_stars_is_quick();
   glob_base_is_the_plain_prefix();
+  glob_may_contain_prunes_directories();
   glob_walk_finds_files_in_order();
   return TAP_END();
 }
