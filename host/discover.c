@@ -78,6 +78,7 @@ typedef struct th_class {
   int primary;        /* a PATH matches it */
   int rotname;        /* NAME[.-_]suffix where a PATH matches NAME */
   th_tfile *rot_of;   /* ... where NAME is a followed file that is not a document (longest NAME) */
+  int rot_known;      /* ... where the state has an entry for NAME (followed before the start) */
   int compressed;     /* .gz .bz2 .xz .zst .zip */
 } th_class;
 
@@ -109,6 +110,8 @@ static void *class_prefix(void *ud, const char *prefix) {
   class_ctx *x = ud;
   th_tfile *g = th_filetab_get_path(&x->t->by, prefix);
   if (g && g->role == TF_FOLLOW && g->kind != TF_WHOLE) x->c->rot_of = g;
+  th_known *k = th_filetab_get_path(&x->t->known_by, prefix);
+  if (k && !(k->k.flags & TH_CKPT_DONE)) x->c->rot_known = 1;
   if (!x->c->primary && !x->c->rotname && matches(x->t, prefix)) x->c->rotname = 1;
   return NULL;
 }
@@ -499,7 +502,9 @@ static void consider(th_tail *t, const char *path, const struct stat *st, const 
     seen(t, f, path, st, c);
     return;
   }
-  if (c->compressed && (c->rot_of || !c->primary)) return;  /* logrotate's compress: lines read already */
+  /* logrotate's compress: lines read already (NAME may not be tracked yet
+   * during the first rescan, but the state knows it) */
+  if (c->compressed && (c->rot_of || c->rot_known || !c->primary)) return;
   /* An empty new file with no descriptor to spare is looked at again once it
    * grows: a rescan of a folder flooded with them opens none. */
   if (st->st_size == 0 && c->primary && !c->rot_of && !th_tfile_slot(t, NULL, 0) &&

@@ -492,6 +492,34 @@ describe("trailhound run, tailing for real", function()
     assert.matches("reading it from the start", h.err(), 1, true)
   end)
 
+  it("never reads a compressed rotation of a followed file, live or made while stopped", function()
+    local d = th.tmpdir()
+    local dir, state = d .. "/logs", d .. "/state"
+    lfs.mkdir(dir)
+    local f = dir .. "/app.ndjson"
+    th.write(f, line("z1") .. line("z2"))
+    local args = { "run", "--state", state, "--rotate-wait", "0.3", "--poll", "50", dir }
+    local k = th.start(args)
+    assert.truthy(th.wait_for(function() return k.count() >= 2 end, 20), k.err())
+    -- logrotate with compress: rename, a new file, then the rotation gzipped (a new inode)
+    os.rename(f, f .. ".1")
+    th.write(f, line("z3"))
+    os.execute("gzip " .. th.quote(f .. ".1"))
+    assert.truthy(th.wait_for(function() return k.count() >= 3 end, 20), k.err())
+    th.sleep(1)
+    k.signal("TERM")
+    assert.equal(0, k.wait())
+    assert.same({ z1 = true, z2 = true, z3 = true }, (ids(k.out())))
+    -- the same while stopped
+    os.rename(f, f .. ".2")
+    th.write(f, line("z5"))
+    os.execute("gzip " .. th.quote(f .. ".2"))
+    h = th.start(args)
+    assert.truthy(th.wait_for(function() return h.count() >= 1 end, 20), h.err())
+    th.sleep(1)
+    assert.same({ z5 = true }, (ids(h.out())))
+  end)
+
   it("keeps another run's entries in a shared state file and never reads their files", function()
     local d = th.tmpdir()
     local a, b, state = d .. "/a.ndjson", d .. "/b.ndjson", d .. "/state"
