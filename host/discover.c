@@ -290,18 +290,9 @@ static void candidate(th_tail *t, const char *path, int fd, const struct stat *s
   if (f && !keep) th_tfile_close_fd(f);
 }
 
-static void uncandidate(th_tail *t, th_tfile *f) {
-  for (th_tfile **p = &t->cands; *p; p = &(*p)->cand_next) {
-    if (*p != f) continue;
-    *p = f->cand_next;
-    break;
-  }
-  f->cand_next = NULL;
-}
-
 /* A candidate is read, into stream (a held generation's) or a new one. */
 static void become(th_tail *t, th_tfile *f, th_stream *stream, uint64_t start) {
-  uncandidate(t, f);
+  th_tfile_uncandidate(f);
   f->role = f->primary ? TF_FOLLOW : TF_ORPHAN;
   f->last_growth = now_s(t);
   if (th_tfile_follow(f, stream, start, NULL) < 0) {
@@ -316,7 +307,7 @@ static void become(th_tail *t, th_tfile *f, th_stream *stream, uint64_t start) {
 
 /* A candidate that holds nothing unread: remembered at its end, never read. */
 static void tombstone(th_tail *t, th_tfile *f, int fd, uint64_t size) {
-  uncandidate(t, f);
+  th_tfile_uncandidate(f);
   uint32_t n = size < TH_BACK_MAX ? (uint32_t)size : TH_BACK_MAX;
   uint64_t h = th_tfile_hash_before(fd, size, n);
   f->role = TF_GONE;

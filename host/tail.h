@@ -81,7 +81,7 @@ typedef struct th_tfile {
   struct th_tfile *lru_prev, *lru_next;  /* the open ones, least recently read first */
   struct th_tfile *ready_next;           /* the read queue, while ready */
   struct th_tfile *wait_next;            /* the queue for a descriptor, while waiting */
-  struct th_tfile *cand_next;            /* the candidates, while one */
+  struct th_tfile *cand_prev, *cand_next; /* the candidates, while one */
   char *path;                  /* where it was last seen; owned */
   int fd;                      /* open descriptor, -1 while closed */
   uint64_t dev, ino;           /* identity, with the fingerprint of its first fp_len bytes */

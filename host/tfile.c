@@ -88,8 +88,8 @@ static void wake_waiting(th_tail *t) {
   th_tfile_ready(f);
 }
 
-/* Singly linked queues: removal walks them, but happens only when a file is
- * forgotten while queued, which is rare. */
+/* The read and descriptor queues are singly linked: removal walks them, but
+ * happens only when a file is forgotten while queued, which is rare. */
 static void unqueue(th_tfile *f) {
   th_tail *t = f->tail;
   if (f->ready) {
@@ -114,13 +114,15 @@ static void unqueue(th_tfile *f) {
     }
     f->waiting = 0;
   }
-  if (f->role == TF_CANDIDATE) {
-    for (th_tfile **p = &t->cands; *p; p = &(*p)->cand_next) {
-      if (*p != f) continue;
-      *p = f->cand_next;
-      break;
-    }
-  }
+  if (f->role == TF_CANDIDATE) th_tfile_uncandidate(f);
+}
+
+void th_tfile_uncandidate(th_tfile *f) {
+  th_tail *t = f->tail;
+  if (f->cand_prev) f->cand_prev->cand_next = f->cand_next;
+  else if (t->cands == f) t->cands = f->cand_next;
+  if (f->cand_next) f->cand_next->cand_prev = f->cand_prev;
+  f->cand_prev = f->cand_next = NULL;
 }
 
 /* ---- descriptors ----------------------------------------------------------- */
@@ -218,6 +220,7 @@ th_tfile *th_tfile_track(th_tail *t, const char *path, int fd, const struct stat
   t->files_last = f;
   if (role == TF_CANDIDATE) {
     f->cand_next = t->cands;
+    if (t->cands) t->cands->cand_prev = f;
     t->cands = f;
   }
   t->files_seen++;

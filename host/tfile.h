@@ -60,6 +60,9 @@ void th_tfile_left(th_tfile *f);
  * remembered while it stays at its path. */
 void th_tfile_finish(th_tfile *f);
 
+/* Take f out of the candidates (it is read, or closed for good). */
+void th_tfile_uncandidate(th_tfile *f);
+
 /* Let go of f: out of every index and queue, its stream closed, freed. */
 void th_tfile_forget(th_tfile *f);
 
