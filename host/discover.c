@@ -152,32 +152,75 @@ int th_discover_known(th_tail *t) {
   return 0;
 }
 
-/* The state's checkpoint of the file open at fd, if it has one that still
- * holds. *why: TH_CKPT_SHORTER or TH_CKPT_REWRITTEN when an entry had this
- * inode and first bytes but the file changed under it while the host was
- * stopped (0 otherwise). */
-static th_known *match_known(th_tail *t, int fd, const struct stat *st, const char *path, int *why) {
-  th_known *changed = NULL;
+/* The state's checkpoint of the file open at fd, if one still holds (the
+ * newest when several do: the state lists the files followed before the
+ * entries not matched yet). The other entries of its device and inode are
+ * stale (older ones, or ones of bytes that inode no longer holds): never
+ * matched again, and saved only while a candidate beside their path may be
+ * a copy of what they held (th_discover_pending). *why (0 otherwise), when
+ * none holds and the file is one the state read that changed while the host
+ * was stopped: TH_CKPT_SHORTER or TH_CKPT_REWRITTEN for an entry of this
+ * inode and first bytes, or, when own (path is followed as a PATH's file,
+ * not as a rotation beside one), for an entry of this inode and this path
+ * read past 0, whatever its first bytes now. An entry of this inode at
+ * another path with other first bytes was another file whose inode was
+ * reused: nothing to say. */
+static th_known *match_known(th_tail *t, int fd, const struct stat *st, const char *path, int own,
+                              int *why) {
+  th_known *found = NULL, *changed = NULL;
+  uint64_t size = (uint64_t)st->st_size;
   *why = 0;
   for (th_known *k = th_filetab_get_id(&t->known_by, (uint64_t)st->st_dev, (uint64_t)st->st_ino); k;
        k = k->same_id) {
-    if (k->used) continue;
-    int r = th_ckpt_check(fd, (uint64_t)st->st_size, &k->k);
-    if (r == TH_CKPT_SAME) return k;
-    if (r == TH_CKPT_SHORTER || r == TH_CKPT_REWRITTEN) {
+    if (k->used || k->stale) continue;
+    k->stale = 1;  /* but the one found */
+    int r = th_ckpt_check(fd, size, &k->k);
+    if (r == TH_CKPT_SAME) {
+      if (found == NULL || k < found) found = k;
+      continue;
+    }
+    if (r == TH_CKPT_OTHER) {
+      if (!own || k->k.offset == 0 || strcmp(k->k.path, path) != 0) continue;
+      r = size < k->k.offset ? TH_CKPT_SHORTER : TH_CKPT_REWRITTEN;  /* under its first bytes, or rewritten */
+    }
+    if (changed == NULL || k < changed) {
       changed = k;
       *why = r;
     }
   }
+  if (found) {
+    found->stale = 0;
+    *why = 0;
+    return found;
+  }
   if (*why == TH_CKPT_SHORTER)
     th_log("%s: %llu bytes, shorter than the offset %llu the state has for it: truncated while stopped; "
-           "reading it from the start", path, (unsigned long long)st->st_size,
+           "reading it from the start", path, (unsigned long long)size,
            (unsigned long long)changed->k.offset);
   else if (*why == TH_CKPT_REWRITTEN)
     th_log("%s: the bytes before offset %llu are not those the state saw there (a new file on a reused "
            "inode, or rewritten while stopped); reading it from the start", path,
            (unsigned long long)changed->k.offset);
   return NULL;
+}
+
+static void *pending_prefix(void *ud, const char *prefix) {
+  th_tail *t = ud;
+  for (th_known *k = th_filetab_get_path(&t->known_by, prefix); k; k = k->same_path)
+    if (k->stale) k->copy_pending = 1;
+  return NULL;
+}
+
+void th_discover_pending(th_tail *t) {
+  int any = 0;
+  for (size_t i = 0; i < t->nknown; i++) {
+    th_known *k = &t->known[i];
+    if (!k->stale) continue;
+    k->copy_pending = !t->started;
+    any = 1;
+  }
+  if (!any || !t->started) return;
+  for (th_tfile *f = t->cands; f; f = f->cand_next) each_prefix(f->path, pending_prefix, t);
 }
 
 typedef struct copy_ctx {
@@ -187,15 +230,16 @@ typedef struct copy_ctx {
 } copy_ctx;
 
 /* A checkpoint of NAME, not matched to a file, whose bytes before its offset
- * the candidate holds: NAME was copied (and truncated) while the host was
- * stopped, and this is the copy. */
+ * the candidate holds (the newest, when several do): NAME was copied (and
+ * truncated) while the host was stopped, and this is the copy. */
 static void *copy_prefix(void *ud, const char *prefix) {
   copy_ctx *x = ud;
+  th_known *found = NULL;
   for (th_known *k = th_filetab_get_path(&x->t->known_by, prefix); k; k = k->same_path)
     if (!k->used && !(k->k.flags & TH_CKPT_DONE) && k->k.back_len > 0 && x->size >= k->k.offset &&
-        th_ckpt_check(x->fd, x->size, &k->k) == TH_CKPT_SAME)
-      return k;
-  return NULL;
+        (found == NULL || k < found) && th_ckpt_check(x->fd, x->size, &k->k) == TH_CKPT_SAME)
+      found = k;
+  return found;
 }
 
 /* ---- following ----------------------------------------------------------------- */
@@ -509,7 +553,7 @@ static void consider(th_tail *t, const char *path, const struct stat *st, const 
     return;
   }
   int why;
-  th_known *k = match_known(t, fd, &fst, path, &why);
+  th_known *k = match_known(t, fd, &fst, path, c->primary && !c->rot_of, &why);
   if (k) {
     resume(t, k, path, fd, &fst, c);
   } else if (why) {  /* the state knew it, and it changed while the host was stopped */

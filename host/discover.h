@@ -36,6 +36,11 @@ void th_discover_entry(th_tail *t, const char *path);
  * renamed away or deleted (read to their end if open, else forgotten). */
 void th_discover_sweep(th_tail *t);
 
+/* Before a save: sets copy_pending on each stale entry of the state that a
+ * candidate beside its path, not decided yet, may be a copy of (and on every
+ * one until the first full pass is over: the candidates are not all found). */
+void th_discover_pending(th_tail *t);
+
 /* The poll: candidates whose size held still are decided. */
 void th_discover_poll(th_tail *t);
 

@@ -46,9 +46,10 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 }
 
 /* Write each tracked file's committed position, the truncated generations
- * waiting for their copy, the state's entries not matched yet, and other
- * runs' entries untouched. Skipped when nothing changed since the last
- * write, unless force. */
+ * waiting for their copy, the state's entries not matched yet (a stale one
+ * only while a candidate may be its copy: its file is saved as the new file
+ * it is), and other runs' entries untouched. Skipped when nothing changed
+ * since the last write, unless force. */
 static void save(th_tail *t, int force) {
   if (t->o.state == NULL || t->o.out->error) return;  /* never commit past lost alerts */
   if (th_output_flush(t->o.out) < 0) return;
@@ -73,8 +74,11 @@ static void save(th_tail *t, int force) {
     const th_commit *c = th_stream_committed(g->stream);
     e[i++] = (th_ckpt){g->path, g->dev, g->ino, g->fp_len, g->fp, c->offset, 0, c->back_len, c->back_hash};
   }
-  for (size_t k = 0; k < t->nknown; k++)
-    if (!t->known[k].relevant || !t->known[k].used) e[i++] = t->known[k].k;
+  th_discover_pending(t);
+  for (size_t k = 0; k < t->nknown; k++) {
+    const th_known *x = &t->known[k];
+    if (!x->relevant || (!x->used && (!x->stale || x->copy_pending))) e[i++] = x->k;
+  }
   uint64_t sig = 0xcbf29ce484222325ULL;
   for (size_t k = 0; k < i; k++) {
     sig = mix(sig, th_fnv1a(e[k].path, strlen(e[k].path)));

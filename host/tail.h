@@ -146,6 +146,11 @@ typedef struct th_known {
   int relevant;                /* its path is one of this run's PATHs, or a rotation beside one:
                                   looked for; else another run's, saved again untouched */
   int used;                    /* matched to a file: its file saves it from now on */
+  int stale;                   /* its device and inode were found holding other bytes (the file
+                                  truncated or rewritten while stopped, or another file): never
+                                  resumed, and saved again only while a candidate beside its path
+                                  may be a copy of what it held */
+  int copy_pending;            /* ... so it is, as th_discover_pending found before a save */
   struct th_known *same_id;    /* next relevant entry with the same device and inode */
   struct th_known *same_path;  /* next relevant entry with the same path */
 } th_known;

@@ -186,6 +186,66 @@ describe("trailhound run, tailing for real", function()
     assert.matches("rotated while stopped", h2.err(), 1, true)
   end)
 
+  it("takes a file truncated while stopped for the new file it is, once, and keeps one checkpoint of it", function()
+    local d = th.tmpdir()
+    local f, state = d .. "/t.ndjson", d .. "/state"
+    -- A rescan every second drops the entries no file matched in two passes:
+    -- runs as short as two rescans must not need it.
+    local args = { "run", "--state", state, "--rescan", "30", "--poll", "50", f }
+    for run = 1, 3 do
+      th.write(f, "")  -- truncated while stopped (created by the first run)
+      local before = th.read(state)
+      local k = th.start(args)
+      -- the lines come once it has looked at the file (and saved what it saw)
+      assert.truthy(th.wait_for(function() return th.read(state) ~= before end, 20), k.err())
+      local n = run + 2
+      for i = 1, n do th.append(f, line("t" .. run .. "-" .. i)) end
+      assert.truthy(th.wait_for(function() return k.count() >= n end, 20), k.err())
+      th.sleep(0.3)
+      k.signal("TERM")
+      assert.equal(0, k.wait())
+      local missing, twice, first = exactly_once(per_id(k.out()), n, "t" .. run .. "-")
+      assert.equal(0, missing, "run " .. run .. ", first missing: " .. tostring(first))
+      assert.equal(0, twice, "run " .. run)
+      assert.equal(n, k.count(), "run " .. run)
+      local err = k.err()
+      assert.is_nil(err:find("rotated while stopped", 1, true), "run " .. run .. ":\n" .. err)
+      local _, said = err:gsub("truncated while stopped", "")
+      assert.equal(run == 1 and 0 or 1, said, "run " .. run .. ":\n" .. err)
+      local text = th.read(state) or ""
+      local _, entries = text:gsub("\n", "")
+      assert.equal(1, entries - 1, "run " .. run .. ", the state:\n" .. text)
+    end
+  end)
+
+  it("reads a copy made while stopped on from the checkpoint of its truncated file, after a restart too", function()
+    local d = th.tmpdir()
+    local f, state = d .. "/c.ndjson", d .. "/state"
+    th.write(f, line("c1") .. line("c2") .. line("c3"))
+    local k = th.start({ "run", "--state", state, f })
+    assert.truthy(th.wait_for(function() return k.count() >= 3 end, 20), k.err())
+    k.signal("TERM")
+    assert.equal(0, k.wait())
+    -- while stopped: two more lines, then copy-and-truncate, and a new line
+    th.append(f, line("c4") .. line("c5"))
+    th.write(f .. ".1", th.read(f))
+    th.write(f, line("d1"))
+    -- stopped again before the copy is decided (after its size held still for a poll)
+    k = th.start({ "run", "--state", state, "--poll", "10000", "--rescan", "30", f })
+    assert.truthy(th.wait_for(function() return k.count() >= 1 end, 20), k.err())
+    th.sleep(0.3)
+    k.signal("TERM")
+    assert.equal(0, k.wait())
+    assert.same({ d1 = true }, (ids(k.out())))
+    assert.matches("truncated while stopped", k.err(), 1, true)
+    h = th.start({ "run", "--state", state, "--poll", "50", f })
+    assert.truthy(th.wait_for(function() return h.count() >= 2 end, 20), h.err())
+    th.sleep(0.3)
+    assert.same({ c4 = true, c5 = true }, (ids(h.out())))
+    assert.matches("a copy of " .. f .. " made while stopped", h.err(), 1, true)
+    assert.is_nil(h.err():find("truncated while stopped", 1, true), h.err())
+  end)
+
   it("after kill -9 at random moments loses no alert, and repeats only ones with the same uuid", function()
     local d = th.tmpdir()
     local f, state = d .. "/k.ndjson", d .. "/state"
