@@ -32,6 +32,9 @@ LIB_SRCS := $(filter-out host/main.c,$(SRCS))
 
 BIN      := build/trailhound
 ASAN_BIN := build/asan/trailhound
+# The test build with a deliberate hole in the Lua sandbox (engine.c,
+# TH_TEST_HOLE), to show that the workers' seccomp filter holds on its own.
+HOLE_BIN := build/hole/trailhound
 
 .PHONY: all deps run test install uninstall clean asan bench fuzz
 
@@ -57,6 +60,10 @@ $(ASAN_BIN): $(SRCS) $(HDRS) Makefile | deps
 	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
 
 asan: $(ASAN_BIN)
+
+$(HOLE_BIN): $(SRCS) $(HDRS) Makefile | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(CFLAGS) $(DEFS) -DTH_TEST_HOLE $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
 
 # C unit tests, built with the sanitizers.
 build/tests/%: tests/c/%.c tests/c/tap.h $(LIB_SRCS) $(HDRS) | deps
@@ -102,7 +109,7 @@ run: deps $(BIN)
 	@rm -f build/make-run.state
 	$(BIN) run --state build/make-run.state examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz
 
-test: deps $(BIN) $(ASAN_BIN) $(C_TESTS) $(FUZZ_DRIVERS)
+test: deps $(BIN) $(ASAN_BIN) $(HOLE_BIN) $(C_TESTS) $(FUZZ_DRIVERS)
 	@bash tests/run.sh
 
 # Figures, not tests: run by hand, never by `make test`.

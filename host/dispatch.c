@@ -1,44 +1,225 @@
-/* dispatch.c: records to the engine, results in order (see dispatch.h).
+/* dispatch.c: batches to workers, results back in order (see dispatch.h).
  *
- * For now records are evaluated as they are added, in this process, and a
- * stream is committed as soon as its record is handed over; what the
- * reader must flush first (the output) it flushes before a checkpoint. */
+ * A batch is built directly as the BATCH frame a worker reads (proto.h), so
+ * sending it, and sending it again after its worker was lost, costs no copy.
+ * It lives until its results are written: queued, then with a worker
+ * (several per worker, so that a worker never waits for the host), then done
+ * and waiting for the batches before it in its stream.
+ *
+ * When a worker is lost, what it had is sent again, first in the queue. The
+ * record in flight decides what else happens: a rule that ran past
+ * --max-time, or made a system call the sandbox forbids, is quarantined; a
+ * worker that dies twice on the same record in the same rule has that rule
+ * quarantined; a record on which two workers died with no rule in flight
+ * (a crash or stall in decoding or normalizing it) is skipped, and said so.
+ * Anything else (a worker killed from outside) costs only the time to
+ * evaluate again: its results never reached the output.
+ */
 #include "dispatch.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
+#include "log.h"
 #include "output.h"
 #include "progress.h"
-#include "worker/engine.h"
+#include "proto.h"
+#include "rules.h"
+#include "workers.h"
+
+/* A batch is sent when it holds this many bytes or records, or when its
+ * reader flushes (the end of a read: a quiet file's records never wait). */
+enum { BATCH_BYTES = 256 << 10, BATCH_RECORDS = 1000 };
+/* Batches with one worker at once: one being evaluated, one waiting in its pipe. */
+enum { IN_FLIGHT = 2 };
+
+enum { B_OPEN, B_QUEUED, B_SENT, B_DONE };
+
+typedef struct th_batch {
+  struct th_batch *next;   /* its stream's order */
+  struct th_batch *qnext;  /* the send queue, or its worker's list */
+  th_stream *stream;       /* not owned */
+  uint64_t id;
+  uint64_t epoch;          /* the stream's epoch when it was made */
+  th_commit end;           /* where the stream is committed once it is written ... */
+  int moves;               /* ... if any of its records moved it */
+  th_buf msg;              /* the BATCH frame */
+  uint32_t n;              /* records */
+  size_t nat;              /* where n is in msg */
+  size_t *flags_at;        /* where each record's flags are in msg; owned */
+  uint8_t *strikes;        /* per record: workers lost on it with no rule in flight; owned */
+  uint32_t cap;            /* of flags_at and strikes */
+  int64_t crash_rule;      /* the last crash with a rule in flight: the rule's slot (-1: none) ... */
+  uint32_t crash_record;   /* ... and the record */
+  int state;               /* B_* */
+  int writing;             /* writes to a worker not yet completed */
+  int dead;                /* written: freed once no write refers to it */
+  th_worker *worker;       /* while B_SENT */
+  char *reply;             /* while B_DONE: the reply's payload; owned */
+  size_t reply_len;
+} th_batch;
+
+struct th_stream {
+  th_dispatch *d;          /* owner */
+  struct th_stream *prev, *snext;  /* every stream alive, for th_dispatch_free */
+  char *path;              /* owned */
+  uint64_t epoch;          /* bumped by a reset: older batches no longer commit */
+  th_commit committed;
+  th_batch *open;          /* filling */
+  th_batch *head, *tail;   /* handed over, in order, not yet written */
+  unsigned commits;        /* commits of it waiting for the output */
+  int held;                /* a record was lost to a lack of memory: never commit past ... */
+  uint64_t hold;           /* ... its offset, so that the next start reads it again */
+  int closed;              /* the reader let go: freed once nothing is pending */
+};
+
+typedef struct wq {        /* batches with one worker, in the order sent */
+  th_batch *head, *tail;
+  unsigned n;
+} wq;
 
 struct th_dispatch {
   th_dispatch_opts o;
+  th_batch *qhead, *qtail; /* to send, in order */
+  uint64_t queued;
+  th_stream *streams;      /* alive */
+  wq *wq;                  /* per worker (the pool's index); owned */
+  unsigned nworkers;
+  unsigned next_worker;    /* round robin among equally loaded workers */
+  uint64_t bytes;          /* held in batches */
+  uint64_t limit;          /* readers wait above this */
+  int busy;
+  uint64_t next_id;
+  size_t batches;          /* alive */
+  int started;             /* rules are with the workers */
+  int stopping;
+  int broken;              /* the output failed */
+  int output_waits;        /* done batches wait for the output to drain */
+  struct pcommit *chead, *ctail;  /* commits waiting for the output, in order */
+  void (*stopped)(void *ud);
+  void *stopped_ud;
+  uv_timer_t grace;
+  int grace_on;
+  th_dispatch_totals t;
 };
 
-struct th_stream {
-  th_dispatch *d;     /* owner */
-  char *path;         /* owned */
-  th_commit committed;
-};
+static void pump(th_dispatch *d);
+static void advance(th_stream *s);
+static void apply_commits(th_dispatch *d);
+static int settled(const th_dispatch *d);
+static unsigned in_flight(const th_dispatch *d);
+static void finish_stop(th_dispatch *d);
 
-th_dispatch *th_dispatch_new(const th_dispatch_opts *o) {
-  th_dispatch *d = calloc(1, sizeof *d);
-  if (d) d->o = *o;
-  return d;
+/* ---- batches ------------------------------------------------------------------- */
+
+static void batch_free(th_batch *b) {
+  th_buf_free(&b->msg);
+  free(b->flags_at);
+  free(b->strikes);
+  free(b->reply);
+  free(b);
 }
 
-void th_dispatch_drain(th_dispatch *d) { th_output_flush(d->o.out); }
+/* Written, or dropped: freed now, or when its last write completes. */
+static void batch_release(th_dispatch *d, th_batch *b) {
+  d->bytes -= b->msg.cap + (b->reply ? b->reply_len : 0);
+  d->batches--;
+  b->dead = 1;
+  if (b->writing == 0) batch_free(b);
+}
 
-void th_dispatch_free(th_dispatch *d) { free(d); }
+static th_batch *open_batch(th_stream *s) {
+  th_dispatch *d = s->d;
+  if (s->open) return s->open;
+  th_batch *b = calloc(1, sizeof *b);
+  if (b == NULL) return NULL;
+  b->stream = s;
+  b->id = ++d->next_id;
+  b->epoch = s->epoch;
+  b->crash_rule = -1;
+  th_buf_init(&b->msg);
+  th_buf_begin(&b->msg, TH_MSG_BATCH);
+  th_buf_u64(&b->msg, b->id);
+  th_buf_cstr(&b->msg, s->path);
+  b->nat = b->msg.len;
+  th_buf_u32(&b->msg, 0);
+  if (b->msg.oom) {
+    batch_free(b);
+    return NULL;
+  }
+  s->open = b;
+  d->batches++;
+  d->bytes += b->msg.cap;
+  return b;
+}
 
-int th_dispatch_busy(const th_dispatch *d) {
-  (void)d;
+static void update_busy(th_dispatch *d) {
+  if (!d->busy && d->bytes > d->limit) {
+    d->busy = 1;
+  } else if (d->busy && d->bytes <= d->limit / 2) {
+    d->busy = 0;
+    if (d->o.on_room && !d->stopping) d->o.on_room(d->o.ud);
+  }
+}
+
+/* Add a record to the stream's open batch. Returns 0 or -ENOMEM. */
+static int add(th_stream *s, const char *bytes, size_t len, uint64_t offset, uint32_t flags) {
+  th_dispatch *d = s->d;
+  th_batch *b = open_batch(s);
+  if (b == NULL) return -ENOMEM;
+  if (b->n == b->cap) {
+    uint32_t cap = b->cap ? b->cap * 2 : 64;
+    size_t *fa = realloc(b->flags_at, cap * sizeof *fa);
+    if (fa) b->flags_at = fa;
+    uint8_t *st = realloc(b->strikes, cap);
+    if (st) b->strikes = st;
+    if (fa == NULL || st == NULL) return -ENOMEM;
+    b->cap = cap;
+  }
+  size_t before = b->msg.cap;
+  th_buf_u64(&b->msg, offset);
+  b->flags_at[b->n] = b->msg.len;
+  th_buf_u32(&b->msg, flags);
+  th_buf_str(&b->msg, bytes, len);
+  if (b->msg.oom) return -ENOMEM;
+  b->strikes[b->n] = 0;
+  b->n++;
+  d->bytes += b->msg.cap - before;
+  update_busy(d);
   return 0;
 }
+
+/* Close the open batch and queue it. */
+static void seal(th_stream *s) {
+  th_dispatch *d = s->d;
+  th_batch *b = s->open;
+  if (b == NULL) return;
+  s->open = NULL;
+  memcpy(b->msg.p + b->nat, &b->n, 4);
+  th_buf_end(&b->msg);
+  b->state = B_QUEUED;
+  if (s->tail) s->tail->next = b;
+  else s->head = b;
+  s->tail = b;
+  if (d->qtail) d->qtail->qnext = b;
+  else d->qhead = b;
+  d->qtail = b;
+  d->queued++;
+  pump(d);
+}
+
+/* The offset of record i, read back from the frame. */
+static uint64_t record_offset(const th_batch *b, uint32_t i) {
+  uint64_t off = 0;
+  if (i < b->n) memcpy(&off, b->msg.p + b->flags_at[i] - 8, 8);
+  return off;
+}
+
+/* ---- streams ------------------------------------------------------------------- */
 
 th_stream *th_stream_open(th_dispatch *d, const char *path, uint64_t offset) {
   th_stream *s = calloc(1, sizeof *s);
@@ -48,25 +229,37 @@ th_stream *th_stream_open(th_dispatch *d, const char *path, uint64_t offset) {
   }
   s->d = d;
   s->committed.offset = offset;
+  s->snext = d->streams;
+  if (d->streams) d->streams->prev = s;
+  d->streams = s;
   return s;
 }
 
 int th_stream_rename(th_stream *s, const char *path) {
+  if (strcmp(s->path, path) == 0) return 0;
   char *p = strdup(path);
   if (p == NULL) return -ENOMEM;
+  seal(s);  /* a batch names one file */
   free(s->path);
   s->path = p;
   return 0;
 }
 
+static void oom(th_stream *s, uint64_t offset) {
+  if (s->held) return;
+  th_log("%s:%llu: out of memory; this record and the ones after it are read again at the next start", s->path,
+         (unsigned long long)offset);
+  s->held = 1;
+  s->hold = offset;
+}
+
 void th_stream_line(th_stream *s, const char *line, size_t len, uint64_t offset, uint64_t end,
                     size_t max_line) {
-  th_engine *e = s->d->o.engine;
-  if (s->d->o.out->error) return;  /* alerts can no longer be written: stop */
+  if (s->d->stopping) return;
   if (line == NULL) {
     char reason[96];
-    snprintf(reason, sizeof reason, "record longer than --max-line (%zu bytes), skipped", max_line);
-    th_engine_reject(e, s->path, offset, reason);
+    int n = snprintf(reason, sizeof reason, "record longer than --max-line (%zu bytes), skipped", max_line);
+    if (add(s, reason, (size_t)n, offset, TH_REC_REJECT) < 0) oom(s, offset);
     return;
   }
   th_progress_record();
@@ -76,38 +269,623 @@ void th_stream_line(th_stream *s, const char *line, size_t len, uint64_t offset,
     rec += 3;
     n -= 3;
   }
-  th_engine_record(e, rec, n, s->path, offset);
+  if (add(s, rec, n, offset, 0) < 0) {
+    oom(s, offset);
+    return;
+  }
+  th_batch *b = s->open;
   uint64_t raw = end - offset, k = raw < TH_BACK_MAX ? raw : TH_BACK_MAX;
-  s->committed = (th_commit){end, (uint32_t)k, th_fnv1a(line + raw - k, (size_t)k), 0};
+  b->end = (th_commit){end, (uint32_t)k, th_fnv1a(line + raw - k, (size_t)k), 0};
+  b->moves = 1;
+  if (b->msg.len >= BATCH_BYTES || b->n >= BATCH_RECORDS) seal(s);
 }
 
 void th_stream_document(th_stream *s, const char *buf, size_t len, uint64_t end) {
-  if (s->d->o.out->error) return;
-  th_engine_document(s->d->o.engine, buf, len, s->path);
-  s->committed = (th_commit){end, 0, 0, 1};
+  if (s->d->stopping) return;
+  th_progress_record();
+  seal(s);  /* a document is a batch of its own: it is large */
+  if (add(s, buf, len, 0, TH_REC_DOCUMENT) < 0) {
+    oom(s, 0);
+    return;
+  }
+  s->open->end = (th_commit){end, 0, 0, 1};
+  s->open->moves = 1;
+  seal(s);
 }
 
-void th_stream_done(th_stream *s, uint64_t end) { s->committed = (th_commit){end, 0, 0, 1}; }
+void th_stream_done(th_stream *s, uint64_t end) {
+  if (s->d->stopping) return;
+  th_batch *b = open_batch(s);  /* perhaps empty: it commits once the ones before are written */
+  if (b == NULL) {
+    oom(s, end);
+    return;
+  }
+  b->end = (th_commit){end, 0, 0, 1};
+  b->moves = 1;
+  seal(s);
+}
 
 void th_stream_reject(th_stream *s, uint64_t offset, const char *reason) {
-  th_engine_reject(s->d->o.engine, s->path, offset, reason);
+  if (s->d->stopping) return;
+  if (add(s, reason, strlen(reason), offset, TH_REC_REJECT) < 0) oom(s, offset);
 }
 
-void th_stream_flush(th_stream *s) { (void)s; }
+void th_stream_flush(th_stream *s) { seal(s); }
 
 void th_stream_reset(th_stream *s, uint64_t offset) {
+  seal(s);
+  s->epoch++;
+  s->held = 0;
   s->committed = (th_commit){offset, 0, 0, 0};
 }
 
 const th_commit *th_stream_committed(const th_stream *s) { return &s->committed; }
 
 size_t th_stream_pending(const th_stream *s) {
-  (void)s;
-  return 0;
+  size_t n = s->open && s->open->n ? 1 : 0;
+  for (th_batch *b = s->head; b; b = b->next) n++;
+  return n;
+}
+
+static void stream_free(th_stream *s) {
+  th_dispatch *d = s->d;
+  if (s->prev) s->prev->snext = s->snext;
+  else d->streams = s->snext;
+  if (s->snext) s->snext->prev = s->prev;
+  free(s->path);
+  free(s);
 }
 
 void th_stream_close(th_stream *s) {
   if (s == NULL) return;
-  free(s->path);
-  free(s);
+  th_dispatch *d = s->d;
+  if (s->open && !d->stopping) {
+    seal(s);
+  } else if (s->open) {  /* stopping: records not handed over wait for the next start */
+    th_batch *b = s->open;
+    s->open = NULL;
+    batch_release(d, b);
+  }
+  s->closed = 1;
+  if (s->head == NULL && s->commits == 0) stream_free(s);
+}
+
+int th_dispatch_busy(const th_dispatch *d) { return d->busy || d->stopping || d->broken; }
+
+/* ---- sending ------------------------------------------------------------------- */
+
+static void on_sent(void *ctx, int status) {
+  (void)status;  /* a failed write: the worker is gone, on_lost sends the batch again */
+  th_batch *b = ctx;
+  b->writing--;
+  if (b->dead && b->writing == 0) batch_free(b);
+}
+
+static int usable(const th_dispatch *d, const th_worker *w) {
+  return w->role == TH_ROLE_EVAL && w->ready && w->alive && !w->killed && !w->doomed &&
+         d->wq[w->index].n < IN_FLIGHT;
+}
+
+/* Hand queued batches to workers with room, the least loaded first. */
+static void pump(th_dispatch *d) {
+  if (!d->started || d->stopping) return;
+  while (d->qhead) {
+    th_worker *best = NULL;
+    for (unsigned k = 0; k < d->nworkers; k++) {
+      th_worker *w = &d->o.pool->w[(d->next_worker + k) % d->nworkers];
+      if (usable(d, w) && (best == NULL || d->wq[w->index].n < d->wq[best->index].n)) best = w;
+    }
+    if (best == NULL) return;
+    d->next_worker = (unsigned)(best->index + 1) % d->nworkers;
+    th_batch *b = d->qhead;
+    if (th_worker_send(best, b->msg.p, b->msg.len, on_sent, b) < 0) return;  /* it is going away */
+    d->qhead = b->qnext;
+    if (d->qhead == NULL) d->qtail = NULL;
+    d->queued--;
+    b->qnext = NULL;
+    b->writing++;
+    b->state = B_SENT;
+    b->worker = best;
+    wq *q = &d->wq[best->index];
+    if (q->tail) q->tail->qnext = b;
+    else q->head = b;
+    q->tail = b;
+    q->n++;
+  }
+}
+
+/* ---- replies ------------------------------------------------------------------- */
+
+/* The records of b from k on, as a batch of their own right after b in its
+ * stream, first in the queue; b keeps the first k and no longer moves the
+ * committed position (its continuation does). Returns 0 or -ENOMEM. */
+static int split(th_dispatch *d, th_batch *b, uint32_t k) {
+  th_batch *c = calloc(1, sizeof *c);
+  if (c == NULL) return -ENOMEM;
+  c->stream = b->stream;
+  c->id = ++d->next_id;
+  c->epoch = b->epoch;
+  c->end = b->end;
+  c->moves = b->moves;
+  c->crash_rule = -1;
+  th_buf_init(&c->msg);
+  th_buf_begin(&c->msg, TH_MSG_BATCH);
+  th_buf_u64(&c->msg, c->id);
+  size_t plen;
+  th_rd r;
+  th_rd_init(&r, b->msg.p + TH_FRAME_HEADER + 8, b->msg.len - TH_FRAME_HEADER - 8);
+  const char *path = th_rd_str(&r, &plen);
+  th_buf_str(&c->msg, path, plen);
+  c->nat = c->msg.len;
+  c->n = b->n - k;
+  th_buf_u32(&c->msg, c->n);
+  size_t from = b->flags_at[k] - 8, shift = c->msg.len - from;
+  th_buf_bytes(&c->msg, b->msg.p + from, b->msg.len - from);
+  th_buf_end(&c->msg);
+  c->cap = c->n;
+  c->flags_at = malloc(c->n * sizeof *c->flags_at);
+  c->strikes = malloc(c->n);
+  if (c->msg.oom || c->flags_at == NULL || c->strikes == NULL) {
+    batch_free(c);
+    return -ENOMEM;
+  }
+  for (uint32_t i = 0; i < c->n; i++) {
+    c->flags_at[i] = b->flags_at[k + i] + shift;
+    c->strikes[i] = b->strikes[k + i];
+  }
+  b->n = k;
+  b->moves = 0;
+  c->state = B_QUEUED;
+  c->next = b->next;
+  b->next = c;
+  if (c->stream->tail == b) c->stream->tail = c;
+  c->qnext = d->qhead;
+  d->qhead = c;
+  if (d->qtail == NULL) d->qtail = c;
+  d->queued++;
+  d->batches++;
+  d->bytes += c->msg.cap;
+  return 0;
+}
+
+static void batch_reply(th_dispatch *d, th_worker *w, const char *p, size_t len) {
+  wq *q = &d->wq[w->index];
+  th_batch *b = q->head;
+  uint64_t id = 0;
+  uint32_t done = 0;
+  if (len >= 12) {
+    memcpy(&id, p, 8);
+    memcpy(&done, p + 8, 4);
+  }
+  if (b == NULL || b->id != id || done > b->n || th_proto_check_batch(p, len, d->o.rules->nslots) < 0 ||
+      (done < b->n && split(d, b, done) < 0)) {
+    th_log("worker %d (pid %d): a reply that does not match what it was sent; stopping it", w->index, (int)w->pid);
+    th_worker_kill(w);
+    return;
+  }
+  char *copy = malloc(len ? len : 1);
+  if (copy == NULL || (done < b->n && split(d, b, done) < 0)) {
+    free(copy);
+    th_log("out of memory for a worker's reply; it is asked again");
+    th_worker_kill(w);
+    return;
+  }
+  memcpy(copy, p, len);
+  q->head = b->qnext;
+  if (q->head == NULL) q->tail = NULL;
+  q->n--;
+  b->qnext = NULL;
+  b->worker = NULL;
+  b->reply = copy;
+  b->reply_len = len;
+  b->state = B_DONE;
+  d->bytes += len;  /* held until written, like the records */
+  advance(b->stream);
+  if (d->stopping && settled(d)) finish_stop(d);
+  pump(d);
+}
+
+/* The output failed: said once by the owner, who stops; nothing is
+ * committed past it. */
+static void broken(th_dispatch *d) {
+  if (d->broken++) return;
+  if (d->o.on_broken) d->o.on_broken(d->o.out->error, d->o.ud);
+}
+
+/* Write a done batch's results: alerts, messages, counts. */
+static void write_batch(th_dispatch *d, th_batch *b) {
+  th_rules *rules = d->o.rules;
+  th_rd r;
+  th_rd_init(&r, b->reply, b->reply_len);
+  th_rd_u64(&r);  /* id */
+  th_rd_u32(&r);  /* done */
+  d->t.records += th_rd_u64(&r);
+  d->t.malformed += th_rd_u64(&r);
+  d->t.failed += th_rd_u64(&r);
+  uint32_t n = th_rd_u32(&r);
+  for (uint32_t i = 0; i < n; i++) {
+    uint8_t kind = th_rd_u8(&r);
+    th_rd_u32(&r);  /* the record */
+    size_t len, tlen;
+    const char *s;
+    uint32_t slot;
+    switch (kind) {
+      case TH_ITEM_ALERT:
+        th_rd_u32(&r);
+        th_rd_str(&r, &tlen);
+        s = th_rd_str(&r, &len);
+        if (th_output_write(d->o.out, s, len) < 0) {
+          broken(d);
+          break;
+        }
+        break;
+      case TH_ITEM_LOG:
+        s = th_rd_str(&r, &len);
+        th_log_raw(s, len);
+        break;
+      case TH_ITEM_FAIL:
+      case TH_ITEM_QUARANTINED: {
+        slot = th_rd_u32(&r);
+        uint32_t load = th_rd_u32(&r);
+        s = th_rd_str(&r, &len);
+        char *msg = strndup(s, len);
+        if (msg && kind == TH_ITEM_FAIL) th_rules_fail(rules, slot, load, msg);
+        else if (msg) th_rules_quarantine(rules, slot, load, msg);
+        free(msg);
+        break;
+      }
+      default: break;
+    }
+  }
+  n = th_rd_u32(&r);
+  for (uint32_t i = 0; i < n; i++) {
+    th_rule *rule = th_rules_slot(rules, th_rd_u32(&r));
+    uint64_t seen = th_rd_u64(&r), errors = th_rd_u64(&r), ns = th_rd_u64(&r);
+    if (rule) {
+      rule->seen += seen;
+      rule->errors += errors;
+      rule->time_ns += ns;
+    }
+  }
+  d->t.batches++;
+}
+
+/* A commit that waits for the output to have written mark bytes. */
+typedef struct pcommit {
+  struct pcommit *next;
+  th_stream *stream;       /* not freed while it has commits waiting */
+  uint64_t mark;           /* th_output_written must reach this */
+  uint64_t epoch;          /* the stream's, when the batch was made */
+  th_commit end;
+} pcommit;
+
+static void wait_commit(th_dispatch *d, th_stream *s, const th_batch *b) {
+  pcommit *c = malloc(sizeof *c);
+  if (c == NULL) return;  /* not committed now: a later batch's commit covers it */
+  *c = (pcommit){NULL, s, d->o.out->appended, b->epoch, b->end};
+  s->commits++;
+  if (d->ctail) d->ctail->next = c;
+  else d->chead = c;
+  d->ctail = c;
+}
+
+/* Commits whose alerts the output has written, in order. */
+static void apply_commits(th_dispatch *d) {
+  uint64_t written = th_output_written(d->o.out);
+  while (d->chead && d->chead->mark <= written) {
+    pcommit *c = d->chead;
+    d->chead = c->next;
+    if (d->chead == NULL) d->ctail = NULL;
+    th_stream *s = c->stream;
+    if (c->epoch == s->epoch) s->committed = c->end;
+    s->commits--;
+    free(c);
+    if (s->closed && s->head == NULL && s->commits == 0) stream_free(s);
+  }
+}
+
+/* A stop may end: nothing with workers, and the output has taken everything. */
+static int settled(const th_dispatch *d) {
+  return in_flight(d) == 0 && (d->o.out->error || d->o.out->written == d->o.out->appended);
+}
+
+/* A written batch's alerts, counted per rule once they are out, with the
+ * first and last event time. */
+static void count_alerts(th_dispatch *d, const th_batch *b) {
+  th_rd r;
+  th_rd_init(&r, b->reply, b->reply_len);
+  th_rd_u64(&r);
+  th_rd_u32(&r);
+  for (int i = 0; i < 3; i++) th_rd_u64(&r);
+  uint32_t n = th_rd_u32(&r);
+  for (uint32_t i = 0; i < n; i++) {
+    uint8_t kind = th_rd_u8(&r);
+    th_rd_u32(&r);
+    size_t len, tlen;
+    if (kind == TH_ITEM_LOG) {
+      th_rd_str(&r, &len);
+      continue;
+    }
+    uint32_t slot = th_rd_u32(&r);
+    if (kind != TH_ITEM_ALERT) {
+      th_rd_u32(&r);  /* load */
+      th_rd_str(&r, &len);
+      continue;
+    }
+    const char *ts = th_rd_str(&r, &tlen);
+    th_rd_str(&r, &len);
+    th_rule *rule = th_rules_slot(d->o.rules, slot);
+    if (rule == NULL) continue;
+    rule->alerts++;
+    if (tlen > 0 && tlen < sizeof rule->first) {  /* ISO 8601 in UTC: text order is time order */
+      char t[sizeof rule->first];
+      memcpy(t, ts, tlen);
+      t[tlen] = '\0';
+      if (rule->first[0] == '\0' || strcmp(t, rule->first) < 0) memcpy(rule->first, t, tlen + 1);
+      if (rule->last[0] == '\0' || strcmp(t, rule->last) > 0) memcpy(rule->last, t, tlen + 1);
+    }
+  }
+}
+
+/* Write the stream's done batches that no earlier batch holds back. */
+static void advance(th_stream *s) {
+  th_dispatch *d = s->d;
+  int wrote = 0;
+  while (s->head && s->head->state == B_DONE) {
+    if (th_output_full(d->o.out)) {  /* a slow reader: the rest waits for the output to drain */
+      d->output_waits = 1;
+      break;
+    }
+    th_batch *b = s->head;
+    write_batch(d, b);
+    wrote = 1;
+    s->head = b->next;
+    if (s->head == NULL) s->tail = NULL;
+    /* Alerts must be out before the stream is committed past their records:
+     * the commit waits until the output has written this far. */
+    if (th_output_flush(d->o.out) < 0) {
+      broken(d);
+    } else {
+      count_alerts(d, b);
+      if (b->moves && !(s->held && b->end.offset > s->hold)) wait_commit(d, s, b);
+    }
+    batch_release(d, b);
+  }
+  apply_commits(d);
+  if (wrote) update_busy(d);
+  if (s->closed && s->head == NULL && s->commits == 0) stream_free(s);
+  if (wrote && d->batches == 0 && d->o.on_idle) d->o.on_idle(d->o.ud);
+}
+
+/* The output took more: commit what it has written, and go on writing the
+ * batches that waited for it. */
+void th_dispatch_on_drain(void *ud) {
+  th_dispatch *d = ud;
+  if (d->o.out->error) {
+    broken(d);
+    return;
+  }
+  apply_commits(d);
+  if (d->output_waits && !th_output_full(d->o.out)) {
+    d->output_waits = 0;
+    th_stream *s = d->streams;
+    while (s) {  /* advance may free s: take the next one first */
+      th_stream *next = s->snext;
+      if (s->head && s->head->state == B_DONE) advance(s);
+      s = next;
+    }
+  }
+  if (d->stopping && settled(d)) finish_stop(d);
+}
+
+/* ---- workers ------------------------------------------------------------------- */
+
+unsigned th_dispatch_owed(th_worker *w, void *ud) {
+  th_dispatch *d = ud;
+  if (w->role == TH_ROLE_GATE) return th_rules_owed(d->o.rules);
+  return d->wq[w->index].n;
+}
+
+void th_dispatch_on_ready(th_worker *w, void *ud) {
+  th_dispatch *d = ud;
+  th_rules_on_ready(d->o.rules, w);
+  pump(d);
+}
+
+void th_dispatch_on_reply(th_worker *w, uint32_t type, const char *p, size_t len, void *ud) {
+  th_dispatch *d = ud;
+  if (type == TH_REP_BATCH && w->role == TH_ROLE_EVAL) {
+    batch_reply(d, w, p, len);
+  } else if (type == TH_REP_MEMORY) {
+    w->expected = 1;  /* it exits next, to start afresh */
+    th_rd r;
+    th_rd_init(&r, p, len);
+    uint32_t slot = th_rd_u32(&r), load = th_rd_u32(&r);
+    char *why = th_rd_strdup(&r);
+    if (!r.bad && why) th_rules_quarantine(d->o.rules, slot, load, why);
+    free(why);
+  } else {
+    th_rules_on_reply(d->o.rules, w, type, p, len);
+  }
+}
+
+/* Who is to blame for the loss of the worker that was evaluating b: see the top. */
+static void blame(th_dispatch *d, const th_lost *why, th_batch *b) {
+  th_rules *rules = d->o.rules;
+  uint32_t rec = why->record < b->n ? why->record : 0;
+  uint64_t off = record_offset(b, rec);
+  char where[4200];
+  snprintf(where, sizeof where, "%s:%llu", b->stream->path, (unsigned long long)off);
+  th_rule *rule = why->rule >= 0 ? th_rules_slot(rules, (uint32_t)why->rule) : NULL;
+  char msg[8600];
+  if (rule && (why->watchdog || why->signal == SIGSYS)) {
+    rule->errors++;
+    if (why->watchdog)
+      snprintf(msg, sizeof msg, "rule %s quarantined: a call ran for %.0f ms on %s, past --max-time (%llu ms); its "
+               "worker was stopped and the batch is evaluated again without it; \"%s\" no longer runs until %s "
+               "changes (or SIGHUP)", rule->path, why->ms, where,
+               (unsigned long long)th_pool_limit_ms(d->o.pool, why->rule), rule->name, rule->path);
+    else
+      snprintf(msg, sizeof msg, "rule %s quarantined: it made a system call the sandbox forbids on %s (SIGSYS); "
+               "the batch is evaluated again without it; \"%s\" no longer runs until %s changes (or SIGHUP)",
+               rule->path, where, rule->name, rule->path);
+    th_rules_quarantine(rules, rule->slot, why->load, msg);
+    return;
+  }
+  /* A crash (not a kill from outside, nor the OOM killer's: SIGKILL tells
+   * nothing of the record) twice on the same record in the same rule
+   * quarantines the rule; with no rule in flight, twice (or the watchdog
+   * twice) skips the record. */
+  int crash = why->watchdog || why->signal == SIGSEGV || why->signal == SIGBUS || why->signal == SIGABRT ||
+              why->signal == SIGILL || why->signal == SIGFPE || why->signal == SIGSYS ||
+              (why->signal == 0 && why->status != 0);
+  if (!crash) return;
+  if (rule) {
+    if (b->crash_rule == why->rule && b->crash_record == rec) {
+      snprintf(msg, sizeof msg, "rule %s quarantined: its worker died twice in it on %s; \"%s\" no longer runs "
+               "until %s changes (or SIGHUP)", rule->path, where, rule->name, rule->path);
+      th_rules_quarantine(rules, rule->slot, why->load, msg);
+    } else {
+      b->crash_rule = why->rule;
+      b->crash_record = rec;
+    }
+    return;
+  }
+  if (why->rule == TH_STEP_PIPELINE && rec < b->n && ++b->strikes[rec] >= 2) {
+    uint32_t flags;
+    memcpy(&flags, b->msg.p + b->flags_at[rec], 4);
+    flags |= TH_REC_SKIP;
+    memcpy(b->msg.p + b->flags_at[rec], &flags, 4);
+    d->t.malformed++;
+  }
+}
+
+void th_dispatch_on_lost(th_worker *w, const th_lost *why, void *ud) {
+  th_dispatch *d = ud;
+  if (w->role == TH_ROLE_GATE) {
+    th_rules_on_lost(d->o.rules, w, why);
+    return;
+  }
+  wq *q = &d->wq[w->index];
+  th_batch *first = q->head;
+  unsigned lost = q->n;
+  if (lost && !d->stopping)
+    th_log("worker %d: its %u batch%s %s sent again", w->index, lost, lost == 1 ? "" : "es",
+           lost == 1 ? "is" : "are");
+  if (first && why->batch == first->id) blame(d, why, first);
+  /* Everything it had goes back to the front of the queue, in order. */
+  if (q->head) {
+    q->tail->qnext = d->qhead;
+    d->qhead = q->head;
+    if (d->qtail == NULL) d->qtail = q->tail;
+  }
+  for (th_batch *b = q->head; b; b = b->qnext) {
+    b->state = B_QUEUED;
+    b->worker = NULL;
+    d->queued++;
+    d->t.resent++;
+  }
+  q->head = q->tail = NULL;
+  q->n = 0;
+  if (d->stopping && settled(d)) finish_stop(d);  /* nothing more will come back */
+  pump(d);
+}
+
+/* ---- life ------------------------------------------------------------------- */
+
+th_dispatch *th_dispatch_new(const th_dispatch_opts *o) {
+  th_dispatch *d = calloc(1, sizeof *d);
+  if (d == NULL) return NULL;
+  d->o = *o;
+  d->nworkers = o->pool->n;
+  d->wq = calloc(d->nworkers + 1, sizeof *d->wq);
+  if (d->wq == NULL) {
+    free(d);
+    return NULL;
+  }
+  /* Enough to keep every worker busy, and bounded whatever the backlog. */
+  d->limit = (uint64_t)(d->nworkers * (IN_FLIGHT + 2)) * BATCH_BYTES * 2;
+  if (d->limit < (16u << 20)) d->limit = 16u << 20;
+  uv_timer_init(o->pool->loop, &d->grace);
+  d->grace.data = d;
+  return d;
+}
+
+/* The grace timer's handle; closed before the loop ends. */
+void th_dispatch_close(th_dispatch *d) { uv_close((uv_handle_t *)&d->grace, NULL); }
+
+void th_dispatch_start(th_dispatch *d) {
+  d->started = 1;
+  pump(d);
+}
+
+size_t th_dispatch_pending(const th_dispatch *d) { return d->batches; }
+
+static unsigned in_flight(const th_dispatch *d) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < d->nworkers; i++) n += d->wq[i].n;
+  return n;
+}
+
+/* Time is up, or nothing is in flight: what has not come back stays
+ * uncommitted, and the workers go. */
+static void finish_stop(th_dispatch *d) {
+  if (d->stopped == NULL) return;
+  uv_timer_stop(&d->grace);
+  void (*cb)(void *) = d->stopped;
+  d->stopped = NULL;
+  th_pool_stop(d->o.pool);
+  cb(d->stopped_ud);
+}
+
+static void on_grace(uv_timer_t *t) { finish_stop(t->data); }
+
+void th_dispatch_stop(th_dispatch *d, unsigned grace_ms, void (*done)(void *ud), void *ud) {
+  if (d->stopping) return;
+  d->stopping = 1;
+  d->stopped = done;
+  d->stopped_ud = ud;
+  if (grace_ms == 0 || settled(d)) {
+    finish_stop(d);
+    return;
+  }
+  uv_timer_start(&d->grace, on_grace, grace_ms, 0);
+}
+
+void th_dispatch_totals_get(const th_dispatch *d, th_dispatch_totals *t) {
+  *t = d->t;
+  t->queued = d->queued;
+  t->in_flight = in_flight(d);
+  t->bytes = d->bytes;
+  t->limit = d->limit;
+  t->output = d->o.out->appended - d->o.out->written;
+}
+
+unsigned th_dispatch_worker_load(const th_dispatch *d, const th_worker *w) {
+  return w->role == TH_ROLE_EVAL ? d->wq[w->index].n : 0;
+}
+
+void th_dispatch_free(th_dispatch *d) {
+  if (d == NULL) return;
+  while (d->chead) {
+    pcommit *c = d->chead;
+    d->chead = c->next;
+    free(c);
+  }
+  /* A stop with work left: batches and streams no reader holds any more. */
+  while (d->streams) {
+    th_stream *s = d->streams;
+    if (s->open) batch_free(s->open);
+    th_batch *b = s->head;
+    while (b) {
+      th_batch *next = b->next;
+      batch_free(b);
+      b = next;
+    }
+    d->streams = s->snext;
+    free(s->path);
+    free(s);
+  }
+  free(d->wq);
+  free(d);
 }

@@ -99,22 +99,69 @@ typedef struct th_file_stat {
 
 /* ---- the dispatcher itself (main.c) ------------------------------------- */
 
-struct th_engine;
+struct th_pool;
+struct th_rules;
 struct th_output;
+struct th_worker;
+struct th_lost;
 
 typedef struct th_dispatch_opts {
-  struct th_engine *engine;   /* evaluates records; not owned */
+  struct th_pool *pool;       /* the workers; not owned */
+  struct th_rules *rules;     /* the rule set and its statistics; not owned */
   struct th_output *out;      /* where alerts go; not owned */
   void (*on_room)(void *ud);  /* th_dispatch_busy has turned false: readers may go on */
+  void (*on_idle)(void *ud);  /* nothing is pending any more (replay waits for this) */
+  void (*on_broken)(int err, void *ud);  /* alerts can no longer be written (errno): stop */
   void *ud;
 } th_dispatch_opts;
+
+/* Totals over every record evaluated (the summary). */
+typedef struct th_dispatch_totals {
+  uint64_t records;        /* events evaluated */
+  uint64_t malformed;      /* records reported and skipped */
+  uint64_t failed;         /* events the normalizer failed on */
+  uint64_t batches;        /* batches written */
+  uint64_t resent;         /* batches sent again after their worker was lost */
+  uint64_t queued;         /* batches waiting for a worker now */
+  uint64_t in_flight;      /* batches with workers now */
+  uint64_t bytes;          /* bytes held in batches now */
+  uint64_t limit;          /* ... above which readers wait */
+  uint64_t output;         /* bytes of alerts the output has not taken yet */
+} th_dispatch_totals;
 
 /* Returns NULL when out of memory. */
 th_dispatch *th_dispatch_new(const th_dispatch_opts *o);
 
-/* Write what is complete; wait for nothing more. */
-void th_dispatch_drain(th_dispatch *d);
+/* The pool's callbacks (workers.h), which the dispatcher serves. */
+void th_dispatch_on_ready(struct th_worker *w, void *ud);
+void th_dispatch_on_reply(struct th_worker *w, uint32_t type, const char *p, size_t len, void *ud);
+void th_dispatch_on_lost(struct th_worker *w, const struct th_lost *why, void *ud);
+unsigned th_dispatch_owed(struct th_worker *w, void *ud);  /* requests w has not answered */
 
+/* The output's on_drain (output.h): it has written more. */
+void th_dispatch_on_drain(void *ud);
+
+/* The first rule set is with the workers: batches may go out. */
+void th_dispatch_start(th_dispatch *d);
+
+/* Stop: nothing more is sent; batches with workers have grace_ms to come
+ * back and be written, then the workers are killed, and done(ud) is called.
+ * What was not written stays uncommitted. */
+void th_dispatch_stop(th_dispatch *d, unsigned grace_ms, void (*done)(void *ud), void *ud);
+
+/* Batches handed over and not yet written. */
+size_t th_dispatch_pending(const th_dispatch *d);
+
+void th_dispatch_totals_get(const th_dispatch *d, th_dispatch_totals *t);
+
+/* Per worker: batches with it now. */
+unsigned th_dispatch_worker_load(const th_dispatch *d, const struct th_worker *w);
+
+/* Close the dispatcher's handles (before the loop's last run). */
+void th_dispatch_close(th_dispatch *d);
+
+/* After the loop: frees every stream and batch left, so readers must have
+ * let go of theirs before (th_stream_close). */
 void th_dispatch_free(th_dispatch *d);
 
 #endif

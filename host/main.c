@@ -10,14 +10,18 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "worker/engine.h"
-#include "log.h"
 #include "dispatch.h"
+#include "log.h"
 #include "output.h"
 #include "progress.h"
 #include "reload.h"
-#include "source.h"
+#include "replay.h"
+#include "rules.h"
+#include "stats.h"
 #include "tail.h"
+#include "worker/engine.h"
+#include "worker/worker.h"
+#include "workers.h"
 
 #ifndef TH_VERSION
 #define TH_VERSION "0.1.0"
@@ -32,7 +36,8 @@ static const char usage[] =
   "                         [--exclude GLOB]... [--ignore-older DURATION] [--max-open-files N]\n"
   "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS]\n"
   "                         [--stats-interval SECONDS] PATH...\n"
-  "       (both also take [--max-instructions N] [--max-memory BYTES] [--quarantine-after N])\n"
+  "       (both also take [--workers N] [--max-time MS] [--max-worker-memory BYTES]\n"
+  "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N])\n"
   "       trailhound test|check|explain|show|new|dev ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
   "\n"
@@ -59,11 +64,17 @@ static const char usage[] =
   "                       longer for a folder that takes long to list)\n"
   "  --poll MS            check open files for growth every MS milliseconds (default 250)\n"
   "  --stats-interval S   print per-rule and per-file statistics every S seconds (also on SIGUSR1)\n"
+  "  --workers N          processes evaluating rules (default: the number of cores)\n"
+  "  --max-time MS        wall-clock time one call of a rule may take (default 1000); past it its\n"
+  "                       worker is stopped and the rule quarantined, and no event is lost\n"
+  "  --max-worker-memory BYTES  heap of one worker (default 512M); a rule keeping more than its\n"
+  "                       share of it between calls is quarantined\n"
   "  --max-instructions N instructions one call of a rule may run (default 10M; k, M, G suffixes)\n"
   "  --max-memory BYTES   memory one call of a rule may add (default 64M)\n"
   "  --quarantine-after N failures in a row that take a rule out of service until its file\n"
   "                       changes or SIGHUP (default 20; 0: never)\n"
   "\n"
+  "Rules run in worker processes, never in the process that reads files and keeps checkpoints.\n"
   "run reloads a rule file or scripts/normalize.lua when it changes, once the new version\n"
   "compiles and passes its tests; SIGHUP reloads every rule.\n"
   "Alerts go to stdout, messages and the summary to stderr. Exit 0 on success,\n"
@@ -89,6 +100,9 @@ typedef struct options {
   size_t max_memory;      /* 0: the engine's default */
   int quarantine_after;   /* -1: not given; 0: never */
   double stats_s;         /* 0, or print statistics every stats_s seconds */
+  unsigned workers;       /* evaluation workers */
+  unsigned max_time_ms;   /* wall-clock limit of a rule call */
+  size_t heap_cap;        /* bytes one worker's heap may hold */
   char **files;
   int nfiles;
 } options;
@@ -158,6 +172,10 @@ static int parse(int argc, char **argv, options *o) {
   o->rescan_s = 1;
   o->rotate_wait_s = 5;
   o->quarantine_after = -1;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  o->workers = cores > 0 && cores < 256 ? (unsigned)cores : 1;
+  o->max_time_ms = 1000;
+  o->heap_cap = (size_t)512 << 20;
   if (argc < 2) return usage_error("%s", "missing command");
   o->command = argv[1];
   o->files = calloc((size_t)argc, sizeof *o->files);
@@ -180,7 +198,8 @@ static int parse(int argc, char **argv, options *o) {
     static const char *const valued[] = {"--rules", "--max-line", "--poll", "--state", "--rescan",
                                          "--rotate-wait", "--ignore-older", "--max-open-files",
                                          "--exclude", "--rule", "--max-instructions", "--max-memory",
-                                         "--quarantine-after", "--stats-interval", NULL};
+                                         "--quarantine-after", "--stats-interval", "--workers",
+                                         "--max-time", "--max-worker-memory", NULL};
     int takes = 0;
     for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
@@ -192,7 +211,8 @@ static int parse(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--rule") == 0) {
       o->only[o->nonly++] = (char *)val;
     } else if (strcmp(a, "--max-line") == 0) {
-      if ((o->max_line = parse_size(val)) == 0) return usage_error("--max-line: bad size '%s'", val);
+      if ((o->max_line = parse_size(val)) == 0 || o->max_line > ((size_t)1 << 30))
+        return usage_error("--max-line: bad size '%s' (up to 1G; K, M, G suffixes)", val);
     } else if (strcmp(a, "--max-instructions") == 0) {
       o->max_instructions = parse_count(val);
       if (o->max_instructions < 1000 || o->max_instructions > INT_MAX)
@@ -205,6 +225,17 @@ static int parse(int argc, char **argv, options *o) {
       if (n < 0 || n > 1000000000 || (n == 0 && strcmp(val, "0") != 0))
         return usage_error("--quarantine-after: bad count '%s' (0: never)", val);
       o->quarantine_after = (int)n;
+    } else if (strcmp(a, "--workers") == 0) {
+      long long n = parse_count(val);
+      if (n < 1 || n > 256) return usage_error("--workers: bad count '%s' (1 to 256)", val);
+      o->workers = (unsigned)n;
+    } else if (strcmp(a, "--max-time") == 0) {
+      long long n = parse_count(val);
+      if (n < 10 || n > 3600000) return usage_error("--max-time: bad time '%s' (milliseconds, 10 to 3600000)", val);
+      o->max_time_ms = (unsigned)n;
+    } else if (strcmp(a, "--max-worker-memory") == 0) {
+      if ((o->heap_cap = parse_size(val)) < ((size_t)16 << 20))
+        return usage_error("--max-worker-memory: bad size '%s' (at least 16M; K, M, G suffixes)", val);
     } else if (run && strcmp(a, "--stats-interval") == 0) {
       if ((o->stats_s = parse_duration(val)) <= 0)
         return usage_error("--stats-interval: bad duration '%s' (seconds, or 30s, 10m, 2h)", val);
@@ -249,7 +280,7 @@ static int is_dir(const char *path) {
 
 static int has_scripts(const char *dir) {
   char p[PATH_MAX];
-  int n = snprintf(p, sizeof p, "%s/scripts/host.lua", dir);
+  int n = snprintf(p, sizeof p, "%s/scripts/worker.lua", dir);
   return n > 0 && (size_t)n < sizeof p && access(p, R_OK) == 0;
 }
 
@@ -270,94 +301,6 @@ static const char *find_home(char *buf, size_t size) {
   }
   return TH_SRCDIR;
 }
-
-/* Alerts that cannot be written are a failure of the run, said once. */
-static int output_failed(const th_output *out) {
-  if (out->error == 0) return 0;
-  th_log("write stdout: %s; stopping, later alerts were not written", strerror(out->error));
-  return 1;
-}
-
-static int do_replay(th_engine *e, th_output *out, const options *o) {
-  unsigned ok = 0, failed = 0;
-  th_dispatch_opts dop = {.engine = e, .out = out};
-  th_dispatch *d = th_dispatch_new(&dop);
-  th_stream *s = d ? th_stream_open(d, o->files[0], 0) : NULL;
-  if (s == NULL) {
-    th_log("out of memory");
-    th_dispatch_free(d);
-    return 1;
-  }
-  uint64_t total = 0;
-  for (int i = 0; i < o->nfiles; i++) {
-    struct stat st;
-    if (stat(o->files[i], &st) == 0 && S_ISREG(st.st_mode)) total += (uint64_t)st.st_size;
-  }
-  th_progress_start(total);
-  for (int i = 0; i < o->nfiles && !out->error; i++) {
-    if (th_source_replay(s, o->files[i], o->max_line) == 0) ok++;
-    else failed++;
-  }
-  th_dispatch_drain(d);
-  th_stream_close(s);
-  th_dispatch_free(d);
-  th_progress_clear();
-  int broken = output_failed(out);
-  th_engine_summary(e, ok, failed);
-  return ok == 0 || broken ? 1 : 0;
-}
-
-typedef struct run_ctx {
-  th_tail tail;
-  th_reload reload;       /* rules and normalizer changed while running */
-  th_engine *engine;      /* not owned */
-  uv_signal_t sigint, sigterm;
-  uv_signal_t sighup;     /* reload everything */
-  uv_signal_t sigusr1;    /* print statistics */
-  uv_timer_t stats;       /* --stats-interval */
-  int signals;            /* stopping signals received */
-} run_ctx;
-
-/* The tailer has closed its handles: close ours, and the loop ends. */
-static void on_stop(void *ud) {
-  run_ctx *r = ud;
-  uv_close((uv_handle_t *)&r->sigint, NULL);
-  uv_close((uv_handle_t *)&r->sigterm, NULL);
-  uv_close((uv_handle_t *)&r->sighup, NULL);
-  uv_close((uv_handle_t *)&r->sigusr1, NULL);
-  uv_close((uv_handle_t *)&r->stats, NULL);
-  th_reload_close(&r->reload);
-}
-
-static void on_signal(uv_signal_t *h, int signum) {
-  run_ctx *r = h->data;
-  if (r->signals++) return;
-  th_log("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-  th_tail_stop(&r->tail);
-  th_tail_close(&r->tail);
-}
-
-static void on_hup(uv_signal_t *h, int signum) {
-  (void)signum;
-  run_ctx *r = h->data;
-  th_log("SIGHUP: reloading every rule, and the normalizer if it changed");
-  th_reload_all(&r->reload);
-}
-
-/* Per-rule statistics, and where each file is read to. */
-static void print_stats(run_ctx *r) {
-  th_file_stat *files;
-  size_t n = th_tail_progress(&r->tail, &files);
-  th_engine_stats(r->engine, files, n);
-  free(files);
-}
-
-static void on_usr1(uv_signal_t *h, int signum) {
-  (void)signum;
-  print_stats(h->data);
-}
-
-static void on_stats(uv_timer_t *h) { print_stats(h->data); }
 
 /* The default state file: $XDG_STATE_HOME/trailhound/state, else
  * ~/.local/state/trailhound/state; its folders are made as needed. */
@@ -381,71 +324,275 @@ static const char *default_state(char *buf, size_t size) {
   return n > 0 && (size_t)n < size ? buf : NULL;
 }
 
-/* rules: the rules folder; home: the folder of scripts/ (normalize.lua). */
-static int do_run(th_engine *e, th_output *out, const options *o, const char *rules, const char *home) {
+/* ---- the host process: one loop, the workers, a reader ------------------------------ */
+
+/* How long workers get to finish their batch at a stop: a stop is over
+ * within a second whatever a rule is doing. */
+enum { GRACE_MS = 500 };
+
+typedef struct host {
   uv_loop_t loop;
-  run_ctx r;
-  memset(&r, 0, sizeof r);
-  r.engine = e;
-  int rc = uv_loop_init(&loop);
-  if (rc < 0) {
-    th_log("event loop: %s", uv_strerror(rc));
-    return 1;
+  const options *o;
+  int replay;               /* replay, else run */
+  th_output out;
+  th_pool pool;
+  th_rules rules;
+  th_dispatch *d;
+  th_replay rp;             /* replay's reader */
+  th_tail tail;             /* run's reader */
+  th_reload reload;         /* run: rules and normalizer changed while running */
+  uv_signal_t sigint, sigterm;
+  uv_signal_t sighup;       /* reload everything */
+  uv_signal_t sigusr1;      /* print statistics */
+  uv_timer_t stats;         /* --stats-interval */
+  uv_timer_t stopper;       /* a stop, on the next turn: asked for from deep inside callbacks */
+  unsigned grace;           /* ... with this grace */
+  int live;                 /* the readers have started */
+  int signals;              /* stopping signals received */
+  int stopping;
+  int rc;                   /* exit status */
+  uint64_t started;         /* loop ms at start */
+} host;
+
+/* Everything stopped: close the host's own handles; the loop then ends. */
+static void close_handles(host *h) {
+  /* Closing its last handle gives a signal back its default action, which
+   * for these is to end the process: a statistics request (or a second
+   * Ctrl-C) now must not cost the summary. The signals are held while the
+   * handles close, then ignored, which discards one that came meanwhile. */
+  sigset_t set, old;
+  sigemptyset(&set);
+  int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+  for (int i = 0; i < 4; i++) sigaddset(&set, sigs[i]);
+  sigprocmask(SIG_BLOCK, &set, &old);
+  uv_close((uv_handle_t *)&h->sigint, NULL);
+  uv_close((uv_handle_t *)&h->sigterm, NULL);
+  uv_close((uv_handle_t *)&h->sighup, NULL);
+  uv_close((uv_handle_t *)&h->sigusr1, NULL);
+  for (int i = 0; i < 4; i++) signal(sigs[i], SIG_IGN);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  uv_close((uv_handle_t *)&h->stats, NULL);
+  uv_close((uv_handle_t *)&h->stopper, NULL);
+  th_rules_close(&h->rules);
+  th_dispatch_close(h->d);
+  th_output_close(&h->out);
+  if (h->replay) th_replay_close(&h->rp);
+  else th_reload_close(&h->reload);
+}
+
+/* run: the tailer has saved the state and closed its handles. */
+static void on_tail_stopped(void *ud) { close_handles(ud); }
+
+/* The dispatcher is done: what came back is written, the workers are gone. */
+static void on_stopped(void *ud) {
+  host *h = ud;
+  if (!h->replay && h->live) {
+    th_tail_close(&h->tail);  /* saves the committed offsets; on_tail_stopped follows */
+    return;
   }
-  char statebuf[PATH_MAX];
+  close_handles(h);
+}
+
+static void on_stopper(uv_timer_t *t) {
+  host *h = t->data;
+  if (h->replay) th_replay_stop(&h->rp);
+  else if (h->live) th_tail_stop(&h->tail);  /* no more reading: what is unread waits for the next start */
+  th_dispatch_stop(h->d, h->grace, on_stopped, h);
+}
+
+/* Stop reading, give the workers a moment to finish what they have, then
+ * stop. grace: ms (0: at once). The stop itself happens on the next turn
+ * of the loop: it may be asked for while a reply is being written. */
+static void stop(host *h, unsigned grace) {
+  if (h->stopping) return;
+  h->stopping = 1;
+  h->grace = grace;
+  uv_timer_start(&h->stopper, on_stopper, 0, 0);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  host *h = s->data;
+  if (h->signals++) return;
+  th_log("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  if (h->replay) h->rc = 128 + signum;
+  stop(h, GRACE_MS);
+}
+
+static void on_hup(uv_signal_t *s, int signum) {
+  (void)signum;
+  host *h = s->data;
+  if (h->replay || h->stopping) return;
+  th_log("SIGHUP: reloading every rule, and the normalizer if it changed");
+  th_reload_all(&h->reload);
+}
+
+static void print_stats(host *h) {
+  th_file_stat *files = NULL;
+  size_t n = !h->replay && h->live ? th_tail_progress(&h->tail, &files) : 0;
+  th_stats_print(&h->rules, h->d, &h->pool, files, n, (double)(uv_now(&h->loop) - h->started) / 1000.0);
+  free(files);
+}
+
+static void on_usr1(uv_signal_t *s, int signum) {
+  (void)signum;
+  print_stats(s->data);
+}
+
+static void on_stats(uv_timer_t *t) { print_stats(t->data); }
+
+/* replay: every file handed over; done once everything is written. */
+static void on_read(void *ud) {
+  host *h = ud;
+  if (th_dispatch_pending(h->d) == 0) stop(h, 0);
+}
+
+static void on_idle(void *ud) {
+  host *h = ud;
+  if (h->replay && h->rp.done) stop(h, 0);
+}
+
+static void on_room(void *ud) {
+  host *h = ud;
+  if (!h->live) return;
+  if (h->replay) th_replay_room(&h->rp);
+  else th_tail_kick(&h->tail);
+}
+
+static void on_broken(int err, void *ud) {
+  host *h = ud;
+  th_log("write stdout: %s; stopping, later alerts were not written", strerror(err));
+  h->rc = 1;
+  stop(h, 0);
+}
+
+static void on_fatal(const char *why, void *ud) {
+  host *h = ud;
+  th_log("%s", why);
+  h->rc = 1;
+  stop(h, 0);
+}
+
+/* The first rule set is with the workers: start reading. */
+static void on_live(void *ud) {
+  host *h = ud;
+  if (h->stopping) return;
+  h->live = 1;
+  th_dispatch_start(h->d);
+  if (h->replay) {
+    th_replay_start(&h->rp);
+  } else {
+    th_tail_start(&h->tail);
+    th_reload_start(&h->reload);
+  }
+}
+
+static int start_run(host *h, const char *rules, const char *home) {
+  const options *o = h->o;
+  static char statebuf[PATH_MAX];
   const char *state = o->no_state ? NULL : o->state ? o->state : default_state(statebuf, sizeof statebuf);
   if (state) th_log("state: %s", state);
-  th_dispatch_opts dop = {.engine = e, .out = out};
-  th_dispatch *d = th_dispatch_new(&dop);
-  if (d == NULL) {
-    th_log("out of memory");
-    uv_loop_close(&loop);
-    return 1;
-  }
   th_tail_opts to = {
-    .dispatch = d, .out = out, .max_line = o->max_line, .from_end = o->from_end,
+    .dispatch = h->d, .max_line = o->max_line, .from_end = o->from_end,
     .poll_ms = o->poll_ms, .rescan_s = o->rescan_s, .rotate_wait_s = o->rotate_wait_s,
     .ignore_older_s = o->ignore_older_s, .max_open = o->max_open, .state = state,
-    .excludes = o->excludes, .nexcludes = o->nexcludes, .on_stop = on_stop, .ud = &r,
+    .excludes = o->excludes, .nexcludes = o->nexcludes, .on_stop = on_tail_stopped, .ud = h,
   };
-  if (th_tail_init(&r.tail, &loop, &to) < 0) {
-    th_log("out of memory");
-    uv_loop_close(&loop);
-    return 1;
-  }
-  for (int i = 0; i < o->nfiles; i++) {
-    if (th_tail_watch(&r.tail, o->files[i]) < 0) {
-      th_log("out of memory");
-      return 1;
-    }
-  }
-  uv_signal_init(&loop, &r.sigint);
-  uv_signal_init(&loop, &r.sigterm);
-  uv_signal_init(&loop, &r.sighup);
-  uv_signal_init(&loop, &r.sigusr1);
-  uv_timer_init(&loop, &r.stats);
-  r.sigint.data = r.sigterm.data = r.sighup.data = r.sigusr1.data = r.stats.data = &r;
-  uv_signal_start(&r.sigint, on_signal, SIGINT);
-  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
-  uv_signal_start(&r.sighup, on_hup, SIGHUP);
-  uv_signal_start(&r.sigusr1, on_usr1, SIGUSR1);
-  if (o->stats_s > 0)
-    uv_timer_start(&r.stats, on_stats, (uint64_t)(o->stats_s * 1000), (uint64_t)(o->stats_s * 1000));
+  if (th_tail_init(&h->tail, &h->loop, &to) < 0) return -1;
+  for (int i = 0; i < o->nfiles; i++)
+    if (th_tail_watch(&h->tail, o->files[i]) < 0) return -1;
   char scripts[PATH_MAX];
   snprintf(scripts, sizeof scripts, "%s/scripts", home);
-  th_reload_init(&r.reload, &loop, e, rules, scripts);
-  th_reload_start(&r.reload);
+  th_reload_init(&h->reload, &h->loop, &h->rules, rules, scripts);
+  return 0;
+}
 
-  th_tail_start(&r.tail);
-  uv_run(&loop, UV_RUN_DEFAULT);
+/* replay and run: the host process. rules: the rules folder; home: the
+ * folder of scripts/. */
+static int host_main(const options *o, const char *rules, const char *home) {
+  static host h;
+  memset(&h, 0, sizeof h);
+  h.o = o;
+  h.replay = strcmp(o->command, "replay") == 0;
+  if (uv_loop_init(&h.loop) < 0) {
+    th_log("event loop: cannot start");
+    return 1;
+  }
+  th_output_init(&h.out, STDOUT_FILENO);
+  char normalizer[PATH_MAX + 32];
+  snprintf(normalizer, sizeof normalizer, "%s/scripts/normalize.lua", home);
+  th_pool_opts po = {
+    .home = home, .mode = o->command, .workers = o->workers, .max_instructions = o->max_instructions,
+    .max_memory = o->max_memory, .heap_cap = o->heap_cap,
+    .quarantine_after = o->quarantine_after < 0 ? 20 : (uint32_t)o->quarantine_after,
+    .max_time_ms = o->max_time_ms, .only = o->only, .nonly = (uint32_t)o->nonly,
+    .on_ready = th_dispatch_on_ready, .on_reply = th_dispatch_on_reply, .on_lost = th_dispatch_on_lost,
+    .on_fatal = on_fatal, .fatal_ud = &h, .pending = th_dispatch_owed,
+  };
+  th_rules_opts ro = {
+    .loop = &h.loop, .pool = &h.pool, .dir = rules, .normalizer = normalizer, .shown_dir = rules,
+    .on_live = on_live, .on_fatal = on_fatal, .ud = &h,
+  };
+  th_dispatch_opts dop = {
+    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .on_room = on_room, .on_idle = on_idle,
+    .on_broken = on_broken, .ud = &h,
+  };
+  int rc = 1;
+  if (th_pool_init(&h.pool, &h.loop, &po) < 0 || th_rules_init(&h.rules, &ro) < 0 ||
+      (h.d = th_dispatch_new(&dop)) == NULL) {
+    th_log("cannot start: out of memory, or see above");
+    goto cleanup;
+  }
+  h.pool.o.ud = h.d;
+  th_output_start(&h.out, &h.loop, th_dispatch_on_drain, h.d);
+  if (h.replay ? th_replay_init(&h.rp, &h.loop, h.d, o->files, o->nfiles, o->max_line, on_read, &h) < 0
+               : start_run(&h, rules, home) < 0) {
+    th_log("cannot start: out of memory");
+    goto cleanup;
+  }
+  uv_signal_init(&h.loop, &h.sigint);
+  uv_signal_init(&h.loop, &h.sigterm);
+  uv_signal_init(&h.loop, &h.sighup);
+  uv_signal_init(&h.loop, &h.sigusr1);
+  uv_timer_init(&h.loop, &h.stats);
+  uv_timer_init(&h.loop, &h.stopper);
+  h.sigint.data = h.sigterm.data = h.sighup.data = h.sigusr1.data = h.stats.data = h.stopper.data = &h;
+  uv_signal_start(&h.sigint, on_signal, SIGINT);
+  uv_signal_start(&h.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&h.sighup, on_hup, SIGHUP);
+  uv_signal_start(&h.sigusr1, on_usr1, SIGUSR1);
+  if (o->stats_s > 0)
+    uv_timer_start(&h.stats, on_stats, (uint64_t)(o->stats_s * 1000), (uint64_t)(o->stats_s * 1000));
+  h.started = uv_now(&h.loop);
+  th_pool_start(&h.pool);
 
-  th_output_flush(out);
-  int broken = output_failed(out);
-  th_engine_summary(e, r.tail.files_seen, r.tail.files_failed);
-  th_tail_free(&r.tail);
-  th_dispatch_free(d);
-  uv_loop_close(&loop);
-  return broken;
+  uv_run(&h.loop, UV_RUN_DEFAULT);
+
+  /* replay writes everything it found, however slow the reader (a second
+   * Ctrl-C still ends it); run leaves what is not written uncommitted. */
+  if (h.replay) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    th_output_finish(&h.out);
+  } else if (h.out.len > h.out.off && !h.out.error) {
+    th_log("stdout did not take the last %zu bytes of alerts in time; they are not committed, and the next start "
+           "writes them again", h.out.len - h.out.off);
+  }
+  rc = h.rc;
+  if (h.replay && h.live) {
+    th_stats_summary(&h.rules, h.d, h.rp.ok, h.rp.failed);
+    if (rc == 0 && h.rp.ok == 0) rc = 1;
+  } else if (h.live) {
+    th_stats_summary(&h.rules, h.d, h.tail.files_seen, h.tail.files_failed);
+  }
+  if (h.out.error) rc = 1;
+cleanup:
+  if (!h.replay) th_tail_free(&h.tail);  /* lets go of its streams */
+  th_dispatch_free(h.d);
+  th_rules_free(&h.rules);
+  th_pool_free(&h.pool);
+  th_output_free(&h.out);
+  uv_loop_close(&h.loop);
+  return rc;
 }
 
 /* Commands written in Lua (scripts/cli.lua). */
@@ -457,6 +604,7 @@ static int is_lua_command(const char *cmd) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "__worker") == 0) return th_worker_main();
   if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
                     strcmp(argv[1], "help") == 0)) {
     fputs(usage, stdout);
@@ -496,22 +644,7 @@ int main(int argc, char **argv) {
     rules = is_dir("rules") || n < 0 || (size_t)n >= sizeof rulesbuf ? "rules" : rulesbuf;
   }
 
-  static char outbuf[1 << 16];
-  setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
-  th_output out;
-  th_output_init(&out, stdout);
-  th_engine e;
-  th_engine_opts eo = {home, rules, o.command, &out, o.only, o.nonly, o.max_instructions, o.max_memory,
-                       o.quarantine_after < 0 ? 0 : o.quarantine_after == 0 ? -1 : o.quarantine_after};
-  if (th_engine_init(&e, &eo) < 0) {
-    th_engine_close(&e);
-    free(o.files);
-    free(o.excludes);
-  free(o.only);
-    return 1;
-  }
-  rc = replay ? do_replay(&e, &out, &o) : do_run(&e, &out, &o, rules, home);
-  th_engine_close(&e);
+  rc = host_main(&o, rules, home);
   free(o.files);
   free(o.excludes);
   free(o.only);

@@ -1,7 +1,7 @@
-/* reload.c: file events and timers that tell the engine to look at the rules
- * and the normalizer again (see reload.h). Which files changed, and whether a
- * new version may go live, is decided in Lua (scripts/reload.lua); this file
- * only decides when to ask.
+/* reload.c: file events and timers that tell the rule set to look at the
+ * rules and the normalizer again (see reload.h). Which files changed is
+ * decided in rules.c, whether a new version may go live by the gate worker
+ * (scripts/reload.lua); this file only decides when to ask.
  */
 #include "reload.h"
 
@@ -10,11 +10,11 @@
 
 static void on_settle(uv_timer_t *h);
 
-/* Ask the engine; it may want another look shortly (a change not yet still). */
+/* Ask the rule set; it may want another look shortly (a change not yet still). */
 static void look(th_reload *r, int all) {
   int settled = r->events;
   r->events = 0;
-  int again = th_engine_reload(r->engine, all, settled);
+  int again = th_rules_look(r->rules, all, settled);
   if (again > 0) uv_timer_start(&r->settle, on_settle, (uint64_t)again, 0);
 }
 
@@ -45,11 +45,11 @@ static void on_event(uv_fs_event_t *h, const char *name, int events, int status)
   uv_timer_start(&r->settle, on_settle, r->quiet_ms, 0);
 }
 
-void th_reload_init(th_reload *r, uv_loop_t *loop, th_engine *e, const char *rules_dir,
+void th_reload_init(th_reload *r, uv_loop_t *loop, th_rules *rules, const char *rules_dir,
                     const char *scripts_dir) {
   memset(r, 0, sizeof *r);
-  r->engine = e;
-  r->quiet_ms = 50;
+  r->rules = rules;
+  r->quiet_ms = 40;
   r->poll_ms = 1000;
   snprintf(r->rules_dir, sizeof r->rules_dir, "%s", rules_dir);
   snprintf(r->scripts_dir, sizeof r->scripts_dir, "%s", scripts_dir);

@@ -5,9 +5,9 @@
  * re-create and a file moved in from elsewhere alike (watching the files
  * themselves would lose a file replaced by rename, and watching only for
  * writes closed misses `mv`). Once no event has come for quiet_ms, the
- * engine looks at the files (th_engine_reload) and gates what changed; a
- * check every poll_ms covers file systems that deliver no events. Everything
- * runs on the loop's thread, so what goes live does so between two events.
+ * rule set looks at the files (th_rules_look) and has the gate worker check
+ * what changed; a check every poll_ms covers file systems that deliver no
+ * events.
  *
  * Lifecycle: th_reload_init, th_reload_start, th_reload_all (SIGHUP),
  * th_reload_close (closes the handles; run the loop until they are closed).
@@ -19,13 +19,13 @@
 #include <limits.h>
 #include <uv.h>
 
-#include "worker/engine.h"
+#include "rules.h"
 
 typedef struct th_reload {
-  th_engine *engine;          /* gates and swaps; not owned */
+  th_rules *rules;            /* looks, gates and swaps; not owned */
   uv_fs_event_t rules_ev;     /* events of the rules folder */
   uv_fs_event_t scripts_ev;   /* events of the folder of normalize.lua */
-  uv_timer_t settle;          /* quiet_ms after the last event, or when the engine asks again */
+  uv_timer_t settle;          /* quiet_ms after the last event, or when the rule set asks again */
   uv_timer_t poll;            /* the periodic check */
   char rules_dir[PATH_MAX];
   char scripts_dir[PATH_MAX];
@@ -35,7 +35,7 @@ typedef struct th_reload {
 } th_reload;
 
 /* rules_dir and scripts_dir (the folder of normalize.lua) are copied. */
-void th_reload_init(th_reload *r, uv_loop_t *loop, th_engine *e, const char *rules_dir,
+void th_reload_init(th_reload *r, uv_loop_t *loop, th_rules *rules, const char *rules_dir,
                     const char *scripts_dir);
 
 /* Start watching and checking. A folder that cannot be watched is still checked. */

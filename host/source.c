@@ -12,7 +12,6 @@
 
 #include "framer.h"
 #include "log.h"
-#include "progress.h"
 
 void th_source_line(void *ud, const char *line, size_t len, uint64_t offset, uint64_t end) {
   th_source *s = ud;
@@ -122,71 +121,4 @@ void th_source_feed(th_source *s, const char *buf, size_t len, uint64_t end) {
   th_framer_finish(&f, th_source_line, s);          /* lines point into buf */
   th_framer_free(&f);
   th_stream_done(s->stream, end);
-}
-
-static int replay_whole(th_source *s, const char *path) {
-  char *buf;
-  size_t len;
-  struct stat st;
-  if (th_source_load(path, &buf, &len) < 0) return -1;
-  uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : len;
-  th_progress_bytes(size);
-  th_source_feed(s, buf, len, size);
-  free(buf);
-  return 0;
-}
-
-/* NDJSON is streamed, so a file of any size replays in bounded memory. */
-static int replay_stream(th_source *s, const char *path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    th_log("open %s: %s", path, strerror(errno));
-    return -1;
-  }
-  struct stat st;
-  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    th_log("read %s: Is a directory", path);
-    close(fd);
-    return -1;
-  }
-  enum { CHUNK = 1 << 20 };
-  char *buf = malloc(CHUNK);
-  th_framer f;
-  th_framer_init(&f, s->max_line, 0);
-  int rc = -1;
-  if (buf == NULL) {
-    th_log("read %s: out of memory", path);
-    goto cleanup;
-  }
-  for (;;) {
-    ssize_t n = read(fd, buf, CHUNK);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      th_log("read %s: %s at offset %llu", path, strerror(errno), (unsigned long long)f.pos);
-      goto cleanup;
-    }
-    if (n == 0) break;
-    th_progress_bytes((uint64_t)n);
-    if (th_framer_feed(&f, buf, (size_t)n, th_source_line, s) < 0) {
-      th_log("read %s: out of memory at offset %llu", path, (unsigned long long)f.pos);
-      goto cleanup;
-    }
-  }
-  th_framer_finish(&f, th_source_line, s);
-  rc = 0;
-cleanup:
-  th_stream_flush(s->stream);
-  th_framer_free(&f);
-  free(buf);
-  close(fd);
-  return rc;
-}
-
-int th_source_replay(th_stream *stream, const char *path, size_t max_line) {
-  th_source s = {stream, max_line};
-  if (th_stream_rename(stream, path) < 0) {
-    th_log("%s: out of memory", path);
-    return -1;
-  }
-  return th_source_whole_name(path) ? replay_whole(&s, path) : replay_stream(&s, path);
 }

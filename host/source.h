@@ -41,8 +41,4 @@ int th_source_is_document(const char *buf, size_t len);
  * end: the file offset after it (its size on disk). */
 void th_source_feed(th_source *s, const char *buf, size_t len, uint64_t end);
 
-/* Replay one file to its end into stream (renamed to path). Returns 0, or -1
- * if it could not be read. */
-int th_source_replay(th_stream *stream, const char *path, size_t max_line);
-
 #endif

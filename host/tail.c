@@ -51,8 +51,7 @@ static uint64_t mix(uint64_t h, uint64_t v) {
  * it is), and other runs' entries untouched. Skipped when nothing changed
  * since the last write, unless force. */
 static void save(th_tail *t, int force) {
-  if (t->o.state == NULL || t->o.out->error) return;  /* never commit past lost alerts */
-  if (th_output_flush(t->o.out) < 0) return;
+  if (t->o.state == NULL) return;  /* committed positions never pass an alert not written (dispatch.h) */
   uint64_t t0 = uv_hrtime();
   size_t n = t->nknown + TH_HELD_MAX;
   for (th_tfile *f = t->files; f; f = f->next) n++;
@@ -170,7 +169,7 @@ static void on_more(uv_idle_t *h);
 static void read_turn(th_tail *t) {
   uint64_t budget = TURN_BYTES;
   t->turn_end = uv_hrtime() + TURN_NS;
-  while (budget > 0 && t->ready && !t->o.out->error && !th_dispatch_busy(t->o.dispatch) &&
+  while (budget > 0 && t->ready && !th_dispatch_busy(t->o.dispatch) &&
          uv_hrtime() < t->turn_end) {
     th_tfile *f = t->ready;
     t->ready = f->ready_next;
@@ -188,12 +187,6 @@ static void turn(th_tail *t) {
   if (t->stopping) return;
   th_scan_step(t, uv_hrtime() + DISCOVER_NS);
   read_turn(t);
-  th_output_flush(t->o.out);
-  if (t->o.out->error) {  /* alerts can no longer be written: stop, commit nothing more */
-    th_tail_stop(t);
-    th_tail_close(t);
-    return;
-  }
   if (th_scan_busy(t) || (t->ready && !th_dispatch_busy(t->o.dispatch)))
     uv_idle_start(&t->more, on_more);
   else

@@ -42,11 +42,9 @@
 #include "dispatch.h"
 #include "filetab.h"
 #include "framer.h"
-#include "output.h"
 
 typedef struct th_tail_opts {
   th_dispatch *dispatch;   /* where records go; not owned */
-  th_output *out;          /* flushed before every checkpoint; not owned */
   size_t max_line;         /* longest record accepted */
   int from_end;            /* files the state does not know, present at start: skip their content */
   unsigned poll_ms;        /* period of the growth check */

@@ -467,7 +467,7 @@ static uint64_t drain(th_tfile *f, uint64_t budget, int *more) {
   uint64_t total = 0;
   int rewrites = 0;
   while (total < budget) {
-    if (t->o.out->error || th_dispatch_busy(t->o.dispatch) || (total > 0 && uv_hrtime() > t->turn_end)) {
+    if (th_dispatch_busy(t->o.dispatch) || (total > 0 && uv_hrtime() > t->turn_end)) {
       *more = 1;
       break;
     }

@@ -3,10 +3,8 @@
  * Every call into Lua goes through call(): push the function and its
  * arguments, lua_pcall under a message handler that adds a traceback, report
  * and pop on error, and leave the stack where it was. Lua reaches back into C
- * only through the functions in host_api.
- *
- * Rule code runs under limits (see "Limits" below): an instruction budget
- * kept by a count hook and a memory budget kept by the state's allocator.
+ * only through the functions in sys_funcs, worker_funcs and the callbacks
+ * handed to worker.init.
  */
 #include "engine.h"
 
@@ -44,212 +42,12 @@ static int call(lua_State *L, int nargs, int nres, const char *what) {
   int rc = lua_pcall(L, nargs, nres, base);
   lua_remove(L, base);  /* the handler */
   if (rc != LUA_OK) {
-    size_t len;
-    const char *msg = lua_tolstring(L, -1, &len);
+    const char *msg = lua_tostring(L, -1);
     th_log("internal error in %s: %s", what, msg ? msg : "(no message)");
     lua_pop(L, 1);
     return -1;
   }
   return 0;
-}
-
-/* ---- Limits ----------------------------------------------------------------
- *
- * Rule code (and a normalizer reloaded while running) is called through
- * thsys.limited, which arms two budgets for the length of one call:
- *   - instructions: a count hook fires once the budget is spent;
- *   - memory: the allocator refuses to let the heap grow by more than the
- *     budget during the call. So string.rep and concatenation bombs fail at
- *     their first oversized allocation, never reaching malloc.
- * Deep recursion meets Lua's own stack limit ("stack overflow") well inside
- * the default budgets.
- *
- * A rule must not catch a limit with its own pcall and go on. Once a budget
- * is spent the call is tripped: the hook raises at every instruction and the
- * allocator refuses every growth until the call is back in thsys.limited,
- * which then reports the limit whatever the rule returned.
- */
-typedef struct th_limits {
-  long long grown;           /* while armed: bytes the heap grew by since the call began */
-  int armed;                 /* a limited call is running */
-  int tripped;               /* a budget is spent: the call is stopped, whatever it catches */
-  int refused;               /* a growth was refused (and not granted when asked again) */
-  size_t refused_size;       /* ... of this many bytes */
-  lua_State *L;              /* the thread running the limited call */
-  lua_Integer instructions;  /* default instruction budget of a call */
-  size_t memory;             /* default memory budget of a call */
-  lua_Integer budget;        /* this call's budgets, for the messages */
-  size_t budget_mem;
-  char scripts[PATH_MAX];    /* "HOME/scripts/": limits are reported at the first frame outside */
-  char why[PATH_MAX + 128];  /* the limit hit: "file:line: ..." */
-} th_limits;
-
-static void hook(lua_State *L, lua_Debug *ar);
-
-/* "file:line: " of the innermost frame of rule code, skipping the host's
- * scripts (event.lua, kql.lua) so that the message points into the rule file.
- * Only reads the call stack, so it is safe inside the allocator. */
-static void locate(const th_limits *m, lua_State *L, char *buf, size_t size) {
-  lua_Debug ar;
-  size_t n = strlen(m->scripts);
-  buf[0] = '\0';
-  for (int level = 0; lua_getstack(L, level, &ar); level++) {
-    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0 || ar.source[0] != '@') continue;
-    if (n > 0 && strncmp(ar.source + 1, m->scripts, n) == 0) continue;
-    snprintf(buf, size, "%s:%d: ", ar.source + 1, ar.currentline);
-    return;
-  }
-}
-
-/* "64 MiB", "512 KiB", "1000 bytes" */
-static void size_text(size_t n, char *buf, size_t size) {
-  if (n % (1 << 20) == 0) snprintf(buf, size, "%zu MiB", n >> 20);
-  else if (n % 1024 == 0) snprintf(buf, size, "%zu KiB", n >> 10);
-  else snprintf(buf, size, "%zu bytes", n);
-}
-
-/* The call has spent a budget: from now on every instruction raises. */
-static void trip(th_limits *m) {
-  m->tripped = 1;
-  lua_sethook(m->L, hook, LUA_MASKCOUNT, 1);
-}
-
-static void hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  void *ud;
-  lua_getallocf(L, &ud);
-  th_limits *m = ud;
-  if (!m->armed) return;
-  if (!m->tripped) {
-    char at[PATH_MAX + 32];
-    locate(m, L, at, sizeof at);
-    snprintf(m->why, sizeof m->why, "%sinstruction budget exceeded (%lld instructions per call)", at,
-             (long long)m->budget);
-    trip(m);
-  }
-  lua_pushstring(L, m->why);  /* with the memory budget spent, this raises a memory error: as good */
-  lua_error(L);
-}
-
-/* A growth past the budget. Lua answers a refusal with an emergency
- * collection and asks once more: if that is granted, the call only had
- * garbage to collect. A second refusal means it holds more than its budget.
- * (lauxlib's buffers ask once and raise "not enough memory", an error the
- * rule could catch: the refusal stays noted, and the call is reported.) */
-static void refuse(th_limits *m, size_t nsize) {
-  if (m->tripped) return;
-  if (m->refused) {
-    trip(m);
-    return;
-  }
-  m->refused = 1;
-  m->refused_size = nsize;
-  char at[PATH_MAX + 32], budget[32];
-  locate(m, m->L, at, sizeof at);
-  size_text(m->budget_mem, budget, sizeof budget);
-  snprintf(m->why, sizeof m->why, "%smemory budget exceeded (%s per call)", at, budget);
-}
-
-/* The state's allocator: plain realloc, and while a limited call runs, the
- * heap's growth counted and refused past the budget. Outside limited calls it
- * counts nothing: it is on the path of every table the host makes. */
-static void *alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  th_limits *m = ud;
-  if (!m->armed) {
-    if (nsize > 0) return realloc(ptr, nsize);
-    free(ptr);
-    return NULL;
-  }
-  /* Without a block, Lua 5.4 passes the type of the object in osize. The
-   * growth goes negative when blocks older than the call are freed. */
-  long long old = ptr ? (long long)osize : 0, add = (long long)nsize - old;
-  if (nsize == 0) {
-    free(ptr);
-    m->grown += add;
-    return NULL;
-  }
-  if (add > 0 && (m->tripped || m->grown + add > (long long)m->budget_mem)) {
-    refuse(m, nsize);
-    return NULL;
-  }
-  void *p = realloc(ptr, nsize);
-  if (p == NULL) return NULL;
-  m->grown += add;
-  if (m->refused && nsize == m->refused_size) m->refused = 0;  /* granted when asked again */
-  return p;
-}
-
-static void arm(th_limits *m, lua_State *L, lua_Integer n, lua_Integer mem) {
-  m->armed = 1;
-  m->tripped = m->refused = 0;
-  m->why[0] = '\0';
-  m->L = L;
-  m->budget = n != 0 ? n : m->instructions;
-  m->budget_mem = mem > 0 ? (size_t)mem : m->memory;
-  m->grown = 0;
-  /* The count hook costs a check at every instruction (Lua 5.4 traps them
-   * all while it is set): a negative budget means none, for trusted code. */
-  if (m->budget > 0) lua_sethook(L, hook, LUA_MASKCOUNT, m->budget > INT_MAX ? INT_MAX : (int)m->budget);
-}
-
-/* Returns 1 if the call spent a budget (m->why says which and where). */
-static int disarm(th_limits *m, lua_State *L) {
-  lua_sethook(L, NULL, 0, 0);
-  int spent = m->tripped || m->refused;
-  m->armed = m->tripped = m->refused = 0;
-  m->L = NULL;
-  return spent;
-}
-
-/* thsys.limited(acct, fn, ...) -> true, fn's results | false, message
- * Lua's pcall with budgets (it is called from Lua, so it is no second way
- * from C into Lua beside call()): calls fn under the budgets. acct: nil, or a table whose
- * instructions and memory fields, when set, replace the default budgets
- * (instructions < 0: none), and whose time field gets the call's duration
- * added, in seconds. A call made inside a limited call runs under the outer
- * call's budgets. */
-static int l_limited(lua_State *L) {
-  void *ud;
-  th_limits *m = lua_getallocf(L, &ud) == alloc ? ud : NULL;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  int acct = lua_istable(L, 1);
-  lua_Integer n = 0, mem = 0;
-  if (acct) {
-    if (lua_getfield(L, 1, "instructions") == LUA_TNUMBER) n = lua_tointeger(L, -1);
-    if (lua_getfield(L, 1, "memory") == LUA_TNUMBER) mem = lua_tointeger(L, -1);
-    lua_pop(L, 2);  /* the two fields */
-  }
-  int outer = m != NULL && !m->armed;
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  if (outer) arm(m, L, n, mem);
-  int rc = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
-  int spent = outer && disarm(m, L);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  if (acct) {
-    lua_getfield(L, 1, "time");
-    double t = lua_tonumber(L, -1) + (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    lua_pop(L, 1);  /* the old time */
-    lua_pushnumber(L, t);
-    lua_setfield(L, 1, "time");
-  }
-  if (spent) {
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, m->why);
-    return 2;
-  }
-  lua_pushboolean(L, rc == LUA_OK);
-  lua_replace(L, 1);  /* acct: the results (or the error) follow the flag */
-  return rc == LUA_OK ? lua_gettop(L) : 2;
-}
-
-/* thsys.limits() -> the default instruction and memory budgets of a call. */
-static int l_limits(lua_State *L) {
-  void *ud;
-  th_limits *m = lua_getallocf(L, &ud) == alloc ? ud : NULL;
-  lua_pushinteger(L, m ? m->instructions : 0);
-  lua_pushinteger(L, m ? (lua_Integer)m->memory : 0);
-  return 2;
 }
 
 static int panic(lua_State *L) {
@@ -258,33 +56,7 @@ static int panic(lua_State *L) {
   return 0;  /* Lua aborts */
 }
 
-/* A state whose allocator keeps the limits m (which must outlive it). */
-static lua_State *new_state(th_limits *m, const char *home, long long instructions, size_t memory) {
-  memset(m, 0, sizeof *m);
-  m->instructions = instructions > 0 ? (lua_Integer)instructions : TH_MAX_INSTRUCTIONS;
-  m->memory = memory > 0 ? memory : TH_MAX_MEMORY;
-  snprintf(m->scripts, sizeof m->scripts, "%s/scripts/", home);
-  lua_State *L = lua_newstate(alloc, m);
-  if (L) lua_atpanic(L, panic);
-  return L;
-}
-
-/* emit(line): write one alert to the output. */
-static int l_emit(lua_State *L) {
-  th_output *out = lua_touserdata(L, lua_upvalueindex(1));
-  size_t len;
-  const char *line = luaL_checklstring(L, 1, &len);
-  lua_pushboolean(L, th_output_write(out, line, len) == 0);
-  return 1;
-}
-
-/* log(msg): one line on stderr. */
-static int l_log(lua_State *L) {
-  size_t len;
-  const char *msg = luaL_checklstring(L, 1, &len);
-  th_log_raw(msg, len);
-  return 0;
-}
+/* ---- system calls the scripts need ------------------------------------------ */
 
 /* thsys.sleep(seconds) */
 static int l_sleep(lua_State *L) {
@@ -362,192 +134,717 @@ static int l_columns(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg sys_funcs[] = {
+/* The authoring commands' thsys: they read rule files and draw on a terminal. */
+static const luaL_Reg command_funcs[] = {
   {"sleep", l_sleep},     {"now", l_now},         {"stat", l_stat},
   {"isatty", l_isatty},   {"columns", l_columns}, {"listdir", l_listdir},
-  {"limited", l_limited}, {"limits", l_limits},
   {NULL, NULL},
 };
 
-/* Module opener for require "thsys": system calls the scripts need, and
- * home, the folder holding scripts/ (upvalue 1). */
+/* thsys.step(i): the gate works on its i-th item (the watchdog blames it). */
+static int l_step(lua_State *L) {
+  th_engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer i = luaL_checkinteger(L, 1);
+  if (e->status) th_status_step(e->status, TH_STEP_GATE, 0, 0, (uint32_t)i);
+  return 0;
+}
+
+/* thsys.capped() -> did the heap's cap refuse an allocation in the last limited call? */
+static int l_capped(lua_State *L) {
+  th_engine *e = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushboolean(L, e->limits.capped);
+  return 1;
+}
+
+/* A worker's thsys: no file system (the host hands it every text it needs). */
+static const luaL_Reg worker_funcs[] = {
+  {"now", l_now},
+  {"step", l_step},
+  {"capped", l_capped},
+  {NULL, NULL},
+};
+
+#ifdef TH_TEST_HOLE
+/* The test build's deliberate hole in the sandbox: thsys.hole, which
+ * sandbox.lua hands to rules, opens files, runs programs and connects, as an
+ * escape from Lua would. tests/e2e_workers_spec.lua checks that the seccomp
+ * filter stops each, and that they work when the filter is off. Never in the
+ * binary users run: the Makefile builds it apart, as build/hole/trailhound. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static int hole_open(lua_State *L) {
+  int fd = open(luaL_checkstring(L, 1), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  lua_pushboolean(L, fd >= 0);
+  lua_pushstring(L, fd >= 0 ? "opened" : strerror(errno));
+  if (fd >= 0) close(fd);
+  return 2;
+}
+
+static int hole_exec(lua_State *L) {
+  lua_pushinteger(L, system(luaL_checkstring(L, 1)));
+  return 1;
+}
+
+static int hole_connect(lua_State *L) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)luaL_checkinteger(L, 1));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+  lua_pushboolean(L, rc == 0);
+  lua_pushstring(L, rc == 0 ? "connected" : strerror(errno));
+  close(fd);
+  return 2;
+}
+
+static const luaL_Reg hole_funcs[] = {
+  {"open", hole_open},
+  {"exec", hole_exec},
+  {"connect", hole_connect},
+  {NULL, NULL},
+};
+#endif
+
+/* Module opener for require "thsys": upvalue 1 is home, upvalue 2 the
+ * engine (NULL for the commands). */
 static int open_sys(lua_State *L) {
-  luaL_newlib(L, sys_funcs);
+  void *e = lua_touserdata(L, lua_upvalueindex(2));
+  lua_newtable(L);
+  if (e) {
+    lua_pushlightuserdata(L, e);
+    luaL_setfuncs(L, worker_funcs, 1);
+#ifdef TH_TEST_HOLE
+    luaL_newlib(L, hole_funcs);
+    lua_setfield(L, -2, "hole");
+#endif
+  } else {
+    luaL_setfuncs(L, command_funcs, 0);
+  }
+  luaL_setfuncs(L, th_limits_funcs, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setfield(L, -2, "home");
   return 1;
 }
 
-/* Standard libraries, scripts from home/scripts and nowhere else, and
- * thsys preloaded. */
-static void prepare(lua_State *L, const char *home, int commands) {
+/* Standard libraries, scripts from home/scripts (and scripts/commands for
+ * the commands) and nowhere else, and thsys preloaded. */
+static void prepare(lua_State *L, const char *home, th_engine *e) {
   luaL_openlibs(L);
   lua_getglobal(L, "package");
-  if (commands) lua_pushfstring(L, "%s/scripts/?.lua;%s/scripts/commands/?.lua", home, home);
+  if (e == NULL) lua_pushfstring(L, "%s/scripts/?.lua;%s/scripts/commands/?.lua", home, home);
   else lua_pushfstring(L, "%s/scripts/?.lua", home);
   lua_setfield(L, -2, "path");
   lua_getfield(L, -1, "preload");
   lua_pushstring(L, home);
-  lua_pushcclosure(L, open_sys, 1);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, open_sys, 2);
   lua_setfield(L, -2, "thsys");
   lua_pop(L, 2);  /* preload, package */
 }
 
+/* ---- items of a reply ------------------------------------------------------- */
+
+static th_engine *engine_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+/* Has the record at hand said more than TH_RECORD_REPLY_MAX? Then it says
+ * nothing more (and is reported as skipped once it is done). */
+static int full(th_engine *e) {
+  if (e->items.len - e->record_mark <= TH_RECORD_REPLY_MAX) return 0;
+  e->overflow = 1;
+  return 1;
+}
+
+static void item(th_engine *e, uint8_t kind) {
+  th_buf_u8(&e->items, kind);
+  th_buf_u32(&e->items, e->index);
+  e->nitems++;
+}
+
+static void item_str(th_engine *e, lua_State *L, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  th_buf_str(&e->items, s ? s : "", s ? len : 0);
+}
+
+/* emit(slot, timestamp, line): an alert. */
+static int l_emit(lua_State *L) {
+  th_engine *e = engine_of(L);
+  if (full(e)) return 0;
+  item(e, TH_ITEM_ALERT);
+  th_buf_u32(&e->items, (uint32_t)luaL_checkinteger(L, 1));
+  item_str(e, L, 2);
+  item_str(e, L, 3);
+  return 0;
+}
+
+/* log(message): a line for the host's log. */
+static int l_log(lua_State *L) {
+  th_engine *e = engine_of(L);
+  if (full(e)) return 0;
+  item(e, TH_ITEM_LOG);
+  item_str(e, L, 1);
+  return 0;
+}
+
+/* fail(slot, load, message): a rule's failure, the first of the batch. */
+static int l_fail(lua_State *L) {
+  th_engine *e = engine_of(L);
+  if (full(e)) return 0;
+  item(e, TH_ITEM_FAIL);
+  th_buf_u32(&e->items, (uint32_t)luaL_checkinteger(L, 1));
+  th_buf_u32(&e->items, (uint32_t)luaL_checkinteger(L, 2));
+  item_str(e, L, 3);
+  return 0;
+}
+
+/* quarantined(slot, load, message): this worker stopped running a rule. */
+static int l_quarantined(lua_State *L) {
+  th_engine *e = engine_of(L);
+  if (full(e)) return 0;
+  item(e, TH_ITEM_QUARANTINED);
+  th_buf_u32(&e->items, (uint32_t)luaL_checkinteger(L, 1));
+  th_buf_u32(&e->items, (uint32_t)luaL_checkinteger(L, 2));
+  item_str(e, L, 3);
+  return 0;
+}
+
+static void pressure(th_engine *e);
+
+/* The error that unwinds a record when its worker must start afresh. */
+#define AFRESH "trailhound: the worker starts afresh"
+
+/* pressure(): the heap check, after each event. A rule found hoarding ends
+ * the record at hand here: it is evaluated again by a fresh worker. */
+static int l_pressure(lua_State *L) {
+  th_engine *e = engine_of(L);
+  pressure(e);
+  if (e->memory_slot >= 0) return luaL_error(L, AFRESH);
+  return 0;
+}
+
+/* The items gathered so far go into reply; the next reply starts empty. */
+static void put_items(th_engine *e, th_buf *reply) {
+  th_buf_u32(reply, e->nitems);
+  th_buf_bytes(reply, e->items.p, e->items.len);
+  if (e->items.oom) reply->oom = 1;
+  e->items.len = 0;
+  e->items.oom = 0;
+  e->nitems = 0;
+  e->record_mark = 0;
+}
+
+/* ---- start ------------------------------------------------------------------ */
+
+static void set_fn(lua_State *L, th_engine *e, lua_CFunction f, const char *name) {
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, f, 1);
+  lua_setfield(L, -2, name);
+}
+
+typedef struct start_args {
+  th_engine *e;
+  const th_engine_opts *o;
+} start_args;
+
 /* Runs inside a protected call so that even start-up errors are caught. */
 static int start(lua_State *L) {
-  const th_engine_opts *o = lua_touserdata(L, 1);
-  prepare(L, o->home, 0);
+  const start_args *a = lua_touserdata(L, 1);
+  const th_engine_opts *o = a->o;
+  th_engine *e = a->e;
+  prepare(L, o->home, e);
 
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "host");
-  lua_call(L, 1, 1);  /* the host module */
+  lua_pushliteral(L, "worker");
+  lua_call(L, 1, 1);  /* the worker module */
 
   lua_getfield(L, -1, "init");
-  lua_createtable(L, 0, 6);
-  lua_pushstring(L, o->rules_dir);
-  lua_setfield(L, -2, "rules");
-  lua_pushstring(L, o->home);
-  lua_setfield(L, -2, "home");
+  lua_createtable(L, 0, 8);
   lua_pushstring(L, o->mode);
   lua_setfield(L, -2, "mode");
-  lua_pushlightuserdata(L, o->out);
-  lua_pushcclosure(L, l_emit, 1);
-  lua_setfield(L, -2, "emit");
-  lua_pushcfunction(L, l_log);
-  lua_setfield(L, -2, "log");
-  lua_createtable(L, o->nonly, 0);
-  for (int i = 0; i < o->nonly; i++) {
+  lua_pushstring(L, o->role == TH_ROLE_GATE ? "gate" : "eval");
+  lua_setfield(L, -2, "role");
+  lua_pushinteger(L, o->quarantine_after);
+  lua_setfield(L, -2, "quarantine_after");
+  lua_createtable(L, (int)o->nonly, 0);
+  for (uint32_t i = 0; i < o->nonly; i++) {
     lua_pushstring(L, o->only[i]);
-    lua_rawseti(L, -2, i + 1);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "only");
-  if (o->quarantine_after != 0) {
-    lua_pushinteger(L, o->quarantine_after < 0 ? 0 : o->quarantine_after);  /* 0: never */
-    lua_setfield(L, -2, "quarantine_after");
-  }
-  lua_call(L, 1, 2);  /* host.init(opts) -> true | nil, message */
-  if (!lua_toboolean(L, -2)) {
-    th_log("%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "cannot start");
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  lua_pop(L, 2);  /* init's results */
-  return 1;       /* the host module */
+  set_fn(L, e, l_emit, "emit");
+  set_fn(L, e, l_log, "log");
+  set_fn(L, e, l_fail, "fail");
+  set_fn(L, e, l_quarantined, "quarantined");
+  set_fn(L, e, l_pressure, "pressure");
+  lua_call(L, 1, 0);  /* worker.init(opts) */
+  return 1;           /* the worker module */
 }
 
 int th_engine_init(th_engine *e, const th_engine_opts *o) {
   memset(e, 0, sizeof *e);
-  e->host = e->record = LUA_NOREF;
-  e->out = o->out;
-  e->limits = malloc(sizeof *e->limits);
-  e->L = e->limits ? new_state(e->limits, o->home, o->max_instructions, o->max_memory) : NULL;
+  e->mod = e->record = e->document = LUA_NOREF;
+  e->memory_slot = -1;
+  e->status = o->status;
+  th_buf_init(&e->items);
+  e->L = th_limits_state(&e->limits, o->home, o->max_instructions, o->max_memory, 1);
   if (e->L == NULL) {
     th_log("cannot create a Lua state: out of memory");
     return -1;
   }
+  th_limits_worker(&e->limits, o->heap_cap, o->status);
   lua_State *L = e->L;
+  lua_atpanic(L, panic);
+  start_args a = {e, o};
   lua_pushcfunction(L, start);
-  lua_pushlightuserdata(L, (void *)o);
+  lua_pushlightuserdata(L, &a);
   if (call(L, 1, 1, "start-up") < 0) return -1;
-  if (!lua_istable(L, -1)) return -1;  /* reported by start */
   lua_getfield(L, -1, "record");
   e->record = luaL_ref(L, LUA_REGISTRYINDEX);
-  e->host = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 0;
-}
-
-void th_engine_record(th_engine *e, const char *buf, size_t len, const char *path,
-                      uint64_t offset) {
-  lua_State *L = e->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->record);
-  lua_pushlstring(L, buf, len);
-  lua_pushstring(L, path);
-  lua_pushinteger(L, (lua_Integer)offset);
-  call(L, 3, 0, "record");
-}
-
-void th_engine_document(th_engine *e, const char *buf, size_t len, const char *path) {
-  lua_State *L = e->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->host);
   lua_getfield(L, -1, "document");
-  lua_remove(L, -2);  /* the host table */
-  lua_pushlstring(L, buf, len);
-  lua_pushstring(L, path);
-  call(L, 2, 0, "document");
-}
-
-void th_engine_reject(th_engine *e, const char *path, uint64_t offset, const char *reason) {
-  lua_State *L = e->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->host);
-  lua_getfield(L, -1, "reject");
-  lua_remove(L, -2);  /* the host table */
-  lua_pushstring(L, path);
-  lua_pushinteger(L, (lua_Integer)offset);
-  lua_pushstring(L, reason);
-  call(L, 3, 0, "reject");
-}
-
-void th_engine_summary(th_engine *e, unsigned files, unsigned failed) {
-  lua_State *L = e->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->host);
-  lua_getfield(L, -1, "summary");
-  lua_remove(L, -2);  /* the host table */
-  lua_pushinteger(L, files);
-  lua_pushinteger(L, failed);
-  if (call(L, 2, 1, "summary") == 0) {
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (s) fwrite(s, 1, len, stderr);
-    lua_pop(L, 1);  /* the summary text */
-  }
-}
-
-int th_engine_reload(th_engine *e, int all, int settled) {
-  lua_State *L = e->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->host);
-  lua_getfield(L, -1, "reload");
-  lua_remove(L, -2);  /* the host table */
-  lua_pushboolean(L, all);
-  lua_pushboolean(L, settled);
-  int ms = 0;
-  if (call(L, 2, 1, "reload") == 0) {
-    lua_Number n = lua_tonumber(L, -1);
-    ms = n > 0 && n < 3600000 ? (int)n : 0;
-    lua_pop(L, 1);  /* the delay */
-  }
-  return ms;
-}
-
-void th_engine_stats(th_engine *e, const th_file_stat *files, size_t nfiles) {
-  lua_State *L = e->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->host);
-  lua_getfield(L, -1, "statistics");
-  lua_remove(L, -2);  /* the host table */
-  lua_createtable(L, (int)nfiles, 0);
-  for (size_t i = 0; i < nfiles; i++) {
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, files[i].path);
-    lua_setfield(L, -2, "path");
-    lua_pushinteger(L, (lua_Integer)files[i].offset);
-    lua_setfield(L, -2, "offset");
-    lua_pushinteger(L, (lua_Integer)files[i].size);
-    lua_setfield(L, -2, "size");
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  if (call(L, 1, 1, "statistics") == 0) {
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (s) fwrite(s, 1, len, stderr);
-    lua_pop(L, 1);  /* the text */
-  }
+  e->document = luaL_ref(L, LUA_REGISTRYINDEX);
+  e->mod = luaL_ref(L, LUA_REGISTRYINDEX);
+  e->quiet_until = o->heap_cap / 2;
+  return 0;
 }
 
 void th_engine_close(th_engine *e) {
   if (e->L) lua_close(e->L);
   e->L = NULL;
-  free(e->limits);  /* after the state: lua_close frees through the allocator */
-  e->limits = NULL;
+  th_limits_free(&e->limits);  /* after the state: lua_close frees through the allocator */
+  th_buf_free(&e->items);
+  free(e->memory_why);
+  e->memory_why = NULL;
 }
+
+/* Push worker[name]. */
+static void method(th_engine *e, const char *name) {
+  lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->mod);
+  lua_getfield(e->L, -1, name);
+  lua_remove(e->L, -2);  /* the module */
+}
+
+static void push_str(lua_State *L, th_rd *r) {
+  size_t n;
+  const char *s = th_rd_str(r, &n);
+  lua_pushlstring(L, s ? s : "", n);
+}
+
+/* ---- rules --------------------------------------------------------------- */
+
+int th_engine_rules(th_engine *e, const char *p, size_t len, th_buf *reply) {
+  lua_State *L = e->L;
+  th_rd r;
+  th_rd_init(&r, p, len);
+  uint32_t generation = th_rd_u32(&r);
+  method(e, "rules");
+  if (th_rd_u8(&r)) {
+    lua_createtable(L, 0, 3);
+    push_str(L, &r);
+    lua_setfield(L, -2, "path");
+    push_str(L, &r);
+    lua_setfield(L, -2, "text");
+    lua_pushboolean(L, th_rd_u8(&r));
+    lua_setfield(L, -2, "reloaded");
+  } else {
+    lua_pushnil(L);
+  }
+  uint32_t n = th_rd_u32(&r), top = 0;
+  lua_createtable(L, n < 4096 ? (int)n : 4096, 0);
+  for (uint32_t i = 0; i < n && !r.bad; i++) {
+    lua_createtable(L, 0, 4);
+    uint32_t slot = th_rd_u32(&r);
+    if (slot > top) top = slot;
+    lua_pushinteger(L, slot);
+    lua_setfield(L, -2, "slot");
+    push_str(L, &r);
+    lua_setfield(L, -2, "path");
+    push_str(L, &r);
+    lua_setfield(L, -2, "text");
+    lua_pushboolean(L, th_rd_u8(&r));
+    lua_setfield(L, -2, "quarantined");
+    lua_pushinteger(L, th_rd_u32(&r));
+    lua_setfield(L, -2, "load");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  if (r.bad || th_limits_owners(&e->limits, top) < 0) {
+    lua_pop(L, 3);  /* the list, the normalizer, the method */
+    return -1;
+  }
+  lua_insert(L, -2);  /* rules(list, norm) */
+  if (call(L, 2, 1, "rules") < 0) return -1;
+  lua_Integer nerr = luaL_len(L, -1);
+  for (lua_Integer i = 1; i <= nerr; i++) {
+    lua_rawgeti(L, -1, i);
+    item(e, TH_ITEM_LOG);
+    item_str(e, L, -1);
+    lua_pop(L, 1);  /* the message */
+  }
+  lua_pop(L, 1);  /* the errors */
+  th_buf_begin(reply, TH_REP_RULES);
+  th_buf_u32(reply, generation);
+  put_items(e, reply);
+  th_buf_end(reply);
+  return reply->oom ? -1 : 0;
+}
+
+int th_engine_quarantine(th_engine *e, const char *p, size_t len) {
+  th_rd r;
+  th_rd_init(&r, p, len);
+  uint32_t slot = th_rd_u32(&r);
+  if (r.bad) return -1;
+  method(e, "quarantine");
+  lua_pushinteger(e->L, slot);
+  return call(e->L, 1, 0, "quarantine");
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+/* owned(slot) -> bytes held by what the rule's calls allocated. */
+static int l_owned(lua_State *L) {
+  th_engine *e = engine_of(L);
+  lua_Integer slot = luaL_checkinteger(L, 1);
+  lua_pushinteger(L, slot < 0 ? 0 : (lua_Integer)th_limits_owned(&e->limits, (unsigned)slot));
+  return 1;
+}
+
+/* After a record: if the heap holds more than half its cap, collect; if it
+ * still does, ask worker.pressure who keeps more than its share. That rule
+ * is quarantined here at once; the host is told after the batch, and this
+ * worker then exits so that a fresh one takes over with a clean heap. When
+ * nobody is to blame (a huge document), look again only once the heap has
+ * grown by another tenth of the cap. */
+static void pressure(th_engine *e) {
+  th_limits *m = &e->limits;
+  if (m->heap_cap == 0 || e->memory_slot >= 0 || (m->heap <= e->quiet_until && !m->capped)) return;
+  lua_gc(e->L, LUA_GCCOLLECT);
+  if (m->heap <= m->heap_cap / 2) {
+    e->quiet_until = m->heap_cap / 2;
+    return;
+  }
+  lua_State *L = e->L;
+  method(e, "pressure");
+  lua_pushinteger(L, (lua_Integer)m->heap_cap);
+  lua_pushlightuserdata(L, e);
+  lua_pushcclosure(L, l_owned, 1);
+  if (call(L, 2, 3, "pressure") < 0) return;
+  if (lua_isinteger(L, -3)) {
+    e->memory_slot = (int)lua_tointeger(L, -3);
+    e->memory_load = (uint32_t)lua_tointeger(L, -2);
+    const char *why = lua_tostring(L, -1);
+    e->memory_why = strdup(why ? why : "a rule keeps more than its share of the heap");
+    method(e, "quarantine");
+    lua_pushinteger(L, e->memory_slot);
+    call(L, 1, 0, "quarantine");
+  } else {
+    e->quiet_until = m->heap + m->heap_cap / 10;
+  }
+  lua_pop(L, 3);  /* pressure's results */
+}
+
+typedef struct one_args {
+  const char *bytes;   /* the record, in the message */
+  size_t len;
+  uint64_t offset;
+  int doc;             /* a whole document */
+} one_args;
+
+/* fn(bytes, path[, offset]) inside a protected call: even making the
+ * record's string may fail, for a record larger than the heap's cap. */
+static int one(lua_State *L) {
+  one_args *a = lua_touserdata(L, 2);
+  lua_pushlstring(L, a->bytes, a->len);
+  lua_replace(L, 2);  /* fn, bytes, path */
+  if (!a->doc) lua_pushinteger(L, (lua_Integer)a->offset);
+  lua_call(L, a->doc ? 2 : 3, 0);
+  return 0;
+}
+
+static void publish_record(th_engine *e, uint64_t batch, uint32_t index) {
+  if (e->status) th_status_step(e->status, TH_STEP_PIPELINE, 0, batch, index);
+}
+
+int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply) {
+  lua_State *L = e->L;
+  th_rd r;
+  th_rd_init(&r, p, len);
+  uint64_t id = th_rd_u64(&r);
+  size_t plen;
+  const char *path = th_rd_str(&r, &plen);
+  uint32_t n = th_rd_u32(&r);
+  if (r.bad) return -1;
+  lua_pushlstring(L, path, plen);  /* the path, once for every record */
+  int pathidx = lua_gettop(L);
+  uint32_t done = 0;
+  for (uint32_t i = 0; i < n && e->items.len <= TH_REPLY_MAX; i++, done++) {
+    uint64_t offset = th_rd_u64(&r);
+    uint32_t flags = th_rd_u32(&r);
+    size_t blen;
+    const char *bytes = th_rd_str(&r, &blen);
+    if (r.bad) break;
+    e->index = i;
+    e->record_mark = e->items.len;
+    e->overflow = 0;
+    uint32_t nmark = e->nitems;
+    publish_record(e, id, i);
+    if (flags & TH_REC_REJECT) {  /* bytes: why it never reached us whole */
+      method(e, "reject");
+      lua_pushvalue(L, pathidx);
+      lua_pushinteger(L, (lua_Integer)offset);
+      lua_pushlstring(L, bytes, blen);
+      call(L, 3, 0, "reject");
+      continue;
+    }
+    if (flags & TH_REC_SKIP) {
+      item(e, TH_ITEM_LOG);
+      char msg[PATH_MAX + 200];
+      int m = snprintf(msg, sizeof msg, "%.*s:%llu: skipped: this record stopped a worker twice with no rule in "
+                       "flight (a crash or a stall while decoding or normalizing it)", (int)(plen < PATH_MAX ? plen : PATH_MAX),
+                       path, (unsigned long long)offset);
+      th_buf_str(&e->items, msg, m > 0 ? ((size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1) : 0);
+      continue;
+    }
+    one_args a = {bytes, blen, offset, (flags & TH_REC_DOCUMENT) != 0};
+    lua_pushcfunction(L, one);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a.doc ? e->document : e->record);
+    lua_pushlightuserdata(L, &a);
+    lua_pushvalue(L, pathidx);
+    int rc = lua_pcall(L, 3, 0, 0);
+    if (rc != LUA_OK && e->memory_slot >= 0) {
+      /* A hoarder was found in the middle of it: what it said is dropped, and
+       * it goes, with the rest, to a fresh worker. */
+      lua_pop(L, 1);  /* the error */
+      e->items.len = e->record_mark;
+      e->nitems = nmark;
+      method(e, "undo");
+      call(L, 0, 0, "undo");
+      break;
+    }
+    if (rc != LUA_OK) {
+      const char *msg = lua_tostring(L, -1);
+      char why[160];
+      if (rc == LUA_ERRMEM)
+        snprintf(why, sizeof why, "larger than a worker's heap can hold (--max-worker-memory %zu MiB), skipped",
+                 e->limits.heap_cap >> 20);
+      else
+        snprintf(why, sizeof why, "internal error: %.100s", msg ? msg : "(no message)");
+      lua_pop(L, 1);  /* the error */
+      lua_gc(L, LUA_GCCOLLECT);
+      method(e, "reject");
+      lua_pushvalue(L, pathidx);
+      lua_pushinteger(L, (lua_Integer)offset);
+      lua_pushstring(L, why);
+      call(L, 3, 0, "reject");
+    }
+    if (e->overflow) {  /* what it said is dropped, and it is reported instead */
+      e->items.len = e->record_mark;
+      e->nitems = nmark;
+      e->overflow = 0;
+      method(e, "reject");
+      lua_pushvalue(L, pathidx);
+      lua_pushinteger(L, (lua_Integer)offset);
+      lua_pushfstring(L, "its alerts and messages came to more than %d MiB, more than one record may give; "
+                      "skipped", (int)(TH_RECORD_REPLY_MAX >> 20));
+      call(L, 3, 0, "reject");
+    }
+    pressure(e);
+    if (e->memory_slot >= 0) {  /* the rest goes to a fresh worker: this one exits */
+      done++;
+      break;
+    }
+  }
+  lua_pop(L, 1);  /* the path */
+  if (r.bad) return -1;
+  if (e->status) {
+    atomic_store_explicit(&e->status->heap, e->limits.heap, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->status->batches, 1, memory_order_relaxed);
+    th_status_rule(e->status, TH_STEP_IDLE, 0);
+  }
+
+  th_buf_begin(reply, TH_REP_BATCH);
+  th_buf_u64(reply, id);
+  th_buf_u32(reply, done);
+  method(e, "counters");
+  if (call(L, 0, 1, "counters") < 0) lua_newtable(L);
+  lua_getfield(L, -1, "records");
+  th_buf_u64(reply, (uint64_t)lua_tointeger(L, -1));
+  lua_getfield(L, -2, "malformed");
+  th_buf_u64(reply, (uint64_t)lua_tointeger(L, -1));
+  lua_getfield(L, -3, "failed");
+  th_buf_u64(reply, (uint64_t)lua_tointeger(L, -1));
+  lua_pop(L, 3);  /* the three counts */
+  put_items(e, reply);
+  lua_getfield(L, -1, "rules");
+  lua_Integer nr = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
+  th_buf_u32(reply, (uint32_t)nr);
+  for (lua_Integer i = 1; i <= nr; i++) {
+    lua_rawgeti(L, -1, i);
+    for (int k = 1; k <= 4; k++) {
+      lua_rawgeti(L, -1, k);
+      lua_Integer v = lua_tointeger(L, -1);
+      if (k == 1) th_buf_u32(reply, (uint32_t)v);
+      else th_buf_u64(reply, (uint64_t)v);
+      lua_pop(L, 1);  /* the value */
+    }
+    lua_pop(L, 1);  /* the rule's counters */
+  }
+  lua_pop(L, 2);  /* rules, counters */
+  th_buf_end(reply);
+  return reply->oom ? -1 : 0;
+}
+
+/* The message that says a rule keeps too much (after a batch reply), or NULL. */
+const char *th_engine_memory(const th_engine *e, int *slot, uint32_t *load) {
+  *slot = e->memory_slot;
+  *load = e->memory_load;
+  return e->memory_slot >= 0 ? e->memory_why : NULL;
+}
+
+/* ---- the gate --------------------------------------------------------------- */
+
+static const char *field_str(lua_State *L, int t, const char *k, size_t *len) {
+  lua_getfield(L, t, k);
+  const char *s = lua_tolstring(L, -1, len);
+  lua_pop(L, 1);  /* still referenced by the table */
+  if (s == NULL) {
+    *len = 0;
+    return "";
+  }
+  return s;
+}
+
+static void put_field(th_buf *b, lua_State *L, int t, const char *k) {
+  size_t n;
+  const char *s = field_str(L, t, k, &n);
+  th_buf_str(b, s, n);
+}
+
+int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply) {
+  lua_State *L = e->L;
+  th_rd r;
+  th_rd_init(&r, p, len);
+  uint32_t n = th_rd_u32(&r);
+  method(e, "load");
+  lua_createtable(L, n < 4096 ? (int)n : 4096, 0);
+  for (uint32_t i = 0; i < n && !r.bad; i++) {
+    lua_createtable(L, 0, 2);
+    push_str(L, &r);
+    lua_setfield(L, -2, "path");
+    push_str(L, &r);
+    lua_setfield(L, -2, "text");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  if (r.bad) {
+    lua_pop(L, 2);  /* the files, the method */
+    return -1;
+  }
+  if (call(L, 1, 2, "load") < 0) return -1;
+  th_buf_begin(reply, TH_REP_LOADED);
+  lua_Integer nr = luaL_len(L, -2);
+  th_buf_u32(reply, (uint32_t)nr);
+  for (lua_Integer i = 1; i <= nr; i++) {
+    lua_rawgeti(L, -2, i);
+    int t = lua_gettop(L);
+    put_field(reply, L, t, "path");
+    lua_getfield(L, t, "ok");
+    int ok = lua_toboolean(L, -1);
+    lua_pop(L, 1);  /* ok */
+    th_buf_u8(reply, (uint8_t)ok);
+    put_field(reply, L, t, ok ? "id" : "error");
+    put_field(reply, L, t, "name");
+    put_field(reply, L, t, "version");
+    lua_pop(L, 1);  /* the result */
+  }
+  size_t flen = 0;
+  const char *fatal = lua_tolstring(L, -1, &flen);
+  th_buf_str(reply, fatal ? fatal : "", fatal ? flen : 0);
+  lua_pop(L, 2);  /* results, fatal */
+  put_items(e, reply);
+  th_buf_end(reply);
+  return reply->oom ? -1 : 0;
+}
+
+int th_engine_gate(th_engine *e, const char *p, size_t len, th_buf *reply) {
+  lua_State *L = e->L;
+  th_rd r;
+  th_rd_init(&r, p, len);
+  method(e, "gate");
+  lua_createtable(L, 0, 6);
+  lua_pushboolean(L, th_rd_u8(&r));
+  lua_setfield(L, -2, "all");
+  uint32_t n = th_rd_u32(&r);
+  lua_createtable(L, n < 4096 ? (int)n : 4096, 0);
+  for (uint32_t i = 0; i < n && !r.bad; i++) {
+    lua_createtable(L, 0, 3);
+    push_str(L, &r);
+    lua_setfield(L, -2, "path");
+    push_str(L, &r);
+    lua_setfield(L, -2, "text");
+    lua_pushinteger(L, (lua_Integer)th_rd_u64(&r));
+    lua_setfield(L, -2, "mtime");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "changed");
+  for (int k = 0; k < 2 && !r.bad; k++) {
+    n = th_rd_u32(&r);
+    lua_createtable(L, n < 4096 ? (int)n : 4096, 0);
+    for (uint32_t i = 0; i < n && !r.bad; i++) {
+      push_str(L, &r);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, k == 0 ? "removed" : "missing");
+  }
+  if (th_rd_u8(&r)) {
+    push_str(L, &r);
+    lua_setfield(L, -2, "normalizer");
+    lua_pushinteger(L, (lua_Integer)th_rd_u64(&r));
+    lua_setfield(L, -2, "normalizer_mtime");
+  }
+  if (r.bad) {
+    lua_pop(L, 2);  /* the request, the method */
+    return -1;
+  }
+  if (call(L, 1, 3, "gate") < 0) return -1;
+  /* logs, live, normalizer accepted */
+  lua_Integer nl = luaL_len(L, -3);
+  for (lua_Integer i = 1; i <= nl; i++) {
+    lua_rawgeti(L, -3, i);
+    item(e, TH_ITEM_LOG);
+    item_str(e, L, -1);
+    lua_pop(L, 1);  /* the line */
+  }
+  th_buf_begin(reply, TH_REP_GATE);
+  put_items(e, reply);
+  lua_Integer nlive = luaL_len(L, -2);
+  th_buf_u32(reply, (uint32_t)nlive);
+  for (lua_Integer i = 1; i <= nlive; i++) {
+    lua_rawgeti(L, -2, i);
+    int t = lua_gettop(L);
+    put_field(reply, L, t, "path");
+    lua_getfield(L, t, "new");
+    th_buf_u8(reply, (uint8_t)lua_toboolean(L, -1));
+    lua_pop(L, 1);  /* new */
+    put_field(reply, L, t, "id");
+    put_field(reply, L, t, "name");
+    put_field(reply, L, t, "version");
+    lua_pop(L, 1);  /* the rule */
+  }
+  th_buf_u8(reply, (uint8_t)lua_toboolean(L, -1));
+  lua_pop(L, 3);  /* gate's results */
+  th_buf_end(reply);
+  return reply->oom ? -1 : 0;
+}
+
+/* ---- the authoring commands ---------------------------------------------------- */
 
 typedef struct command_args {
   const char *home;
@@ -558,7 +855,7 @@ typedef struct command_args {
 /* cli.main({ argv... }) -> exit code; inside a protected call. */
 static int command(lua_State *L) {
   const command_args *a = lua_touserdata(L, 1);
-  prepare(L, a->home, 1);
+  prepare(L, a->home, NULL);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "cli");
   lua_call(L, 1, 1);  /* the cli module */
@@ -574,11 +871,12 @@ static int command(lua_State *L) {
 
 int th_engine_command(const char *home, int argc, char **argv) {
   static th_limits limits;  /* the commands load and test rules under the same limits */
-  lua_State *L = new_state(&limits, home, 0, 0);
+  lua_State *L = th_limits_state(&limits, home, 0, 0, 0);
   if (L == NULL) {
     th_log("cannot create a Lua state: out of memory");
     return 1;
   }
+  lua_atpanic(L, panic);
   command_args a = {home, argc, argv};
   lua_pushcfunction(L, command);
   lua_pushlightuserdata(L, &a);

@@ -1,9 +1,11 @@
 /* engine.h: the Lua side of trailhound, seen from C.
  *
- * This is the only part of the host that talks to the Lua C API. It owns one
- * lua_State running scripts/host.lua, which decodes records, normalizes them,
- * runs every rule (each in its own sandboxed environment) and hands alerts
- * back through the output. C feeds it raw record bytes with their origin.
+ * The only part of the program that talks to the Lua C API. In a worker it
+ * owns one lua_State running scripts/worker.lua, which decodes records,
+ * normalizes them, runs the rules (each in its own sandboxed environment)
+ * and builds alerts; the engine turns the host's messages (proto.h) into
+ * calls to it and its answers into replies. The authoring commands (test,
+ * check, ...) run scripts/commands/cli.lua in a state of their own.
  */
 #ifndef TH_ENGINE_H
 #define TH_ENGINE_H
@@ -11,75 +13,62 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../dispatch.h"
-#include "../output.h"
-
-typedef struct lua_State lua_State;
+#include "../proto.h"
+#include "limits.h"
 
 typedef struct th_engine_opts {
-  const char *home;       /* folder holding scripts/ (and default rules/) */
-  const char *rules_dir;  /* folder of rule modules */
+  const char *home;       /* folder holding scripts/ */
+  int role;               /* TH_ROLE_EVAL or TH_ROLE_GATE */
   const char *mode;       /* "replay" or "run" */
-  th_output *out;         /* where alerts go; not owned */
-  char **only;            /* NULL, or rules to run (names, ids, file names); not owned */
-  int nonly;
-  long long max_instructions;  /* budget of one rule call; 0: TH_MAX_INSTRUCTIONS */
-  size_t max_memory;      /* bytes one rule call may add to the heap; 0: TH_MAX_MEMORY */
-  int quarantine_after;   /* consecutive failures that quarantine a rule; 0: host.lua's default,
-                             negative: never */
+  char **only;            /* rules to run (names, ids or file names); not owned */
+  uint32_t nonly;
+  long long max_instructions;  /* budget of one rule call; 0: the default */
+  size_t max_memory;      /* bytes one rule call may add to the heap; 0: the default */
+  size_t heap_cap;        /* bytes the whole heap may hold; 0: no cap */
+  uint32_t quarantine_after;  /* failures in a row that quarantine a rule; 0: never */
+  th_status *status;      /* the status page; not owned */
 } th_engine_opts;
 
-/* Defaults of the limits (see "Limits" in engine.c). */
-#define TH_MAX_INSTRUCTIONS 10000000LL
-#define TH_MAX_MEMORY ((size_t)64 << 20)
-
-struct th_limits;
-
 typedef struct th_engine {
-  lua_State *L;           /* the host's Lua state */
-  int host;               /* registry ref: the host module table */
-  int record;             /* registry ref: host.record */
-  th_output *out;         /* alerts sink; not owned */
-  struct th_limits *limits;  /* the allocator's and the hook's state; owned */
+  lua_State *L;           /* the worker's Lua state */
+  int mod;                /* registry ref: the worker module table */
+  int record;             /* registry ref: worker.record */
+  int document;           /* registry ref: worker.document */
+  th_limits limits;       /* the allocator's and the hook's state (must outlive L) */
+  th_status *status;      /* not owned */
+  th_buf items;           /* items of the reply at hand, in order */
+  uint32_t nitems;
+  uint32_t index;         /* the record at hand, for its items */
+  size_t record_mark;     /* items.len when it began */
+  int overflow;           /* it said more than TH_RECORD_REPLY_MAX */
+  size_t quiet_until;     /* heap size below which pressure is not looked at again */
+  int memory_slot;        /* a rule found keeping more than its share, or -1 */
+  uint32_t memory_load;   /* ... which load of it */
+  char *memory_why;       /* ... and the message saying so; owned */
 } th_engine;
 
-
-/* Start Lua, load the host scripts and the rules. A rule that fails to load
- * is reported and left out; only a broken host script fails init.
- * Returns 0 or -1 (reported on stderr); call th_engine_close either way. */
+/* Start Lua and load the pipeline. Returns 0 or -1 (reported on stderr);
+ * call th_engine_close either way. */
 int th_engine_init(th_engine *e, const th_engine_opts *o);
 
-/* Process one record: bytes of a JSON value read at offset of path. */
-void th_engine_record(th_engine *e, const char *buf, size_t len, const char *path,
-                      uint64_t offset);
+/* Each takes a message's payload and writes the reply frame, if any, into
+ * reply (th_buf_begin .. th_buf_end). Returns 0, or -1 when the payload does
+ * not parse or memory ran out (the worker then exits). */
+int th_engine_rules(th_engine *e, const char *p, size_t len, th_buf *reply);
+int th_engine_quarantine(th_engine *e, const char *p, size_t len);
+int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply);
+int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply);
+int th_engine_gate(th_engine *e, const char *p, size_t len, th_buf *reply);
 
-/* Process a whole file read at once: a CloudTrail S3 object or an array of
- * records, else line by line if it turns out to be NDJSON. */
-void th_engine_document(th_engine *e, const char *buf, size_t len, const char *path);
-
-/* Count and report a record that never reached the decoder (too long,
- * unreadable). reason is a short phrase. */
-void th_engine_reject(th_engine *e, const char *path, uint64_t offset, const char *reason);
-
-/* Print the closing summary on stderr. files: read to the end; failed: could
- * not be read. */
-void th_engine_summary(th_engine *e, unsigned files, unsigned failed);
-
-/* Look for changed rule files and normalizer (all: reload every one, as on
- * SIGHUP; settled: nothing has been written to them for a while, as after a
- * burst of file events). A new version goes live only once it compiles and
- * passes its tests. Returns the milliseconds after which to look again (a
- * change still being written), or 0. */
-int th_engine_reload(th_engine *e, int all, int settled);
-
-/* Print per-rule statistics and the given files' progress on stderr. */
-void th_engine_stats(th_engine *e, const th_file_stat *files, size_t nfiles);
+/* After a batch: the message saying a rule keeps more than its share of the
+ * heap (and its slot), or NULL. The worker then exits, to start afresh. */
+const char *th_engine_memory(const th_engine *e, int *slot, uint32_t *load);
 
 void th_engine_close(th_engine *e);
 
-/* Run a command written in Lua (scripts/cli.lua: test, check, explain, show,
- * new, dev) in a Lua state of its own. argv[0] is the command name. Returns
- * the command's exit code (1 if it could not start). */
+/* Run a command written in Lua (scripts/commands/cli.lua: test, check,
+ * explain, show, new, dev) in a Lua state of its own. argv[0] is the command
+ * name. Returns the command's exit code (1 if it could not start). */
 int th_engine_command(const char *home, int argc, char **argv);
 
 #endif

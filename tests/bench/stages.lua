@@ -5,11 +5,11 @@
 --   lua5.4 tests/bench/stages.lua STAGE FILE [RULES_DIR]
 --
 --   read       read the lines, nothing else (Lua's I/O floor)
---   decode     + cjson.decode every line (lua-cjson, as scripts/host.lua uses it)
+--   decode     + cjson.decode every line (lua-cjson, as scripts/worker.lua uses it)
 --   filter     + the jq filter of run.sh on the raw record (decode + filter: what jq does)
 --   normalize  decode + normalize.normalize (CloudTrail -> ECS, scripts/normalize.lua)
 --   match      + every rule's compiled KQL match over event.getter (no alert built)
---   host       the whole of scripts/host.lua: H.record per line, alerts built, encoded and
+--   host       the whole of scripts/worker.lua: W.record per line, alerts built, encoded and
 --              handed to a sink that drops them (what build/trailhound does, minus the C
 --              framer and the write)
 --
@@ -29,11 +29,18 @@ f:setvbuf("full", 1 << 20)
 local records, matches = 0, 0
 
 if stage == "host" then
-  local host = require "host"
-  host.init({ rules = rules_dir, home = ".", mode = "replay",
-              emit = function() matches = matches + 1 return true end,
-              log = function(msg) io.stderr:write(msg, "\n") end })
-  local record, offset = host.record, 0
+  local worker = require "worker"
+  worker.init({ mode = "replay", emit = function() matches = matches + 1 end,
+                log = function(msg) io.stderr:write(msg, "\n") end })
+  local list = {}
+  local p = io.popen("ls " .. rules_dir .. "/*.lua")
+  for file in p:lines() do
+    local src = io.open(file):read("a")
+    list[#list + 1] = { slot = #list, path = file, text = src }
+  end
+  p:close()
+  worker.rules(list, { path = "scripts/normalize.lua", text = io.open("scripts/normalize.lua"):read("a") })
+  local record, offset = worker.record, 0
   for line in f:lines() do
     record(line, path, offset)
     offset = offset + #line + 1

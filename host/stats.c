@@ -1,0 +1,90 @@
+/* stats.c: the summary and the statistics, as tables (see stats.h). */
+#include "stats.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "progress.h"
+
+static const char *plural(unsigned long long n) { return n == 1 ? "" : "s"; }
+
+typedef struct sum {
+  FILE *f;
+  unsigned long long alerts;
+  int rows;
+} sum;
+
+static void count_alerts(const th_rule *rule, void *ud) {
+  sum *s = ud;
+  s->alerts += rule->alerts;
+  s->rows++;
+}
+
+static void summary_row(const th_rule *rule, void *ud) {
+  sum *s = ud;
+  fprintf(s->f, "  %7llu  %6llu  %-24s  %-24s  %s\n", (unsigned long long)rule->alerts,
+          (unsigned long long)rule->errors, rule->first[0] ? rule->first : "-", rule->last[0] ? rule->last : "-",
+          rule->name);
+}
+
+void th_stats_summary(const th_rules *r, const th_dispatch *d, unsigned files, unsigned failed) {
+  th_dispatch_totals t;
+  th_dispatch_totals_get(d, &t);
+  sum s = {stderr, 0, 0};
+  th_rules_each(r, count_alerts, &s);
+  th_progress_clear();
+  char unreadable[48] = "";
+  if (failed > 0) snprintf(unreadable, sizeof unreadable, " (%u unreadable)", failed);
+  fprintf(stderr, "trailhound: %u file%s%s, %llu record%s, %llu malformed, %llu alert%s\n", files, plural(files),
+          unreadable, (unsigned long long)t.records, plural(t.records), (unsigned long long)t.malformed,
+          s.alerts, plural(s.alerts));
+  if (s.rows > 0) {
+    fprintf(stderr, "  %7s  %6s  %-24s  %-24s  %s\n", "alerts", "errors", "first event", "last event", "rule");
+    th_rules_each(r, summary_row, &s);
+  }
+  fflush(stderr);
+}
+
+static void stats_row(const th_rule *rule, void *ud) {
+  sum *s = ud;
+  fprintf(s->f, "  %9llu  %7llu  %7llu  %9.1f  %-11s  %s\n", (unsigned long long)rule->seen,
+          (unsigned long long)rule->alerts, (unsigned long long)rule->errors, (double)rule->time_ns / 1e6,
+          rule->quarantined ? "quarantined" : "running", rule->name);
+}
+
+void th_stats_print(const th_rules *r, const th_dispatch *d, const th_pool *p, const th_file_stat *files,
+                    size_t nfiles, double seconds) {
+  th_dispatch_totals t;
+  th_dispatch_totals_get(d, &t);
+  sum s = {stderr, 0, 0};
+  th_rules_each(r, count_alerts, &s);
+  th_progress_clear();
+  fprintf(stderr, "trailhound: statistics after %.0f s: %llu record%s, %llu malformed, %llu alert%s\n", seconds,
+          (unsigned long long)t.records, plural(t.records), (unsigned long long)t.malformed, s.alerts,
+          plural(s.alerts));
+  fprintf(stderr, "  %9s  %7s  %7s  %9s  %-11s  %s\n", "events", "alerts", "errors", "time ms", "state", "rule");
+  th_rules_each(r, stats_row, &s);
+  if (nfiles > 0) {
+    fprintf(stderr, "  %12s  %12s  %12s  %s\n", "offset", "size", "lag bytes", "file");
+    for (size_t i = 0; i < nfiles; i++)
+      fprintf(stderr, "  %12llu  %12llu  %12llu  %s\n", (unsigned long long)files[i].offset,
+              (unsigned long long)files[i].size,
+              (unsigned long long)(files[i].size > files[i].offset ? files[i].size - files[i].offset : 0),
+              files[i].path);
+  }
+  fprintf(stderr, "  %6s  %8s  %9s  %8s  %8s  %9s  %s\n", "worker", "pid", "batches", "restarts", "heap MiB",
+          "in flight", "role");
+  for (unsigned i = 0; i <= p->n; i++) {
+    const th_worker *w = &p->w[i];
+    fprintf(stderr, "  %6d  %8d  %9llu  %8u  %8.1f  %9u  %s\n", w->index, w->alive ? (int)w->pid : 0,
+            (unsigned long long)w->batches, w->starts > 0 ? w->starts - 1 : 0, (double)w->last_heap / 1048576.0,
+            th_dispatch_worker_load(d, w), w->role == TH_ROLE_GATE ? "gate" : w->alive ? "evaluate" : "starting");
+  }
+  fprintf(stderr, "  queue: %llu batch%s waiting, %llu with workers, %.1f of %.1f MiB held; %llu written, "
+          "%llu sent again after a worker was lost; %.1f MiB of alerts waiting for stdout\n",
+          (unsigned long long)t.queued, t.queued == 1 ? "" : "es", (unsigned long long)t.in_flight,
+          (double)t.bytes / 1048576.0, (double)t.limit / 1048576.0, (unsigned long long)t.batches,
+          (unsigned long long)t.resent, (double)t.output / 1048576.0);
+  fflush(stderr);
+}
