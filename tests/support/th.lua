@@ -95,26 +95,30 @@ end
 -- Start `trailhound run ...` in the background. Returns a handle with
 -- :out(), :err(), :signal(sig), :wait(timeout) -> exit code or nil.
 -- opts.env: "NAME=value ..." set for the binary.
+-- opts.bin: another binary than M.bin (the test build with a hole).
+-- opts.stdout: where alerts go (default: a file of the handle's folder);
+-- opts.append: open it with >> (O_APPEND), as `trailhound run >> alerts` does.
 function M.start(args, opts)
   opts = opts or {}
   local d = M.tmpdir()
+  local out = opts.stdout or (d .. "/out")
   -- The default state file goes to a folder of the spec's own.
   local cmd = string.format(
-    "( XDG_STATE_HOME=%s/xdg %s %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; " ..
+    "( XDG_STATE_HOME=%s/xdg %s %s %s %s%s 2>%s/err </dev/null & echo $! >%s/pid; wait $!; " ..
     "echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc ) >/dev/null 2>&1 &",
-    d, opts.env or "", quote(M.bin), argv(args), d, d, d, d, d, d)
+    d, opts.env or "", quote(opts.bin or M.bin), argv(args), opts.append and ">>" or ">", quote(out), d, d, d, d, d)
   os.execute(cmd)
-  local h = { dir = d }
+  local h = { dir = d, stdout = out }
   local deadline = os.time() + 10
   while not M.read(d .. "/pid") or M.read(d .. "/pid") == "" do
     assert(os.time() < deadline, "trailhound did not start")
     M.sleep(0.01)
   end
   h.pid = tonumber(M.read(d .. "/pid"):match("%d+"))
-  function h.out() return M.read(d .. "/out") or "" end
+  function h.out() return M.read(out) or "" end
   -- Lines written to stdout so far, counted without reading them into Lua.
   function h.count()
-    local p = io.popen("wc -l < " .. d .. "/out 2>/dev/null")
+    local p = io.popen("wc -l < " .. quote(out) .. " 2>/dev/null")
     local n = tonumber(p:read("a")) or 0
     p:close()
     return n
