@@ -1,0 +1,266 @@
+-- End to end: rules run in worker processes, never in the host.
+--
+-- The host (C, one libuv loop) reads files, keeps checkpoints and writes
+-- alerts; `trailhound __worker` children evaluate, each under a seccomp
+-- filter, watched by a wall-clock watchdog (--max-time) and a heap cap
+-- (--max-worker-memory). What the issue measured on the old version is the
+-- requirement here: a rule stuck inside one C call froze the host, SIGTERM
+-- included; a rule keeping 30 MB per event grew the host to 8.5 GB; alerts
+-- died in stdout's buffer. Real processes, real files, real signals, real
+-- kill -9.
+--
+-- Timing targets are the issue's (signals served within 100 ms, a stop within
+-- one second whatever a rule does); the assertions allow more where the
+-- machine is shared (2 cores), and more again on the ASan build. Measured
+-- figures are printed as TAP comments ("# ...").
+
+local cjson = require "cjson"
+local system = require "system"
+local th = require "support.th"
+local ev = require "support.events"
+
+-- 13 events: 6 model-access and 4 policy attempts give exactly 10 alerts
+-- (examples/NOTICE.md); the first PutResourcePolicy is the 7th line.
+local DENIED = "examples/cloudtrail/bedrock-denied-derived.ndjson"
+local BEDROCK = { [ev.MODEL_ACCESS] = 6, [ev.POLICY] = 4 }
+
+local ASAN = th.bin:find("asan") ~= nil
+-- The issue's targets, or what a sanitizer build (several times slower) gets.
+local STOP_S = ASAN and 3 or 1      -- SIGTERM/SIGINT: stopped within
+local SIGNAL_S = ASAN and 3 or 1    -- SIGUSR1: statistics within (target 0.1 s, shared machine)
+
+local function now() return system.gettime() end
+
+local function say(fmt, ...)
+  io.stderr:write("# ", string.format(fmt, ...), ASAN and " (ASan build)" or "", "\n")
+end
+
+-- Lua pattern for a literal string.
+local function lit(s) return (s:gsub("%p", "%%%0")) end
+
+-- Each line of a file with the byte offset it starts at.
+local function lines_at(path)
+  local list, off = {}, 0
+  for line in (th.read(path) or ""):gmatch("([^\n]*)\n") do
+    list[#list + 1] = { offset = off, text = line }
+    off = off + #line + 1
+  end
+  return list
+end
+
+-- Offset of the first line of DENIED whose eventName is name.
+local function offset_of(name)
+  for _, l in ipairs(lines_at(DENIED)) do
+    if cjson.decode(l.text).eventName == name then return l.offset end
+  end
+  error("no " .. name .. " in " .. DENIED)
+end
+
+-- A rule module. o: n (its id's number), name, body (of match, after the
+-- filter), on (the eventName it acts on; nil: every event), pre (code before
+-- the module's table), tests (Lua source of a tests field).
+local function rule(o)
+  return table.concat({
+    o.pre or "",
+    "return {",
+    string.format('  rule_id = "22222222-3333-4444-8555-%012d", name = "%s",', o.n, o.name),
+    '  description = "workers spec", severity = "low", risk_score = 1,',
+    o.tests and ("  tests = " .. o.tests .. ",") or "",
+    "  match = function(e)",
+    o.on and string.format('    if e["event.action"] ~= "%s" then return false end', o.on) or "",
+    "    " .. o.body,
+    "  end,",
+    "}",
+    "",
+  }, "\n")
+end
+
+-- A rules folder: the two bundled Bedrock rules and these { file name = source }.
+local function rules_dir(extra)
+  local d = th.tmpdir()
+  os.execute("cp rules/*.lua " .. th.quote(d))
+  for name, src in pairs(extra or {}) do th.write(d .. "/" .. name, src) end
+  return d
+end
+
+-- Wait for fn with a fine poll (5 ms): for measuring how soon something happens.
+local function wait_fine(fn, timeout)
+  local deadline = now() + timeout
+  repeat
+    local v = fn()
+    if v then return v end
+    system.sleep(0.005)
+  until now() > deadline
+  return nil
+end
+
+-- The worker table of the last statistics block in a host's stderr, once
+-- the block is whole: { index, pid, batches, restarts, heap (MiB), in_flight,
+-- role } per worker, and the block's text; nil while there is none.
+local function last_stats(err)
+  local at, from = nil, 1
+  while true do
+    local s = err:find("statistics after", from, true)
+    if not s then break end
+    at, from = s, s + 1
+  end
+  local stop = at and select(2, err:find("\n  queue: [^\n]*\n", at))
+  if not stop then return nil end
+  local block = err:sub(at, stop)
+  local rows = {}
+  for i, pid, b, r, heap, fl, role in block:gmatch("\n%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)%s+([%d%.]+)%s+(%d+)%s+(%a+)") do
+    rows[#rows + 1] = { index = tonumber(i), pid = tonumber(pid), batches = tonumber(b), restarts = tonumber(r),
+      heap = tonumber(heap), in_flight = tonumber(fl), role = role }
+  end
+  return rows, block
+end
+
+local function nstats(err) return select(2, err:gsub("statistics after", "")) end
+
+-- Ask a running host for statistics (SIGUSR1) and wait for the whole table.
+local function stats(h)
+  local before = nstats(h.err())
+  h.signal("USR1")
+  local rows, block
+  th.wait_for(function()
+    local err = h.err()
+    if nstats(err) <= before then return false end
+    rows, block = last_stats(err)
+    return rows ~= nil
+  end, 10)
+  assert.truthy(rows, "no statistics on SIGUSR1: " .. h.err())
+  return rows, block
+end
+
+-- Alerts of one or more outputs by the source event's id: { [id] = { uuid = count } },
+-- and the number of alert lines.
+local function by_event(...)
+  local seen, n = {}, 0
+  for _, out in ipairs({ ... }) do
+    for line in out:gmatch("[^\n]+") do
+      local a = cjson.decode(line)
+      local id = a.event.id
+      seen[id] = seen[id] or {}
+      seen[id][a.kibana.alert.uuid] = (seen[id][a.kibana.alert.uuid] or 0) + 1
+      n = n + 1
+    end
+  end
+  return seen, n
+end
+
+-- The four stalls of the issue: each runs inside one C call (or a quadratic
+-- string of them), where no instruction is counted. Measured with lua5.4
+-- alone, each runs past 10 s.
+local STALLS = {
+  { "string_rep", 'return #string.rep("", math.maxinteger) > 0' },
+  { "table_move", "return #table.move({}, 1, math.maxinteger - 1, 2) > 0" },
+  { "concat", 'local s = "" for _ = 1, 3000000 do s = s .. "x" end return #s < 0' },
+  -- a 30 KB string made of the event's own field, and a backtracking pattern
+  { "backtrack", 'local s = e["event.action"]:rep(1800) return s:find(".-.-.-x") ~= nil' },
+}
+
+local function stall_rule(i, s, tests)
+  return rule({ n = 100 + i, name = "stall " .. s[1], on = "PutResourcePolicy", body = s[2], tests = tests })
+end
+
+describe("workers", function()
+  local h
+  after_each(th.cleanup)  -- stops the hosts started too
+
+  describe("a rule stuck in one C call", function()
+    local at = offset_of("PutResourcePolicy")
+
+    for i, s in ipairs(STALLS) do
+      it("(" .. s[1] .. ") is stopped after --max-time in replay: quarantined with file, record and time, and every " ..
+        "Bedrock alert is there", function()
+        local d = rules_dir({ [s[1] .. ".lua"] = stall_rule(i, s) })
+        local t0 = now()
+        h = th.start({ "replay", "--rules", d, "--max-time", "300", DENIED })
+        local rc = h.wait(60)
+        local took = now() - t0
+        assert.equal(0, rc, "replay did not finish within 60 s: " .. h.err())
+        say("%s: replay with --max-time 300 took %.2f s", s[1], took)
+        local err = h.err()
+        assert.same(BEDROCK, th.by_rule(th.alerts(h.out())))
+        assert.matches("13 records, 0 malformed, 10 alerts", err, 1, true)
+        local file = d .. "/" .. s[1] .. ".lua"
+        local ms = err:match("rule " .. lit(file) .. " quarantined: a call ran for (%d+) ms on " .. lit(DENIED) ..
+          ":" .. at .. ", past %-%-max%-time %(300 ms%)")
+        assert.truthy(ms, "no quarantine naming the rule, the record and the time in:\n" .. err)
+        assert.is_true(tonumber(ms) >= 300, ms .. " ms reported")
+        -- About --max-time, not forever: the watchdog ticks every 60 ms at this limit.
+        assert.is_true(took >= 0.3, string.format("%.2f s: the rule cannot have run for 300 ms", took))
+        assert.is_true(took < (ASAN and 10 or 3), string.format("replay took %.2f s", took))
+      end)
+    end
+
+    for i, s in ipairs(STALLS) do
+      it("(" .. s[1] .. ") added while running: statistics and SIGTERM are served while it is stuck, no event is " ..
+        "lost, and the restart does not stall on the same record", function()
+        local d = rules_dir()
+        local dir = th.tmpdir()
+        local f, state = dir .. "/ct.ndjson", dir .. "/state"
+        local lines = th.lines(DENIED)
+        th.write(f, table.concat(lines, "\n", 1, 6) .. "\n")  -- the 6 model-access attempts
+        -- --max-time 30000: the stop, not the watchdog, must end what is stuck.
+        h = th.start({ "run", "--rules", d, "--state", state, "--max-time", "30000", "--poll", "50", f })
+        assert.truthy(th.wait_for(function() return h.count() >= 6 end, 20), h.err())
+        -- Saved into the folder; its test does not reach the stall, so it passes the gate.
+        local file = d .. "/" .. s[1] .. ".lua"
+        th.write(file, stall_rule(i, s,
+          '{ { name = "another action", expect = false, event = { eventName = "ListFoundationModels" } } }'))
+        assert.truthy(th.wait_for(function() return h.err():find("added from " .. file, 1, true) end, 20),
+          "the rule did not pass the gate: " .. h.err())
+        th.append(f, table.concat(lines, "\n", 7) .. "\n")
+        -- The batch holding the 7 new lines is stuck at the first PutResourcePolicy.
+        local rows = th.wait_for(function()
+          local r = stats(h)
+          for _, w in ipairs(r) do
+            if w.role == "evaluate" and w.in_flight > 0 then return r end
+          end
+          th.sleep(0.1)
+        end, 20)
+        assert.truthy(rows, "no batch went to a worker: " .. h.err())
+        th.sleep(0.3)
+        -- SIGUSR1 while the call is stuck.
+        local t0 = now()
+        local before = nstats(h.err())
+        h.signal("USR1")
+        local got = wait_fine(function() return nstats(h.err()) > before end, 10)
+        local usr1 = now() - t0
+        say("%s: statistics %.0f ms after SIGUSR1, while a rule call is stuck", s[1], usr1 * 1000)
+        assert.truthy(got, "no statistics while the rule is stuck: " .. h.err())
+        assert.is_true(usr1 < SIGNAL_S, string.format("statistics %.2f s after SIGUSR1", usr1))
+        assert.equal(6, h.count(), "alerts after the stuck record came out: it was not stuck")
+        -- SIGTERM while the call is stuck.
+        t0 = now()
+        h.signal("TERM")
+        local rc = h.wait(35)
+        local took = now() - t0
+        say("%s: stopped %.0f ms after SIGTERM, while a rule call is stuck", s[1], took * 1000)
+        assert.equal(0, rc, "no stop on SIGTERM: " .. h.err())
+        assert.is_true(took < STOP_S, string.format("SIGTERM took %.2f s", took))
+        assert.matches("SIGTERM: stopping", h.err(), 1, true)
+        local first = h.out()
+        -- The restart meets the same record: the watchdog quarantines the rule, the rest goes on.
+        local h2 = th.start({ "run", "--rules", d, "--state", state, "--max-time", "300", "--poll", "50", f })
+        assert.truthy(th.wait_for(function() return h2.count() >= 4 end, 30), "the restart stalled: " .. h2.err())
+        assert.matches("rule " .. lit(file) .. " quarantined: a call ran for %d+ ms on " .. lit(f) .. ":" .. at ..
+          ", past", h2.err())
+        -- and follows the file on
+        th.append(f, ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "after-restart")))
+        assert.truthy(th.wait_for(function() return h2.count() >= 5 end, 20), h2.err())
+        h2.signal("TERM")
+        assert.equal(0, h2.wait(10))
+        -- Across the two runs: every alert once (the first run's batch was committed before the stop).
+        local all = th.alerts(first .. h2.out())
+        assert.same({ [ev.MODEL_ACCESS] = 6, [ev.POLICY] = 5 }, th.by_rule(all))
+        local seen, n = by_event(first, h2.out())
+        assert.truthy(seen["after-restart"])
+        local distinct = 0
+        for _ in pairs(seen) do distinct = distinct + 1 end
+        assert.equal(n, distinct, "an alert was written twice")
+      end)
+    end
+  end)
+end)
