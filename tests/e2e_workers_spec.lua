@@ -142,6 +142,29 @@ local function stats(h)
   return rows, block
 end
 
+-- Resident memory of a process now, in MiB (0 once it is gone).
+local function rss_mib(pid)
+  local status = th.read("/proc/" .. pid .. "/status") or ""
+  return (tonumber(status:match("VmRSS:%s*(%d+)")) or 0) / 1024
+end
+
+-- The host's children (its workers).
+local function children(pid)
+  local list = {}
+  local p = io.popen("pgrep -P " .. pid)
+  for l in p:lines() do list[#list + 1] = tonumber(l) end
+  p:close()
+  return list
+end
+
+-- Start tests/support/writer.lua: count denied PutResourcePolicy events with
+-- ids w-1..w-count appended to path (pause seconds between lines); it writes
+-- writer.done beside path when it is through.
+local function writer(path, count, pause)
+  os.execute(string.format("lua5.4 tests/support/writer.lua %s %d append 0 %s >/dev/null 2>&1 &",
+    th.quote(path), count, pause or 0))
+end
+
 -- Alerts of one or more outputs by the source event's id: { [id] = { uuid = count } },
 -- and the number of alert lines.
 local function by_event(...)
@@ -274,6 +297,51 @@ describe("workers", function()
         for _ in pairs(seen) do distinct = distinct + 1 end
         assert.equal(n, distinct, "an alert was written twice")
       end)
+    end
+  end)
+
+  it("quarantines a rule that keeps 30 MB per event, with its name and share, and every process stays bounded",
+    function()
+    -- Without a heap cap this rule takes 30 MB more at every event: 6 GB over these 210.
+    local d = rules_dir({ ["hoarder.lua"] = rule({ n = 200, name = "hoarder", pre = "local kept = {}",
+      body = 'kept[#kept + 1] = string.rep("x", 30 * 2^20) return false' }) })
+    local dir = th.tmpdir()
+    local f = dir .. "/ct.ndjson"
+    th.write(f, th.read(DENIED))
+    h = th.start({ "run", "--no-state", "--rules", d, "--max-worker-memory", "256M", "--poll", "50", f })
+    assert.truthy(th.wait_for(function() return h.err():find("rules loaded", 1, true) end, 20), h.err())
+    writer(f, 200, 0.005)
+    local peak, pids = { [h.pid] = 0 }, {}
+    local done = th.wait_for(function()
+      for _, pid in ipairs(children(h.pid)) do
+        if not peak[pid] then peak[pid], pids[#pids + 1] = 0, pid end
+      end
+      for pid, mib in pairs(peak) do peak[pid] = math.max(mib, rss_mib(pid)) end
+      return th.read(dir .. "/writer.done") and h.count() >= 210
+    end, 60)
+    assert.truthy(done, "alerts: " .. h.count() .. "\n" .. h.err())
+    th.sleep(0.2)
+    local err = h.err()
+    local file = d .. "/hoarder.lua"
+    local kept = err:match("rule " .. lit(file) .. " quarantined: it keeps (%d+) MiB between calls, more than its " ..
+      "share of the worker's heap %(43 MiB of %-%-max%-worker%-memory 256 MiB%); \"hoarder\" no longer runs")
+    assert.truthy(kept, "no quarantine naming the rule and its share in:\n" .. err)
+    assert.same({ [ev.MODEL_ACCESS] = 6, [ev.POLICY] = 204 }, th.by_rule(th.alerts(h.out())))
+    local rows = stats(h)
+    local restarts = 0
+    for _, w in ipairs(rows) do restarts = restarts + w.restarts end
+    assert.is_true(restarts >= 1, "the worker that held the memory was not started afresh")
+    local limit = ASAN and 600 or 400
+    local text = {}
+    for pid, mib in pairs(peak) do
+      text[#text + 1] = string.format("%s %d: %.0f MiB", pid == h.pid and "host" or "worker", pid, mib)
+    end
+    table.sort(text)
+    say("rule keeping 30 MB per event, --max-worker-memory 256M: it kept %s MiB; peak RSS %s", kept,
+      table.concat(text, ", "))
+    assert.is_true(#pids >= 3, "the workers were not seen")
+    for pid, mib in pairs(peak) do
+      assert.is_true(mib < limit, string.format("pid %d reached %.0f MiB", pid, mib))
     end
   end)
 end)
