@@ -22,6 +22,8 @@ local ev = require "support.events"
 -- 13 events: 6 model-access and 4 policy attempts give exactly 10 alerts
 -- (examples/NOTICE.md); the first PutResourcePolicy is the 7th line.
 local DENIED = "examples/cloudtrail/bedrock-denied-derived.ndjson"
+-- 312 real Stratus Red Team events, none of which the Bedrock rules match.
+local STRATUS = "examples/cloudtrail/stratus-red-team.ndjson"
 local BEDROCK = { [ev.MODEL_ACCESS] = 6, [ev.POLICY] = 4 }
 
 local ASAN = th.bin:find("asan") ~= nil
@@ -165,6 +167,28 @@ local function writer(path, count, pause)
     th.quote(path), count, pause or 0))
 end
 
+-- A large CloudTrail file: the Stratus lines `copies` times, with a denied
+-- PutResourcePolicy (one alert each) after every `every`th line. Returns the
+-- denied events' ids, in file order.
+local function corpus(path, copies, every)
+  local stratus = th.lines(STRATUS)
+  local template = ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "D-ID"))
+  local pre, post = template:match("^(.-)D%-ID(.*)$")
+  local f = assert(io.open(path, "wb"))
+  local ids = {}
+  for c = 1, copies do
+    for i, l in ipairs(stratus) do
+      f:write(l, "\n")
+      if i % every == 0 then
+        ids[#ids + 1] = "d-" .. c .. "-" .. i
+        f:write(pre, ids[#ids], post)
+      end
+    end
+  end
+  f:close()
+  return ids
+end
+
 -- Alerts of one or more outputs by the source event's id: { [id] = { uuid = count } },
 -- and the number of alert lines.
 local function by_event(...)
@@ -179,6 +203,17 @@ local function by_event(...)
     end
   end
   return seen, n
+end
+
+-- Every id alerted at least once, each with one uuid however often.
+local function assert_covered(ids, seen)
+  for _, id in ipairs(ids) do
+    local uuids = seen[id]
+    assert.truthy(uuids, "no alert for event " .. id)
+    local k = 0
+    for _ in pairs(uuids) do k = k + 1 end
+    assert.equal(1, k, "event " .. id .. " has alerts with different uuids")
+  end
 end
 
 -- The four stalls of the issue: each runs inside one C call (or a quadratic
@@ -343,5 +378,42 @@ describe("workers", function()
     for pid, mib in pairs(peak) do
       assert.is_true(mib < limit, string.format("pid %d reached %.0f MiB", pid, mib))
     end
+  end)
+
+  it("stops within a second on SIGTERM in the middle of a large backlog, and the restart resumes", function()
+    local dir = th.tmpdir()
+    local f, state = dir .. "/big.ndjson", dir .. "/state"
+    local ids = corpus(f, 45, 16)  -- 20 MB, 855 denied events among 14,000 others
+    local size = #th.read(f)
+    h = th.start({ "run", "--state", state, "--poll", "50", f })
+    assert.truthy(th.wait_for(function() return h.count() >= 50 end, 30), h.err())
+    local t0 = now()
+    h.signal("TERM")
+    local took = gone_after(h, t0, 30)
+    assert.truthy(took, "no stop on SIGTERM within 30 s: " .. h.err())
+    local rc = h.wait(5)
+    local first = h.out()
+    local _, n1 = by_event(first)
+    say("SIGTERM with a 20 MB backlog, %d of %d alerts out: stopped in %.0f ms", n1, #ids, took * 1000)
+    assert.equal(0, rc, h.err())
+    assert.is_true(took < STOP_S, string.format("SIGTERM took %.2f s", took))
+    assert.is_true(n1 < #ids, "the whole file was done before SIGTERM: nothing left to resume")
+    -- For the report: the offset the state holds (checkpoint.c's format: dev ino fp_len fp offset ...).
+    local committed = (th.read(state) or ""):match("\n%d+ %d+ %d+ %x+ (%d+) ") or "?"
+    local h2 = th.start({ "run", "--state", state, "--poll", "50", f })
+    local seen
+    assert.truthy(th.wait_for(function()
+      if n1 + h2.count() < #ids then return false end  -- cheap, before decoding
+      seen = by_event(first, h2.out())
+      for _, id in ipairs(ids) do if not seen[id] then return false end end
+      return true
+    end, 60), "the restart did not reach the end: " .. h2.err())
+    h2.signal("TERM")
+    assert.equal(0, h2.wait(10))
+    local _, n2 = by_event(h2.out())
+    say("restart: %d alerts (%d written by both runs); the state said %s of %d bytes", n2, n1 + n2 - #ids,
+      committed, size)
+    assert_covered(ids, by_event(first, h2.out()))
+    assert.is_true(n2 < #ids, "the restart read the file from its start again")
   end)
 end)
