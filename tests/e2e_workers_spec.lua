@@ -416,4 +416,61 @@ describe("workers", function()
     assert_covered(ids, by_event(first, h2.out()))
     assert.is_true(n2 < #ids, "the restart read the file from its start again")
   end)
+
+  it("loses and repeats nothing when workers are killed from outside while a writer appends", function()
+    local dir = th.tmpdir()
+    local f = dir .. "/ct.ndjson"
+    th.write(f, "")
+    local N = 8000
+    h = th.start({ "run", "--no-state", "--workers", "2", "--poll", "50", f })
+    assert.truthy(th.wait_for(function() return h.err():find("rules loaded", 1, true) end, 20), h.err())
+    -- At full speed the writer is through in 50 ms, before any kill: 3,000 lines a second keeps
+    -- it writing (4.5 MB/s) while the workers are killed.
+    writer(f, N, 0.0002)
+    -- Three times, kill -9 the evaluation worker with the most batches in hand.
+    local killed, writing = {}, 0
+    for k, at in ipairs({ N // 8, N // 3, N // 2 }) do
+      assert.truthy(th.wait_for(function() return h.count() >= at end, 60), h.err())
+      if not th.read(dir .. "/writer.done") then writing = writing + 1 end
+      local victim
+      for _, w in ipairs(stats(h)) do
+        if w.role == "evaluate" and w.pid > 0 and (victim == nil or w.in_flight > victim.in_flight) then victim = w end
+      end
+      assert.truthy(victim, "no evaluation worker in the statistics")
+      local cmdline = (th.read("/proc/" .. victim.pid .. "/cmdline") or ""):gsub("%z", " ")
+      assert.matches("__worker", cmdline, 1, true)
+      os.execute("kill -9 " .. victim.pid)
+      killed[k] = victim
+      assert.truthy(th.wait_for(function()
+        return h.err():find("worker " .. victim.index .. " (pid " .. victim.pid .. ", evaluating) was ended by SIGKILL",
+          1, true)
+      end, 10), "the host did not say the worker was lost: " .. h.err())
+    end
+    assert.truthy(th.wait_for(function() return th.read(dir .. "/writer.done") and h.count() >= N end, 120),
+      "alerts: " .. h.count() .. " of " .. N .. "\n" .. h.err())
+    th.sleep(0.3)
+    -- Started again: the statistics show the restarts, and new pids.
+    local rows = stats(h)
+    local restarts = 0
+    for _, w in ipairs(rows) do
+      if w.role == "evaluate" then restarts = restarts + w.restarts end
+      for _, v in ipairs(killed) do assert.are_not.equal(v.pid, w.pid) end
+    end
+    assert.equal(3, restarts)
+    local err = h.err()
+    local _, resent = err:gsub("worker %d+: its %d+ batch%a* %a+ sent again", "")
+    say("%d alerts while 3 workers were killed with kill -9 (%d of them with batches in hand, sent again; " ..
+      "the writer still writing at %d of the kills)", h.count(), resent, writing)
+    local seen, n = by_event(h.out())
+    local missing, dups = {}, 0
+    for i = 1, N do
+      local uuids = seen["w-" .. i]
+      if not uuids then missing[#missing + 1] = "w-" .. i end
+      for _, c in pairs(uuids or {}) do dups = dups + c - 1 end
+    end
+    assert.is_true(resent >= 1, "no kill caught a worker with batches in hand: " .. err)
+    assert.same({}, missing)
+    assert.equal(0, dups, "alerts written twice in one run")
+    assert.equal(N, n)
+  end)
 end)
