@@ -612,6 +612,28 @@ describe("workers", function()
     for i, id in ipairs(ids) do assert.equal(id, two[i].event.id) end
   end)
 
+  it("skips a record that kills workers with no rule in flight twice, and says where it is", function()
+    -- A record larger than --max-worker-memory: the worker cannot even hold it (a Lua panic, SIGABRT),
+    -- before any rule runs.
+    local dir = th.tmpdir()
+    local f = dir .. "/huge.ndjson"
+    local big = ev.denied("PutResourcePolicy", "AccessDenied", "huge")
+    big.requestParameters = { blob = string.rep("A", 20 * 2 ^ 20) }
+    local before = ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "before"))
+    th.write(f, before .. ev.line(big) .. ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "after")))
+    h = th.start({ "replay", "--max-worker-memory", "16M", "--max-line", "64M", f })
+    assert.equal(0, h.wait(60), h.err())
+    local err = h.err()
+    local ids = {}
+    for _, a in ipairs(th.alerts(h.out())) do ids[#ids + 1] = a.event.id end
+    assert.same({ "before", "after" }, ids)
+    assert.matches(f .. ":" .. #before .. ": skipped: this record stopped a worker twice with no rule in flight",
+      err, 1, true)
+    local _, lost = err:gsub("%(pid %d+, evaluating%) was ended by", "")
+    assert.equal(2, lost)
+    assert.matches("2 records, 1 malformed, 2 alerts", err, 1, true)
+  end)
+
   it("lets no SIGUSR1 kill it: statistics asked for while it exits", function()
     -- FAILS on 8a2d631, a bug: close_handles() closes the SIGUSR1 (and SIGHUP) handles while the
     -- process goes on (summary, frees); libuv then puts back SIGUSR1's default action, which is to
