@@ -32,6 +32,8 @@ local STRATUS = "examples/cloudtrail/stratus-red-team.ndjson"
 local BEDROCK = { [ev.MODEL_ACCESS] = 6, [ev.POLICY] = 4 }
 
 local ASAN = th.bin:find("asan") ~= nil
+-- The test build with a deliberate hole in the sandbox, built by `make test`.
+local HOLE_BIN = "build/hole/trailhound"
 -- The issue's targets, or what a sanitizer build (several times slower) gets.
 local STOP_S = ASAN and 3 or 1      -- SIGTERM/SIGINT: stopped within
 local SIGNAL_S = ASAN and 3 or 1    -- SIGUSR1: statistics within (target 0.1 s, shared machine)
@@ -650,5 +652,81 @@ describe("workers", function()
     say("replays under a storm of SIGUSR1: exit statuses %s", table.concat(rcs, " "))
     assert.same({ 0, 0, 0, 0, 0 }, rcs)
     assert.equal(5, summaries)
+  end)
+
+  describe("the seccomp filter, with the test build's deliberate hole (" .. HOLE_BIN .. ")", function()
+    -- Three rules that escape the Lua sandbox through hole.* (engine.c, TH_TEST_HOLE): a file
+    -- opened for writing, a program run, a connection to a port of this machine.
+    local function hole_rules(tmp, port)
+      return rules_dir({
+        ["hole_open.lua"] = rule({ n = 701, name = "hole open", on = "PutResourcePolicy",
+          body = string.format("hole.open(%q) return false", tmp .. "/opened") }),
+        ["hole_exec.lua"] = rule({ n = 702, name = "hole exec", on = "PutResourcePolicy",
+          body = string.format("hole.exec(%q) return false", "touch " .. tmp .. "/ran") }),
+        ["hole_connect.lua"] = rule({ n = 703, name = "hole connect", on = "PutResourcePolicy",
+          body = string.format("hole.connect(%d) return false", port) }),
+      })
+    end
+
+    -- A listener on 127.0.0.1 (perl-base, essential on Debian) that writes a line to trace
+    -- for each connection; it ends by itself after 60 s. Returns its port and pid.
+    local function listen(tmp)
+      local p = io.popen(string.format("perl -MIO::Socket::INET -e '%s' %s %s >/dev/null 2>&1 & echo $!",
+        "my $s = IO::Socket::INET->new(LocalAddr => q(127.0.0.1), LocalPort => 0, Listen => 5) or die; " ..
+        "open(my $p, q(>), $ARGV[0]) or die; print $p $s->sockport, qq(\\n); close $p; alarm 60; " ..
+        "while (my $c = $s->accept) { open(my $t, q(>>), $ARGV[1]); print $t qq(connected\\n); close $t; close $c }",
+        th.quote(tmp .. "/port"), th.quote(tmp .. "/trace")))
+      local pid = tonumber(p:read("l"))
+      p:close()
+      local port = th.wait_for(function() return tonumber((th.read(tmp .. "/port") or ""):match("%d+")) end, 10)
+      assert.truthy(port, "the listener did not start")
+      return port, pid
+    end
+
+    local listener
+    after_each(function()
+      if listener then os.execute("kill " .. listener .. " 2>/dev/null") end
+      listener = nil
+    end)
+
+    for _, case in ipairs({ { "on", "" }, { "off", "TH_TEST_NO_SECCOMP=1" } }) do
+      it("with the filter " .. case[1] .. ": " .. (case[1] == "on" and
+        "no file appears, nothing runs, nothing connects; the rules are quarantined (SIGSYS); all Bedrock alerts" or
+        "the control case: the hole is real, the file, the program's trace and the connection appear"), function()
+        if ASAN then
+          pending("the hole build is not a sanitizer build: run once, in the pass with build/trailhound")
+          return
+        end
+        local tmp = th.tmpdir()
+        local port
+        port, listener = listen(tmp)
+        local d = hole_rules(tmp, port)
+        h = th.start({ "replay", "--rules", d, DENIED }, { bin = HOLE_BIN, env = case[2] })
+        assert.equal(0, h.wait(60), h.err())
+        th.sleep(0.2)  -- the listener writes its trace
+        local err = h.err()
+        assert.same(BEDROCK, th.by_rule(th.alerts(h.out())))
+        local opened, ran = th.read(tmp .. "/opened") ~= nil, th.read(tmp .. "/ran") ~= nil
+        local connected = th.read(tmp .. "/trace") ~= nil
+        if case[1] == "on" then
+          assert.is_false(opened, "the rule opened a file for writing")
+          assert.is_false(ran, "the rule ran a program")
+          assert.is_false(connected, "the rule connected to 127.0.0.1:" .. port)
+          local at = offset_of("PutResourcePolicy")
+          for _, name in ipairs({ "hole_open", "hole_exec", "hole_connect" }) do
+            assert.matches("rule " .. d .. "/" .. name .. ".lua quarantined: it made a system call the sandbox " ..
+              "forbids on " .. DENIED .. ":" .. at .. " (SIGSYS)", err, 1, true)
+          end
+          local _, sigsys = err:gsub("%(pid %d+, evaluating%) was ended by SIGSYS", "")
+          assert.equal(3, sigsys)
+        else
+          assert.is_true(opened, "hole.open did not open the file: no hole to test")
+          assert.is_true(ran, "hole.exec did not run touch: no hole to test")
+          assert.is_true(connected, "hole.connect did not connect: no hole to test")
+          assert.not_matches("SIGSYS", err, 1, true)
+          assert.not_matches("quarantined", err, 1, true)
+        end
+      end)
+    end
   end)
 end)
