@@ -359,7 +359,10 @@ describe("workers", function()
     local dir = th.tmpdir()
     local f = dir .. "/ct.ndjson"
     th.write(f, th.read(DENIED))
-    h = th.start({ "run", "--no-state", "--rules", d, "--max-worker-memory", "256M", "--poll", "50", f })
+    -- The memory is what this is about: on a busy machine a 30 MB string.rep can take a second,
+    -- and the wall-clock limit must not come first.
+    h = th.start({ "run", "--no-state", "--rules", d, "--max-worker-memory", "256M", "--max-time", "60000",
+      "--poll", "50", f })
     assert.truthy(th.wait_for(function() return h.err():find("rules loaded", 1, true) end, 20), h.err())
     writer(f, 200, 0.005)
     local peak, pids = { [h.pid] = 0 }, {}
@@ -640,18 +643,19 @@ describe("workers", function()
     -- FAILS on 8a2d631, a bug: close_handles() closes the SIGUSR1 (and SIGHUP) handles while the
     -- process goes on (summary, frees); libuv then puts back SIGUSR1's default action, which is to
     -- terminate. A SIGUSR1 in that window (a monitoring loop asking for statistics) ends the replay
-    -- with status 138, sometimes before its summary. By hand: 7 of 12 replays of DENIED.
+    -- with status 138, sometimes before its summary. By hand: 6 of 10 replays of DENIED.
     local rcs, summaries = {}, 0
-    for i = 1, 5 do
+    for i = 1, 8 do
       h = th.start({ "replay", DENIED })
       assert.truthy(th.wait_for(function() return h.err():find("rules loaded", 1, true) end, 20), h.err())
-      os.execute(string.format("while kill -USR1 %d 2>/dev/null; do sleep 0.001; done", h.pid))
+      -- as fast as the shell's kill builtin goes, until the process is gone
+      os.execute(string.format("while kill -USR1 %d 2>/dev/null; do :; done", h.pid))
       rcs[i] = h.wait(20)
       if h.err():find("13 records, 0 malformed, 10 alerts", 1, true) then summaries = summaries + 1 end
     end
     say("replays under a storm of SIGUSR1: exit statuses %s", table.concat(rcs, " "))
-    assert.same({ 0, 0, 0, 0, 0 }, rcs)
-    assert.equal(5, summaries)
+    assert.same({ 0, 0, 0, 0, 0, 0, 0, 0 }, rcs)
+    assert.equal(8, summaries)
   end)
 
   describe("the seccomp filter, with the test build's deliberate hole (" .. HOLE_BIN .. ")", function()
