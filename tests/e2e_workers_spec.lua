@@ -13,11 +13,6 @@
 -- one second whatever a rule does); the assertions allow more where the
 -- machine is shared (2 cores), and more again on the ASan build. Measured
 -- figures are printed as TAP comments ("# ...").
---
--- Specs that fail on 8a2d631 (where this branch starts) for a bug in the host,
--- not in the spec; each says why where it fails:
---   "leaves no torn line ..."  output.c's repair() cannot read a stdout opened by >>
---   "lets no SIGUSR1 kill it"  SIGUSR1's default action (terminate) is back while it exits
 
 local cjson = require "cjson"
 local system = require "system"
@@ -530,8 +525,15 @@ describe("workers", function()
           torn = true
         end
       else
-        assert.truthy(th.wait_for(function() return h.count() >= N end, 60),
-          "not every event alerted after the restarts: " .. h.err())
+        -- Lines of earlier runs count too: wait until every event has one.
+        assert.truthy(th.wait_for(function()
+          local ok, seen = pcall(by_event, th.complete_lines(th.read(alerts) or ""))
+          if not ok then return false end
+          for i = 1, N do
+            if not seen["t-" .. i] then return false end
+          end
+          return true
+        end, 60), "not every event alerted after the restarts: " .. h.err())
         th.sleep(0.2)
         h.signal("TERM")
         assert.equal(0, h.wait(10))
@@ -546,9 +548,6 @@ describe("workers", function()
     end
     say("%d kill -9 while writing alerts in %.1f s: %d left a torn last line (and the spec tore one), " ..
       "%d lines for %d events", kills, now() - t0, natural, n, N)
-    -- FAILS on 8a2d631, a bug: output.c's repair() reads stdout's last byte with pread(1, ...), and
-    -- stdout opened by the shell's >> is write-only (O_WRONLY|O_APPEND): EBADF, so nothing is ever
-    -- cut off, and the next run's first alert is glued to the torn half line.
     assert.same({}, bad, "lines that do not parse")
     assert.same({}, unrepaired, "starts that did not cut off the torn last line the kill before left")
     assert.equal("\n", out:sub(-1))
@@ -617,9 +616,28 @@ describe("workers", function()
     for i, id in ipairs(ids) do assert.equal(id, two[i].event.id) end
   end)
 
-  it("skips a record that kills workers with no rule in flight twice, and says where it is", function()
-    -- A record larger than --max-worker-memory: the worker cannot even hold it (a Lua panic, SIGABRT),
-    -- before any rule runs.
+  it("skips a record that stalls workers with no rule in flight twice, and says where it is", function()
+    -- Three million numbers in one record: decoding it takes longer than ten times --max-time
+    -- (the limit of decoding and normalizing one record), before any rule runs.
+    local dir = th.tmpdir()
+    local f = dir .. "/slow.ndjson"
+    local before = ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "before"))
+    local slow = '{"eventSource":"s3.amazonaws.com","a":[' .. string.rep("1,", 3000000) .. '1]}\n'
+    th.write(f, before .. slow .. ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "after")))
+    h = th.start({ "replay", "--max-time", "10", "--max-line", "64M", f })
+    assert.equal(0, h.wait(60), h.err())
+    local err = h.err()
+    local ids = {}
+    for _, a in ipairs(th.alerts(h.out())) do ids[#ids + 1] = a.event.id end
+    assert.same({ "before", "after" }, ids)
+    assert.matches(f .. ":" .. #before .. ": skipped: this record stopped a worker twice with no rule in flight",
+      err, 1, true)
+    local _, lost = err:gsub("%(pid %d+, evaluating%) was stopped by the watchdog", "")
+    assert.equal(2, lost)
+    assert.matches("2 records, 1 malformed, 2 alerts", err, 1, true)
+  end)
+
+  it("reports a record larger than a worker's heap can hold, and goes on", function()
     local dir = th.tmpdir()
     local f = dir .. "/huge.ndjson"
     local big = ev.denied("PutResourcePolicy", "AccessDenied", "huge")
@@ -632,18 +650,158 @@ describe("workers", function()
     local ids = {}
     for _, a in ipairs(th.alerts(h.out())) do ids[#ids + 1] = a.event.id end
     assert.same({ "before", "after" }, ids)
-    assert.matches(f .. ":" .. #before .. ": skipped: this record stopped a worker twice with no rule in flight",
-      err, 1, true)
-    local _, lost = err:gsub("%(pid %d+, evaluating%) was ended by", "")
-    assert.equal(2, lost)
+    assert.matches(f .. ":" .. #before .. ": larger than a worker's heap can hold (--max-worker-memory 16 MiB), " ..
+      "skipped", err, 1, true)
+    assert.not_matches("was ended by", err)
     assert.matches("2 records, 1 malformed, 2 alerts", err, 1, true)
   end)
 
+  it("quarantines a rule hoarding inside one S3 object before it fills the heap, and loses no other alert",
+    function()
+    -- One CloudTrail S3 object of 52 events is one record: the heap is looked at after every event of it,
+    -- not only after the record, and a full heap is not held against whichever rule allocated last.
+    local dir = th.tmpdir()
+    local recs = {}
+    for i = 1, 52 do
+      recs[i] = ev.denied(i % 2 == 0 and "PutResourcePolicy" or "PutFoundationModelEntitlement", "AccessDenied",
+        "s3-" .. i)
+    end
+    th.write(dir .. "/object.json", cjson.encode({ Records = recs }))
+    local d = rules_dir({
+      ["hoarder.lua"] = rule({ n = 41, name = "hoarder", pre = "local kept = {}",
+        body = 'kept[#kept + 1] = string.rep(e["event.id"], 30 * 2 ^ 20 // 5) return false' }),
+      ["builder.lua"] = rule({ n = 42, name = "builder",
+        body = 'local s = string.rep("y", 25 * 2 ^ 20) return #s > 0' }),
+    })
+    h = th.start({ "replay", "--workers", "1", "--rules", d, "--max-worker-memory", "256M", "--max-time", "60000",
+      "--max-line", "64M", dir .. "/object.json" })
+    assert.equal(0, h.wait(120), h.err())
+    local err = h.err()
+    local counts = th.by_rule(th.alerts(h.out()))
+    assert.equal(52, counts.builder, err)   -- every event, hoarding or not
+    assert.equal(26, counts[ev.MODEL_ACCESS])
+    assert.equal(26, counts[ev.POLICY])
+    assert.matches("rule " .. lit(d) .. "/hoarder.lua quarantined: it keeps %d+ MiB between calls", err)
+    assert.not_matches("builder.lua quarantined", err, 1, true)
+    assert.not_matches("could not build the alert", err, 1, true)
+  end)
+
+  it("does not hold a verdict on a rule's old version against its new one", function()
+    -- Version 1 is stuck in one C call; version 2 is saved while it is: the watchdog's kill of the
+    -- call still running version 1 must not quarantine version 2.
+    local d = rules_dir()
+    local file = d .. "/stall.lua"
+    local function version(v, body)
+      return (rule({ n = 43, name = "stall", on = "PutResourcePolicy", body = body }):gsub("risk_score = 1,",
+        "risk_score = 1, version = " .. v .. ","))
+    end
+    th.write(file, version(1, 'return #string.rep("", math.maxinteger) > 0'))
+    local f = th.tmpdir() .. "/ct.ndjson"
+    th.write(f, "")
+    h = th.start({ "run", "--no-state", "--workers", "1", "--max-time", "3000", "--rules", d, f })
+    assert.truthy(th.wait_for(function() return h.err():find("rules loaded", 1, true) end, 20), h.err())
+    th.append(f, ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "old-1")))
+    th.sleep(0.5)  -- stuck in version 1 now
+    th.write(file, version(2, "return true"))
+    assert.truthy(th.wait_for(function() return h.err():find('"stall" version 2 reloaded', 1, true) end, 20),
+      h.err())
+    -- the watchdog ends the stuck call at 3 s; then more events, for version 2
+    assert.truthy(th.wait_for(function() return h.err():find("was stopped by the watchdog", 1, true) end, 20),
+      h.err())
+    th.append(f, ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "new-1")))
+    assert.truthy(th.wait_for(function()
+      return (th.by_rule(th.alerts(h.out())).stall or 0) >= 2
+    end, 20), "version 2 does not run: " .. h.err())
+    h.signal("TERM")
+    assert.equal(0, h.wait(10))
+    assert.not_matches("stall.lua quarantined", h.err(), 1, true)
+  end)
+
+  it("skips no record and quarantines no rule when a worker is killed from outside twice on it", function()
+    -- A slow rule keeps each worker on one record for a while; kill -9 hits it twice there.
+    local d = rules_dir({ ["slow.lua"] = rule({ n = 44, name = "slow", on = "PutResourcePolicy",
+      body = "local t = os.clock() while os.clock() - t < 0.8 do end return true" }) })
+    h = th.start({ "replay", "--workers", "1", "--rules", d, "--max-instructions", "2G", DENIED })
+    local killed = 0
+    for _ = 1, 2 do
+      local pid
+      th.wait_for(function()
+        local rows = select(1, stats(h))
+        for _, r in ipairs(rows or {}) do
+          if r.role == "evaluate" and r.in_flight > 0 then pid = r.pid end
+        end
+        return pid
+      end, 20)
+      if pid then
+        th.sleep(0.3)
+        os.execute("kill -9 " .. pid)
+        killed = killed + 1
+        th.wait_for(function() return select(2, h.err():gsub("was ended by SIGKILL", "")) >= killed end, 10)
+      end
+    end
+    assert.equal(2, killed)
+    assert.equal(0, h.wait(120), h.err())
+    local err = h.err()
+    assert.not_matches("skipped", err, 1, true)
+    assert.not_matches("quarantined", err, 1, true)
+    -- DENIED holds 3 PutResourcePolicy
+    assert.same({ [ev.MODEL_ACCESS] = 6, [ev.POLICY] = 4, slow = 3 }, th.by_rule(th.alerts(h.out())))
+  end)
+
+  it("stops within a second on SIGTERM while stdout's reader does not read", function()
+    local dir = th.tmpdir()
+    local f = dir .. "/big.ndjson"
+    corpus(f, 10, 16)
+    local fifo = dir .. "/out.fifo"
+    os.execute("mkfifo " .. th.quote(fifo))
+    -- a reader that opens the pipe and never reads it
+    os.execute(string.format("( exec 3<%s; sleep 30 ) >/dev/null 2>&1 &", th.quote(fifo)))
+    h = th.start({ "run", "--no-state", f }, { stdout = fifo })
+    assert.truthy(th.wait_for(function()
+      local _, block = stats(h)
+      local waiting = block and tonumber(block:match("([%d.]+) MiB of alerts waiting for stdout"))
+      return waiting and waiting > 0
+    end, 30), h.err())
+    local t0 = now()
+    h.signal("TERM")
+    local took = gone_after(h, t0, 10)
+    say("SIGTERM with stdout's reader stalled: stopped in %.0f ms", (took or 99) * 1000)
+    assert.truthy(took and took < STOP_S + 0.5, "did not stop: " .. h.err())
+    assert.matches("they are not committed, and the next start writes them again", h.err(), 1, true)
+  end)
+
+  it("keeps its rules when the gate worker answers what does not hold together", function()
+    -- A gate worker that escaped its sandbox may answer anything: here one that says a file it was
+    -- never sent is a new rule. The host checks the whole answer before it changes anything.
+    local home = th.tmpdir()
+    os.execute("cp -r scripts " .. th.quote(home))
+    local w = th.read(home .. "/scripts/worker.lua")
+    w = w:gsub("\n  return logs, live, result%.norm ~= normalize\n",
+      '\n  live[#live + 1] = { path = "/nonexistent.lua", new = true, id = "evil", name = "evil", version = "" }' ..
+      "\n  return logs, live, result.norm ~= normalize\n")
+    assert.truthy(w:find("/nonexistent.lua", 1, true), "the gate was not tampered with")
+    th.write(home .. "/scripts/worker.lua", w)
+    local d = rules_dir()
+    local f = th.tmpdir() .. "/ct.ndjson"
+    th.write(f, "")
+    h = th.start({ "run", "--no-state", "--rules", d, f }, { env = "TRAILHOUND_HOME=" .. home })
+    assert.truthy(th.wait_for(function() return h.err():find("rules loaded", 1, true) end, 20), h.err())
+    local p = d .. "/aws_bedrock_unauthorized_resource_policy_modification_attempt.lua"
+    th.write(p, (th.read(p):gsub("\n  version = 1,", "\n  version = 2,", 1)))
+    assert.truthy(th.wait_for(function()
+      return h.err():find("keeps answering what does not hold together; the running rules stay", 1, true)
+    end, 30), h.err())
+    th.append(f, ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "after-nonsense")))
+    assert.truthy(th.wait_for(function() return h.count() >= 1 end, 20), h.err())
+    h.signal("TERM")
+    assert.equal(0, h.wait(10), h.err())
+    assert.same({ [ev.POLICY] = 1 }, th.by_rule(th.alerts(h.out())))
+    assert.not_matches("evil", h.err(), 1, true)
+  end)
+
   it("lets no SIGUSR1 kill it: statistics asked for while it exits", function()
-    -- FAILS on 8a2d631, a bug: close_handles() closes the SIGUSR1 (and SIGHUP) handles while the
-    -- process goes on (summary, frees); libuv then puts back SIGUSR1's default action, which is to
-    -- terminate. A SIGUSR1 in that window (a monitoring loop asking for statistics) ends the replay
-    -- with status 138, sometimes before its summary. By hand: 6 of 10 replays of DENIED.
+    -- Closing a signal's last handle gives it back its default action, which is to terminate:
+    -- a monitoring loop asking for statistics must not end a replay that is finishing.
     local rcs, summaries = {}, 0
     for i = 1, 8 do
       h = th.start({ "replay", DENIED })
