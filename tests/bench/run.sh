@@ -81,30 +81,47 @@ cat "$CORPUS" >/dev/null  # every tool reads from the page cache, the first one 
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)  # other work on the machine skews every figure
 
 # ---------------------------------------------------------------- measuring
-# measure NAME BYTES OUT CMD...: run CMD $RUNS times, stdout to OUT, stderr to OUT.err;
-# appends "NAME<TAB>microseconds<TAB>peak RSS KiB<TAB>BYTES" of the fastest run to $ROWS.
-# Wall time from bash's EPOCHREALTIME around GNU time, peak RSS from GNU time's %M.
+# run_once KEY OUT CMD...: one run of CMD, stdout to OUT, stderr to OUT.err; appends
+# "microseconds peak-RSS-KiB CPU-seconds" to $B/samples.KEY. Wall time from bash's
+# EPOCHREALTIME around GNU time; peak RSS (%M) and CPU seconds (user + system, %U + %S)
+# from GNU time. %U and %S count the children CMD waited for: trailhound's workers, which
+# the host reaps before it exits. %M is the largest single process, not a sum.
 ROWS=$B/rows.tsv
 : >"$ROWS"
+run_once() {
+  local key=$1 out=$2 t0 t1 rc=0 rss user sys
+  shift 2
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f '%M %U %S' -o "$B/time.out" "$@" >"$out" 2>"$out.err" || rc=$?
+  t1=$EPOCHREALTIME
+  # grep -c exits 1 when it counts nothing: a figure, not a failure.
+  if ((rc > 1)) || { ((rc == 1)) && [[ $1 != grep ]]; }; then
+    sed -n '1,20p' "$out.err" >&2
+    die "$key: '$*' exited with status $rc"
+  fi
+  # A command that exits non-zero makes GNU time write a line before the figures.
+  read -r rss user sys < <(tail -n 1 "$B/time.out")
+  printf '%s %s %s\n' "$((${t1/./} - ${t0/./}))" "$rss" \
+    "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" >>"$B/samples.$key"
+}
+
+# best KEY NAME BYTES: the fastest run of KEY as a row of $ROWS:
+# "NAME<TAB>microseconds<TAB>peak RSS KiB<TAB>BYTES<TAB>CPU seconds" (all of that one run).
+best() {
+  local us rss cpu
+  read -r us rss cpu < <(sort -n "$B/samples.$1" | head -n 1)
+  printf '%s\t%s\t%s\t%s\t%s\n' "$2" "$us" "$rss" "$3" "$cpu" >>"$ROWS"
+}
+
+# measure NAME BYTES OUT CMD...: CMD $RUNS times in a row, then its fastest run as a row.
 measure() {
-  local name=$1 bytes=$2 out=$3 i t0 t1 rc samples=()
+  local name=$1 bytes=$2 out=$3 key i
   shift 3
+  key=$(printf '%s' "$name" | tr -c 'A-Za-z0-9' '_')
+  : >"$B/samples.$key"
   say "measuring: $name ($RUNS runs)"
-  for ((i = 1; i <= RUNS; i++)); do
-    rc=0
-    t0=$EPOCHREALTIME
-    /usr/bin/time -f '%M' -o "$B/time.out" "$@" >"$out" 2>"$out.err" || rc=$?
-    t1=$EPOCHREALTIME
-    # grep -c exits 1 when it counts nothing: a figure, not a failure.
-    if ((rc > 1)) || { ((rc == 1)) && [[ $1 != grep ]]; }; then
-      sed -n '1,20p' "$out.err" >&2
-      die "$name: '$*' exited with status $rc"
-    fi
-    samples+=("$((${t1/./} - ${t0/./})) $(tail -n 1 "$B/time.out")")
-  done
-  local best
-  best=$(printf '%s\n' "${samples[@]}" | sort -n | head -n 1)
-  printf '%s\t%s\t%s\t%s\n' "$name" "${best% *}" "${best#* }" "$bytes" >>"$ROWS"
+  for ((i = 1; i <= RUNS; i++)); do run_once "$key" "$out" "$@"; done
+  best "$key" "$name" "$bytes"
 }
 
 # The alert count of a replay, from its summary on stderr; checks records and malformed.
@@ -126,23 +143,54 @@ check() {  # check NAME GOT WANT WHAT
 }
 FAILED=0
 
-# 1. trailhound over the NDJSON corpus.
-measure "trailhound replay (NDJSON)" "$BYTES" "$B/out.trailhound" \
-  "$BIN" replay --rules rules "$CORPUS"
-n=$(replay_alerts "$B/out.trailhound.err")
-MATCHES+=("$n"); check "trailhound replay (NDJSON)" "$n" "$EXPECTED" alerts
+# 1. trailhound over the NDJSON corpus: one evaluation worker, two, and the default (one per
+#    core), interleaved run by run so that other work on the machine weighs on each alike.
+#    Every run's alert count is checked, and its alerts' kibana.alert.uuid, in order, against
+#    the first run's: any number of workers must write the same alerts in input order.
+CORES=$(getconf _NPROCESSORS_ONLN)
+TH_KEYS=(w1 w2 default)
+TH_NAMES=("trailhound replay (NDJSON) --workers 1" "trailhound replay (NDJSON) --workers 2"
+          "trailhound replay (NDJSON) default ($CORES)")
+TH_ARGS=("--workers 1" "--workers 2" "")
+for key in "${TH_KEYS[@]}"; do : >"$B/samples.th-$key"; done
+say "measuring: ${TH_NAMES[*]} ($RUNS runs each, interleaved)"
+UUIDS_REF='' UUIDS_BAD=''
+for ((i = 1; i <= RUNS; i++)); do
+  for k in "${!TH_KEYS[@]}"; do
+    key=${TH_KEYS[k]}
+    # shellcheck disable=SC2086  # TH_ARGS: words on purpose
+    run_once "th-$key" "$B/out.trailhound-$key" "$BIN" replay ${TH_ARGS[k]} --rules rules "$CORPUS"
+    n=$(replay_alerts "$B/out.trailhound-$key.err")
+    [[ $n == "$EXPECTED" ]] || check "${TH_NAMES[k]} (run $i)" "$n" "$EXPECTED" alerts
+    uuids=$(grep -o '"uuid":"[^"]*"' "$B/out.trailhound-$key" | md5sum)
+    if [[ -z $UUIDS_REF ]]; then UUIDS_REF=$uuids
+    elif [[ $uuids != "$UUIDS_REF" ]]; then UUIDS_BAD+="${UUIDS_BAD:+, }${TH_NAMES[k]} (run $i)"; fi
+  done
+done
+for k in "${!TH_KEYS[@]}"; do
+  best "th-${TH_KEYS[k]}" "${TH_NAMES[k]}" "$BYTES"
+  n=$(replay_alerts "$B/out.trailhound-${TH_KEYS[k]}.err")
+  MATCHES+=("$n"); check "${TH_NAMES[k]}" "$n" "$EXPECTED" alerts
+done
+if [[ -z $UUIDS_BAD ]]; then
+  CHECKS+=("ok: the $((RUNS * ${#TH_KEYS[@]})) NDJSON runs wrote the same alerts in the same order (kibana.alert.uuid)")
+else
+  CHECKS+=("MISMATCH: alerts (kibana.alert.uuid, in order) differ from the first NDJSON run's in: $UUIDS_BAD")
+  FAILED=1
+fi
 
-# 2. trailhound over the same events as gzip CloudTrail S3 objects. An object of 1,000
-#    records is ~1.35 MB of JSON, read as one record: over the 1 MiB --max-line default.
+# 2. trailhound over the same events as gzip CloudTrail S3 objects, with two workers. An
+#    object of 1,000 records is ~1.35 MB of JSON, read as one record: over the 1 MiB
+#    --max-line default.
 if [[ $WITH_S3 != 0 && ${OBJECTS:-0} -gt 0 ]]; then
   mapfile -t objects < <(find "$B/s3" -name '*.json.gz' | sort)
   ((${#objects[@]} == OBJECTS)) || die "expected $OBJECTS S3 objects under $B/s3, found ${#objects[@]}"
   s3_bytes=$(cat "${objects[@]}" | gzip -dc | wc -c)
   s3_gz=$(cat "${objects[@]}" | wc -c)
-  measure "trailhound replay (S3 .json.gz)" "$s3_bytes" "$B/out.trailhound-s3" \
-    "$BIN" replay --rules rules --max-line 64M "${objects[@]}"
+  measure "trailhound replay (S3 .json.gz) --workers 2" "$s3_bytes" "$B/out.trailhound-s3" \
+    "$BIN" replay --workers 2 --rules rules --max-line 64M "${objects[@]}"
   n=$(replay_alerts "$B/out.trailhound-s3.err")
-  MATCHES+=("$n"); check "trailhound replay (S3 .json.gz)" "$n" "$EXPECTED" alerts
+  MATCHES+=("$n"); check "trailhound replay (S3 .json.gz) --workers 2" "$n" "$EXPECTED" alerts
 fi
 
 # 3. jq, with the filter of the two rules on the raw CloudTrail fields.
@@ -177,18 +225,29 @@ print_table() {  # print_table ROWS_FILE MATCHES...
   local rows=$1
   shift
   printf '%s\n' "$@" | paste "$rows" - | awk -F'\t' -v events="$EVENTS" '
-    BEGIN { printf "%-38s %8s %10s %8s %9s %8s\n", "tool", "seconds", "events/s", "MB/s", "RSS MiB", "matches"
-            printf "%-38s %8s %10s %8s %9s %8s\n", "----", "-------", "--------", "----", "-------", "-------" }
+    BEGIN { printf "%-46s %8s %7s %10s %8s %9s %8s\n", "tool", "seconds", "CPU s", "events/s", "MB/s", "RSS MiB", "matches"
+            printf "%-46s %8s %7s %10s %8s %9s %8s\n", "----", "-------", "-----", "--------", "----", "-------", "-------" }
     { s = $2 / 1e6
-      printf "%-38s %8.2f %10.0f %8.1f %9.1f %8s\n", $1, s, events / s, $4 / 1e6 / s, $3 / 1024, $5 }'
+      printf "%-46s %8.2f %7.2f %10.0f %8.1f %9.1f %8s\n", $1, s, $5, events / s, $4 / 1e6 / s, $3 / 1024, $6 }'
 }
+
+# row_field NAME FIELD: a field of the row NAME of $ROWS (2: microseconds, 5: CPU seconds).
+row_field() { awk -F'\t' -v name="$1" -v f="$2" '$1 == name { print $f }' "$ROWS"; }
 echo
 echo "$("$BIN" --version 2>/dev/null | head -n 1 || echo trailhound) on $(nproc) cores," \
   "$EVENTS CloudTrail events ($MB MB NDJSON), best of $RUNS runs, warm page cache," \
-  "load average before: $LOAD0"
+  "load average before: $LOAD0, after: $(cut -d' ' -f1 /proc/loadavg)"
 echo
 print_table "$ROWS" "${MATCHES[@]}"
 echo
+# The speed-up of two workers over one, from the fastest runs; and the CPU each took.
+awk -v s1="$(row_field "${TH_NAMES[0]}" 2)" -v s2="$(row_field "${TH_NAMES[1]}" 2)" \
+    -v c1="$(row_field "${TH_NAMES[0]}" 5)" -v c2="$(row_field "${TH_NAMES[1]}" 5)" 'BEGIN {
+  printf "speed-up of --workers 2 over --workers 1: %.2fx (%.2f s -> %.2f s, fastest runs);", s1 / s2, s1 / 1e6, s2 / 1e6
+  printf " CPU s %.2f -> %.2f (%+.0f %%); CPU s per wall s %.2f -> %.2f\n", c1, c2, (c2 / c1 - 1) * 100,
+    c1 / (s1 / 1e6), c2 / (s2 / 1e6) }'
+echo "CPU s: user + system seconds of the row's fastest run (GNU time %U + %S), the workers' included" \
+  "(the host reaps them before it exits). RSS MiB: the largest single process (GNU time %M), not a sum."
 printf '%s\n' "${CHECKS[@]}"
 if [[ $WITH_S3 != 0 && ${OBJECTS:-0} -gt 0 ]]; then
   echo "S3 row: $OBJECTS objects, $(awk -v b="$s3_gz" 'BEGIN { printf "%.1f", b / 1e6 }') MB gzip;" \
@@ -214,7 +273,8 @@ if [[ $WITH_STAGES != 0 ]]; then
   echo "Where the time goes: trailhound's per-record work in plain lua5.4, best of $RUNS runs; every stage"
   echo "adds one step to the one above (tests/bench/stages.lua):"
   echo "  read: lines only | decode: + cjson.decode | normalize: + CloudTrail -> ECS |"
-  echo "  match: + both rules' KQL | host: scripts/host.lua whole, alerts built (the binary minus C I/O)"
+  echo "  match: + both rules' KQL | host: scripts/worker.lua whole, alerts built (one worker's work"
+  echo "  minus the C framing and the pipes)"
   echo
   print_table "$B/stages.tsv" "${STAGE_MATCHES[@]}"
 fi
