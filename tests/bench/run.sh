@@ -281,9 +281,12 @@ fi
 
 # ---------------------------------------------------------------- latency
 # Time from appending one denied line to a file `trailhound run` follows until its alert
-# is read from trailhound's stdout (a pipe; it flushes after every batch).
-latency_series() {  # latency_series NAME PRELOAD POLL_MS
+# is read from trailhound's stdout (a pipe; it flushes after every batch). --no-state: each
+# series starts on an empty file whatever an earlier one left, and the user's state file is
+# not touched.
+latency_series() {  # latency_series NAME PRELOAD POLL_MS [ARGS...]: ARGS go to trailhound run
   local name=$1 preload=$2 poll=$3 dir=$B/latency f i t0 t1 lines=() samples=()
+  shift 3
   mkdir -p "$dir"
   f=$dir/follow.ndjson
   : >"$f"
@@ -293,7 +296,7 @@ latency_series() {  # latency_series NAME PRELOAD POLL_MS
     lines+=("${tmpl/\"eventID\":\"b59279a6-d53d-4f9f-b9fb-7d91e7bdf445\"/\"eventID\":\"7b3e0000-0000-4000-9000-$(printf '%012x' "$i")\"}")
   done
   [[ ${lines[0]} != "$tmpl" ]] || die "latency: could not give the appended line a new eventID"
-  coproc TH { LD_PRELOAD=$preload exec "$BIN" run --rules rules --poll "$poll" "$f" 2>"$dir/stderr"; }
+  coproc TH { LD_PRELOAD=$preload exec "$BIN" run --no-state --rules rules --poll "$poll" "$@" "$f" 2>"$dir/stderr"; }
   # shellcheck disable=SC2153  # TH_PID and TH are set by coproc
   local th_pid=$TH_PID th_out=${TH[0]}
   LAT_PID=$th_pid
@@ -341,10 +344,12 @@ if [[ $WITH_LATENCY != 0 ]]; then
   say "measuring: append-to-alert latency, $APPENDS appends per series"
   echo
   echo "Latency of 'trailhound run': append one denied line, until the first byte of its alert on stdout"
-  echo "($APPENDS appends 10-240 ms apart after a warm-up; p50/p99 by nearest rank: below 100 appends the p99 is the max)"
+  echo "($APPENDS appends 10-240 ms apart after a warm-up; p50/p99 by nearest rank: below 100 appends the p99 is the max;"
+  echo "load average before: $(cut -d' ' -f1 /proc/loadavg); every series but the second runs the default $CORES workers)"
   echo
   printf '%-46s %6s %10s %10s %10s\n' "path" "n" "p50 ms" "p99 ms" "max ms"
   latency_series "inotify + poll 250 ms (default)" "" 250
+  latency_series "inotify + poll 250 ms, --workers 1" "" 250 --workers 1
   latency_series "poll 250 ms only (inotify disabled)" "$shim" 250
   latency_series "poll 50 ms only (inotify disabled)" "$shim" 50
 fi
