@@ -11,6 +11,7 @@
 #                         the machine only ever adds time, so the best run is the least disturbed)
 #   BENCH_S3=1            also replay the corpus as gzip CloudTrail S3 objects
 #   BENCH_STAGES=1        also time trailhound's stages in plain Lua
+#   BENCH_CPU_SPLIT=1     also split trailhound's CPU time between the host and its workers
 #   BENCH_LATENCY=1       also time append-to-alert latency of `trailhound run`
 #   BENCH_APPENDS=50      appends per latency series
 set -euo pipefail
@@ -26,6 +27,7 @@ RUNS=${BENCH_RUNS:-3}
 WITH_S3=${BENCH_S3:-1}
 WITH_STAGES=${BENCH_STAGES:-1}
 WITH_LATENCY=${BENCH_LATENCY:-1}
+WITH_CPU_SPLIT=${BENCH_CPU_SPLIT:-1}
 APPENDS=${BENCH_APPENDS:-50}
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -257,6 +259,25 @@ fi
 echo "Note: jq and the Lua loops only select raw records; trailhound also normalizes every event to" \
   "ECS (Elastic's aws.cloudtrail pipeline), evaluates the rules' KQL on it and builds full Elastic" \
   "alert documents. grep counts every denied line (${DENIED}), not the rules' matches."
+
+# ---------------------------------------------------------------- CPU by process
+# One more run of each worker count, its CPU seconds split between the host and each worker
+# (tests/bench/cpu-split.lua reads /proc every 10 ms): the per-event cost on either side of
+# the pipes, and how evenly the workers share the work, whatever else runs on the machine.
+if [[ $WITH_CPU_SPLIT != 0 ]]; then
+  say "measuring: CPU by process, one run each of --workers 1 and --workers 2"
+  echo
+  echo "CPU by process: one more run each, /proc/PID/stat of the host and its workers read every 10 ms"
+  echo "(tests/bench/cpu-split.lua; the gate worker loads and tests rule files, the others evaluate)"
+  echo
+  lua5.4 tests/bench/cpu-split.lua --header
+  for w in 1 2; do
+    lua5.4 tests/bench/cpu-split.lua "replay (NDJSON) --workers $w" "$EVENTS" "$B/out.cpu-split" \
+      "$B/out.cpu-split.err" "$BIN" replay --workers "$w" --rules rules "$CORPUS" || die "cpu-split failed"
+    n=$(replay_alerts "$B/out.cpu-split.err")
+    [[ $n == "$EXPECTED" ]] || die "cpu-split: $n alerts, make-corpus expects $EXPECTED"
+  done
+fi
 
 # ---------------------------------------------------------------- stages
 if [[ $WITH_STAGES != 0 ]]; then
