@@ -12,6 +12,8 @@
 #   BENCH_S3=1            also replay the corpus as gzip CloudTrail S3 objects
 #   BENCH_STAGES=1        also time trailhound's stages in plain Lua
 #   BENCH_CPU_SPLIT=1     also split trailhound's CPU time between the host and its workers
+#   BENCH_BASELINE=       another trailhound binary (say, one built from the commit before the
+#                         workers) measured in the same runs: a replay row, a latency series
 #   BENCH_LATENCY=1       also time append-to-alert latency of `trailhound run`
 #   BENCH_APPENDS=50      appends per latency series
 set -euo pipefail
@@ -29,6 +31,7 @@ WITH_STAGES=${BENCH_STAGES:-1}
 WITH_LATENCY=${BENCH_LATENCY:-1}
 WITH_CPU_SPLIT=${BENCH_CPU_SPLIT:-1}
 APPENDS=${BENCH_APPENDS:-50}
+BASELINE=${BENCH_BASELINE:-}
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -36,6 +39,7 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 [[ $EVENTS =~ ^[1-9][0-9]*$ ]] || die "BENCH_EVENTS must be a positive integer, not '$EVENTS'"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$RUNS'"
 [[ $APPENDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_APPENDS must be a positive integer, not '$APPENDS'"
+[[ -z $BASELINE || -x $BASELINE ]] || die "BENCH_BASELINE: '$BASELINE' is not an executable"
 
 # ---------------------------------------------------------------- tools
 # Debian packages for the comparison, installed only when absent.
@@ -146,14 +150,19 @@ check() {  # check NAME GOT WANT WHAT
 FAILED=0
 
 # 1. trailhound over the NDJSON corpus: one evaluation worker, two, and the default (one per
-#    core), interleaved run by run so that other work on the machine weighs on each alike.
-#    Every run's alert count is checked, and its alerts' kibana.alert.uuid, in order, against
-#    the first run's: any number of workers must write the same alerts in input order.
+#    core), and BENCH_BASELINE's binary if given, interleaved run by run so that other work
+#    on the machine weighs on each alike. Every run's alert count is checked, and its alerts'
+#    kibana.alert.uuid, in order, against the first run's: any number of workers must write
+#    the same alerts in input order.
 CORES=$(getconf _NPROCESSORS_ONLN)
 TH_KEYS=(w1 w2 default)
 TH_NAMES=("trailhound replay (NDJSON) --workers 1" "trailhound replay (NDJSON) --workers 2"
           "trailhound replay (NDJSON) default ($CORES)")
 TH_ARGS=("--workers 1" "--workers 2" "")
+TH_BINS=("$BIN" "$BIN" "$BIN")
+if [[ -n $BASELINE ]]; then
+  TH_KEYS+=(baseline) TH_NAMES+=("baseline replay (NDJSON)") TH_ARGS+=("") TH_BINS+=("$BASELINE")
+fi
 for key in "${TH_KEYS[@]}"; do : >"$B/samples.th-$key"; done
 say "measuring: ${TH_NAMES[*]} ($RUNS runs each, interleaved)"
 UUIDS_REF='' UUIDS_BAD=''
@@ -161,7 +170,7 @@ for ((i = 1; i <= RUNS; i++)); do
   for k in "${!TH_KEYS[@]}"; do
     key=${TH_KEYS[k]}
     # shellcheck disable=SC2086  # TH_ARGS: words on purpose
-    run_once "th-$key" "$B/out.trailhound-$key" "$BIN" replay ${TH_ARGS[k]} --rules rules "$CORPUS"
+    run_once "th-$key" "$B/out.trailhound-$key" "${TH_BINS[k]}" replay ${TH_ARGS[k]} --rules rules "$CORPUS"
     n=$(replay_alerts "$B/out.trailhound-$key.err")
     [[ $n == "$EXPECTED" ]] || check "${TH_NAMES[k]} (run $i)" "$n" "$EXPECTED" alerts
     uuids=$(grep -o '"uuid":"[^"]*"' "$B/out.trailhound-$key" | md5sum)
@@ -250,6 +259,7 @@ awk -v s1="$(row_field "${TH_NAMES[0]}" 2)" -v s2="$(row_field "${TH_NAMES[1]}" 
     c1 / (s1 / 1e6), c2 / (s2 / 1e6) }'
 echo "CPU s: user + system seconds of the row's fastest run (GNU time %U + %S), the workers' included" \
   "(the host reaps them before it exits). RSS MiB: the largest single process (GNU time %M), not a sum."
+if [[ -n $BASELINE ]]; then echo "baseline: $BASELINE ($("$BASELINE" --version 2>/dev/null | head -n 1))"; fi
 printf '%s\n' "${CHECKS[@]}"
 if [[ $WITH_S3 != 0 && ${OBJECTS:-0} -gt 0 ]]; then
   echo "S3 row: $OBJECTS objects, $(awk -v b="$s3_gz" 'BEGIN { printf "%.1f", b / 1e6 }') MB gzip;" \
@@ -317,7 +327,7 @@ latency_series() {  # latency_series NAME PRELOAD POLL_MS [ARGS...]: ARGS go to 
     lines+=("${tmpl/\"eventID\":\"b59279a6-d53d-4f9f-b9fb-7d91e7bdf445\"/\"eventID\":\"7b3e0000-0000-4000-9000-$(printf '%012x' "$i")\"}")
   done
   [[ ${lines[0]} != "$tmpl" ]] || die "latency: could not give the appended line a new eventID"
-  coproc TH { LD_PRELOAD=$preload exec "$BIN" run --no-state --rules rules --poll "$poll" "$@" "$f" 2>"$dir/stderr"; }
+  coproc TH { LD_PRELOAD=$preload exec "${LAT_BIN:-$BIN}" run --no-state --rules rules --poll "$poll" "$@" "$f" 2>"$dir/stderr"; }
   # shellcheck disable=SC2153  # TH_PID and TH are set by coproc
   local th_pid=$TH_PID th_out=${TH[0]}
   LAT_PID=$th_pid
@@ -366,11 +376,12 @@ if [[ $WITH_LATENCY != 0 ]]; then
   echo
   echo "Latency of 'trailhound run': append one denied line, until the first byte of its alert on stdout"
   echo "($APPENDS appends 10-240 ms apart after a warm-up; p50/p99 by nearest rank: below 100 appends the p99 is the max;"
-  echo "load average before: $(cut -d' ' -f1 /proc/loadavg); every series but the second runs the default $CORES workers)"
+  echo "load average before: $(cut -d' ' -f1 /proc/loadavg); a series runs the default $CORES workers unless it says otherwise)"
   echo
   printf '%-46s %6s %10s %10s %10s\n' "path" "n" "p50 ms" "p99 ms" "max ms"
   latency_series "inotify + poll 250 ms (default)" "" 250
   latency_series "inotify + poll 250 ms, --workers 1" "" 250 --workers 1
+  if [[ -n $BASELINE ]]; then LAT_BIN=$BASELINE latency_series "inotify + poll 250 ms, baseline" "" 250; fi
   latency_series "poll 250 ms only (inotify disabled)" "$shim" 250
   latency_series "poll 50 ms only (inotify disabled)" "$shim" 50
 fi
