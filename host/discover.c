@@ -419,20 +419,33 @@ static void decide(th_tail *t, th_tfile *f, uint64_t size) {
     return;
   }
   /* 3. A copy of a file still followed, whose truncation is not seen yet:
-   *    it holds the bytes the file has before its read offset, and what it
+   *    it holds the bytes the file had before its read offset, and what it
    *    holds beyond is read from the file itself, or from here once the
-   *    truncation is seen: wait. Or it is no longer than what was read and
-   *    ends with the bytes the file has there: all of it is read already.
+   *    truncation is seen: wait. Or it ends there: all of it is read
+   *    already. Both are judged by the bytes as they were read, never by
+   *    what the file holds now: while the dispatcher holds the reads back,
+   *    the file may already be truncated and hold the next generation.
    *    (The first bytes alone prove nothing: NDJSON lines often start
    *    alike, and a file is seen with a few bytes of its first line.) */
   follow_ctx fx = {t, f, fd, size};
   th_tfile *g = each_prefix(f->path, followed_prefix, &fx);
-  if (g && size > g->offset && g->back_len > 0 &&
+  if (g && size >= g->offset && g->back_len > 0 &&
       th_tfile_hash_before(fd, g->offset, g->back_len) == g->back_hash) {
+    if (size == g->offset) tombstone(t, f, fd, size);
     if (temp) close(fd);
     return;
   }
+  /*    No longer than what was read, it is compared with the bytes the file
+   *    has there, as long as the file still holds what was read: else the
+   *    truncation happened but is not seen yet (another generation is there
+   *    now), and once it is, the copy is judged against the generation held
+   *    (1 and 4). */
   if (g && size <= g->offset && g->fd >= 0) {
+    if (g->back_len > 0 && th_tfile_hash_before(g->fd, g->offset, g->back_len) != g->back_hash) {
+      th_tfile_ready(g);  /* its next read sees the truncation */
+      if (temp) close(fd);
+      return;
+    }
     uint32_t n = size < TH_BACK_MAX ? (uint32_t)size : TH_BACK_MAX;
     if (th_tfile_hash_before(fd, size, n) == th_tfile_hash_before(g->fd, size, n)) {
       tombstone(t, f, fd, size);

@@ -72,6 +72,15 @@ end
 
 local function inode(path) return lfs.attributes(path, "ino") end
 
+-- The host's children (its workers).
+local function children(pid)
+  local list = {}
+  local p = io.popen("pgrep -P " .. pid)
+  for l in p:lines() do list[#list + 1] = tonumber(l) end
+  p:close()
+  return list
+end
+
 local function line(id, action) return ev.line(ev.denied(action or "PutResourcePolicy", "AccessDenied", id)) end
 
 -- Waits until h is tailing: a line in a file of its own (DIR/ready.ndjson) has
@@ -519,6 +528,52 @@ describe("trailhound run, tailing for real", function()
       io.stderr:write(string.format("# copytruncate with %s: writer %.0f lines/s, %d truncations; %d lost, %d twice\n",
         case[1], n / secs, total // case[4] - 1, missing, twice))
       assert.equal(0, missing, "first missing: " .. tostring(first))
+      assert.equal(0, twice)
+    end)
+  end
+
+  -- Under load the reads lag behind (the dispatcher holds them back while its
+  -- batches are with the workers), and copies are decided meanwhile: a copy
+  -- may be decided after its file's truncation but before a read has seen
+  -- it, while the file already holds the next lines. The copy, read to its
+  -- end already, must be judged by the bytes as they were read, never by
+  -- those the file holds now; one shorter than what was read (the file grew
+  -- after the copy), once the truncation is seen. Stopped workers hold the
+  -- reads back here.
+  for _, copied in ipairs({ 5, 3 }) do
+    it("under copy-and-truncate, does not read again a copy of " .. copied .. " of 5 lines read, decided before " ..
+      "its file's truncation is seen", function()
+      local d = th.tmpdir()
+      local logs = d .. "/logs"
+      lfs.mkdir(logs)
+      local f = logs .. "/app.ndjson"
+      local old, new = {}, {}
+      for i = 1, 5 do old[i], new[i] = line("a" .. i), line("b" .. i) end
+      th.write(f, table.concat(old))
+      h = th.start({ "run", "--no-state", "--poll", "50", "--workers", "1", "--max-time", "3600000",
+        logs .. "/*.ndjson" })
+      assert.truthy(th.wait_for(function() return h.count() >= 5 end, 20), h.err())
+      local workers = children(h.pid)
+      local function to_workers(sig)
+        for _, pid in ipairs(workers) do os.execute(string.format("kill -%s %d 2>/dev/null", sig, pid)) end
+      end
+      finally(function() to_workers("CONT") end)
+      to_workers("STOP")
+      fill(logs .. "/bulk.ndjson", 16000, "k-")  -- 21 MB: more than the dispatcher holds
+      th.sleep(1)
+      th.write(f .. ".1", table.concat(old, "", 1, copied))  -- the copy,
+      th.write(f, table.concat(new))   -- then the truncation, and the next lines
+      th.sleep(0.5)                    -- the copy's size holds still for a poll: decided
+      to_workers("CONT")
+      assert.truthy(th.wait_for(function() return h.count() >= 16010 end, 60), h.err())
+      th.sleep(0.5)
+      local seen = per_id(h.out())
+      local missing, twice, first = exactly_once(seen, 16000, "k-")
+      assert.equal(0, missing, "first missing: " .. tostring(first))
+      for i = 1, 5 do
+        assert.equal(1, seen["a" .. i], "a" .. i)
+        assert.equal(1, seen["b" .. i], "b" .. i)
+      end
       assert.equal(0, twice)
     end)
   end
