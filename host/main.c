@@ -346,6 +346,8 @@ typedef struct host {
   uv_signal_t sigusr1;      /* print statistics */
   uv_timer_t stats;         /* --stats-interval */
   uv_timer_t stopper;       /* a stop, on the next turn: asked for from deep inside callbacks */
+  uv_timer_t asked;         /* statistics asked for by SIGUSR1, printed soon */
+  uint64_t printed;         /* loop ms they were last printed for SIGUSR1 */
   unsigned grace;           /* ... with this grace */
   int live;                 /* the readers have started */
   int signals;              /* stopping signals received */
@@ -373,6 +375,7 @@ static void close_handles(host *h) {
   sigprocmask(SIG_SETMASK, &old, NULL);
   uv_close((uv_handle_t *)&h->stats, NULL);
   uv_close((uv_handle_t *)&h->stopper, NULL);
+  uv_close((uv_handle_t *)&h->asked, NULL);
   th_rules_close(&h->rules);
   th_dispatch_close(h->d);
   th_output_close(&h->out);
@@ -433,9 +436,20 @@ static void print_stats(host *h) {
   free(files);
 }
 
+static void on_asked(uv_timer_t *t) {
+  host *h = t->data;
+  h->printed = uv_now(&h->loop);
+  print_stats(h);
+}
+
+/* Statistics at most every 100 ms however often they are asked for: a
+ * storm of SIGUSR1 (a monitoring loop gone wrong) must not starve the loop. */
 static void on_usr1(uv_signal_t *s, int signum) {
   (void)signum;
-  print_stats(s->data);
+  host *h = s->data;
+  if (uv_is_active((uv_handle_t *)&h->asked)) return;  /* one is due already */
+  uint64_t now = uv_now(&h->loop), next = h->printed + 100;
+  uv_timer_start(&h->asked, on_asked, h->printed && next > now ? next - now : 0, 0);
 }
 
 static void on_stats(uv_timer_t *t) { print_stats(t->data); }
@@ -555,7 +569,9 @@ static int host_main(const options *o, const char *rules, const char *home) {
   uv_signal_init(&h.loop, &h.sigusr1);
   uv_timer_init(&h.loop, &h.stats);
   uv_timer_init(&h.loop, &h.stopper);
+  uv_timer_init(&h.loop, &h.asked);
   h.sigint.data = h.sigterm.data = h.sighup.data = h.sigusr1.data = h.stats.data = h.stopper.data = &h;
+  h.asked.data = &h;
   uv_signal_start(&h.sigint, on_signal, SIGINT);
   uv_signal_start(&h.sigterm, on_signal, SIGTERM);
   uv_signal_start(&h.sighup, on_hup, SIGHUP);
