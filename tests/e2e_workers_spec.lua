@@ -133,6 +133,8 @@ local function nstats(err) return select(2, err:gsub("statistics after", "")) en
 
 -- Ask a running host for statistics (SIGUSR1) and wait for the whole table.
 local function stats(h)
+  -- A SIGUSR1 before the host has set up its signals would end it, as any process.
+  assert.truthy(th.wait_for(function() return h.err():find("rules loaded", 1, true) end, 20), h.err())
   local before = nstats(h.err())
   h.signal("USR1")
   local rows, block
