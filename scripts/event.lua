@@ -120,17 +120,100 @@ readonly = function(t)
   })
 end
 
--- The view handed to a rule's match function.
-function M.view(doc)
+-- The view handed to a rule's match function, over get(name) -> value.
+function M.view_of(get)
   return setmetatable({}, {
     __index = function(_, name)
       if type(name) ~= "string" then return nil end
-      return wrap(M.get(doc, name))
+      return wrap(get(name))
     end,
     __newindex = refuse,
     __pairs = function() error("iterate a field, not the event: e[\"event.action\"]", 2) end,
     __metatable = false,
   })
+end
+
+-- The view over a whole document.
+function M.view(doc)
+  return M.view_of(M.getter(doc))
+end
+
+-- A lazy event: one per worker, started afresh for each event.
+--
+--   local ev = event.lazy()
+--   ev.start(rec, ctx, normalize, norm_call)
+--   ev.get(name)   the field's value, computed on first ask and remembered for this event
+--   ev.view        the read-only view over ev.get (the same table for every event)
+--   ev.whole()     the whole normalized document (built once per event)
+--
+-- For a raw CloudTrail record a field is computed alone when the normalizer has a function
+-- for it (normalize.ON_DEMAND), else read from the whole document; an ECS document is read
+-- as it is. norm_call(fn, ...) -> ok, result runs the normalizer's code (under limits when
+-- it was reloaded). When the normalizer fails, ev.get raises ev.FAILED (ev.failure says
+-- why): the event cannot be evaluated, and no rule is blamed.
+function M.lazy()
+  local ev = { FAILED = setmetatable({}, { __name = "event.FAILED" }) }
+  local NIL = {}
+  local rec, ctx, norm, call, memo, doc, raw
+  local fields, whole_mark = {}, nil
+
+  local function whole()
+    if doc == nil then
+      local ok, d = call(norm.normalize, rec, ctx)
+      if not ok or type(d) ~= "table" then
+        ev.failure = type(d) == "string" and d or ("(error object is a " .. type(d) .. " value)")
+        if ok then ev.failure = "it returned a " .. type(d) .. ", not a table" end
+        error(ev.FAILED, 0)
+      end
+      doc = d
+    end
+    return doc
+  end
+
+  local function get(name)
+    local v = memo[name]
+    if v ~= nil then
+      if v == NIL then return nil end
+      return v
+    end
+    if not raw then
+      v = M.get(rec, name)
+    else
+      local f = fields[name]
+      if f then
+        local ok, r = call(f, rec)
+        if not ok then
+          ev.failure = type(r) == "string" and r or "(error object)"
+          error(ev.FAILED, 0)
+        end
+        v = r
+        if v == whole_mark then v = M.get(whole(), name) end
+      else
+        v = M.get(whole(), name)
+      end
+    end
+    if v == nil then memo[name] = NIL else memo[name] = v end
+    return v
+  end
+
+  function ev.start(r, c, normalize, norm_call)
+    rec, ctx, norm, call, memo, doc = r, c, normalize, norm_call, {}, nil
+    ev.failure = nil
+    raw = normalize.is_cloudtrail == nil or normalize.is_cloudtrail(r)
+    if raw then
+      fields = type(normalize.ON_DEMAND) == "table" and normalize.ON_DEMAND or {}
+      whole_mark = normalize.WHOLE
+    end
+  end
+
+  function ev.whole()
+    if raw then return whole() end
+    return rec
+  end
+
+  ev.get = get
+  ev.view = M.view_of(get)
+  return ev
 end
 
 return M

@@ -814,6 +814,81 @@ function M.compile(source, opts)
   }
 end
 
+------------------------------------------------------------------------------
+-- Requirements: what an event must hold for a query to match
+------------------------------------------------------------------------------
+
+-- A literal only an equal string can match: not a number's text, nor a
+-- boolean's (200 matches the number 200.0, true matches the boolean).
+local function string_only(lit)
+  return numeric(lit) == nil and bool_of(lit) == nil
+end
+
+-- The wildcard segment a matching string must contain, or nil: the longest
+-- one that no number's text can hold (a number is matched as its text, which
+-- need not be how the record wrote it).
+local function wildcard_need(segs)
+  local best
+  for _, s in ipairs(segs) do
+    if find(s, "[^%d%.eE%+%-]") and (best == nil or #s > #best) then best = s end
+  end
+  return best
+end
+
+local need
+
+-- Of a child's clauses, the one with the fewest alternatives.
+local function narrowest(clauses)
+  local best
+  for _, c in ipairs(clauses) do
+    if best == nil or #c < #best then best = c end
+  end
+  return best
+end
+
+need = function(node)
+  local op = node.op
+  if op == "match" then
+    if node.wildcard then
+      local s = wildcard_need(node.segments)
+      if s then return { { { field = node.field, value = s, exact = false } } } end
+    elseif string_only(node.literal) then
+      return { { { field = node.field, value = node.literal, exact = true } } }
+    end
+    return {}
+  end
+  if op == "and" then
+    local out = {}
+    for _, child in ipairs(node.children) do
+      for _, c in ipairs(need(child)) do out[#out + 1] = c end
+    end
+    return out
+  end
+  if op == "or" then
+    local clause = {}
+    for _, child in ipairs(node.children) do
+      local c = narrowest(need(child))
+      if c == nil then return {} end  -- this branch needs nothing we can name
+      for _, alt in ipairs(c) do clause[#clause + 1] = alt end
+    end
+    return { clause }
+  end
+  return {}  -- not, exists, ranges: nothing a match must contain
+end
+
+-- What every event a query matches holds, as a conjunction of clauses, each
+-- a list of alternatives of which at least one holds:
+--   { field = , value = , exact = true }   the field's value is the string
+--                                          value, or an array holding it
+--   { field = , value = , exact = false }  the field's value is a string (or
+--                                          an array holding one) containing value
+-- Necessary, not sufficient: an event holding them all may still not match.
+-- An empty list: nothing is known (every event may match). The prefilter
+-- and the rule index are built on this (worker.lua).
+function M.requirements(q)
+  return need(q.ast)
+end
+
 -- For explain: the one field every leaf under a tree node reads, or nil.
 M.single_field = single_field
 

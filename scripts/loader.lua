@@ -9,7 +9,8 @@
 --   rule.id       meta.rule_id
 --   rule.name     meta.name
 --   rule.query    the compiled KQL query (kql.compile), or nil
---   rule.match(get, doc) -> boolean   doc: the ECS document; get = event.getter(doc)
+--   rule.match(get, view) -> boolean  get(name): a field of the event; view: the read-only
+--                                     event a Lua match function is handed (event.lua)
 --
 -- Every error names the file and line: "rules/x.lua:12: ...".
 
@@ -166,15 +167,14 @@ function M.load_file(path, opts)
     query = q.match
     rule.query = q
   end
-  -- get(name) reads a field of the event (event.getter); the view a Lua
-  -- match function sees is built only for rules that have one.
+  -- get(name) reads a field of the event; view is what a Lua match function sees.
   local at = lua_match and path .. ":" .. math.max(debug.getinfo(lua_match, "S").linedefined, 1)
   if query and lua_match then
-    rule.match = function(get, doc) return query(get) and verdict(lua_match(event.view(doc)), at) end
+    rule.match = function(get, view) return query(get) and verdict(lua_match(view), at) end
   elseif query then
     rule.match = function(get) return query(get) end
   else
-    rule.match = function(_, doc) return verdict(lua_match(event.view(doc)), at) end
+    rule.match = function(_, view) return verdict(lua_match(view), at) end
   end
   return rule
 end
@@ -248,7 +248,7 @@ function M.run_tests(rule, normalize)
     else
       local ok, got = pcall(function()
         local doc = normalize(t.event)
-        return rule.match(event.getter(doc), doc)
+        return rule.match(event.getter(doc), event.view(doc))
       end)
       if ok then
         r.got, r.ok = got, got == t.expect

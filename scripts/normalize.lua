@@ -768,6 +768,74 @@ local PAYLOADS = {
   { "serviceEventDetails", "service_event_details" },
 }
 
+-- Fields on demand, for the lazy event view (event.lua): a rule that reads event.action gets
+-- it without the rest of the document being built. Each function(rec) returns the field's
+-- value in M.normalize's document (nil: absent), or M.WHOLE when this record needs the whole
+-- mapping. A field not listed here is read from the whole document, built once per event
+-- when first needed (and for every event that alerts). M.normalize writes these fields with
+-- these same functions; tests/lazy_spec.lua checks every field against the whole document.
+M.WHOLE = setmetatable({}, { __name = "normalize.WHOLE" })
+local function user_identity(key)
+  return function(rec)
+    local uid = tbl(rec.userIdentity)
+    return uid and val(uid[key])
+  end
+end
+local ON_DEMAND = {
+  ["data_stream.dataset"] = function() return "aws.cloudtrail" end,
+  ["ecs.version"] = function() return "8.11.0" end,
+  ["cloud.provider"] = function() return "aws" end,
+  ["event.kind"] = function() return "event" end,
+  ["event.provider"] = function(rec) return val(rec.eventSource) end,
+  ["event.action"] = function(rec) return jtext(val(rec.eventName)) end,
+  ["event.id"] = function(rec) return val(rec.eventID) end,
+  ["cloud.region"] = function(rec) return val(rec.awsRegion) end,
+  ["aws.cloudtrail.error_code"] = function(rec) return val(rec.errorCode) end,
+  ["aws.cloudtrail.error_message"] = function(rec) return val(rec.errorMessage) end,
+  ["aws.cloudtrail.event_category"] = function(rec) return val(rec.eventCategory) end,
+  ["aws.cloudtrail.event_type"] = function(rec) return val(rec.eventType) end,
+  ["aws.cloudtrail.event_version"] = function(rec) return val(rec.eventVersion) end,
+  ["aws.cloudtrail.api_version"] = function(rec) return val(rec.apiVersion) end,
+  ["aws.cloudtrail.request_id"] = function(rec) return val(rec.requestID) end,
+  ["aws.cloudtrail.read_only"] = function(rec) return val(rec.readOnly) end,
+  ["aws.cloudtrail.user_identity.type"] = user_identity("type"),
+  ["aws.cloudtrail.user_identity.arn"] = user_identity("arn"),
+  ["aws.cloudtrail.user_identity.access_key_id"] = user_identity("accessKeyId"),
+  ["aws.cloudtrail.user_identity.invoked_by"] = user_identity("invokedBy"),
+  ["user_agent.original"] = function(rec) return str(rec.userAgent) end,
+  ["source.address"] = function(rec) return val(rec.sourceIPAddress) end,
+  -- A ConsoleLogin's outcome comes from its response: the whole mapping decides.
+  ["event.outcome"] = function(rec)
+    if rec.eventName == "ConsoleLogin" then return M.WHOLE end
+    if val(rec.errorCode) ~= nil or val(rec.errorMessage) ~= nil then return "failure" end
+    return "success"
+  end,
+}
+M.ON_DEMAND = ON_DEMAND
+
+-- Fields whose string values are always the record's own strings, or parts of one, as the
+-- record has them (after JSON unescaping): for raw records here, and for ECS documents, which
+-- pass through. The host's prefilter relies on it: it skips, undecoded, a record whose text
+-- holds none of the values a rule requires of these fields. A field computed otherwise (a
+-- constant, a lowercased or reformatted value) must not be listed.
+M.VERBATIM = {}
+for _, name in ipairs({
+  "event.provider", "event.action", "event.id", "cloud.region", "cloud.account.id",
+  "cloud.service.name", "service.name",
+  "aws.cloudtrail.error_code", "aws.cloudtrail.error_message", "aws.cloudtrail.event_category",
+  "aws.cloudtrail.event_type", "aws.cloudtrail.request_id", "aws.cloudtrail.recipient_account_id",
+  "aws.cloudtrail.shared_event_id", "aws.cloudtrail.vpc_endpoint_id",
+  "aws.cloudtrail.user_identity.type", "aws.cloudtrail.user_identity.arn",
+  "aws.cloudtrail.user_identity.access_key_id", "aws.cloudtrail.user_identity.invoked_by",
+  "aws.cloudtrail.user_identity.session_context.session_issuer.type",
+  "aws.cloudtrail.user_identity.session_context.session_issuer.arn",
+  "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id",
+  "aws.cloudtrail.user_identity.session_context.session_issuer.account_id",
+  "user.name", "user.id", "user.email", "user.target.name", "user.target.id", "user.changes.name",
+  "group.name", "group.id", "related.user", "related.ip",
+  "source.address", "source.ip", "user_agent.original", "tls.cipher", "tls.client.server_name",
+}) do M.VERBATIM[name] = true end
+
 -- Java String.length() (UTF-16 units) is at most the byte length; count exactly only near the limit.
 local function java_length(s)
   local n = #s
@@ -804,7 +872,7 @@ function M.normalize(rec, ctx)
   }
 
   doc["@timestamp"] = iso_date(str(rec.eventTime)) or now
-  ct.event_version = val(rec.eventVersion)
+  ct.event_version = ON_DEMAND["aws.cloudtrail.event_version"](rec)
 
   -- userIdentity
   local uid = tbl(rec.userIdentity)
@@ -920,10 +988,10 @@ function M.normalize(rec, ctx)
     local at = find(source, ".amazonaws.com", 1, true)
     if at and at > 1 and at + 13 == #source then cloud.service = { name = sub(source, 1, at - 1) } end
   end
-  event.provider = val(rec.eventSource)
-  local action = jtext(val(rec.eventName))
+  event.provider = ON_DEMAND["event.provider"](rec)
+  local action = ON_DEMAND["event.action"](rec)
   event.action = action
-  ct.event_category = val(rec.eventCategory)
+  ct.event_category = ON_DEMAND["aws.cloudtrail.event_category"](rec)
 
   local aed = tbl(rec.additionalEventData)
   local aed_skip
@@ -935,18 +1003,18 @@ function M.normalize(rec, ctx)
     end
   end
 
-  cloud.region = val(rec.awsRegion)
-  local address = val(rec.sourceIPAddress)
+  cloud.region = ON_DEMAND["cloud.region"](rec)
+  local address = ON_DEMAND["source.address"](rec)
   local src_ip
   if address ~= nil then
     local text = jtext(address)
     if text and is_ip(text) then src_ip = text end
     doc.source = { address = address, ip = src_ip }
   end
-  local ua = str(rec.userAgent)
+  local ua = ON_DEMAND["user_agent.original"](rec)
   if ua then doc.user_agent = { original = ua } end
-  ct.error_code = val(rec.errorCode)
-  ct.error_message = val(rec.errorMessage)
+  ct.error_code = ON_DEMAND["aws.cloudtrail.error_code"](rec)
+  ct.error_message = ON_DEMAND["aws.cloudtrail.error_message"](rec)
 
   -- requestParameters & co: Map.toString text, and the cleaned objects under flattened.
   local flattened = {}
@@ -972,13 +1040,13 @@ function M.normalize(rec, ctx)
     end
   end
 
-  ct.request_id = val(rec.requestID)
-  event.id = val(rec.eventID)
-  ct.event_type = val(rec.eventType)
-  ct.api_version = val(rec.apiVersion)
+  ct.request_id = ON_DEMAND["aws.cloudtrail.request_id"](rec)
+  event.id = ON_DEMAND["event.id"](rec)
+  ct.event_type = ON_DEMAND["aws.cloudtrail.event_type"](rec)
+  ct.api_version = ON_DEMAND["aws.cloudtrail.api_version"](rec)
   local management = val(rec.managementEvent)
   if management ~= nil then ct.management_event = jtext(management) or management end
-  ct.read_only = val(rec.readOnly)
+  ct.read_only = ON_DEMAND["aws.cloudtrail.read_only"](rec)
 
   -- resources: ARN -> arn, accountId -> account_id, duplicates dropped via a HashMap keyed on
   -- "arn_account_type" (so the list comes out in that HashMap's order).

@@ -37,6 +37,7 @@ local alert = require "alert"
 local event = require "event"
 local loader = require "loader"
 local reload = require "reload"
+local ruleindex = require "ruleindex"
 
 -- The C side's limited call (limits.c); plain pcall where there is none
 -- (specs under lua5.4).
@@ -63,7 +64,11 @@ local cb = {
 
 local rules = {}         -- the running rules, in order
 local by_slot = {}       -- slot -> rule
-local normalize          -- the running normalizer module
+local rule_index = ruleindex.build(rules)  -- which of them an event can concern
+-- The running normalizer module: the program's own until the host sends its text (the
+-- gate needs one for the prefilter of the first rule set, before any RULES).
+local normalize = require "normalize"
+local ev = event.lazy()  -- the event at hand
 local norm_path = "normalize.lua"
 local norm_text          -- its text: a rule set with the same one does not load it again
 local stats = { records = 0, malformed = 0, failed = 0 }
@@ -187,6 +192,7 @@ function W.rules(list, norm)
       per_rule[rule] = pr
     end
   end
+  rule_index = ruleindex.build(rules)
   return errors
 end
 
@@ -239,12 +245,18 @@ end
 -- JSON text (request_parameters keeps Elastic's key order with it). Reused.
 local ctx = { now = nil, raw = nil }
 
-local function call_normalizer(rec)
-  if norm_reloaded then return limited(norm_acct, normalize.normalize, rec, ctx) end
-  return pcall(normalize.normalize, rec, ctx)
+local function call_normalizer(fn, ...)
+  if norm_reloaded then return limited(norm_acct, fn, ...) end
+  return pcall(fn, ...)
 end
 
--- One event: normalize, run every rule, an alert per match.
+local function normalizer_failed(path, offset, index)
+  stats.failed = stats.failed + 1
+  cb.log(string.format("%s: normalizer failed: %s", where(path, offset, index), message(ev.failure)))
+end
+
+-- One event: the rules it can concern run on its lazy view; an alert per
+-- match, built from the whole document.
 local function process(rec, path, offset, index)
   if type(rec) ~= "table" or (rec[1] ~= nil) then
     reject(path, offset, (index and ("record " .. index .. " ") or "") .. "is not a JSON object, skipped")
@@ -252,26 +264,37 @@ local function process(rec, path, offset, index)
   end
   stats.records = stats.records + 1
   ctx.now = now()
-  local ok, doc = call_normalizer(rec)
-  if not ok or type(doc) ~= "table" then
-    stats.failed = stats.failed + 1
-    cb.log(string.format("%s: normalizer failed: %s", where(path, offset, index), message(doc)))
+  ev.start(rec, ctx, normalize, call_normalizer)
+  local get, view = ev.get, ev.view
+  local ok, list = pcall(rule_index.candidates, get)
+  if not ok then
+    if list ~= ev.FAILED then ev.failure = message(list) end
+    normalizer_failed(path, offset, index)
     return
   end
-  local get = event.getter(doc)
-  for i = 1, #rules do
-    local rule = rules[i]
+  for i = 1, #list do
+    local rule = list[i]
     local pr = per_rule[rule]
     if pr.quarantined then goto next_rule end
     pr.seen = pr.seen + 1
-    local mok, hit = limited(pr, rule.match, get, doc)
+    local mok, hit = limited(pr, rule.match, get, view)
     if not mok then
+      if hit == ev.FAILED then  -- the normalizer's fault, not the rule's: the event is given up
+        normalizer_failed(path, offset, index)
+        return
+      end
       rule_failed(rule, pr, hit, path, offset, index)
       goto next_rule
     end
     pr.failing = 0
     if hit then
       local src = { path = path, offset = offset, index = index }
+      local dok, doc = pcall(ev.whole)
+      if not dok then
+        if doc ~= ev.FAILED then ev.failure = message(doc) end
+        normalizer_failed(path, offset, index)
+        return
+      end
       local aok, line = pcall(function() return alert.encode(alert.build(rule, doc, src, now())) end)
       if not aok then
         cb.log(string.format("%s: could not build the alert of %s: %s", where(path, offset, index),
@@ -442,7 +465,8 @@ function W.load(files)
       ids[rule.id] = f.path
       if only then used[picked(rule)] = true end
       results[#results + 1] = { path = f.path, ok = true, id = rule.id, name = rule.name,
-        version = rule.meta.version ~= nil and tostring(rule.meta.version) or "" }
+        version = rule.meta.version ~= nil and tostring(rule.meta.version) or "",
+        prefilter = ruleindex.prefilter(rule, normalize) }
     elseif err then
       results[#results + 1] = { path = f.path, ok = false, error = err }
     end
@@ -477,7 +501,8 @@ function W.gate(req)
   local live = {}
   for _, r in ipairs(result.list) do
     live[#live + 1] = { path = r.file, new = per_rule[r] == nil, id = r.id, name = r.name,
-      version = r.meta.version ~= nil and tostring(r.meta.version) or "" }
+      version = r.meta.version ~= nil and tostring(r.meta.version) or "",
+      prefilter = ruleindex.prefilter(r, result.norm or normalize) }
   end
   return logs, live, result.norm ~= normalize
 end

@@ -97,7 +97,7 @@ describe("loader", function()
       local src = MINIMAL:gsub("}\n$", "  match = function(e) return e[\"event.outcome\"] == \"failure\" end,\n}\n")
       local rule = assert(loader.load_file(rule_file(src)))
       local event = require "event"
-      local function m(doc) return rule.match(event.getter(doc), doc) end
+      local function m(doc) return rule.match(event.getter(doc), event.view(doc)) end
       assert.is_true(m({ event = { action = "X", outcome = "failure" } }))
       assert.is_false(m({ event = { action = "X", outcome = "success" } }))
       assert.is_false(m({ event = { action = "Y", outcome = "failure" } }))

@@ -1,0 +1,202 @@
+-- The lazy event view (event.lazy) and the rule index (ruleindex.lua), against the whole
+-- normalizer on real records: Elastic's pipeline test inputs, the Stratus Red Team detonations
+-- and the bundled examples (raw CloudTrail and ECS documents).
+
+local cjson = require "cjson"
+local lfs = require "lfs"
+local event = require "event"
+local kql = require "kql"
+local normalize = require "normalize"
+local ruleindex = require "ruleindex"
+
+local CTX = { now = "2026-01-02T03:04:05.000Z" }
+
+local function lines_of(path, out)
+  for line in io.lines(path) do
+    if line:find("%S") then
+      local ok, v = pcall(cjson.decode, line)
+      if ok and type(v) == "table" then
+        if v.Records then
+          for _, r in ipairs(v.Records) do out[#out + 1] = { r, line } end
+        else
+          out[#out + 1] = { v, line }
+        end
+      end
+    end
+  end
+end
+
+-- Every real record the fixtures hold, with its JSON text.
+local function records()
+  local out = {}
+  local dir = "tests/fixtures/elastic-cloudtrail-pipeline/pipeline/"
+  for name in lfs.dir(dir) do
+    if name:match("%.log$") then lines_of(dir .. name, out) end
+  end
+  dir = "tests/fixtures/stratus-red-team/"
+  for name in lfs.dir(dir) do
+    if name:match("%.json$") then
+      local f = assert(io.open(dir .. name))
+      local text = f:read("a")
+      f:close()
+      local v = cjson.decode(text)
+      for _, r in ipairs(v.Records or v) do out[#out + 1] = { r, nil } end
+    end
+  end
+  lines_of("examples/cloudtrail/bedrock-denied-derived.ndjson", out)
+  lines_of("examples/ecs/bedrock-ecs.ndjson", out)
+  return out
+end
+
+-- Every dotted name in a document: its leaves, the objects above them, and their arrays.
+local function names(doc, prefix, out)
+  for k, v in pairs(doc) do
+    if type(k) == "string" then
+      local name = prefix and (prefix .. "." .. k) or k
+      out[name] = true
+      if type(v) == "table" and rawget(v, 1) == nil then names(v, name, out) end
+    end
+  end
+  return out
+end
+
+local function call(fn, ...) return pcall(fn, ...) end
+
+describe("the lazy event view", function()
+  local recs = records()
+
+  it("has real records to check (pipeline inputs, Stratus, examples, ECS)", function()
+    assert.is_true(#recs > 300, "only " .. #recs .. " records")
+  end)
+
+  it("gives every field a rule can ask for the whole normalizer's value, computed alone or not", function()
+    local ev = event.lazy()
+    local asked = 0
+    for i, r in ipairs(recs) do
+      local ctx = { now = CTX.now, raw = r[2] }
+      local whole = normalize.normalize(r[1], ctx)
+      local want = names(whole, nil, {})
+      for _, f in ipairs(normalize.FIELDS) do want[f] = true end
+      for f in pairs(normalize.ON_DEMAND) do want[f] = true end
+      want["no.such.field"], want["event.nothing"], want["aws"] = true, true, true
+      ev.start(r[1], ctx, normalize, call)
+      for name in pairs(want) do
+        asked = asked + 1
+        assert.same(event.get(whole, name), ev.get(name), "record " .. i .. ": " .. name)
+        assert.same(event.get(whole, name), ev.get(name), "record " .. i .. ", asked again: " .. name)
+      end
+      assert.same(whole, ev.whole(), "record " .. i .. ": the whole document")
+    end
+    assert.is_true(asked > 10000)
+  end)
+
+  it("computes a field on demand without building the document", function()
+    local built = 0
+    local counting = setmetatable({ normalize = function(...)
+      built = built + 1
+      return normalize.normalize(...)
+    end }, { __index = normalize })
+    local ev = event.lazy()
+    local rec = cjson.decode(io.lines("examples/cloudtrail/bedrock-denied-derived.ndjson")())
+    ev.start(rec, CTX, counting, call)
+    for _, f in ipairs({ "event.provider", "event.action", "event.outcome", "aws.cloudtrail.error_code",
+      "data_stream.dataset", "cloud.region" }) do
+      assert.is_not_nil(ev.get(f), f)
+    end
+    assert.equal(0, built)
+    assert.equal("test-role", ev.get("user.name"))  -- not on demand: the whole document, once
+    assert.equal("AROA2N7TQQRGKJYPCLOG0:cli", ev.get("user.id"))
+    assert.equal(1, built)
+    ev.start(rec, CTX, counting, call)  -- the next event starts afresh
+    assert.equal("test-role", ev.get("user.name"))
+    assert.equal(2, built)
+  end)
+
+  it("reads an ECS document as it is, nested or dotted, arrays and objects as today", function()
+    local ev = event.lazy()
+    local doc = { ["event.action"] = "A", event = { provider = "p" }, related = { user = { "u1", "u2" } },
+      aws = { cloudtrail = { flattened = { request_parameters = { name = "n" } } } } }
+    ev.start(doc, CTX, normalize, call)
+    assert.equal("A", ev.get("event.action"))
+    assert.equal("p", ev.get("event.provider"))
+    assert.same({ "u1", "u2" }, ev.get("related.user"))
+    assert.same({ name = "n" }, ev.get("aws.cloudtrail.flattened.request_parameters"))
+    assert.is_nil(ev.get("event.outcome"))
+    assert.equal("u2", ev.view["related.user"][2])
+    assert.has_error(function() ev.view["x"] = 1 end, "the event is read-only")
+  end)
+
+  it("raises FAILED, with the reason, when the normalizer fails: no rule is blamed", function()
+    local broken = setmetatable({ normalize = function() error("boom") end }, { __index = normalize })
+    local ev = event.lazy()
+    ev.start({ eventSource = "s3.amazonaws.com", eventName = "X" }, CTX, broken, call)
+    assert.equal("X", ev.get("event.action"))  -- on demand: fine
+    local ok, err = pcall(ev.get, "user.name")
+    assert.is_false(ok)
+    assert.equal(ev.FAILED, err)
+    assert.matches("boom", ev.failure)
+  end)
+end)
+
+describe("kql.requirements", function()
+  local function req(src) return kql.requirements(assert(kql.compile(src))) end
+  local function alt(field, value, exact)
+    return { field = field, value = value, exact = exact ~= false }
+  end
+
+  it("is the conjunction of the exact values a match needs", function()
+    assert.same({ { alt("a", "x") }, { alt("b", "y"), alt("b", "z") } }, req('a: "x" and b: (y or z)'))
+  end)
+
+  it("names nothing under not, for ranges, exists, numbers and booleans", function()
+    assert.same({}, req('not a: "x"'))
+    assert.same({}, req('a > 5 and b: * and c: 200 and d: true'))
+    assert.same({ { alt("e", "x") } }, req('not a: "x" and e: x'))
+  end)
+
+  it("keeps an or only when every branch needs something", function()
+    assert.same({ { alt("a", "x"), alt("b", "y") } }, req('a: x or (b: y and c: z)'))
+    assert.same({}, req('a: x or not b: y'))
+  end)
+
+  it("takes the longest segment of a wildcard that no number's text can hold", function()
+    assert.same({ { alt("ua", "aws-cli", false) } }, req('ua: *aws-cli*/2*'))
+    assert.same({}, req('n: 12*34'))
+  end)
+end)
+
+describe("the rule index", function()
+  local function rule(src)
+    return { query = assert(kql.compile(src)), src = src }
+  end
+  local function getter(t) return function(name) return t[name] end end
+
+  it("hands an event only the rules filed under its values, in their order, and those filed under nothing", function()
+    local a = rule('event.provider: "s3.amazonaws.com" and event.action: (PutBucketPolicy or DeleteBucketPolicy)')
+    local b = rule('event.provider: "iam.amazonaws.com"')
+    local c = rule('user.name: *admin*')
+    local d = rule('event.action: PutBucketPolicy and aws.cloudtrail.error_code: AccessDenied')
+    local ix = ruleindex.build({ a, b, c, d })
+    local function cands(t)
+      local out = {}
+      for i, r in ipairs(ix.candidates(getter(t))) do out[i] = r end
+      return out
+    end
+    assert.same({ a, c, d }, cands({ ["event.provider"] = "s3.amazonaws.com", ["event.action"] = "PutBucketPolicy" }))
+    assert.same({ b, c }, cands({ ["event.provider"] = "iam.amazonaws.com", ["event.action"] = "CreateUser" }))
+    assert.same({ c }, cands({ ["event.provider"] = "ec2.amazonaws.com" }))
+    assert.same({ a, c, d }, cands({ ["event.action"] = { "x", "PutBucketPolicy" } }), "an array: any of its values")
+  end)
+
+  it("files under nothing a rule with a Lua match alone, or no exact value", function()
+    local ix = ruleindex.build({ { meta = {} }, rule("a > 1") })
+    assert.equal(2, #ix.candidates(getter({})))
+  end)
+
+  it("gives the prefilter only the values of fields copied verbatim from the record", function()
+    local r = rule('data_stream.dataset: "aws.cloudtrail" and event.provider: "bedrock.amazonaws.com" and ' ..
+      'event.outcome: failure and event.action: (A or B) and cloud.region: ("us-east-1" or "")')
+    assert.same({ { "bedrock.amazonaws.com" }, { "A", "B" } }, ruleindex.prefilter(r, normalize))
+    assert.same({}, ruleindex.prefilter(r, {}), "a normalizer that names no verbatim field: every record")
+  end)
+end)
