@@ -26,6 +26,7 @@
 #include "checkpoint.h"
 #include "log.h"
 #include "output.h"
+#include "prefilter.h"
 #include "progress.h"
 #include "proto.h"
 #include "rules.h"
@@ -59,6 +60,10 @@ typedef struct th_batch {
   int writing;             /* writes to a worker not yet completed */
   int dead;                /* written: freed once no write refers to it */
   th_worker *worker;       /* while B_SENT */
+  uint8_t *pass;           /* per record: could a rule match it (the prefilter); owned */
+  uint64_t pf_version;     /* the prefilter pass was computed with (0: none yet) */
+  uint32_t npass;          /* records passing */
+  int filtered;            /* last sent with the records that pass only */
   char *reply;             /* while B_DONE: the reply's payload; owned */
   size_t reply_len;
 } th_batch;
@@ -121,6 +126,7 @@ static void batch_free(th_batch *b) {
   free(b->flags_at);
   free(b->strikes);
   free(b->reply);
+  free(b->pass);
   free(b);
 }
 
@@ -361,28 +367,144 @@ static void on_sent(void *ctx, int status) {
   if (b->dead && b->writing == 0) batch_free(b);
 }
 
+/* A frame built for one send (the records that pass only): freed once written. */
+typedef struct sendbuf {
+  th_buf buf;
+  th_batch *b;
+} sendbuf;
+
+static void on_sent_copy(void *ctx, int status) {
+  sendbuf *sb = ctx;
+  th_batch *b = sb->b;
+  th_buf_free(&sb->buf);
+  free(sb);
+  on_sent(b, status);
+}
+
 static int usable(const th_dispatch *d, const th_worker *w) {
   return w->role == TH_ROLE_EVAL && w->ready && w->alive && !w->killed && !w->doomed &&
          d->wq[w->index].n < IN_FLIGHT;
 }
 
+/* Which of b's records could a rule of the running set match? Looked at once
+ * per rule set (a batch sent again after a reload is looked at again: the
+ * workers then run the new set). Records the worker must report (rejected,
+ * or skipped after crashes) always go, and so do whole documents: an S3
+ * object is many events, which the summary counts one by one (the worker's
+ * rule index makes the ones no rule wants cheap). Returns the number that pass. */
+static uint32_t look(th_dispatch *d, th_batch *b) {
+  th_prefilter *pf = th_rules_prefilter(d->o.rules);
+  if (th_prefilter_passes_all(pf)) return b->n;
+  uint64_t version = th_rules_prefilter_version(d->o.rules);
+  if (b->pass && b->pf_version == version) return b->npass;
+  if (b->pass == NULL && (b->pass = malloc(b->cap ? b->cap : 1)) == NULL) return b->n;  /* cannot look: all go */
+  uint32_t npass = 0;
+  for (uint32_t i = 0; i < b->n; i++) {
+    uint32_t flags, len;
+    memcpy(&flags, b->msg.p + b->flags_at[i], 4);
+    memcpy(&len, b->msg.p + b->flags_at[i] + 4, 4);
+    const char *bytes = b->msg.p + b->flags_at[i] + 8;
+    int pass = (flags & (TH_REC_REJECT | TH_REC_SKIP | TH_REC_DOCUMENT)) || th_prefilter_pass(pf, bytes, len);
+    b->pass[i] = (uint8_t)pass;
+    npass += (uint32_t)pass;
+  }
+  b->pf_version = version;
+  b->npass = npass;
+  return npass;
+}
+
+/* b's frame with the records that do not pass left empty and flagged: the
+ * worker skips them, and record numbers stay those of b. NULL: no memory. */
+static sendbuf *filtered_frame(th_batch *b) {
+  sendbuf *sb = calloc(1, sizeof *sb);
+  if (sb == NULL) return NULL;
+  sb->b = b;
+  th_buf *f = &sb->buf;
+  th_buf_init(f);
+  size_t head = b->n ? b->flags_at[0] - 8 : b->msg.len;  /* type, id, path, n */
+  th_buf_bytes(f, b->msg.p, head);  /* th_buf_end sets the length in its header */
+  for (uint32_t i = 0; i < b->n; i++) {
+    const char *rec = b->msg.p + b->flags_at[i] - 8;  /* offset, flags, length, bytes */
+    uint32_t flags, len;
+    memcpy(&flags, rec + 8, 4);
+    memcpy(&len, rec + 12, 4);
+    if (b->pass[i]) {
+      th_buf_bytes(f, rec, 16 + (size_t)len);
+    } else {
+      th_buf_bytes(f, rec, 8);
+      th_buf_u32(f, flags | TH_REC_FILTERED);
+      th_buf_u32(f, 0);
+    }
+  }
+  th_buf_end(f);
+  if (f->oom) {
+    th_buf_free(f);
+    free(sb);
+    return NULL;
+  }
+  return sb;
+}
+
+static void dequeue(th_dispatch *d, th_batch *b) {
+  d->qhead = b->qnext;
+  if (d->qhead == NULL) d->qtail = NULL;
+  d->queued--;
+  b->qnext = NULL;
+}
+
+/* A batch of which no record could match: done without a worker, written in
+ * its turn like any other. Returns 1 if so (b may be freed already), 0 when
+ * out of memory: then it goes to a worker after all. */
+static int skip_batch(th_dispatch *d, th_batch *b) {
+  th_buf r;
+  th_buf_init(&r);
+  th_buf_u64(&r, b->id);
+  th_buf_u32(&r, b->n);  /* done */
+  for (int k = 0; k < 3; k++) th_buf_u64(&r, 0);  /* records, malformed, failed */
+  th_buf_u32(&r, 0);  /* items */
+  th_buf_u32(&r, 0);  /* rules */
+  if (r.oom) {
+    th_buf_free(&r);
+    b->pf_version = 0;  /* no memory for even this: it goes to a worker */
+    b->npass = b->n;
+    memset(b->pass, 1, b->n);
+    return 0;
+  }
+  dequeue(d, b);
+  b->filtered = 1;
+  b->reply = r.p;
+  b->reply_len = r.len;
+  b->state = B_DONE;
+  d->bytes += r.len;
+  advance(b->stream);
+  return 1;
+}
+
 /* Hand queued batches to workers with room, the least loaded first. */
 static void pump(th_dispatch *d) {
-  if (!d->started || d->stopping) return;
-  while (d->qhead) {
+  while (d->started && !d->stopping && d->qhead) {
+    th_batch *b = d->qhead;
+    uint32_t npass = look(d, b);
+    if (npass == 0 && skip_batch(d, b)) continue;
     th_worker *best = NULL;
     for (unsigned k = 0; k < d->nworkers; k++) {
       th_worker *w = &d->o.pool->w[(d->next_worker + k) % d->nworkers];
       if (usable(d, w) && (best == NULL || d->wq[w->index].n < d->wq[best->index].n)) best = w;
     }
     if (best == NULL) return;
+    sendbuf *sb = npass < b->n ? filtered_frame(b) : NULL;
+    int rc = sb ? th_worker_send(best, sb->buf.p, sb->buf.len, on_sent_copy, sb)
+                : th_worker_send(best, b->msg.p, b->msg.len, on_sent, b);
+    if (rc < 0) {  /* it is going away */
+      if (sb) {
+        th_buf_free(&sb->buf);
+        free(sb);
+      }
+      return;
+    }
     d->next_worker = (unsigned)(best->index + 1) % d->nworkers;
-    th_batch *b = d->qhead;
-    if (th_worker_send(best, b->msg.p, b->msg.len, on_sent, b) < 0) return;  /* it is going away */
-    d->qhead = b->qnext;
-    if (d->qhead == NULL) d->qtail = NULL;
-    d->queued--;
-    b->qnext = NULL;
+    b->filtered = sb != NULL;
+    dequeue(d, b);
     b->writing++;
     b->state = B_SENT;
     b->worker = best;
@@ -500,6 +622,12 @@ static void write_batch(th_dispatch *d, th_batch *b) {
   th_rd_u64(&r);  /* id */
   th_rd_u32(&r);  /* done */
   d->t.records += th_rd_u64(&r);
+  if (b->filtered) {  /* the records the prefilter skipped: counted here, in their turn */
+    uint64_t skipped = 0;
+    for (uint32_t i = 0; i < b->n; i++) skipped += !b->pass[i];
+    d->t.records += skipped;
+    d->t.prefiltered += skipped;
+  }
   d->t.malformed += th_rd_u64(&r);
   d->t.failed += th_rd_u64(&r);
   uint32_t n = th_rd_u32(&r);

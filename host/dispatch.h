@@ -117,7 +117,8 @@ typedef struct th_dispatch_opts {
 
 /* Totals over every record evaluated (the summary). */
 typedef struct th_dispatch_totals {
-  uint64_t records;        /* events evaluated */
+  uint64_t records;        /* events evaluated, and records the prefilter skipped */
+  uint64_t prefiltered;    /* records skipped undecoded: no rule could match them */
   uint64_t malformed;      /* records reported and skipped */
   uint64_t failed;         /* events the normalizer failed on */
   uint64_t batches;        /* batches written */

@@ -37,7 +37,8 @@ static const char usage[] =
   "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS]\n"
   "                         [--stats-interval SECONDS] PATH...\n"
   "       (both also take [--workers N] [--max-time MS] [--max-worker-memory BYTES]\n"
-  "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N])\n"
+  "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
+  "                           [--no-prefilter])\n"
   "       trailhound test|check|explain|show|new|dev ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
   "\n"
@@ -73,6 +74,9 @@ static const char usage[] =
   "  --max-memory BYTES   memory one call of a rule may add (default 64M)\n"
   "  --quarantine-after N failures in a row that take a rule out of service until its file\n"
   "                       changes or SIGHUP (default 20; 0: never)\n"
+  "  --no-prefilter       decode every record; by default a record whose text holds none of the\n"
+  "                       values the rules require (event.provider, event.action, ...) is counted\n"
+  "                       and skipped undecoded, which changes no alert\n"
   "\n"
   "Rules run in worker processes, never in the process that reads files and keeps checkpoints.\n"
   "run reloads a rule file or scripts/normalize.lua when it changes, once the new version\n"
@@ -103,6 +107,7 @@ typedef struct options {
   unsigned workers;       /* evaluation workers */
   unsigned max_time_ms;   /* wall-clock limit of a rule call */
   size_t heap_cap;        /* bytes one worker's heap may hold */
+  int no_prefilter;       /* --no-prefilter */
   char **files;
   int nfiles;
 } options;
@@ -225,6 +230,8 @@ static int parse(int argc, char **argv, options *o) {
       if (n < 0 || n > 1000000000 || (n == 0 && strcmp(val, "0") != 0))
         return usage_error("--quarantine-after: bad count '%s' (0: never)", val);
       o->quarantine_after = (int)n;
+    } else if (strcmp(a, "--no-prefilter") == 0) {
+      o->no_prefilter = 1;
     } else if (strcmp(a, "--workers") == 0) {
       long long n = parse_count(val);
       if (n < 1 || n > 256) return usage_error("--workers: bad count '%s' (1 to 256)", val);
@@ -544,6 +551,7 @@ static int host_main(const options *o, const char *rules, const char *home) {
   };
   th_rules_opts ro = {
     .loop = &h.loop, .pool = &h.pool, .dir = rules, .normalizer = normalizer, .shown_dir = rules,
+    .no_prefilter = o->no_prefilter,
     .on_live = on_live, .on_fatal = on_fatal, .ud = &h,
   };
   th_dispatch_opts dop = {

@@ -44,10 +44,13 @@
  *               FAIL: u32 slot, u32 load, str message (the first failure of the rule
  *                 in the batch)
  *               QUARANTINED: u32 slot, u32 load, str message
- *   LOADED      u32 n, n x { str path, u8 ok, str id|error, str name, str version },
+ *   LOADED      u32 n, n x { str path, u8 ok, str id|error, str name, str version,
+ *               prefilter },
  *               str fatal (--rule named nothing that loaded; "" if none), items
  *   GATE        items (the gate's log lines), u32 n live, n x { str path, u8 new,
- *               str id, str name, str version }, u8 normalizer accepted
+ *               str id, str name, str version, prefilter }, u8 normalizer accepted
+ *     prefilter: u32 n, n x { u32 m, m x str }: what a record the rule matches holds
+ *               in its text (prefilter.h); n = 0: any record may match
  *   RULES       u32 generation, items (rules that did not load)
  *   MEMORY      u32 slot, u32 load, str message: a rule keeps more than its
  *               share of the heap; the worker exits after this reply
@@ -81,6 +84,7 @@ enum {
   TH_REC_DOCUMENT = 1,  /* a whole file: an S3 object, an array, or NDJSON after all */
   TH_REC_SKIP = 2,      /* killed workers twice with no rule in flight: report, do not evaluate */
   TH_REC_REJECT = 4,    /* never reached a worker whole: bytes are why; report it in order, counted */
+  TH_REC_FILTERED = 8,  /* no rule could match it (the prefilter): no bytes; the host counts it */
 };
 
 enum { TH_ITEM_ALERT = 1, TH_ITEM_LOG, TH_ITEM_FAIL, TH_ITEM_QUARANTINED };

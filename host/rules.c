@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "prefilter.h"
 
 enum { GONE_MS = 500, SETTLE_MS = 50, REPORT_EVERY_MS = 60000 };
 
@@ -157,6 +158,16 @@ static th_rule *new_slot(th_rules *r) {
   return rule;
 }
 
+/* The prefilter requirements of an entry, into its rule. */
+static void set_prefilter(th_rule *rule, const char *pf, size_t len) {
+  char *p = malloc(len ? len : 1);
+  if (p == NULL) return;  /* keeps the old ones */
+  memcpy(p, pf, len);
+  free(rule->pf);
+  rule->pf = p;
+  rule->pflen = len;
+}
+
 static void set_str(char **dst, const char *src, size_t len) {
   char *p = malloc(len + 1);
   if (p == NULL) return;  /* keeps the old value */
@@ -200,8 +211,30 @@ static void send_rules(th_rules *r, th_worker *w) {
   if (th_worker_send_copy(w, r->msg.p, r->msg.len) < 0) th_worker_kill(w);
 }
 
+/* The prefilter of the rules that run (a quarantined one does not). Without one (--no-prefilter, or no
+ * memory) every record goes to the workers: slower, never wrong. */
+static void build_prefilter(th_rules *r) {
+  th_prefilter_free(r->prefilter);
+  r->prefilter = NULL;
+  r->pf_version++;
+  if (r->o.no_prefilter) return;
+  th_pf_rule *v = calloc(r->nslots + 1, sizeof *v);
+  size_t n = 0;
+  for (uint32_t i = 0; v && i < r->nslots; i++)
+    if (r->slots[i]->live && !r->slots[i]->quarantined) v[n++] = (th_pf_rule){r->slots[i]->pf, r->slots[i]->pflen};
+  const char *why = NULL;
+  r->prefilter = v ? th_prefilter_new(v, n, &why) : NULL;
+  free(v);
+  if (r->prefilter == NULL) th_log("out of memory for the prefilter: every record goes to the workers");
+  else if (why) th_log("prefilter off: %s; every record goes to the workers", why);
+}
+
+struct th_prefilter *th_rules_prefilter(const th_rules *r) { return r->prefilter; }
+uint64_t th_rules_prefilter_version(const th_rules *r) { return r->pf_version; }
+
 static void broadcast(th_rules *r) {
   build_msg(r);
+  build_prefilter(r);
   for (unsigned i = 0; i <= r->o.pool->n; i++) {
     th_worker *w = &r->o.pool->w[i];
     if (w->alive && w->ready) send_rules(r, w);
@@ -225,6 +258,7 @@ void th_rules_quarantine(th_rules *r, uint32_t slot, uint32_t load, const char *
   }
   th_buf_free(&b);
   build_msg(r);
+  build_prefilter(r);  /* batches sent from now on are evaluated without it */
 }
 
 void th_rules_fail(th_rules *r, uint32_t slot, uint32_t load, const char *msg) {
@@ -324,10 +358,23 @@ static void log_items(th_rd *rd) {
 /* One rule entry of a LOADED or GATE reply: path, a flag, then id (or an
  * error), name and version; pointers into the payload. */
 typedef struct entry {
-  const char *path, *id, *name, *ver;
-  size_t pl, il, nl, vl;
+  const char *path, *id, *name, *ver, *pf;
+  size_t pl, il, nl, vl, pfl;
   uint8_t flag;
 } entry;
+
+/* A rule's prefilter requirements: u32 n, n x { u32 m, m x str }; their span. */
+static void read_prefilter(th_rd *rd, entry *e) {
+  size_t start = rd->pos;
+  uint32_t nc = th_rd_u32(rd);
+  for (uint32_t c = 0; c < nc && !rd->bad; c++) {
+    uint32_t na = th_rd_u32(rd);
+    for (uint32_t a = 0; a < na && !rd->bad; a++) th_rd_str(rd, &(size_t){0});
+  }
+  e->pf = rd->p + start;
+  e->pfl = rd->pos - start;
+  if (!rd->bad && th_prefilter_check(e->pf, e->pfl) < 0) rd->bad = 1;
+}
 
 static int read_entry(th_rd *rd, entry *e) {
   e->path = th_rd_str(rd, &e->pl);
@@ -335,6 +382,7 @@ static int read_entry(th_rd *rd, entry *e) {
   e->id = th_rd_str(rd, &e->il);
   e->name = th_rd_str(rd, &e->nl);
   e->ver = th_rd_str(rd, &e->vl);
+  if (!rd->bad) read_prefilter(rd, e);
   return rd->bad ? -1 : 0;
 }
 
@@ -433,7 +481,8 @@ static void loaded(th_rules *r, th_rd *rd) {
     set_str(&rule->id, e->id, e->il);
     set_str(&rule->name, e->name, e->nl);
     set_str(&rule->version, e->ver, e->vl);
-    rule->live = rule->path && rule->text && rule->id && rule->name && rule->version;
+    set_prefilter(rule, e->pf, e->pfl);
+    rule->live = rule->path && rule->text && rule->id && rule->name && rule->version && rule->pf;
     ok += (uint32_t)rule->live;
   }
   free(v);
@@ -503,6 +552,7 @@ static void gated(th_rules *r, th_rd *rd) {
         rule->load++;
       }
     }
+    if (rule) set_prefilter(rule, e->pf, e->pfl);  /* a new normalizer may change what any rule requires */
     free(p);
     free(idz);
     next[i] = rule;
@@ -510,7 +560,8 @@ static void gated(th_rules *r, th_rd *rd) {
   free(v);
   for (uint32_t i = 0; i < r->nslots; i++) r->slots[i]->live = 0;
   for (uint32_t i = 0; i < n && next; i++)
-    if (next[i] && next[i]->path && next[i]->text && next[i]->id && next[i]->name && next[i]->version)
+    if (next[i] && next[i]->path && next[i]->text && next[i]->id && next[i]->name && next[i]->version &&
+        next[i]->pf)
       next[i]->live = 1;
   free(next);
   if (norm_ok && q->norm) {
@@ -842,9 +893,11 @@ void th_rules_free(th_rules *r) {
     free(rule->id);
     free(rule->name);
     free(rule->version);
+    free(rule->pf);
     free(rule);
   }
   free(r->slots);
+  th_prefilter_free(r->prefilter);
   free(r->norm_text);
   free(r->seen_norm);
   seen_clear(&r->seen, &r->nseen);

@@ -31,6 +31,8 @@ typedef struct th_rule {
   char *text;              /* the version running; owned */
   char *id, *name;         /* rule_id and name; owned */
   char *version;           /* "" when none; owned */
+  char *pf;                /* what a record it matches holds (prefilter.h); owned */
+  size_t pflen;
   int live;                /* in the running set */
   uint32_t load;           /* bumped at every (re)load: workers start it afresh */
   int quarantined;
@@ -46,6 +48,7 @@ typedef struct th_rules_opts {
   const char *dir;           /* the rules folder */
   const char *normalizer;    /* path of normalize.lua */
   const char *shown_dir;     /* the folder as the user named it, for messages */
+  int no_prefilter;          /* --no-prefilter: every record goes to the workers */
   void (*on_live)(void *ud); /* the first rule set is in the workers' hands */
   void (*on_fatal)(const char *why, void *ud);  /* cannot run: the host stops */
   void *ud;
@@ -66,6 +69,8 @@ typedef struct th_rules {
   int norm_reloaded;       /* it is not the one read at start (runs under limits) */
   uint32_t generation;     /* 0 until the first rule set */
   th_buf msg;              /* the RULES frame of this generation */
+  struct th_prefilter *prefilter;  /* of this generation; NULL: every record passes */
+  uint64_t pf_version;     /* bumped at every build of it */
   th_seen *seen;           /* the rules folder's files as last considered */
   size_t nseen;
   char *seen_norm;         /* the normalizer's text as last considered; owned */
@@ -103,6 +108,12 @@ void th_rules_fail(th_rules *r, uint32_t slot, uint32_t load, const char *msg);
 int th_rules_owed(const th_rules *r);
 
 /* The rule in a slot, or NULL. */
+/* The prefilter of the running rule set: a batch sent now is evaluated by
+ * these rules, so it is looked at with this. NULL: every record passes. */
+struct th_prefilter *th_rules_prefilter(const th_rules *r);
+/* Changes whenever the prefilter does (never 0). */
+uint64_t th_rules_prefilter_version(const th_rules *r);
+
 th_rule *th_rules_slot(const th_rules *r, uint32_t slot);
 
 /* Look at the rules folder and the normalizer (reload.c's timers and SIGHUP).

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "log.h"
 #include "progress.h"
@@ -43,6 +44,14 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, unsigned files, u
     fprintf(stderr, "  %7s  %6s  %-24s  %-24s  %s\n", "alerts", "errors", "first event", "last event", "rule");
     th_rules_each(r, summary_row, &s);
   }
+  if (t.prefiltered > 0)
+    fprintf(stderr, "trailhound: prefilter: %llu of %llu records skipped undecoded, holding none of the values "
+            "the rules require\n", (unsigned long long)t.prefiltered, (unsigned long long)t.records);
+  /* The workers have been reaped by now: RUSAGE_CHILDREN holds the largest. */
+  struct rusage self, children;
+  if (getrusage(RUSAGE_SELF, &self) == 0 && getrusage(RUSAGE_CHILDREN, &children) == 0)
+    fprintf(stderr, "trailhound: peak memory: host %.1f MiB, largest worker %.1f MiB\n",
+            (double)self.ru_maxrss / 1024.0, (double)children.ru_maxrss / 1024.0);
   fflush(stderr);
 }
 
@@ -63,6 +72,9 @@ void th_stats_print(const th_rules *r, const th_dispatch *d, const th_pool *p, c
   fprintf(stderr, "trailhound: statistics after %.0f s: %llu record%s, %llu malformed, %llu alert%s\n", seconds,
           (unsigned long long)t.records, plural(t.records), (unsigned long long)t.malformed, s.alerts,
           plural(s.alerts));
+  if (t.prefiltered > 0)
+    fprintf(stderr, "  prefilter: %llu of these records skipped undecoded, holding none of the values the rules "
+            "require\n", (unsigned long long)t.prefiltered);
   fprintf(stderr, "  %9s  %7s  %7s  %9s  %-11s  %s\n", "events", "alerts", "errors", "time ms", "state", "rule");
   th_rules_each(r, stats_row, &s);
   if (nfiles > 0) {

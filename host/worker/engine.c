@@ -591,6 +591,7 @@ int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply) {
     size_t blen;
     const char *bytes = th_rd_str(&r, &blen);
     if (r.bad) break;
+    if (flags & TH_REC_FILTERED) continue;  /* no rule could match it: the host counts it */
     e->index = i;
     e->record_mark = e->items.len;
     e->overflow = 0;
@@ -728,6 +729,34 @@ static void put_field(th_buf *b, lua_State *L, int t, const char *k) {
   th_buf_str(b, s, n);
 }
 
+/* t.prefilter, a list of clauses of literal strings (ruleindex.lua), as
+ * u32 n, n x { u32 m, m x str }; none: 0 (the rule may match any record). */
+static void put_prefilter(th_buf *b, lua_State *L, int t) {
+  lua_getfield(L, t, "prefilter");
+  int pf = lua_gettop(L);
+  if (!lua_istable(L, pf)) {
+    th_buf_u32(b, 0);
+    lua_pop(L, 1);
+    return;
+  }
+  lua_Integer nc = luaL_len(L, pf);
+  th_buf_u32(b, (uint32_t)nc);
+  for (lua_Integer i = 1; i <= nc; i++) {
+    lua_rawgeti(L, pf, i);
+    lua_Integer na = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
+    th_buf_u32(b, (uint32_t)na);
+    for (lua_Integer k = 1; k <= na; k++) {
+      lua_rawgeti(L, -1, k);
+      size_t n = 0;
+      const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : "";
+      th_buf_str(b, s, n);
+      lua_pop(L, 1);  /* the literal */
+    }
+    lua_pop(L, 1);  /* the clause */
+  }
+  lua_pop(L, 1);  /* the list */
+}
+
 int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply) {
   lua_State *L = e->L;
   th_rd r;
@@ -762,6 +791,7 @@ int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply) {
     put_field(reply, L, t, ok ? "id" : "error");
     put_field(reply, L, t, "name");
     put_field(reply, L, t, "version");
+    put_prefilter(reply, L, t);
     lua_pop(L, 1);  /* the result */
   }
   size_t flen = 0;
@@ -836,6 +866,7 @@ int th_engine_gate(th_engine *e, const char *p, size_t len, th_buf *reply) {
     put_field(reply, L, t, "id");
     put_field(reply, L, t, "name");
     put_field(reply, L, t, "version");
+    put_prefilter(reply, L, t);
     lua_pop(L, 1);  /* the rule */
   }
   th_buf_u8(reply, (uint8_t)lua_toboolean(L, -1));

@@ -1,0 +1,405 @@
+/* prefilter.c: records no rule could match, found in their raw bytes (see prefilter.h). */
+#include "prefilter.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+/* A requirement list larger than this is nonsense from the gate worker. */
+enum { MAX_CLAUSES = 1 << 16, MAX_ALTS = 1 << 16 };
+/* Table entries (states x byte classes) at most: 64 MiB of table. */
+#define MAX_ENTRIES ((size_t)16 << 20)
+#define OUT_BIT 0x80000000u
+
+struct th_prefilter {
+  int all;              /* a rule requires nothing: every record passes */
+  uint32_t nrules;
+  uint32_t *rule_at;    /* rule r's clauses are [rule_at[r], rule_at[r + 1]) */
+  uint32_t *clause_at;  /* clause c's literals are alts[clause_at[c] .. clause_at[c + 1]) */
+  uint32_t *alts;       /* literal ids */
+  uint32_t nlits;
+  uint32_t *stamp;      /* per literal: the scan it was last found in */
+  uint32_t scan;
+  uint8_t cls[256];     /* byte -> class; 0: a byte no literal holds */
+  uint32_t nclass;
+  uint32_t *delta;      /* [state * nclass + class]: the next state's row, OUT_BIT if it ends a literal */
+  int32_t *out;         /* per state: the literal ending there, or -1 */
+  uint32_t *dict;       /* per state: the nearest state down its suffix chain that ends one, 0: none */
+  char *buf;            /* the record unescaped */
+  size_t bufcap;
+};
+
+/* ---- JSON escapes ----------------------------------------------------------------- */
+
+static int hex4(const char *p, uint32_t *v) {
+  uint32_t x = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    x <<= 4;
+    if (c >= '0' && c <= '9') x |= (uint32_t)(c - '0');
+    else if (c >= 'a' && c <= 'f') x |= (uint32_t)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') x |= (uint32_t)(c - 'A' + 10);
+    else return -1;
+  }
+  *v = x;
+  return 0;
+}
+
+static size_t utf8(uint32_t cp, char *o) {
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | (cp >> 18));
+  o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* Backslashes only occur inside JSON strings, so undoing every escape in the
+ * whole text leaves each string's decoded value whole in it. What is not a
+ * valid escape is copied as it is (such a record does not decode anyway). */
+size_t th_json_unescape(const char *p, size_t len, char *out) {
+  size_t i = 0, o = 0;
+  while (i < len) {
+    const char *bs = memchr(p + i, '\\', len - i);
+    size_t run = bs ? (size_t)(bs - (p + i)) : len - i;
+    memmove(out + o, p + i, run);
+    o += run;
+    i += run;
+    if (bs == NULL) break;
+    if (i + 1 >= len) {
+      out[o++] = p[i++];
+      break;
+    }
+    char c = p[i + 1], e = 0;
+    switch (c) {
+      case '"': e = '"'; break;
+      case '\\': e = '\\'; break;
+      case '/': e = '/'; break;
+      case 'b': e = '\b'; break;
+      case 'f': e = '\f'; break;
+      case 'n': e = '\n'; break;
+      case 'r': e = '\r'; break;
+      case 't': e = '\t'; break;
+      default: break;
+    }
+    if (e) {
+      out[o++] = e;
+      i += 2;
+      continue;
+    }
+    uint32_t cp, lo;
+    if (c == 'u' && i + 6 <= len && hex4(p + i + 2, &cp) == 0) {
+      size_t used = 6;
+      if (cp >= 0xD800 && cp < 0xDC00 && i + 12 <= len && p[i + 6] == '\\' && p[i + 7] == 'u' &&
+          hex4(p + i + 8, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        used = 12;
+      }
+      o += utf8(cp, out + o);  /* at most 4 bytes for at least 6 */
+      i += used;
+      continue;
+    }
+    out[o++] = p[i++];  /* not an escape: the backslash as it is */
+  }
+  return o;
+}
+
+/* ---- requirements ------------------------------------------------------------------ */
+
+int th_prefilter_check(const char *p, size_t len) {
+  th_rd r;
+  th_rd_init(&r, p, len);
+  uint32_t nc = th_rd_u32(&r);
+  if (nc > MAX_CLAUSES) return -1;
+  for (uint32_t c = 0; c < nc && !r.bad; c++) {
+    uint32_t na = th_rd_u32(&r);
+    if (na > MAX_ALTS) return -1;
+    for (uint32_t a = 0; a < na && !r.bad; a++) {
+      size_t n;
+      th_rd_str(&r, &n);
+    }
+  }
+  return r.bad || r.pos != r.len ? -1 : 0;
+}
+
+typedef struct lit {
+  const char *p;
+  size_t len;
+} lit;
+
+typedef struct builder {
+  lit *lits;             /* distinct literals */
+  uint32_t nlits, cap;
+  uint32_t *slots;       /* open-addressing set of literal ids + 1 */
+  size_t nslots;
+} builder;
+
+static uint64_t hash(const char *p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+  return h;
+}
+
+/* The id of a literal, added if new; UINT32_MAX when out of memory. */
+static uint32_t intern(builder *b, const char *p, size_t n) {
+  if ((size_t)(b->nlits + 1) * 2 > b->nslots) {
+    size_t ns = b->nslots ? b->nslots * 2 : 64;
+    uint32_t *s = calloc(ns, sizeof *s);
+    if (s == NULL) return UINT32_MAX;
+    for (uint32_t i = 0; i < b->nlits; i++) {
+      size_t k = hash(b->lits[i].p, b->lits[i].len) & (ns - 1);
+      while (s[k]) k = (k + 1) & (ns - 1);
+      s[k] = i + 1;
+    }
+    free(b->slots);
+    b->slots = s;
+    b->nslots = ns;
+  }
+  size_t k = hash(p, n) & (b->nslots - 1);
+  for (; b->slots[k]; k = (k + 1) & (b->nslots - 1)) {
+    const lit *l = &b->lits[b->slots[k] - 1];
+    if (l->len == n && memcmp(l->p, p, n) == 0) return b->slots[k] - 1;
+  }
+  if (b->nlits == b->cap) {
+    uint32_t cap = b->cap ? b->cap * 2 : 64;
+    lit *v = realloc(b->lits, cap * sizeof *v);
+    if (v == NULL) return UINT32_MAX;
+    b->lits = v;
+    b->cap = cap;
+  }
+  b->lits[b->nlits] = (lit){p, n};
+  b->slots[k] = b->nlits + 1;
+  return b->nlits++;
+}
+
+/* Reads every rule's clauses into pf (rule_at, clause_at, alts) and the
+ * distinct literals into b. A clause holding "" is met by every record and
+ * left out. Returns 0, or -1 when out of memory. */
+static int read_rules(th_prefilter *pf, builder *b, const th_pf_rule *rules, size_t n) {
+  size_t nclauses = 0, nalts = 0;
+  for (size_t i = 0; i < n; i++) {
+    th_rd r;
+    th_rd_init(&r, rules[i].p, rules[i].len);
+    uint32_t nc = th_rd_u32(&r);
+    nclauses += nc;
+    for (uint32_t c = 0; c < nc && !r.bad; c++) {
+      uint32_t na = th_rd_u32(&r);
+      nalts += na;
+      for (uint32_t a = 0; a < na && !r.bad; a++) th_rd_str(&r, &(size_t){0});
+    }
+  }
+  pf->rule_at = calloc(n + 1, sizeof *pf->rule_at);
+  pf->clause_at = calloc(nclauses + 1, sizeof *pf->clause_at);
+  pf->alts = calloc(nalts + 1, sizeof *pf->alts);
+  if (!pf->rule_at || !pf->clause_at || !pf->alts) return -1;
+  uint32_t c_out = 0, a_out = 0;
+  for (size_t i = 0; i < n; i++) {
+    pf->rule_at[i] = c_out;
+    th_rd r;
+    th_rd_init(&r, rules[i].p, rules[i].len);
+    uint32_t nc = th_rd_u32(&r);
+    for (uint32_t c = 0; c < nc && !r.bad; c++) {
+      uint32_t na = th_rd_u32(&r), start = a_out;
+      int always = 0;
+      for (uint32_t a = 0; a < na && !r.bad; a++) {
+        size_t len;
+        const char *s = th_rd_str(&r, &len);
+        if (r.bad) break;
+        if (len == 0) {
+          always = 1;
+          continue;
+        }
+        uint32_t id = intern(b, s, len);
+        if (id == UINT32_MAX) return -1;
+        pf->alts[a_out++] = id;
+      }
+      if (always || a_out == start) {
+        a_out = start;  /* met by every record: no clause */
+        continue;
+      }
+      pf->clause_at[c_out] = start;
+      pf->clause_at[++c_out] = a_out;
+    }
+    pf->clause_at[c_out] = a_out;
+    if (c_out == pf->rule_at[i]) pf->all = 1;  /* requires nothing */
+  }
+  pf->rule_at[n] = c_out;
+  pf->nrules = (uint32_t)n;
+  pf->nlits = b->nlits;
+  return 0;
+}
+
+/* ---- the automaton ----------------------------------------------------------------- */
+
+static int build(th_prefilter *pf, const builder *b, const char **why) {
+  size_t total = 1;
+  for (uint32_t i = 0; i < b->nlits; i++) {
+    total += b->lits[i].len;
+    for (size_t k = 0; k < b->lits[i].len; k++) {
+      uint8_t c = (uint8_t)b->lits[i].p[k];
+      if (pf->cls[c] == 0) pf->cls[c] = (uint8_t)++pf->nclass;
+    }
+  }
+  uint32_t nclass = ++pf->nclass;  /* class 0 too */
+  if (pf->nclass > 256 || total > TH_PREFILTER_MAX_STATES || total * nclass > MAX_ENTRIES) {
+    if (why) *why = "the rules require too many distinct values to look for";
+    pf->all = 1;
+    return 0;
+  }
+  pf->delta = malloc(total * nclass * sizeof *pf->delta);
+  pf->out = malloc(total * sizeof *pf->out);
+  pf->dict = calloc(total, sizeof *pf->dict);
+  uint32_t *fail = calloc(total, sizeof *fail), *queue = malloc(total * sizeof *queue);
+  pf->stamp = calloc(b->nlits + 1, sizeof *pf->stamp);
+  if (!pf->delta || !pf->out || !pf->dict || !fail || !queue || !pf->stamp) {
+    free(fail);
+    free(queue);
+    return -1;
+  }
+  for (size_t i = 0; i < total * nclass; i++) pf->delta[i] = UINT32_MAX;  /* no edge yet */
+  for (size_t i = 0; i < total; i++) pf->out[i] = -1;
+  uint32_t nstates = 1;
+  for (uint32_t i = 0; i < b->nlits; i++) {  /* the trie */
+    uint32_t s = 0;
+    for (size_t k = 0; k < b->lits[i].len; k++) {
+      uint32_t *e = &pf->delta[(size_t)s * nclass + pf->cls[(uint8_t)b->lits[i].p[k]]];
+      if (*e == UINT32_MAX) *e = nstates++;
+      s = *e;
+    }
+    pf->out[s] = (int32_t)i;  /* literals are distinct: one per state */
+  }
+  /* Breadth first: each state's failure (the longest proper suffix that is
+   * in the trie) is known before its children's; missing edges follow it. */
+  uint32_t head = 0, tail = 0;
+  for (uint32_t c = 0; c < nclass; c++) {
+    uint32_t *e = &pf->delta[c];
+    if (*e == UINT32_MAX) *e = 0;
+    else queue[tail++] = *e;  /* fail 0 */
+  }
+  while (head < tail) {
+    uint32_t s = queue[head++];
+    for (uint32_t c = 0; c < nclass; c++) {
+      uint32_t *e = &pf->delta[(size_t)s * nclass + c];
+      uint32_t via_fail = pf->delta[(size_t)fail[s] * nclass + c];
+      if (*e == UINT32_MAX) {
+        *e = via_fail;
+      } else {
+        uint32_t t = *e;
+        fail[t] = via_fail;
+        pf->dict[t] = pf->out[via_fail] >= 0 ? via_fail : pf->dict[via_fail];
+        queue[tail++] = t;
+      }
+    }
+  }
+  /* Entries become row starts, flagged when the state ends a literal. */
+  for (size_t i = 0; i < (size_t)nstates * nclass; i++) {
+    uint32_t t = pf->delta[i];
+    pf->delta[i] = t * nclass | (pf->out[t] >= 0 || pf->dict[t] ? OUT_BIT : 0);
+  }
+  free(fail);
+  free(queue);
+  return 0;
+}
+
+th_prefilter *th_prefilter_new(const th_pf_rule *rules, size_t n, const char **why) {
+  th_prefilter *pf = calloc(1, sizeof *pf);
+  builder b = {0};
+  if (pf == NULL) return NULL;
+  if (read_rules(pf, &b, rules, n) < 0 || (!pf->all && build(pf, &b, why) < 0)) {
+    free(b.lits);
+    free(b.slots);
+    th_prefilter_free(pf);
+    return NULL;
+  }
+  free(b.lits);
+  free(b.slots);
+  return pf;
+}
+
+/* ---- looking ------------------------------------------------------------------------ */
+
+static void scan(th_prefilter *pf, const unsigned char *p, size_t n) {
+  const uint32_t *delta = pf->delta;
+  const uint8_t *cls = pf->cls;
+  uint32_t s = 0, mark = pf->scan;
+  for (size_t i = 0; i < n; i++) {
+    s = delta[(s & ~OUT_BIT) + cls[p[i]]];
+    if (s & OUT_BIT) {
+      for (uint32_t t = (s & ~OUT_BIT) / pf->nclass; t; t = pf->dict[t])
+        if (pf->out[t] >= 0) pf->stamp[pf->out[t]] = mark;
+    }
+  }
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Does p look like one JSON object? What does not (a cut or garbled line, an
+ * array, which may hold anything) is passed on, for the worker to decode and
+ * report with its reason. */
+static int looks_like_object(const char *p, size_t len) {
+  size_t a = 0, z = len;
+  while (a < z && is_ws(p[a])) a++;
+  while (z > a && is_ws(p[z - 1])) z--;
+  return z - a >= 2 && p[a] == '{' && p[z - 1] == '}';
+}
+
+int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len) {
+  if (pf == NULL || pf->all) return 1;
+  if (!looks_like_object(p, len)) return 1;
+  if (pf->nrules == 0) return 0;
+  if (++pf->scan == 0) {  /* wrapped: stamps of 2^32 scans ago would look fresh */
+    memset(pf->stamp, 0, (pf->nlits + 1) * sizeof *pf->stamp);
+    pf->scan = 1;
+  }
+  if (memchr(p, '\\', len)) {
+    if (pf->bufcap < len) {
+      char *nb = realloc(pf->buf, len);
+      if (nb == NULL) return 1;  /* cannot look: pass it */
+      pf->buf = nb;
+      pf->bufcap = len;
+    }
+    len = th_json_unescape(p, len, pf->buf);
+    p = pf->buf;
+  }
+  scan(pf, (const unsigned char *)p, len);
+  for (uint32_t r = 0; r < pf->nrules; r++) {
+    uint32_t c = pf->rule_at[r], cend = pf->rule_at[r + 1];
+    for (; c < cend; c++) {
+      uint32_t a = pf->clause_at[c], aend = pf->clause_at[c + 1];
+      while (a < aend && pf->stamp[pf->alts[a]] != pf->scan) a++;
+      if (a == aend) break;  /* this clause is not met */
+    }
+    if (c == cend) return 1;
+  }
+  return 0;
+}
+
+int th_prefilter_passes_all(const th_prefilter *pf) { return pf == NULL || pf->all; }
+
+void th_prefilter_free(th_prefilter *pf) {
+  if (pf == NULL) return;
+  free(pf->rule_at);
+  free(pf->clause_at);
+  free(pf->alts);
+  free(pf->stamp);
+  free(pf->delta);
+  free(pf->out);
+  free(pf->dict);
+  free(pf->buf);
+  free(pf);
+}

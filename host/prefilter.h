@@ -1,0 +1,60 @@
+/* prefilter.h: records no rule could match, found in their raw bytes.
+ *
+ * Before a batch goes to a worker, the host looks in each record's text for
+ * the literal values the rules require (ruleindex.lua derives them from the
+ * queries: event.provider "bedrock.amazonaws.com" requires that string in a
+ * raw record's eventSource, or in an ECS document's event.provider). A rule
+ * requires a conjunction of clauses, each a list of literals of which one must
+ * occur; a record passes when every clause of some rule is met. A record that
+ * passes no rule is counted and never decoded.
+ *
+ * It is a speed-up, never a filter of its own: it may pass a record no rule
+ * matches, and must not drop one a rule would match. So the text searched is
+ * the record's with JSON escapes undone (\u0042edrock is Bedrock, \/ is /),
+ * every literal is searched for anywhere in it (in any field, any key), a
+ * rule with no clause (a Lua match alone) passes every record, and a record
+ * that does not look like one JSON object (a cut or garbled line, an array) is
+ * passed, for the worker to report or take apart. A record that looks like an
+ * object but is broken inside, and holds none of the values, is skipped
+ * unreported (--no-prefilter reports it): no rule could have matched it.
+ *
+ * All the literals are searched for in one pass: an Aho-Corasick automaton,
+ * compiled to a table (one lookup per byte).
+ */
+#ifndef TH_PREFILTER_H
+#define TH_PREFILTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct th_prefilter th_prefilter;
+
+/* A rule's requirements as a worker sent them (proto.h, "prefilter"). */
+typedef struct th_pf_rule {
+  const char *p;
+  size_t len;
+} th_pf_rule;
+
+/* Checks that p holds one rule's requirements, whole. Returns 0 or -1. */
+int th_prefilter_check(const char *p, size_t len);
+
+/* The prefilter of these rules. NULL when out of memory or when the
+ * automaton would pass TH_PREFILTER_MAX_STATES states (then every record
+ * must pass: *why says so, if why is given). */
+th_prefilter *th_prefilter_new(const th_pf_rule *rules, size_t n, const char **why);
+
+enum { TH_PREFILTER_MAX_STATES = 1 << 20 };
+
+/* Could a rule match the record p[0..len)? 1: perhaps, 0: no rule can. */
+int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len);
+
+/* Does every record pass (a rule with no requirement)? */
+int th_prefilter_passes_all(const th_prefilter *pf);
+
+/* p[0..len) with JSON string escapes undone, into out (at least len bytes:
+ * undoing never lengthens). Returns the length written. Exposed for tests. */
+size_t th_json_unescape(const char *p, size_t len, char *out);
+
+void th_prefilter_free(th_prefilter *pf);
+
+#endif

@@ -1,0 +1,127 @@
+/* prefilter_test.c: the raw-bytes prefilter (host/prefilter.c) on the records
+ * it must pass and the ones it may skip: the Bedrock rule's requirements, JSON
+ * escapes, literals that overlap, several rules, rules that require nothing,
+ * text that is not JSON. Prints TAP. */
+#include <string.h>
+
+#include "prefilter.h"
+#include "proto.h"
+#include "tap.h"
+
+/* One rule's requirements from a spec: clauses cut by '|', literals by ','. */
+static void rule_blob(th_buf *b, const char *spec) {
+  th_buf_init(b);
+  uint32_t nc = 0;
+  if (*spec) {
+    nc = 1;
+    for (const char *c = spec; *c; c++) nc += *c == '|';
+  }
+  th_buf_u32(b, nc);
+  const char *p = spec;
+  for (uint32_t i = 0; i < nc; i++) {
+    const char *end = strchr(p, '|');
+    size_t clen = end ? (size_t)(end - p) : strlen(p);
+    uint32_t na = 1;
+    for (size_t k = 0; k < clen; k++) na += p[k] == ',';
+    th_buf_u32(b, na);
+    const char *q = p;
+    for (uint32_t a = 0; a < na; a++) {
+      const char *comma = memchr(q, ',', clen - (size_t)(q - p));
+      size_t alen = comma ? (size_t)(comma - q) : clen - (size_t)(q - p);
+      th_buf_str(b, q, alen);
+      q += alen + 1;
+    }
+    p += clen + 1;
+  }
+}
+
+/* A prefilter of up to 4 rules given as specs (NULL ends the list). */
+static th_prefilter *make(const char *a, const char *b, const char *c, const char *d) {
+  const char *specs[4] = {a, b, c, d};
+  th_buf bufs[4];
+  th_pf_rule rules[4];
+  size_t n = 0;
+  for (; n < 4 && specs[n]; n++) {
+    rule_blob(&bufs[n], specs[n]);
+    rules[n] = (th_pf_rule){bufs[n].p, bufs[n].len};
+  }
+  th_prefilter *pf = th_prefilter_new(rules, n, NULL);
+  for (size_t i = 0; i < n; i++) th_buf_free(&bufs[i]);
+  return pf;
+}
+
+static int pass(th_prefilter *pf, const char *rec) { return th_prefilter_pass(pf, rec, strlen(rec)); }
+
+#define BEDROCK "bedrock.amazonaws.com|PutResourcePolicy,DeleteResourcePolicy|AccessDenied,AccessDeniedException"
+
+int main(void) {
+  th_prefilter *pf = make(BEDROCK, NULL, NULL, NULL);
+  CHECK(pf != NULL, "a prefilter of the Bedrock rule is built");
+  CHECK(pass(pf, "{\"eventSource\":\"bedrock.amazonaws.com\",\"eventName\":\"PutResourcePolicy\","
+                 "\"errorCode\":\"AccessDenied\"}"), "a denied PutResourcePolicy passes");
+  CHECK(pass(pf, "{\"eventSource\":\"bedrock.amazonaws.com\",\"eventName\":\"DeleteResourcePolicy\","
+                 "\"errorCode\":\"AccessDeniedException\"}"), "the other action, the other code pass");
+  CHECK(!pass(pf, "{\"eventSource\":\"bedrock.amazonaws.com\",\"eventName\":\"PutResourcePolicy\"}"),
+        "a successful call (no error code) is skipped");
+  CHECK(!pass(pf, "{\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"PutBucketPolicy\","
+                  "\"errorCode\":\"AccessDenied\"}"), "another service is skipped");
+  CHECK(pass(pf, "{\"eventSource\":\"b\\u0065drock.amazonaws.com\",\"eventName\":\"Put\\u0052esourcePolicy\","
+                 "\"errorCode\":\"AccessDenied\"}"), "\\u escapes are undone before looking");
+  CHECK(pass(pf, "  {\"event\":{\"provider\":\"bedrock.amazonaws.com\",\"action\":\"PutResourcePolicy\"},"
+                 "\"aws.cloudtrail\":{\"error_code\":\"AccessDenied\"}}\r\n"),
+        "an ECS document, nested and dotted keys, spaces around it");
+  CHECK(pass(pf, "{\"errorMessage\":\"bedrock.amazonaws.com PutResourcePolicy AccessDenied\"}"),
+        "the values inside another field pass (a speed-up may pass too much, never too little)");
+  CHECK(pass(pf, "{\"eventSource\":\"bedrock.amazonaws.com\""), "a truncated record passes, to be reported");
+  CHECK(pass(pf, "not json at all"), "text that is not JSON passes, to be reported");
+  CHECK(!pass(pf, "{\"eventSource\":\"Bedrock.amazonaws.com\",\"eventName\":\"PutResourcePolicy\","
+                  "\"errorCode\":\"AccessDenied\"}"), "values are case-sensitive, as KQL's keyword match");
+  CHECK(!th_prefilter_passes_all(pf), "it does not pass everything");
+  th_prefilter_free(pf);
+
+  pf = make("arn:aws:iam::123456789012:role/admin", NULL, NULL, NULL);
+  CHECK(pass(pf, "{\"arn\":\"arn:aws:iam::123456789012:role\\/admin\"}"), "\\/ is /");
+  CHECK(pass(pf, "{\"x\":\"\\ud83d\\ude00 arn:aws:iam::123456789012:role/admin\"}"),
+        "a surrogate pair before the value");
+  CHECK(pass(pf, "[{\"x\":1}]"), "an array passes: the worker takes it apart (or reports it)");
+  CHECK(!pass(pf, "{\"arn\":\"arn:aws:iam::123456789012:role/admi\"}"), "a prefix of the value is skipped");
+  th_prefilter_free(pf);
+
+  pf = make("he", "she|his,hers", "ushers|zzz", NULL);
+  CHECK(pass(pf, "{\"a\":\"ushe\"}"), "a literal ending inside another (she, he) is found");
+  th_prefilter_free(pf);
+  pf = make("she|hers", "zz", NULL, NULL);
+  CHECK(pass(pf, "{\"a\":\"ushers\"}"), "overlapping literals are both found (she, hers)");
+  CHECK(!pass(pf, "{\"a\":\"usher\"}"), "one of two clauses is not enough");
+  th_prefilter_free(pf);
+
+  pf = make(BEDROCK, "", NULL, NULL);
+  CHECK(pf && th_prefilter_passes_all(pf), "a rule that requires nothing: every record passes");
+  CHECK(pass(pf, "{\"a\":1}"), "... even one with none of the values");
+  th_prefilter_free(pf);
+
+  pf = make("x,", NULL, NULL, NULL);
+  CHECK(pf && th_prefilter_passes_all(pf), "a clause with \"\" is met by every record");
+  th_prefilter_free(pf);
+
+  pf = make(NULL, NULL, NULL, NULL);
+  CHECK(pf && !pass(pf, "{\"a\":1}"), "no rules: no record could match");
+  CHECK(pass(pf, "{\"a\":"), "no rules: a broken record still passes, to be reported");
+  th_prefilter_free(pf);
+
+  char out[64];
+  const char *esc = "a\\\"b\\\\c\\/d\\n\\u00e9\\ud83d\\ude00\\x\\u12";
+  size_t n = th_json_unescape(esc, strlen(esc), out);
+  CHECK(n == strlen("a\"b\\c/d\n\xc3\xa9\xf0\x9f\x98\x80\\x\\u12") &&
+        memcmp(out, "a\"b\\c/d\n\xc3\xa9\xf0\x9f\x98\x80\\x\\u12", n) == 0,
+        "unescape: quotes, backslashes, slashes, controls, BMP and astral code points, invalid escapes kept");
+
+  th_buf b;
+  rule_blob(&b, BEDROCK);
+  CHECK(th_prefilter_check(b.p, b.len) == 0, "check: a well-formed requirement list");
+  CHECK(th_prefilter_check(b.p, b.len - 1) < 0, "check: one cut short");
+  th_buf_u8(&b, 0);
+  CHECK(th_prefilter_check(b.p, b.len) < 0, "check: one with a byte more");
+  th_buf_free(&b);
+  return TAP_END();
+}

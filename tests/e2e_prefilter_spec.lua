@@ -1,0 +1,163 @@
+-- End to end: the host's prefilter (host/prefilter.c) changes no alert. Full evaluation
+-- (--no-prefilter) and prefiltered evaluation over the bench corpus (real Stratus Red Team
+-- events and denied Bedrock calls) plus an adversarial corpus (JSON escapes, odd spacing, the
+-- values inside another field, other services, ECS documents nested and dotted, arrays)
+-- must give the same alerts, in the same order; and a rule reloaded while running changes
+-- the prefilter with it.
+
+local cjson = require "cjson"
+local th = require "support.th"
+local ev = require "support.events"
+
+local function rule(id, name, query, match)
+  return table.concat({
+    "return {",
+    string.format("  rule_id = %q, name = %q,", id, name),
+    '  description = "d", severity = "low", risk_score = 1, version = 1,',
+    query and string.format("  language = \"kuery\", query = %q,", query) or "",
+    match and ("  match = " .. match .. ",") or "",
+    "}", "" }, "\n")
+end
+
+-- The rules folder: the two Bedrock rules and rules of other shapes.
+local function rules_dir(extra)
+  local d = th.tmpdir()
+  for _, f in ipairs({ "aws_bedrock_unauthorized_foundation_model_access_attempt.lua",
+    "aws_bedrock_unauthorized_resource_policy_modification_attempt.lua" }) do
+    th.write(d .. "/" .. f, th.read("rules/" .. f))
+  end
+  th.write(d .. "/wildcard.lua", rule("11111111-2222-4333-8444-000000000101", "STS by Stratus",
+    'event.provider: "sts.amazonaws.com" and user_agent.original: *stratus-red-team*'))
+  th.write(d .. "/not.lua", rule("11111111-2222-4333-8444-000000000102", "IAM but reads",
+    'event.provider: "iam.amazonaws.com" and not event.action: (GetUser or ListUsers or GetRole)'))
+  th.write(d .. "/either.lua", rule("11111111-2222-4333-8444-000000000103", "Either",
+    '(event.action: "CreateAccessKey" and cloud.region: "us-east-1") or ' ..
+    '(event.provider: "ec2.amazonaws.com" and event.outcome: failure)'))
+  for name, text in pairs(extra or {}) do th.write(d .. "/" .. name, text) end
+  return d
+end
+
+-- Adversarial records: the ids of those that must alert, and the text of all.
+local function adversarial()
+  local function denied(id) return cjson.encode(ev.denied("PutResourcePolicy", "AccessDenied", id)) end
+  local lines, want = {}, {}
+  local function add(text, alerts)  -- text: one value, not gsub's two
+    lines[#lines + 1] = text
+    if alerts then want[#want + 1] = alerts end
+  end
+  add((denied("esc-source"):gsub('"eventSource":"bedrock', '"eventSource":"b\\u0065drock')), "esc-source")
+  add((denied("esc-action"):gsub('"eventName":"PutResourcePolicy"', '"eventName":"Put\\u0052esourcePolicy"')),
+    "esc-action")
+  add((denied("esc-code"):gsub('"errorCode":"AccessDenied"', '"errorCode":"Access\\u0044enied"')), "esc-code")
+  local all = ("bedrock.amazonaws.com"):gsub(".", function(c) return string.format("\\u%04x", c:byte()) end)
+  add((denied("all-escaped"):gsub('"eventSource":"bedrock%.amazonaws%.com"', '"eventSource":"' .. all .. '"')),
+    "all-escaped")
+  add((denied("spaced"):gsub('"eventSource":"', '"eventSource"  :\t "')), "spaced")
+  add((denied("surrogate"):gsub('"eventID"', '"note":"\\ud83d\\ude00 \\\\ \\"x\\"","eventID"')), "surrogate")
+  add("[" .. denied("array") .. "]", "array")
+  add(cjson.encode({ ["@timestamp"] = "2024-10-17T20:09:52.000Z", data_stream = { dataset = "aws.cloudtrail" },
+    event = { provider = "bedrock.amazonaws.com", action = "PutResourcePolicy", outcome = "failure",
+      id = "ecs-nested" }, aws = { cloudtrail = { error_code = "AccessDeniedException" } } }), "ecs-nested")
+  add(('{"@timestamp":"2024-10-17T20:09:52.000Z","data_stream.dataset":"aws.cloudtrail",' ..
+    '"event.provider":"bedrock.amazonaws.com","event.action":"Delete\\u0052esourcePolicy",' ..
+    '"event.outcome":"failure","event.id":"ecs-dotted","aws.cloudtrail":{"error_code":"AccessDenied"}}'), "ecs-dotted")
+  -- Must not alert, whatever the prefilter makes of them.
+  local other = ev.denied("PutBucketPolicy", "AccessDenied", "inside-other", "s3.amazonaws.com")
+  other.errorMessage = "bedrock.amazonaws.com PutResourcePolicy AccessDenied"
+  add(cjson.encode(other))
+  add((denied("upper"):gsub('"eventSource":"bedrock', '"eventSource":"Bedrock')))
+  add((denied("quoted"):gsub('"eventSource":"bedrock%.amazonaws%.com"',
+    '"eventSource":"s3.amazonaws.com","x":"\\"bedrock.amazonaws.com\\""')))
+  add(cjson.encode(ev.denied("PutResourcePolicy", "AccessDenied", "ecr", "ecr.amazonaws.com")))
+  return table.concat(lines, "\n") .. "\n", want
+end
+
+-- Alerts without the times they were made.
+local function stripped(out)
+  local list = th.alerts(out)
+  for _, a in ipairs(list) do
+    a["@timestamp"], a.kibana.alert.start = nil, nil
+    a.event.ingested, a.kibana.alert.original_event.ingested = nil, nil
+  end
+  return list
+end
+
+describe("the prefilter", function()
+  after_each(th.cleanup)
+
+  it("changes no alert on the bench corpus and an adversarial corpus, and skips most records", function()
+    local d = th.tmpdir()
+    os.execute("lua5.4 tests/bench/make-corpus.lua 10000 " .. th.quote(d) .. " >/dev/null 2>&1")
+    local corpus = d .. "/corpus.ndjson"
+    assert.is_truthy(th.read(corpus), "no corpus")
+    local text, want = adversarial()
+    th.write(d .. "/adversarial.ndjson", text)
+    local rules = rules_dir()
+    local files = { corpus, d .. "/adversarial.ndjson" }
+    local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
+    local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
+    assert.equal(0, rc1, full_err)
+    assert.equal(0, rc2, pre_err)
+    local full, pre = stripped(full_out), stripped(pre_out)
+    assert.is_true(#full > 600, #full .. " alerts")
+    assert.equal(#full, #pre)
+    for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+    -- The adversarial records that must alert did, with and without it.
+    local ids = {}
+    for _, a in ipairs(pre) do ids[a.event.id] = true end
+    for _, id in ipairs(want) do assert.is_true(ids[id], id .. " did not alert") end
+    for _, id in ipairs({ "inside-other", "upper", "quoted", "ecr" }) do assert.is_nil(ids[id], id) end
+    -- Both count every record; the prefiltered run skipped most undecoded.
+    local n = full_err:match("(%d+) records")
+    assert.equal(n, pre_err:match("(%d+) records"))
+    local skipped, of = pre_err:match("prefilter: (%d+) of (%d+) records skipped undecoded")
+    assert.equal(n, of)
+    assert.is_true(tonumber(skipped) > tonumber(n) / 2, pre_err)
+    assert.not_matches("prefilter:", full_err)
+  end)
+
+  it("passes every record when a rule requires nothing it can look for (a Lua match alone)", function()
+    local d = th.tmpdir()
+    local text = adversarial()
+    th.write(d .. "/adversarial.ndjson", text)
+    local rules = rules_dir({ ["lua.lua"] = rule("11111111-2222-4333-8444-000000000104", "Lua", nil,
+      'function(e) return e["event.provider"] == "ecr.amazonaws.com" end') })
+    local out, err, rc = th.run({ "replay", "--rules", rules, d .. "/adversarial.ndjson" })
+    assert.equal(0, rc, err)
+    assert.not_matches("prefilter:", err)
+    local lua = 0
+    for _, a in ipairs(th.alerts(out)) do
+      if a.kibana.alert.rule.name == "Lua" then lua = lua + 1 end
+    end
+    assert.equal(1, lua)
+  end)
+
+  it("changes with a rule reloaded while running: the next record is looked at with the new rule", function()
+    local d = th.tmpdir()
+    local rules = d .. "/rules"
+    os.execute("mkdir -p " .. th.quote(rules))
+    local path = rules .. "/mine.lua"
+    th.write(path, rule("11111111-2222-4333-8444-000000000105", "Mine",
+      'event.provider: "ecr.amazonaws.com" and event.action: "First"'))
+    local f = d .. "/ct.ndjson"
+    local function line(action, id)
+      local e = ev.denied(action, "AccessDenied", id, "ecr.amazonaws.com")
+      return ev.line(e)
+    end
+    th.write(f, line("First", "first-1") .. line("Second", "second-1"))
+    local h = th.start({ "run", "--no-state", "--rules", rules, "--poll", "50", f })
+    assert.is_truthy(th.wait_for(function() return h.count() >= 1 end, 10), h.err())
+    th.write(path, rule("11111111-2222-4333-8444-000000000105", "Mine",
+      'event.provider: "ecr.amazonaws.com" and event.action: "Second"'))
+    assert.is_truthy(th.wait_for(function() return h.err():find('"Mine" version 1 reloaded', 1, true) end, 10),
+      h.err())
+    th.append(f, line("First", "first-2") .. line("Second", "second-2"))
+    assert.is_truthy(th.wait_for(function() return h.count() >= 2 end, 10), h.err())
+    th.sleep(0.3)
+    h.signal("TERM")
+    assert.equal(0, h.wait(10))
+    local ids = {}
+    for _, a in ipairs(th.alerts(h.out())) do ids[#ids + 1] = a.event.id end
+    assert.same({ "first-1", "second-2" }, ids)
+  end)
+end)

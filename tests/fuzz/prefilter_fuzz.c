@@ -1,0 +1,109 @@
+/* prefilter_fuzz.c: the raw-bytes prefilter (host/prefilter.c) on any record
+ * and any literals.
+ *
+ * The input is literals, one per line, then a NUL byte, then the record
+ * (without a NUL, the last line is the record). Rule i requires literal i;
+ * one more rule requires the first two at once (two clauses). What must hold:
+ *
+ *  - th_json_unescape never lengthens, and leaves text without a backslash
+ *    as it is;
+ *  - th_prefilter_pass agrees with a plain search: a record that does not
+ *    look like one JSON object passes; else it passes exactly when
+ *    some rule's every literal occurs in the unescaped text (memmem), so the
+ *    automaton finds every occurrence, overlapping ones included;
+ *  - th_prefilter_check accepts each rule's list and refuses it cut short.
+ */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "fuzz.h"
+#include "prefilter.h"
+#include "proto.h"
+
+enum { MAX_LITS = 64 };
+
+static int ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+static int looks_like_object(const char *p, size_t n) {
+  size_t a = 0, z = n;
+  while (a < z && ws(p[a])) a++;
+  while (z > a && ws(p[z - 1])) z--;
+  return z - a >= 2 && p[a] == '{' && p[z - 1] == '}';
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  const char *in = (const char *)data;
+  const char *nul = memchr(in, '\0', size);
+  const char *rec;
+  size_t rlen, llen;
+  if (nul) {
+    llen = (size_t)(nul - in);
+    rec = nul + 1;
+    rlen = size - llen - 1;
+  } else {
+    const char *last = memrchr(in, '\n', size);
+    llen = last ? (size_t)(last - in) : 0;
+    rec = last ? last + 1 : in;
+    rlen = size - (size_t)(rec - in);
+  }
+  const char *lit[MAX_LITS];
+  size_t len[MAX_LITS], n = 0;
+  for (const char *p = in; p < in + llen && n < MAX_LITS;) {
+    const char *e = memchr(p, '\n', (size_t)(in + llen - p));
+    size_t k = e ? (size_t)(e - p) : (size_t)(in + llen - p);
+    if (k > 0) {
+      lit[n] = p;
+      len[n++] = k;
+    }
+    p += k + 1;
+  }
+
+  th_buf bufs[MAX_LITS + 1];
+  th_pf_rule rules[MAX_LITS + 1];
+  size_t nr = 0;
+  for (size_t i = 0; i < n; i++, nr++) {
+    th_buf_init(&bufs[nr]);
+    th_buf_u32(&bufs[nr], 1);
+    th_buf_u32(&bufs[nr], 1);
+    th_buf_str(&bufs[nr], lit[i], len[i]);
+  }
+  if (n >= 2) {
+    th_buf_init(&bufs[nr]);
+    th_buf_u32(&bufs[nr], 2);
+    for (int k = 0; k < 2; k++) {
+      th_buf_u32(&bufs[nr], 1);
+      th_buf_str(&bufs[nr], lit[k], len[k]);
+    }
+    nr++;
+  }
+  for (size_t i = 0; i < nr; i++) {
+    FUZZ_CHECK(!bufs[i].oom, "out of memory");
+    rules[i] = (th_pf_rule){bufs[i].p, bufs[i].len};
+    FUZZ_CHECK(th_prefilter_check(bufs[i].p, bufs[i].len) == 0, "rule %zu refused", i);
+    FUZZ_CHECK(th_prefilter_check(bufs[i].p, bufs[i].len - 1) < 0, "rule %zu cut short accepted", i);
+  }
+
+  char *text = malloc(rlen + 1);
+  FUZZ_CHECK(text != NULL, "out of memory");
+  size_t tlen = th_json_unescape(rec, rlen, text);
+  FUZZ_CHECK(tlen <= rlen, "unescaping lengthened %zu bytes to %zu", rlen, tlen);
+  if (memchr(rec, '\\', rlen) == NULL)
+    FUZZ_CHECK(tlen == rlen && memcmp(text, rec, rlen) == 0, "text without escapes changed");
+
+  int want = 0;
+  if (!looks_like_object(rec, rlen)) {
+    want = 1;
+  } else {
+    for (size_t i = 0; i < n && !want; i++) want = memmem(text, tlen, lit[i], len[i]) != NULL;
+  }
+  th_prefilter *pf = th_prefilter_new(rules, nr, NULL);
+  FUZZ_CHECK(pf != NULL, "no prefilter built");
+  int got = th_prefilter_pass(pf, rec, rlen);
+  FUZZ_CHECK(got == want, "pass %d, a plain search says %d (%zu literals, %zu bytes)", got, want, n, rlen);
+  got = th_prefilter_pass(pf, rec, rlen);  /* again: stamps of the first scan must not count */
+  FUZZ_CHECK(got == want, "a second look says %d, not %d", got, want);
+  th_prefilter_free(pf);
+  free(text);
+  for (size_t i = 0; i < nr; i++) th_buf_free(&bufs[i]);
+  return 0;
+}
