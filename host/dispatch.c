@@ -80,6 +80,9 @@ struct th_stream {
   int held;                /* a record was lost to a lack of memory: never commit past ... */
   uint64_t hold;           /* ... its offset, so that the next start reads it again */
   int closed;              /* the reader let go: freed once nothing is pending */
+  /* The bytes before the open batch's end, hashed when it is sealed: only a
+   * batch's last record is ever committed, so only its hash is needed. */
+  char back[TH_BACK_MAX];
 };
 
 typedef struct wq {        /* batches with one worker, in the order sent */
@@ -205,6 +208,7 @@ static void seal(th_stream *s) {
   th_batch *b = s->open;
   if (b == NULL) return;
   s->open = NULL;
+  if (b->end.back_len > 0) b->end.back_hash = th_fnv1a(s->back, b->end.back_len);
   memcpy(b->msg.p + b->nat, &b->n, 4);
   th_buf_end(&b->msg);
   b->state = B_QUEUED;
@@ -281,7 +285,8 @@ void th_stream_line(th_stream *s, const char *line, size_t len, uint64_t offset,
   }
   th_batch *b = s->open;
   uint64_t raw = end - offset, k = raw < TH_BACK_MAX ? raw : TH_BACK_MAX;
-  b->end = (th_commit){end, (uint32_t)k, th_fnv1a(line + raw - k, (size_t)k), 0};
+  memcpy(s->back, line + raw - k, (size_t)k);
+  b->end = (th_commit){end, (uint32_t)k, 0, 0};  /* back_hash: at seal */
   b->moves = 1;
   if (b->msg.len >= BATCH_BYTES || b->n >= BATCH_RECORDS) seal(s);
 }
