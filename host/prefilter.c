@@ -26,8 +26,6 @@ struct th_prefilter {
   uint32_t *delta;      /* [state * nclass + class]: the next state's row, OUT_BIT if it ends a literal */
   int32_t *out;         /* per state: the literal ending there, or -1 */
   uint32_t *dict;       /* per state: the nearest state down its suffix chain that ends one, 0: none */
-  char *buf;            /* the record unescaped */
-  size_t bufcap;
 };
 
 /* ---- JSON escapes ----------------------------------------------------------------- */
@@ -333,17 +331,71 @@ th_prefilter *th_prefilter_new(const th_pf_rule *rules, size_t n, const char **w
 
 /* ---- looking ------------------------------------------------------------------------ */
 
+/* The literals ending at state t (its own and down its suffix chain) are found. */
+static void found(th_prefilter *pf, uint32_t t) {
+  for (; t; t = pf->dict[t])
+    if (pf->out[t] >= 0) pf->stamp[pf->out[t]] = pf->scan;
+}
+
+/* One pass over the record, escapes undone on the way exactly as
+ * th_json_unescape does: most CloudTrail records hold some (an ARN's \/). */
 static void scan(th_prefilter *pf, const unsigned char *p, size_t n) {
   const uint32_t *delta = pf->delta;
   const uint8_t *cls = pf->cls;
-  uint32_t s = 0, mark = pf->scan;
-  for (size_t i = 0; i < n; i++) {
-    s = delta[(s & ~OUT_BIT) + cls[p[i]]];
-    if (s & OUT_BIT) {
-      for (uint32_t t = (s & ~OUT_BIT) / pf->nclass; t; t = pf->dict[t])
-        if (pf->out[t] >= 0) pf->stamp[pf->out[t]] = mark;
+  const uint32_t nclass = pf->nclass;
+  const unsigned char *e = p + n;
+  uint32_t s = 0;
+#define STEP(byte)                                   \
+  do {                                               \
+    s = delta[s + cls[(byte)]];                      \
+    if (s & OUT_BIT) {                               \
+      s &= ~OUT_BIT;                                 \
+      found(pf, s / nclass);                         \
+    }                                                \
+  } while (0)
+  while (p < e) {
+    /* Up to the next backslash, a byte is itself. */
+    const unsigned char *bs = memchr(p, '\\', (size_t)(e - p));
+    for (const unsigned char *stop = bs ? bs : e; p < stop; p++) STEP(*p);
+    if (bs == NULL) break;
+    unsigned char c = *p++;
+    if (p == e) {
+      STEP(c);
+      break;
     }
+    unsigned char u = 0;
+    switch (*p) {
+      case '"': u = '"'; break;
+      case '\\': u = '\\'; break;
+      case '/': u = '/'; break;
+      case 'b': u = '\b'; break;
+      case 'f': u = '\f'; break;
+      case 'n': u = '\n'; break;
+      case 'r': u = '\r'; break;
+      case 't': u = '\t'; break;
+      default: break;
+    }
+    if (u) {
+      p++;
+      STEP(u);
+      continue;
+    }
+    uint32_t cp, lo;
+    if (*p == 'u' && e - p >= 5 && hex4((const char *)p + 1, &cp) == 0) {
+      p += 5;
+      if (cp >= 0xD800 && cp < 0xDC00 && e - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+          hex4((const char *)p + 2, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        p += 6;
+      }
+      char b[4];
+      size_t k = utf8(cp, b);
+      for (size_t i = 0; i < k; i++) STEP((unsigned char)b[i]);
+      continue;
+    }
+    STEP(c);  /* not an escape: the backslash as it is */
   }
+#undef STEP
 }
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
@@ -365,16 +417,6 @@ int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len) {
   if (++pf->scan == 0) {  /* wrapped: stamps of 2^32 scans ago would look fresh */
     memset(pf->stamp, 0, (pf->nlits + 1) * sizeof *pf->stamp);
     pf->scan = 1;
-  }
-  if (memchr(p, '\\', len)) {
-    if (pf->bufcap < len) {
-      char *nb = realloc(pf->buf, len);
-      if (nb == NULL) return 1;  /* cannot look: pass it */
-      pf->buf = nb;
-      pf->bufcap = len;
-    }
-    len = th_json_unescape(p, len, pf->buf);
-    p = pf->buf;
   }
   scan(pf, (const unsigned char *)p, len);
   for (uint32_t r = 0; r < pf->nrules; r++) {
@@ -400,6 +442,5 @@ void th_prefilter_free(th_prefilter *pf) {
   free(pf->delta);
   free(pf->out);
   free(pf->dict);
-  free(pf->buf);
   free(pf);
 }
