@@ -108,9 +108,32 @@ function M.reason(meta, doc)
   return table.concat(parts)
 end
 
+-- The kibana.alert.rule object of a rule: the same in each of its alerts.
+local function rule_block(meta)
+  return {
+    rule_id = meta.rule_id,
+    name = meta.name,
+    type = meta.type or "query",
+    version = meta.version,
+    tags = copy(meta.tags),
+    threat = copy(meta.threat),
+    description = meta.description,
+    severity = meta.severity,
+    risk_score = meta.risk_score,
+    references = copy(meta.references),
+    from = meta.from,
+    author = copy(meta.author),
+    license = meta.license,
+    category = "Custom Query Rule",
+    rule_type_id = "siem.queryRule",
+    producer = "siem",
+  }
+end
+
 -- Build the alert table. rule: a loaded rule (rule.meta is the module);
 -- doc: the event's ECS document; src: { path, offset, index }; now: ISO time.
-function M.build(rule, doc, src, now)
+-- rule_as: what kibana.alert.rule holds instead of the rule's object (M.line).
+function M.build(rule, doc, src, now, rule_as)
   local meta = rule.meta
   local a = nest(doc, {})
   local ev = type(a.event) == "table" and a.event or {}
@@ -133,24 +156,7 @@ function M.build(rule, doc, src, now)
       original_event = original,
       start = now,
       ancestors = { { id = event.get(doc, "event.id"), type = "event", depth = 0 } },
-      rule = {
-        rule_id = meta.rule_id,
-        name = meta.name,
-        type = meta.type or "query",
-        version = meta.version,
-        tags = copy(meta.tags),
-        threat = copy(meta.threat),
-        description = meta.description,
-        severity = meta.severity,
-        risk_score = meta.risk_score,
-        references = copy(meta.references),
-        from = meta.from,
-        author = copy(meta.author),
-        license = meta.license,
-        category = "Custom Query Rule",
-        rule_type_id = "siem.queryRule",
-        producer = "siem",
-      },
+      rule = rule_as or rule_block(meta),
     },
   }
   a.trailhound = { source = { path = src.path, offset = src.offset, index = src.index } }
@@ -161,6 +167,25 @@ end
 -- "\/" in its output is always an escaped slash) so ARNs read as written.
 function M.encode(a)
   return (cjson.encode(a):gsub("\\/", "/"))
+end
+
+-- The alert's JSON text: M.encode(M.build(...)), with the rule's object (half
+-- the text: description, tags, threat) encoded once per rule and put in the
+-- place of a marker. An event that holds the marker's text itself is encoded
+-- the plain way.
+local MARK = "\0trailhound: kibana.alert.rule\0"
+local MARK_JSON = cjson.encode(MARK)
+local encoded_rules = setmetatable({}, { __mode = "k" })
+function M.line(rule, doc, src, now)
+  local block = encoded_rules[rule]
+  if block == nil then
+    block = M.encode(rule_block(rule.meta))
+    encoded_rules[rule] = block
+  end
+  local text = M.encode(M.build(rule, doc, src, now, MARK))
+  local at, last = text:find(MARK_JSON, 1, true)
+  if at == nil or text:find(MARK_JSON, last + 1, true) then return M.encode(M.build(rule, doc, src, now)) end
+  return text:sub(1, at - 1) .. block .. text:sub(last + 1)
 end
 
 return M

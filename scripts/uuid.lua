@@ -49,14 +49,24 @@ function M.sha1(msg)
   return string.pack(">I4I4I4I4I4", h0, h1, h2, h3, h4)
 end
 
+-- In a worker, the C one (host/worker/sha1.c): the same bytes, 20 times faster.
+local has_sys, sys = pcall(require, "thsys")
+local sha1 = has_sys and sys.sha1 or M.sha1
+
+local parsed = {}  -- namespace -> its 16 bytes: alert ids use one namespace
 local function parse(uuid)
-  local hex = uuid:gsub("-", "")
-  return (hex:gsub("..", function(b) return string.char(tonumber(b, 16)) end))
+  local bytes = parsed[uuid]
+  if bytes == nil then
+    local hex = uuid:gsub("-", "")
+    bytes = hex:gsub("..", function(b) return string.char(tonumber(b, 16)) end)
+    parsed[uuid] = bytes
+  end
+  return bytes
 end
 
 -- Version 5 UUID of name in the namespace (a UUID string).
 function M.v5(namespace, name)
-  local h = M.sha1(parse(namespace) .. name)
+  local h = sha1(parse(namespace) .. name)
   local b = { h:byte(1, 16) }
   b[7] = (b[7] & 0x0f) | 0x50  -- version 5
   b[9] = (b[9] & 0x3f) | 0x80  -- RFC 4122 variant

@@ -80,6 +80,18 @@ describe("alert", function()
       n.aws.cloudtrail.flattened.request_parameters.tags)
   end)
 
+  it("writes the same line with the rule's object encoded once, even for an event holding the marker", function()
+    local cjson = require "cjson"
+    local now = "2026-01-01T00:00:00.000Z"
+    local want = cjson.decode(alert.encode(alert.build(RULE, doc, src, now)))
+    assert.same(want, cjson.decode(alert.line(RULE, doc, src, now)))
+    assert.same(want, cjson.decode(alert.line(RULE, doc, src, now)), "from the cache")
+    local sly = { event = { id = "E2" }, ["\0trailhound: kibana.alert.rule\0"] = "\0trailhound: kibana.alert.rule\0" }
+    assert.same(cjson.decode(alert.encode(alert.build(RULE, sly, src, now))),
+      cjson.decode(alert.line(RULE, sly, src, now)))
+    assert.matches('"rule":{', alert.line(RULE, sly, src, now), 1, true)
+  end)
+
   it("encodes slashes as they are", function()
     assert.equal('{"a":"arn:aws:iam::1:role/x\\\\/y"}', alert.encode({ a = "arn:aws:iam::1:role/x\\/y" }))
   end)

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../log.h"
+#include "sha1.h"
 
 /* Message handler: turn any error into a string with a traceback. */
 static int msgh(lua_State *L) {
@@ -156,9 +157,20 @@ static int l_capped(lua_State *L) {
   return 1;
 }
 
+/* thsys.sha1(s) -> the 20 bytes of SHA-1 of s (uuid.lua: alert ids). */
+static int l_sha1(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  unsigned char h[20];
+  th_sha1(s, n, h);
+  lua_pushlstring(L, (const char *)h, sizeof h);
+  return 1;
+}
+
 /* A worker's thsys: no file system (the host hands it every text it needs). */
 static const luaL_Reg worker_funcs[] = {
   {"now", l_now},
+  {"sha1", l_sha1},
   {"step", l_step},
   {"capped", l_capped},
   {NULL, NULL},
