@@ -23,6 +23,7 @@ struct th_prefilter {
   uint32_t scan;
   uint8_t cls[256];     /* byte -> class; 0: a byte no literal holds */
   uint32_t nclass;
+  size_t maxlen;        /* of the longest literal */
   uint32_t *delta;      /* [state * nclass + class]: the next state's row, OUT_BIT if it ends a literal */
   int32_t *out;         /* per state: the literal ending there, or -1 */
   uint32_t *dict;       /* per state: the nearest state down its suffix chain that ends one, 0: none */
@@ -248,6 +249,7 @@ static int build(th_prefilter *pf, const builder *b, const char **why) {
   size_t total = 1;
   for (uint32_t i = 0; i < b->nlits; i++) {
     total += b->lits[i].len;
+    if (b->lits[i].len > pf->maxlen) pf->maxlen = b->lits[i].len;
     for (size_t k = 0; k < b->lits[i].len; k++) {
       uint8_t c = (uint8_t)b->lits[i].p[k];
       if (pf->cls[c] == 0) pf->cls[c] = (uint8_t)++pf->nclass;
@@ -337,65 +339,146 @@ static void found(th_prefilter *pf, uint32_t t) {
     if (pf->out[t] >= 0) pf->stamp[pf->out[t]] = pf->scan;
 }
 
-/* One pass over the record, escapes undone on the way exactly as
- * th_json_unescape does: most CloudTrail records hold some (an ARN's \/). */
-static void scan(th_prefilter *pf, const unsigned char *p, size_t n) {
+/* Where one automaton is in the text. */
+typedef struct cursor {
+  const unsigned char *p, *e;
+  uint32_t s;  /* a row of delta */
+} cursor;
+
+static void step(th_prefilter *pf, cursor *c, unsigned char byte) {
+  uint32_t s = pf->delta[c->s + pf->cls[byte]];
+  if (s & OUT_BIT) {
+    s &= ~OUT_BIT;
+    found(pf, s / pf->nclass);
+  }
+  c->s = s;
+}
+
+/* The escape at c->p (a backslash): what it stands for, exactly as
+ * th_json_unescape reads it, goes through the automaton. */
+static void escape(th_prefilter *pf, cursor *c) {
+  const unsigned char *p = c->p + 1, *e = c->e;
+  if (p == e) {
+    step(pf, c, '\\');
+    c->p = p;
+    return;
+  }
+  unsigned char u = 0;
+  switch (*p) {
+    case '"': u = '"'; break;
+    case '\\': u = '\\'; break;
+    case '/': u = '/'; break;
+    case 'b': u = '\b'; break;
+    case 'f': u = '\f'; break;
+    case 'n': u = '\n'; break;
+    case 'r': u = '\r'; break;
+    case 't': u = '\t'; break;
+    default: break;
+  }
+  if (u) {
+    step(pf, c, u);
+    c->p = p + 1;
+    return;
+  }
+  uint32_t cp, lo;
+  if (*p == 'u' && e - p >= 5 && hex4((const char *)p + 1, &cp) == 0) {
+    p += 5;
+    if (cp >= 0xD800 && cp < 0xDC00 && e - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+        hex4((const char *)p + 2, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      p += 6;
+    }
+    char b[4];
+    size_t k = utf8(cp, b);
+    for (size_t i = 0; i < k; i++) step(pf, c, (unsigned char)b[i]);
+    c->p = p;
+    return;
+  }
+  step(pf, c, '\\');  /* not an escape: the backslash as it is */
+  c->p = p;
+}
+
+/* One cursor to its end; up to each backslash, a byte is itself. */
+static void run_one(th_prefilter *pf, cursor *c) {
   const uint32_t *delta = pf->delta;
   const uint8_t *cls = pf->cls;
-  const uint32_t nclass = pf->nclass;
-  const unsigned char *e = p + n;
-  uint32_t s = 0;
-#define STEP(byte)                                   \
-  do {                                               \
-    s = delta[s + cls[(byte)]];                      \
-    if (s & OUT_BIT) {                               \
-      s &= ~OUT_BIT;                                 \
-      found(pf, s / nclass);                         \
-    }                                                \
-  } while (0)
-  while (p < e) {
-    /* Up to the next backslash, a byte is itself. */
-    const unsigned char *bs = memchr(p, '\\', (size_t)(e - p));
-    for (const unsigned char *stop = bs ? bs : e; p < stop; p++) STEP(*p);
-    if (bs == NULL) break;
-    unsigned char c = *p++;
-    if (p == e) {
-      STEP(c);
-      break;
-    }
-    unsigned char u = 0;
-    switch (*p) {
-      case '"': u = '"'; break;
-      case '\\': u = '\\'; break;
-      case '/': u = '/'; break;
-      case 'b': u = '\b'; break;
-      case 'f': u = '\f'; break;
-      case 'n': u = '\n'; break;
-      case 'r': u = '\r'; break;
-      case 't': u = '\t'; break;
-      default: break;
-    }
-    if (u) {
-      p++;
-      STEP(u);
-      continue;
-    }
-    uint32_t cp, lo;
-    if (*p == 'u' && e - p >= 5 && hex4((const char *)p + 1, &cp) == 0) {
-      p += 5;
-      if (cp >= 0xD800 && cp < 0xDC00 && e - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
-          hex4((const char *)p + 2, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        p += 6;
+  while (c->p < c->e) {
+    const unsigned char *bs = memchr(c->p, '\\', (size_t)(c->e - c->p));
+    const unsigned char *stop = bs ? bs : c->e, *p = c->p;
+    uint32_t s = c->s;
+    for (; p < stop; p++) {
+      s = delta[s + cls[*p]];
+      if (s & OUT_BIT) {
+        s &= ~OUT_BIT;
+        found(pf, s / pf->nclass);
       }
-      char b[4];
-      size_t k = utf8(cp, b);
-      for (size_t i = 0; i < k; i++) STEP((unsigned char)b[i]);
+    }
+    c->p = p;
+    c->s = s;
+    if (bs) escape(pf, c);
+  }
+}
+
+/* Two cursors in step: each byte's next state waits for the last one's (a
+ * load from the table), and two independent chains go about twice as fast. */
+static void run_two(th_prefilter *pf, cursor *a, cursor *b) {
+  const uint32_t *delta = pf->delta;
+  const uint8_t *cls = pf->cls;
+  while (a->p < a->e && b->p < b->e) {
+    unsigned char x = *a->p, y = *b->p;
+    if (x == '\\') {
+      escape(pf, a);
       continue;
     }
-    STEP(c);  /* not an escape: the backslash as it is */
+    if (y == '\\') {
+      escape(pf, b);
+      continue;
+    }
+    uint32_t sa = delta[a->s + cls[x]], sb = delta[b->s + cls[y]];
+    a->p++;
+    b->p++;
+    if ((sa | sb) & OUT_BIT) {
+      if (sa & OUT_BIT) found(pf, (sa & ~OUT_BIT) / pf->nclass);
+      if (sb & OUT_BIT) found(pf, (sb & ~OUT_BIT) / pf->nclass);
+    }
+    a->s = sa & ~OUT_BIT;
+    b->s = sb & ~OUT_BIT;
   }
-#undef STEP
+  run_one(pf, a);
+  run_one(pf, b);
+}
+
+/* The first quote at or after i that no backslash escapes (where a string
+ * starts or ends: no escape is cut in two there), or n. */
+static size_t next_quote(const unsigned char *p, size_t n, size_t i) {
+  for (; i < n; i++) {
+    if (p[i] != '"') continue;
+    size_t k = 0;
+    while (k < i && p[i - 1 - k] == '\\') k++;
+    if (k % 2 == 0) return i;
+  }
+  return n;
+}
+
+/* Every literal in the record, escapes undone on the way (most CloudTrail
+ * records hold some: an ARN's \/). A long record is looked at as two halves
+ * at once, cut at quotes: the second starts at one near the middle, and the
+ * first reads on to one far enough past it to take in any literal that
+ * starts before the second does (a literal of m bytes spans at most 6 m
+ * bytes of text). */
+static void scan(th_prefilter *pf, const unsigned char *p, size_t n) {
+  size_t overlap = 6 * pf->maxlen + 8;
+  if (n >= 2 * overlap + 256) {
+    size_t q = next_quote(p, n, n / 2);
+    if (q < n - n / 4) {
+      size_t end = next_quote(p, n, q + overlap);
+      cursor a = {p, p + (end < n ? end + 1 : n), 0}, b = {p + q, p + n, 0};
+      run_two(pf, &a, &b);
+      return;
+    }
+  }
+  cursor c = {p, p + n, 0};
+  run_one(pf, &c);
 }
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }

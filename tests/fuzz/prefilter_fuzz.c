@@ -11,6 +11,8 @@
  *    look like one JSON object passes; else it passes exactly when
  *    some rule's every literal occurs in the unescaped text (memmem), so the
  *    automaton finds every occurrence, overlapping ones included;
+ *  - the same inside a long object (padded with spaces), which is looked
+ *    at as two halves at once, the middle anywhere in the record;
  *  - th_prefilter_check accepts each rule's list and refuses it cut short.
  */
 #define _GNU_SOURCE
@@ -102,6 +104,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(got == want, "pass %d, a plain search says %d (%zu literals, %zu bytes)", got, want, n, rlen);
   got = th_prefilter_pass(pf, rec, rlen);  /* again: stamps of the first scan must not count */
   FUZZ_CHECK(got == want, "a second look says %d, not %d", got, want);
+
+  /* The record inside a long object, so that it is looked at as two halves,
+   * the middle anywhere in it: padding of spaces before and after. */
+  size_t maxlen = 0;
+  for (size_t i = 0; i < n; i++) maxlen = len[i] > maxlen ? len[i] : maxlen;
+  size_t fill = 2 * (6 * maxlen + 16) + 256 + rlen;
+  fuzz_rng rng = fuzz_rng_of(data, size);
+  size_t before = fill / 2 + rlen / 2 - (rlen ? (size_t)fuzz_below(&rng, rlen + 1) : 0);
+  size_t plen = 2 + fill + rlen;
+  char *padded = malloc(plen), *ptext = malloc(plen);
+  FUZZ_CHECK(padded && ptext, "out of memory");
+  padded[0] = '{';
+  memset(padded + 1, ' ', fill);
+  memcpy(padded + 1 + before, rec, rlen);
+  padded[plen - 1] = '}';
+  size_t ptlen = th_json_unescape(padded, plen, ptext);
+  want = 0;
+  for (size_t i = 0; i < n && !want; i++) want = memmem(ptext, ptlen, lit[i], len[i]) != NULL;
+  if (n == 0) want = 0;
+  got = th_prefilter_pass(pf, padded, plen);
+  FUZZ_CHECK(got == want, "in a long object: pass %d, a plain search says %d (%zu bytes, the record at %zu)", got,
+             want, plen, before + 1);
+  free(padded);
+  free(ptext);
   th_prefilter_free(pf);
   free(text);
   for (size_t i = 0; i < nr; i++) th_buf_free(&bufs[i]);
