@@ -416,6 +416,10 @@ int th_engine_init(th_engine *e, const th_engine_opts *o) {
   th_limits_worker(&e->limits, o->heap_cap, o->status);
   lua_State *L = e->L;
   lua_atpanic(L, panic);
+  /* A worker's heap is mostly long-lived (rules, their sandboxes and tests)
+   * beside short-lived garbage (each event's tables): the generational
+   * collector does not mark the rules again for every event's garbage. */
+  lua_gc(L, LUA_GCGEN, 0, 0);
   start_args a = {e, o};
   lua_pushcfunction(L, start);
   lua_pushlightuserdata(L, &a);
