@@ -836,6 +836,14 @@ for _, name in ipairs({
   "source.address", "source.ip", "user_agent.original", "tls.cipher", "tls.client.server_name",
 }) do M.VERBATIM[name] = true end
 
+-- Values of computed fields and what a record's text must then hold (some of it): the
+-- prefilter may use them as it uses VERBATIM's values. event.outcome is "failure" when the
+-- record has errorCode or errorMessage, or is a ConsoleLogin whose response says so (in any
+-- case), or when an ECS document says "failure" itself.
+M.IMPLIED = {
+  ["event.outcome"] = { failure = { "errorCode", "errorMessage", "ConsoleLogin", "failure" } },
+}
+
 -- Java String.length() (UTF-16 units) is at most the byte length; count exactly only near the limit.
 local function java_length(s)
   local n = #s

@@ -8,16 +8,20 @@
 --     of which a record the rule matches holds (after JSON unescaping). Only requirements on
 --     fields the normalizer copies verbatim (normalize.VERBATIM) qualify: event.provider is
 --     the record's own eventSource, while data_stream.dataset is a constant no record holds.
---     An empty list: the rule may match any record (a Lua match alone, a query of ranges).
+--     A computed field's value may name what the text then holds (normalize.IMPLIED:
+--     event.outcome "failure" needs an errorCode, an errorMessage, a ConsoleLogin or the
+--     word itself). An empty list: the rule may match any record (a Lua match alone).
 --
---   local ix = ruleindex.build(rules)
+--   local ix = ruleindex.build(rules, cheap)
 --   ix.candidates(get) -> rules
 --     The rules, in their order, that an event can match judging by the exact values they
---     require: each rule is filed under one field and the values it needs there
---     (event.action: PutResourcePolicy or DeleteResourcePolicy), so an event asks for each
---     such field once and gets only the rules filed under its value, plus the rules filed
---     under nothing. get(name) is the event's field (event.lua's lazy view): a rule that
---     cannot match costs no call of its own.
+--     require of fields the view computes cheaply (cheap: normalize.ON_DEMAND; nil: any
+--     field): each rule is filed under the values of the two such clauses fewest other rules
+--     share, as pairs (event.action CreateUser or DeleteUser with event.outcome "failure",
+--     rather than event.provider "iam.amazonaws.com"), and its other such clauses are
+--     checked with one lookup each. An event asks for each field once, and gets the rules
+--     filed under its pairs of values whose checks hold, plus the rules filed under nothing.
+--     A rule that cannot match costs no call of its own.
 
 local kql = require "kql"
 
@@ -30,108 +34,186 @@ local function requirements(rule)
   return kql.requirements(rule.query)
 end
 
+local function table_of(t, k)
+  return type(t) == "table" and type(t[k]) == "table" and t[k] or {}
+end
+
 function M.prefilter(rule, normalize)
-  local verbatim = type(normalize) == "table" and type(normalize.VERBATIM) == "table" and normalize.VERBATIM or {}
+  local verbatim, implied = table_of(normalize, "VERBATIM"), table_of(normalize, "IMPLIED")
   local out = {}
   for _, clause in ipairs(requirements(rule)) do
     local lits, usable = {}, true
     for _, alt in ipairs(clause) do
-      -- "" is in every record: the clause says nothing.
-      if not verbatim[alt.field] or alt.value == "" then usable = false break end
-      lits[#lits + 1] = alt.value
+      local also = alt.exact and type(implied[alt.field]) == "table" and implied[alt.field][alt.value]
+      if verbatim[alt.field] and alt.value ~= "" then  -- "" is in every record: it says nothing
+        lits[#lits + 1] = alt.value
+      elseif type(also) == "table" and #also > 0 then  -- a computed value: what the text then holds
+        for _, lit in ipairs(also) do lits[#lits + 1] = lit end
+      else
+        usable = false
+        break
+      end
     end
     if usable and #lits > 0 then out[#out + 1] = lits end
   end
   return out
 end
 
--- The field a rule is filed under: of its clauses that are a list of exact values of one
--- field, the one on the most telling field, then with the fewest values.
-local RANK = { ["event.action"] = 1, ["event.provider"] = 2 }
-
-local function key_of(rule)
-  local best, best_rank
+-- The clauses a rule can be filed under: those that are a list of exact values of one field
+-- (the narrowest per field), on fields the view computes cheaply (cheap: a set of field
+-- names, or nil for every field).
+local function keyed_clauses(rule, cheap)
+  local by_field = {}
   for _, clause in ipairs(requirements(rule)) do
-    local field = clause[1].field
-    local ok = true
+    local field, ok = clause[1].field, true
     for _, alt in ipairs(clause) do
       if not alt.exact or alt.field ~= field then ok = false break end
     end
-    if ok then
-      local rank = (RANK[field] or 3) * 1e6 + #clause
-      if best == nil or rank < best_rank then best, best_rank = clause, rank end
+    if ok and (cheap == nil or cheap[field]) and (by_field[field] == nil or #clause < #by_field[field]) then
+      by_field[field] = clause
     end
   end
-  return best
+  local out = {}
+  for field, clause in pairs(by_field) do out[#out + 1] = { field = field, clause = clause } end
+  table.sort(out, function(a, b) return a.field < b.field end)
+  return out
 end
 
-function M.build(rules)
-  local fields, by_field = {}, {}   -- index fields in order; field -> value -> positions
-  local always = {}                 -- positions of rules filed under nothing
+-- Does v (a field's value) hold one of the strings of set? An array: any of its strings.
+local function holds(v, set)
+  if type(v) == "string" then return set[v] == true end
+  if type(v) ~= "table" then return false end
+  for i = 1, #v do
+    if holds(v[i], set) then return true end
+  end
+  return false
+end
+
+-- The strings of v (a field's value): itself, or an array's (nested arrays too).
+local function strings_of(v, out)
+  if type(v) == "string" then
+    out[#out + 1] = v
+  elseif type(v) == "table" then
+    for i = 1, #v do strings_of(v[i], out) end
+  end
+  return out
+end
+
+function M.build(rules, cheap)
+  local keyed, popular = {}, {}  -- per rule its clauses; per field and value the rules needing it
   for pos, rule in ipairs(rules) do
-    local clause = key_of(rule)
-    if clause == nil then
+    keyed[pos] = keyed_clauses(rule, cheap)
+    for _, k in ipairs(keyed[pos]) do
+      local p = popular[k.field] or {}
+      popular[k.field] = p
+      for _, alt in ipairs(k.clause) do p[alt.value] = (p[alt.value] or 0) + 1 end
+    end
+  end
+  -- Each rule is filed under the values of its two clauses fewest other rules share (their
+  -- values' most popular first: event.action before event.provider), as pairs (CreateUser
+  -- and "failure"); its other clauses are checked, one lookup each, before it runs.
+  local sigs, maps, sig_at = {}, {}, {}  -- { f1, f2 } filed under; their maps: key -> { pos... }
+  local checks, always = {}, {}          -- per rule { { field, set }... }; filed under nothing
+  for pos = 1, #rules do
+    local ranked = {}
+    for _, k in ipairs(keyed[pos]) do
+      local most = 0
+      for _, alt in ipairs(k.clause) do most = math.max(most, popular[k.field][alt.value]) end
+      ranked[#ranked + 1] = { k = k, most = most }
+    end
+    table.sort(ranked, function(a, b)
+      if a.most ~= b.most then return a.most < b.most end
+      return a.k.field < b.k.field
+    end)
+    checks[pos] = {}
+    if #ranked == 0 then
       always[#always + 1] = pos
     else
-      local field = clause[1].field
-      local map = by_field[field]
-      if map == nil then
-        map = {}
-        by_field[field] = map
-        fields[#fields + 1] = field
-      end
-      for _, alt in ipairs(clause) do
-        local list = map[alt.value]
-        if list == nil then
-          list = {}
-          map[alt.value] = list
+      -- An action names its service: event.provider beside event.action tells nothing more,
+      -- so another clause is preferred as the second of the pair.
+      local a, second = ranked[1].k, 2
+      for i = 2, #ranked do
+        if not (a.field == "event.action" and ranked[i].k.field == "event.provider") then
+          second = i
+          break
         end
-        if list[#list] ~= pos then list[#list + 1] = pos end
+      end
+      local b = ranked[second] and ranked[second].k
+      for i = 2, #ranked do
+        if i ~= second then
+          local set = {}
+          for _, alt in ipairs(ranked[i].k.clause) do set[alt.value] = true end
+          checks[pos][#checks[pos] + 1] = { field = ranked[i].k.field, set = set }
+        end
+      end
+      local name = a.field .. "\0" .. (b and b.field or "")
+      local si = sig_at[name]
+      if si == nil then
+        sigs[#sigs + 1] = { a.field, b and b.field }
+        si = #sigs
+        sig_at[name] = si
+        maps[si] = {}
+      end
+      local map = maps[si]
+      for _, x in ipairs(a.clause) do
+        for _, y in ipairs(b and b.clause or { { value = "" } }) do
+          local key = x.value .. "\0" .. y.value
+          local list = map[key]
+          if list == nil then
+            list = {}
+            map[key] = list
+          end
+          if list[#list] ~= pos then list[#list + 1] = pos end
+        end
       end
     end
   end
-  local maps = {}
-  for i, f in ipairs(fields) do maps[i] = by_field[f] end
-  local nfields = #fields
+  local nsigs = #sigs
 
-  local out, seen, stamp = {}, {}, 0
-  local n
+  local out, seen, stamp, n = {}, {}, 0, 0
+  local get
 
-  local function add(list)
+  local function consider(list)
     if list == nil then return end
     for i = 1, #list do
       local pos = list[i]
       if seen[pos] ~= stamp then
         seen[pos] = stamp
-        n = n + 1
-        out[n] = pos
+        local c, ok = checks[pos], true
+        for k = 1, #c do
+          if not holds(get(c[k].field), c[k].set) then ok = false break end
+        end
+        if ok then
+          n = n + 1
+          out[n] = pos
+        end
       end
     end
   end
 
-  local ix = { fields = fields }
+  local ix = { sigs = sigs }
+  local NONE = { "" }
 
   -- Reuses one table: valid until the next call.
-  function ix.candidates(get)
+  function ix.candidates(getter)
+    get = getter
     stamp = stamp + 1
     n = 0
-    add(always)
+    for i = 1, #always do
+      n = n + 1
+      out[n] = always[i]
+    end
     local lists = n > 0 and 1 or 0
-    for i = 1, nfields do
-      local v = get(fields[i])
-      local map = maps[i]
+    for i = 1, nsigs do
+      local sig, map = sigs[i], maps[i]
       local before = n
-      if type(v) == "string" then
-        add(map[v])
-      elseif type(v) == "table" then  -- an array: any of its strings (nested arrays too)
-        local stack = { v }
-        while #stack > 0 do
-          local t = stack[#stack]
-          stack[#stack] = nil
-          for k = 1, #t do
-            local x = t[k]
-            if type(x) == "string" then add(map[x]) elseif type(x) == "table" then stack[#stack + 1] = x end
-          end
+      local v1, v2 = get(sig[1]), sig[2] and get(sig[2])
+      if type(v1) == "string" and (sig[2] == nil or type(v2) == "string") then
+        consider(map[v1 .. "\0" .. (v2 or "")])
+      elseif v1 ~= nil and (sig[2] == nil or v2 ~= nil) then  -- arrays: every pair of their strings
+        local xs, ys = strings_of(v1, {}), sig[2] and strings_of(v2, {}) or NONE
+        for _, x in ipairs(xs) do
+          for _, y in ipairs(ys) do consider(map[x .. "\0" .. y]) end
         end
       end
       if n > before then lists = lists + 1 end
@@ -139,6 +221,7 @@ function M.build(rules)
     for k = n + 1, #out do out[k] = nil end
     if lists > 1 then sort(out) end
     for k = 1, n do out[k] = rules[out[k]] end
+    get = nil
     return out
   end
 

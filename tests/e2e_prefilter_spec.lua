@@ -33,6 +33,10 @@ local function rules_dir(extra)
   th.write(d .. "/either.lua", rule("11111111-2222-4333-8444-000000000103", "Either",
     '(event.action: "CreateAccessKey" and cloud.region: "us-east-1") or ' ..
     '(event.provider: "ec2.amazonaws.com" and event.outcome: failure)'))
+  th.write(d .. "/failed_login.lua", rule("11111111-2222-4333-8444-000000000106", "Failed login",
+    'event.action: ConsoleLogin and event.outcome: failure'))
+  th.write(d .. "/iam_failure.lua", rule("11111111-2222-4333-8444-000000000107", "IAM failure",
+    'event.provider: "iam.amazonaws.com" and event.outcome: "failure"'))
   for name, text in pairs(extra or {}) do th.write(d .. "/" .. name, text) end
   return d
 end
@@ -61,6 +65,12 @@ local function adversarial()
   add(('{"@timestamp":"2024-10-17T20:09:52.000Z","data_stream.dataset":"aws.cloudtrail",' ..
     '"event.provider":"bedrock.amazonaws.com","event.action":"Delete\\u0052esourcePolicy",' ..
     '"event.outcome":"failure","event.id":"ecs-dotted","aws.cloudtrail":{"error_code":"AccessDenied"}}'), "ecs-dotted")
+  -- A failed console login says so only in its response, in capitals: event.outcome is
+  -- "failure" with no errorCode in the record.
+  local login = ev.real("PutFoundationModelEntitlement")
+  login.eventSource, login.eventName, login.eventID = "signin.amazonaws.com", "ConsoleLogin", "login-failed"
+  login.responseElements = { ConsoleLogin = "FAILURE" }
+  add(cjson.encode(login), "login-failed")
   -- Must not alert, whatever the prefilter makes of them.
   local other = ev.denied("PutBucketPolicy", "AccessDenied", "inside-other", "s3.amazonaws.com")
   other.errorMessage = "bedrock.amazonaws.com PutResourcePolicy AccessDenied"

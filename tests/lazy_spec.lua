@@ -182,10 +182,31 @@ describe("the rule index", function()
       for i, r in ipairs(ix.candidates(getter(t))) do out[i] = r end
       return out
     end
-    assert.same({ a, c, d }, cands({ ["event.provider"] = "s3.amazonaws.com", ["event.action"] = "PutBucketPolicy" }))
+    local s3 = { ["event.provider"] = "s3.amazonaws.com", ["event.action"] = "PutBucketPolicy" }
+    assert.same({ a, c }, cands(s3), "d also requires an error code")
+    s3["aws.cloudtrail.error_code"] = "AccessDenied"
+    assert.same({ a, c, d }, cands(s3))
     assert.same({ b, c }, cands({ ["event.provider"] = "iam.amazonaws.com", ["event.action"] = "CreateUser" }))
     assert.same({ c }, cands({ ["event.provider"] = "ec2.amazonaws.com" }))
-    assert.same({ a, c, d }, cands({ ["event.action"] = { "x", "PutBucketPolicy" } }), "an array: any of its values")
+    assert.same({ a, c, d }, cands({ ["event.provider"] = { "s3.amazonaws.com" },
+      ["event.action"] = { "x", "PutBucketPolicy" }, ["aws.cloudtrail.error_code"] = { { "AccessDenied" } } }),
+      "arrays: any of their values")
+  end)
+
+  it("keeps to the fields the view computes cheaply, and leaves out a clause most rules share", function()
+    local rules = {}
+    for i = 1, 20 do
+      rules[i] = rule('data_stream.dataset: "aws.cloudtrail" and event.action: A' .. i .. ' and user.name: u' .. i)
+    end
+    local ix = ruleindex.build(rules, { ["event.action"] = true, ["data_stream.dataset"] = true })
+    local asked = {}
+    local got = ix.candidates(function(name)
+      asked[name] = true
+      return ({ ["event.action"] = "A7", ["data_stream.dataset"] = "aws.cloudtrail", ["user.name"] = "x" })[name]
+    end)
+    assert.equal(1, #got)
+    assert.equal(rules[7], got[1])
+    assert.is_nil(asked["user.name"], "not cheap: left to the rule")
   end)
 
   it("files under nothing a rule with a Lua match alone, or no exact value", function()
@@ -193,10 +214,11 @@ describe("the rule index", function()
     assert.equal(2, #ix.candidates(getter({})))
   end)
 
-  it("gives the prefilter only the values of fields copied verbatim from the record", function()
+  it("gives the prefilter only the values of fields copied verbatim from the record, or implied", function()
     local r = rule('data_stream.dataset: "aws.cloudtrail" and event.provider: "bedrock.amazonaws.com" and ' ..
       'event.outcome: failure and event.action: (A or B) and cloud.region: ("us-east-1" or "")')
-    assert.same({ { "bedrock.amazonaws.com" }, { "A", "B" } }, ruleindex.prefilter(r, normalize))
+    assert.same({ { "bedrock.amazonaws.com" }, { "errorCode", "errorMessage", "ConsoleLogin", "failure" },
+      { "A", "B" } }, ruleindex.prefilter(r, normalize), "event.outcome failure: what the record holds (IMPLIED)")
     assert.same({}, ruleindex.prefilter(r, {}), "a normalizer that names no verbatim field: every record")
   end)
 end)

@@ -162,16 +162,17 @@ describe("worker", function()
     local logs, live, norm = W.gate({ changed = { { path = POLICY_PATH, text = text } } })
     assert.matches("version 2 reloaded from " .. POLICY_PATH:gsub("%p", "%%%0"), logs[1])
     -- With each, what a record it matches holds in its text, for the host's prefilter:
-    -- data_stream.dataset and event.outcome are not the record's own strings.
+    -- data_stream.dataset is no string of the record's; event.outcome "failure" implies one.
     assert.same({ { path = MODEL_PATH, new = false, id = "3d2e8c90-5be7-4a57-9de4-58be75af933f",
       name = "AWS Bedrock Unauthorized Foundation Model Access Attempt", version = "1",
       prefilter = { { "bedrock.amazonaws.com" },
         { "PutFoundationModelEntitlement", "PutUseCaseForModelAccess", "CreateFoundationModelAgreement" },
-        { "AccessDenied", "AccessDeniedException" } } },
+        { "errorCode", "errorMessage", "ConsoleLogin", "failure" }, { "AccessDenied", "AccessDeniedException" } } },
       { path = POLICY_PATH, new = true, id = "2e99477f-6099-48a9-ae0e-68801d97079c",
         name = "AWS Bedrock Unauthorized Resource-Based Policy Modification Attempt", version = "2",
         prefilter = { { "bedrock.amazonaws.com" }, { "PutResourcePolicy", "DeleteResourcePolicy" },
-          { "AccessDenied", "AccessDeniedException" } } } }, live)
+          { "errorCode", "errorMessage", "ConsoleLogin", "failure" }, { "AccessDenied", "AccessDeniedException" } } } },
+      live)
     assert.is_false(norm)
     assert.equal("1", tostring(W.loaded()[2].meta.version))  -- still the running one
   end)
