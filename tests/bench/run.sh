@@ -49,6 +49,12 @@ command -v jq >/dev/null || need_pkgs+=(jq)
 command -v lua5.4 >/dev/null || need_pkgs+=(lua5.4)
 lua5.4 -e 'require "cjson"' 2>/dev/null || need_pkgs+=(lua-cjson)
 command -v gzip >/dev/null || need_pkgs+=(gzip)
+# Debian's own python3, named by path: python3-ujson installs into it, and a python3 earlier
+# on PATH (pyenv, a virtualenv) may lack ujson. Both python rows run it, so they differ by
+# the decoder alone.
+PY=/usr/bin/python3
+[[ -x $PY ]] || need_pkgs+=(python3)
+"$PY" -c 'import ujson' 2>/dev/null || need_pkgs+=(python3-ujson)
 if ((${#need_pkgs[@]})); then
   say "installing missing comparison tools with apt-get: ${need_pkgs[*]}"
   SUDO=; [[ $(id -u) == 0 ]] || SUDO=sudo
@@ -224,7 +230,18 @@ measure "lua5.4 + lua-cjson: decode + filter" "$BYTES" "$B/out.filter" \
 n=$(sed -n 's/.* matches=//p' "$B/out.filter")
 MATCHES+=("$n"); check "lua5.4 + lua-cjson: decode + filter" "$n" "$EXPECTED" "events selected"
 
-# 5. grep -c: raw I/O plus a byte scan, the floor. Counts every denied line (also
+# 5. python3, the same loop with the standard json module and with ujson (a C decoder
+#    like lua-cjson): what the job costs in the other language a security engineer scripts in.
+PY_NAMES=(json "ujson $("$PY" -c 'import ujson; print(ujson.__version__)')")
+PY_VER=$("$PY" -c 'import platform; print(platform.python_version())')
+for k in 0 1; do
+  mod=${PY_NAMES[k]%% *} name="python $PY_VER + ${PY_NAMES[k]}: decode + filter"
+  measure "$name" "$BYTES" "$B/out.py-$mod" "$PY" "tests/bench/filter-$mod.py" "$CORPUS"
+  n=$(sed -n 's/.* matches=//p' "$B/out.py-$mod")
+  MATCHES+=("$n"); check "$name" "$n" "$EXPECTED" "events selected"
+done
+
+# 6. grep -c: raw I/O plus a byte scan, the floor. Counts every denied line (also
 #    InvokeModel, other services): not the rules' answer.
 measure "grep -c (denied error codes)" "$BYTES" "$B/out.grep" \
   grep -cF -e '"errorCode":"AccessDenied"' -e '"errorCode":"AccessDeniedException"' "$CORPUS"
@@ -266,7 +283,7 @@ if [[ $WITH_S3 != 0 && ${OBJECTS:-0} -gt 0 ]]; then
     "MB/s counts the $(awk -v b="$s3_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of JSON inside;" \
     "--max-line 64M because each object is one record of ~1.35 MB."
 fi
-echo "Note: jq and the Lua loops only select raw records; trailhound also normalizes every event to" \
+echo "Note: jq and the Lua and python loops only select raw records; trailhound also normalizes every event to" \
   "ECS (Elastic's aws.cloudtrail pipeline), evaluates the rules' KQL on it and builds full Elastic" \
   "alert documents. grep counts every denied line (${DENIED}), not the rules' matches."
 

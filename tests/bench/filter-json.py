@@ -1,0 +1,36 @@
+# filter-json.py: the "decode + filter" loop of tests/bench/stages.lua in python3 with the
+# standard json module, for tests/bench/run.sh. Line for line what the lua-cjson loop does:
+# decode every line of FILE, select the records the two bundled Bedrock rules alert on (the
+# same raw CloudTrail fields jq's filter tests) and count them.
+#
+#   python3 tests/bench/filter-json.py FILE
+#
+# Prints one line, as stages.lua does: "filter records=N matches=M".
+# filter-ujson.py is this file with ujson's loads instead of json's.
+import sys
+from json import loads
+
+ACTIONS = {
+    "PutFoundationModelEntitlement", "PutUseCaseForModelAccess",
+    "CreateFoundationModelAgreement", "PutResourcePolicy", "DeleteResourcePolicy",
+}
+
+
+def main(path):
+    records = matches = 0
+    # Bytes, as lua reads them: loads takes UTF-8 bytes, no str made first.
+    with open(path, "rb", buffering=1 << 20) as f:
+        for line in f:
+            records += 1
+            rec = loads(line)
+            code = rec.get("errorCode")
+            if (rec.get("eventSource") == "bedrock.amazonaws.com" and rec.get("eventName") in ACTIONS
+                    and (code == "AccessDenied" or code == "AccessDeniedException")):
+                matches += 1
+    print(f"filter records={records} matches={matches}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python3 tests/bench/filter-json.py FILE")
+    main(sys.argv[1])
