@@ -94,14 +94,15 @@ LOAD0=$(cut -d' ' -f1 /proc/loadavg)  # other work on the machine skews every fi
 
 # ---------------------------------------------------------------- measuring
 # run_once KEY OUT CMD...: one run of CMD, stdout to OUT, stderr to OUT.err; appends
-# "microseconds peak-RSS-KiB CPU-seconds" to $B/samples.KEY. Wall time from bash's
-# EPOCHREALTIME around GNU time; peak RSS (%M) and CPU seconds (user + system, %U + %S)
-# from GNU time. %U and %S count the children CMD waited for: trailhound's workers, which
-# the host reaps before it exits. %M is the largest single process, not a sum.
-ROWS=$B/rows.tsv
-: >"$ROWS"
+# "microseconds peak-RSS-KiB CPU-seconds host-MiB worker-MiB" to $B/samples.KEY. Wall time
+# from bash's EPOCHREALTIME around GNU time; peak RSS (%M) and CPU seconds (user + system,
+# %U + %S) from GNU time. %U and %S count the children CMD waited for: trailhound's workers,
+# which the host reaps before it exits. %M is the largest single process, not a sum, so for
+# trailhound it cannot tell the host from a worker: a host that knows prints, at the end of
+# a replay, "trailhound: peak memory: host 9.8 MiB, largest worker 41.2 MiB", read here
+# ("-" and "-" when the line is absent: another command, or a build that does not print it).
 run_once() {
-  local key=$1 out=$2 t0 t1 rc=0 rss user sys
+  local key=$1 out=$2 t0 t1 rc=0 rss user sys host=- worker=- peak
   shift 2
   t0=$EPOCHREALTIME
   /usr/bin/time -f '%M %U %S' -o "$B/time.out" "$@" >"$out" 2>"$out.err" || rc=$?
@@ -113,17 +114,25 @@ run_once() {
   fi
   # A command that exits non-zero makes GNU time write a line before the figures.
   read -r rss user sys < <(tail -n 1 "$B/time.out")
-  printf '%s %s %s\n' "$((${t1/./} - ${t0/./}))" "$rss" \
-    "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" >>"$B/samples.$key"
+  peak=$(grep -E '^trailhound: peak memory: ' "$out.err" | tail -n 1) || true
+  if [[ $peak =~ ^trailhound:\ peak\ memory:\ host\ ([0-9.]+)\ MiB,\ largest\ worker\ ([0-9.]+)\ MiB$ ]]; then
+    host=${BASH_REMATCH[1]} worker=${BASH_REMATCH[2]}
+  fi
+  printf '%s %s %s %s %s\n' "$((${t1/./} - ${t0/./}))" "$rss" \
+    "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" "$host" "$worker" >>"$B/samples.$key"
 }
 
-# best KEY NAME BYTES: the fastest run of KEY as a row of $ROWS:
-# "NAME<TAB>microseconds<TAB>peak RSS KiB<TAB>BYTES<TAB>CPU seconds" (all of that one run).
+# Each table is a file of rows, $ROWS: set it before measuring the rows of a table.
+# best KEY NAME BYTES: the fastest run of KEY as a row of $ROWS: "NAME<TAB>microseconds<TAB>
+# peak RSS KiB<TAB>BYTES<TAB>CPU seconds<TAB>host MiB<TAB>worker MiB" (all of that one run).
+# matches N: the row's match count, in $ROWS.matches, one line per row in the same order.
 best() {
-  local us rss cpu
-  read -r us rss cpu < <(sort -n "$B/samples.$1" | head -n 1)
-  printf '%s\t%s\t%s\t%s\t%s\n' "$2" "$us" "$rss" "$3" "$cpu" >>"$ROWS"
+  local us rss cpu host worker
+  read -r us rss cpu host worker < <(sort -n "$B/samples.$1" | head -n 1)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$2" "$us" "$rss" "$3" "$cpu" "$host" "$worker" >>"$ROWS"
 }
+matches() { printf '%s\n' "$1" >>"$ROWS.matches"; }
+new_table() { ROWS=$B/$1.tsv; : >"$ROWS"; : >"$ROWS.matches"; }
 
 # measure NAME BYTES OUT CMD...: CMD $RUNS times in a row, then its fastest run as a row.
 measure() {
@@ -147,54 +156,113 @@ replay_alerts() {
   echo "${BASH_REMATCH[3]}"
 }
 
-MATCHES=()  # "NAME=COUNT", in table order
-CHECKS=()   # lines printed under the table
+CHECKS=()  # lines printed under the table being measured, then emptied
+FAILED=0
 check() {  # check NAME GOT WANT WHAT
   if [[ $2 == "$3" ]]; then CHECKS+=("ok: $1: $2 $4, as make-corpus expects")
   else CHECKS+=("MISMATCH: $1: $2 $4, make-corpus expects $3"); FAILED=1; fi
 }
-FAILED=0
 
-# 1. trailhound over the NDJSON corpus: one evaluation worker, two, and the default (one per
-#    core), and BENCH_BASELINE's binary if given, interleaved run by run so that other work
-#    on the machine weighs on each alike. Every run's alert count is checked, and its alerts'
-#    kibana.alert.uuid, in order, against the first run's: any number of workers must write
-#    the same alerts in input order.
-CORES=$(getconf _NPROCESSORS_ONLN)
-TH_KEYS=(w1 w2 default)
-TH_NAMES=("trailhound replay (NDJSON) --workers 1" "trailhound replay (NDJSON) --workers 2"
-          "trailhound replay (NDJSON) default ($CORES)")
-TH_ARGS=("--workers 1" "--workers 2" "")
-TH_BINS=("$BIN" "$BIN" "$BIN")
-if [[ -n $BASELINE ]]; then
-  TH_KEYS+=(baseline) TH_NAMES+=("baseline replay (NDJSON)") TH_ARGS+=("") TH_BINS+=("$BASELINE")
-fi
-for key in "${TH_KEYS[@]}"; do : >"$B/samples.th-$key"; done
-say "measuring: ${TH_NAMES[*]} ($RUNS runs each, interleaved)"
-UUIDS_REF='' UUIDS_BAD=''
-for ((i = 1; i <= RUNS; i++)); do
-  for k in "${!TH_KEYS[@]}"; do
-    key=${TH_KEYS[k]}
-    # shellcheck disable=SC2086  # TH_ARGS: words on purpose
-    run_once "th-$key" "$B/out.trailhound-$key" "${TH_BINS[k]}" replay ${TH_ARGS[k]} --rules rules "$CORPUS"
-    n=$(replay_alerts "$B/out.trailhound-$key.err")
-    [[ $n == "$EXPECTED" ]] || check "${TH_NAMES[k]} (run $i)" "$n" "$EXPECTED" alerts
-    uuids=$(grep -o '"uuid":"[^"]*"' "$B/out.trailhound-$key" | md5sum)
-    if [[ -z $UUIDS_REF ]]; then UUIDS_REF=$uuids
-    elif [[ $uuids != "$UUIDS_REF" ]]; then UUIDS_BAD+="${UUIDS_BAD:+, }${TH_NAMES[k]} (run $i)"; fi
+# replays TAG CORPUS BYTES WANT: the replays of R_NAMES (R_KEYS, R_BINS, R_ARGS alike: the
+# caller fills them), RUNS times each, interleaved run by run so that other work on the
+# machine weighs on each alike; then a row each in $ROWS. Every run's alert count must be
+# WANT; with WANT written ">=N", at least N (rule sets that alert on more than the two
+# rules). Its alerts' kibana.alert.uuid, in order, must be the first run's: any number of
+# workers, with or without the prefilter, must write the same alerts in input order. With
+# WANT ">=N" the rule sets differ, so each is held to its own first run.
+replays() {
+  local tag=$1 corpus=$2 bytes=$3 want=$4 i k key n uuids ref bad=''
+  local -A refs=()
+  for key in "${R_KEYS[@]}"; do : >"$B/samples.$tag-$key"; done
+  say "measuring: ${R_NAMES[*]} ($RUNS runs each, interleaved)"
+  for ((i = 1; i <= RUNS; i++)); do
+    for k in "${!R_KEYS[@]}"; do
+      key=$tag-${R_KEYS[k]}
+      # shellcheck disable=SC2086  # R_ARGS: words on purpose
+      run_once "$key" "$B/out.$key" "${R_BINS[k]}" replay ${R_ARGS[k]} "$corpus"
+      n=$(replay_alerts "$B/out.$key.err")
+      if [[ $want == '>='* ]]; then
+        ((n >= ${want#>=})) || check "${R_NAMES[k]} (run $i)" "$n" "at least ${want#>=}" alerts
+      else
+        [[ $n == "$want" ]] || check "${R_NAMES[k]} (run $i)" "$n" "$want" alerts
+      fi
+      uuids=$(grep -o '"uuid":"[^"]*"' "$B/out.$key" | md5sum)
+      ref=all; [[ $want == '>='* ]] && ref=$key
+      if [[ -z ${refs[$ref]:-} ]]; then refs[$ref]=$uuids
+      elif [[ $uuids != "${refs[$ref]}" ]]; then bad+="${bad:+, }${R_NAMES[k]} (run $i)"; fi
+    done
   done
-done
-for k in "${!TH_KEYS[@]}"; do
-  best "th-${TH_KEYS[k]}" "${TH_NAMES[k]}" "$BYTES"
-  n=$(replay_alerts "$B/out.trailhound-${TH_KEYS[k]}.err")
-  MATCHES+=("$n"); check "${TH_NAMES[k]}" "$n" "$EXPECTED" alerts
-done
-if [[ -z $UUIDS_BAD ]]; then
-  CHECKS+=("ok: the $((RUNS * ${#TH_KEYS[@]})) NDJSON runs wrote the same alerts in the same order (kibana.alert.uuid)")
-else
-  CHECKS+=("MISMATCH: alerts (kibana.alert.uuid, in order) differ from the first NDJSON run's in: $UUIDS_BAD")
-  FAILED=1
+  for k in "${!R_KEYS[@]}"; do
+    key=$tag-${R_KEYS[k]}
+    best "$key" "${R_NAMES[k]}" "$bytes"
+    n=$(replay_alerts "$B/out.$key.err")
+    matches "$n"
+    if [[ $want == '>='* ]]; then
+      if ((n >= ${want#>=})); then CHECKS+=("ok: ${R_NAMES[k]}: $n alerts, at least the two rules' ${want#>=}")
+      else check "${R_NAMES[k]}" "$n" "at least ${want#>=}" alerts; fi
+    else
+      check "${R_NAMES[k]}" "$n" "$want" alerts
+    fi
+  done
+  if [[ -n $bad ]]; then
+    CHECKS+=("MISMATCH: alerts (kibana.alert.uuid, in order) differ from the first run's in: $bad")
+    FAILED=1
+  elif [[ $want == '>='* ]]; then
+    CHECKS+=("ok: each rule set wrote the same alerts in the same order in its $RUNS runs (kibana.alert.uuid)")
+  else
+    CHECKS+=("ok: the $((RUNS * ${#R_KEYS[@]})) runs wrote the same alerts in the same order (kibana.alert.uuid)")
+  fi
+}
+
+# print_table ROWS_FILE [OPTION]: a table of the rows of ROWS_FILE and their matches.
+#   --ratio    a last column: the row's seconds over the first row's
+#   --no-peak  without trailhound's own peak memory (host MiB, worker MiB): for rows that are
+#              never a trailhound replay
+print_table() {
+  paste "$1" "$1.matches" | awk -F'\t' -v events="$EVENTS" -v opt="${2:-}" '
+    function cols(a, b, c, d, e, f, g, h, i, j) {
+      printf "%-46s %8s %7s %10s %8s %8s", a, b, c, d, e, f
+      if (opt != "--no-peak") printf " %9s %10s", g, h
+      printf " %8s", i
+      if (opt == "--ratio") printf " %9s", j
+      printf "\n" }
+    BEGIN { cols("tool", "seconds", "CPU s", "events/s", "MB/s", "RSS MiB", "host MiB", "worker MiB", "matches", "time")
+            cols("----", "-------", "-----", "--------", "----", "-------", "--------", "----------", "-------", "----") }
+    { s = $2 / 1e6
+      if (NR == 1) first = s
+      cols($1, sprintf("%.2f", s), $5, sprintf("%.0f", events / s), sprintf("%.1f", $4 / 1e6 / s),
+           sprintf("%.1f", $3 / 1024), $6, $7, $8, sprintf("%.2fx", s / first)) }'
+}
+
+# row_field TABLE NAME FIELD: a field of the row NAME of $B/TABLE.tsv (2: microseconds,
+# 3: peak RSS KiB, 5: CPU seconds, 6: host MiB, 7: worker MiB).
+row_field() { awk -F'\t' -v name="$2" -v f="$3" '$1 == name { print $f }' "$B/$1.tsv"; }
+
+# A trailhound that has the raw-bytes prefilter says so in its help: then it is measured
+# with and without it (--no-prefilter), the same alerts required of both.
+th_help=$("$BIN" replay --help 2>&1) || true
+PREFILTER=0
+[[ $th_help == *--no-prefilter* ]] && PREFILTER=1
+
+# ---------------------------------------------------------------- the default corpus
+# 1. trailhound over the NDJSON corpus: one evaluation worker, two, and the default (one per
+#    core); one worker without the prefilter when there is one; and BENCH_BASELINE's binary
+#    if given.
+new_table main
+CORES=$(getconf _NPROCESSORS_ONLN)
+R_KEYS=(w1 w2 default)
+R_NAMES=("trailhound replay --workers 1" "trailhound replay --workers 2" "trailhound replay default ($CORES)")
+R_ARGS=("--workers 1 --rules rules" "--workers 2 --rules rules" "--rules rules")
+R_BINS=("$BIN" "$BIN" "$BIN")
+if ((PREFILTER)); then
+  R_KEYS+=(w1-nopf) R_NAMES+=("trailhound replay --workers 1 --no-prefilter")
+  R_ARGS+=("--workers 1 --no-prefilter --rules rules") R_BINS+=("$BIN")
 fi
+if [[ -n $BASELINE ]]; then
+  R_KEYS+=(baseline) R_NAMES+=("baseline replay") R_ARGS+=("--rules rules") R_BINS+=("$BASELINE")
+fi
+TH_NAMES=("${R_NAMES[@]}")  # for the speed-up under the table
+replays th "$CORPUS" "$BYTES" "$EXPECTED"
 
 # 2. trailhound over the same events as gzip CloudTrail S3 objects, with two workers. An
 #    object of 1,000 records is ~1.35 MB of JSON, read as one record: over the 1 MiB
@@ -207,7 +275,7 @@ if [[ $WITH_S3 != 0 && ${OBJECTS:-0} -gt 0 ]]; then
   measure "trailhound replay (S3 .json.gz) --workers 2" "$s3_bytes" "$B/out.trailhound-s3" \
     "$BIN" replay --workers 2 --rules rules --max-line 64M "${objects[@]}"
   n=$(replay_alerts "$B/out.trailhound-s3.err")
-  MATCHES+=("$n"); check "trailhound replay (S3 .json.gz) --workers 2" "$n" "$EXPECTED" alerts
+  matches "$n"; check "trailhound replay (S3 .json.gz) --workers 2" "$n" "$EXPECTED" alerts
 fi
 
 # 3. jq, with the filter of the two rules on the raw CloudTrail fields.
@@ -219,16 +287,16 @@ JQ_FILTER='select(.eventSource == "bedrock.amazonaws.com"
 JQ_NAME="jq $(jq --version | sed 's/^jq-//') (same filter)"
 measure "$JQ_NAME" "$BYTES" "$B/out.jq" jq -c "$JQ_FILTER" "$CORPUS"
 n=$(wc -l <"$B/out.jq")
-MATCHES+=("$n"); check "jq" "$n" "$EXPECTED" "events selected"
+matches "$n"; check "jq" "$n" "$EXPECTED" "events selected"
 
 # 4. plain lua5.4 + lua-cjson: what decoding alone costs, and decoding plus jq's filter.
+LUA_FILTER="lua5.4 + lua-cjson: decode + filter"
 measure "lua5.4 + lua-cjson: decode only" "$BYTES" "$B/out.decode" \
   lua5.4 tests/bench/stages.lua decode "$CORPUS"
-MATCHES+=("-")
-measure "lua5.4 + lua-cjson: decode + filter" "$BYTES" "$B/out.filter" \
-  lua5.4 tests/bench/stages.lua filter "$CORPUS"
+matches "-"
+measure "$LUA_FILTER" "$BYTES" "$B/out.filter" lua5.4 tests/bench/stages.lua filter "$CORPUS"
 n=$(sed -n 's/.* matches=//p' "$B/out.filter")
-MATCHES+=("$n"); check "lua5.4 + lua-cjson: decode + filter" "$n" "$EXPECTED" "events selected"
+matches "$n"; check "$LUA_FILTER" "$n" "$EXPECTED" "events selected"
 
 # 5. python3, the same loop with the standard json module and with ujson (a C decoder
 #    like lua-cjson): what the job costs in the other language a security engineer scripts in.
@@ -238,7 +306,7 @@ for k in 0 1; do
   mod=${PY_NAMES[k]%% *} name="python $PY_VER + ${PY_NAMES[k]}: decode + filter"
   measure "$name" "$BYTES" "$B/out.py-$mod" "$PY" "tests/bench/filter-$mod.py" "$CORPUS"
   n=$(sed -n 's/.* matches=//p' "$B/out.py-$mod")
-  MATCHES+=("$n"); check "$name" "$n" "$EXPECTED" "events selected"
+  matches "$n"; check "$name" "$n" "$EXPECTED" "events selected"
 done
 
 # 6. grep -c: raw I/O plus a byte scan, the floor. Counts every denied line (also
@@ -246,38 +314,30 @@ done
 measure "grep -c (denied error codes)" "$BYTES" "$B/out.grep" \
   grep -cF -e '"errorCode":"AccessDenied"' -e '"errorCode":"AccessDeniedException"' "$CORPUS"
 n=$(cat "$B/out.grep")
-MATCHES+=("$n"); check "grep -c" "$n" "$DENIED" "lines with a denied error code"
+matches "$n"; check "grep -c" "$n" "$DENIED" "lines with a denied error code"
 
-# ---------------------------------------------------------------- the table
-print_table() {  # print_table ROWS_FILE MATCHES...
-  local rows=$1
-  shift
-  printf '%s\n' "$@" | paste "$rows" - | awk -F'\t' -v events="$EVENTS" '
-    BEGIN { printf "%-46s %8s %7s %10s %8s %9s %8s\n", "tool", "seconds", "CPU s", "events/s", "MB/s", "RSS MiB", "matches"
-            printf "%-46s %8s %7s %10s %8s %9s %8s\n", "----", "-------", "-----", "--------", "----", "-------", "-------" }
-    { s = $2 / 1e6
-      printf "%-46s %8.2f %7.2f %10.0f %8.1f %9.1f %8s\n", $1, s, $5, events / s, $4 / 1e6 / s, $3 / 1024, $6 }'
-}
-
-# row_field NAME FIELD: a field of the row NAME of $ROWS (2: microseconds, 5: CPU seconds).
-row_field() { awk -F'\t' -v name="$1" -v f="$2" '$1 == name { print $f }' "$ROWS"; }
 echo
 echo "$("$BIN" --version 2>/dev/null | head -n 1 || echo trailhound) on $(nproc) cores," \
   "$EVENTS CloudTrail events ($MB MB NDJSON), best of $RUNS runs, warm page cache," \
   "load average before: $LOAD0, after: $(cut -d' ' -f1 /proc/loadavg)"
 echo
-print_table "$ROWS" "${MATCHES[@]}"
+print_table "$B/main.tsv"
 echo
 # The speed-up of two workers over one, from the fastest runs; and the CPU each took.
-awk -v s1="$(row_field "${TH_NAMES[0]}" 2)" -v s2="$(row_field "${TH_NAMES[1]}" 2)" \
-    -v c1="$(row_field "${TH_NAMES[0]}" 5)" -v c2="$(row_field "${TH_NAMES[1]}" 5)" 'BEGIN {
+awk -v s1="$(row_field main "${TH_NAMES[0]}" 2)" -v s2="$(row_field main "${TH_NAMES[1]}" 2)" \
+    -v c1="$(row_field main "${TH_NAMES[0]}" 5)" -v c2="$(row_field main "${TH_NAMES[1]}" 5)" 'BEGIN {
   printf "speed-up of --workers 2 over --workers 1: %.2fx (%.2f s -> %.2f s, fastest runs);", s1 / s2, s1 / 1e6, s2 / 1e6
   printf " CPU s %.2f -> %.2f (%+.0f %%); CPU s per wall s %.2f -> %.2f\n", c1, c2, (c2 / c1 - 1) * 100,
     c1 / (s1 / 1e6), c2 / (s2 / 1e6) }'
 echo "CPU s: user + system seconds of the row's fastest run (GNU time %U + %S), the workers' included" \
-  "(the host reaps them before it exits). RSS MiB: the largest single process (GNU time %M), not a sum."
+  "(the host reaps them before it exits)."
+echo "RSS MiB: the largest single process (GNU time %M), not a sum. host MiB, worker MiB: trailhound's own" \
+  "peak RSS of its host and of its largest worker, from the line it prints at the end of a replay" \
+  "('-': none printed)."
+if ((!PREFILTER)); then echo "No --no-prefilter row: '$BIN replay --help' does not mention the option."; fi
 if [[ -n $BASELINE ]]; then echo "baseline: $BASELINE ($("$BASELINE" --version 2>/dev/null | head -n 1))"; fi
 printf '%s\n' "${CHECKS[@]}"
+CHECKS=()
 if [[ $WITH_S3 != 0 && ${OBJECTS:-0} -gt 0 ]]; then
   echo "S3 row: $OBJECTS objects, $(awk -v b="$s3_gz" 'BEGIN { printf "%.1f", b / 1e6 }') MB gzip;" \
     "MB/s counts the $(awk -v b="$s3_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of JSON inside;" \
@@ -308,15 +368,12 @@ fi
 
 # ---------------------------------------------------------------- stages
 if [[ $WITH_STAGES != 0 ]]; then
-  : >"$B/stages.tsv"
-  STAGE_MATCHES=()
+  new_table stages
   for stage in read decode normalize match host; do
     measure "stages.lua $stage" "$BYTES" "$B/out.stage-$stage" \
       lua5.4 tests/bench/stages.lua "$stage" "$CORPUS"
-    STAGE_MATCHES+=("$(sed -n 's/.* matches=//p' "$B/out.stage-$stage")")
+    matches "$(sed -n 's/.* matches=//p' "$B/out.stage-$stage")"
   done
-  # The stage rows are the last five of $ROWS.
-  tail -n 5 "$ROWS" >"$B/stages.tsv"
   echo
   echo "Where the time goes: trailhound's per-record work in plain lua5.4, best of $RUNS runs; every stage"
   echo "adds one step to the one above (tests/bench/stages.lua):"
@@ -324,7 +381,7 @@ if [[ $WITH_STAGES != 0 ]]; then
   echo "  match: + both rules' KQL | host: scripts/worker.lua whole, alerts built (one worker's work"
   echo "  minus the C framing and the pipes)"
   echo
-  print_table "$B/stages.tsv" "${STAGE_MATCHES[@]}"
+  print_table "$B/stages.tsv" --no-peak
 fi
 
 # ---------------------------------------------------------------- latency
