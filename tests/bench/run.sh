@@ -7,6 +7,9 @@
 #
 # Environment:
 #   BENCH_EVENTS=200000   events in the corpus (regenerated when it changes)
+#   BENCH_QUIET=10000     also a "quiet" corpus of as many events, one denied Bedrock call
+#                         the rules alert on in every BENCH_QUIET (the default corpus: 3 in
+#                         100); 0: none
 #   BENCH_RUNS=3          runs of each tool; the tables show the fastest run (other work on
 #                         the machine only ever adds time, so the best run is the least disturbed)
 #   BENCH_S3=1            also replay the corpus as gzip CloudTrail S3 objects
@@ -27,6 +30,8 @@ CORPUS=$B/corpus.ndjson
 EVENTS=${BENCH_EVENTS:-200000}
 RUNS=${BENCH_RUNS:-3}
 WITH_S3=${BENCH_S3:-1}
+QUIET=${BENCH_QUIET:-10000}
+QUIET_CORPUS=$B/quiet.ndjson
 WITH_STAGES=${BENCH_STAGES:-1}
 WITH_LATENCY=${BENCH_LATENCY:-1}
 WITH_CPU_SPLIT=${BENCH_CPU_SPLIT:-1}
@@ -38,6 +43,7 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 [[ $EVENTS =~ ^[1-9][0-9]*$ ]] || die "BENCH_EVENTS must be a positive integer, not '$EVENTS'"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$RUNS'"
+[[ $QUIET =~ ^(0|[1-9][0-9]*)$ ]] || die "BENCH_QUIET must be 0 or a positive integer, not '$QUIET'"
 [[ $APPENDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_APPENDS must be a positive integer, not '$APPENDS'"
 [[ -z $BASELINE || -x $BASELINE ]] || die "BENCH_BASELINE: '$BASELINE' is not an executable"
 
@@ -67,28 +73,44 @@ fi
 if [[ -z ${MAKELEVEL:-} ]]; then make -s all; fi  # under `make bench` the target built it
 [[ -x $BIN ]] || die "$BIN is missing: run make"
 
-expect_get() { sed -n "s/^$1=//p" "$B/corpus.expect" 2>/dev/null; }
-stale=0
-if [[ ! -f $CORPUS || ! -f $B/corpus.expect ]]; then stale=1
-elif [[ $(expect_get events) != "$EVENTS" ]]; then stale=1
-elif [[ $WITH_S3 != 0 && $(expect_get s3_objects) == 0 ]]; then stale=1
-else
+# expect_get NAME KEY: a fact make-corpus wrote about $B/NAME.ndjson (NAME: corpus, quiet).
+expect_get() { sed -n "s/^$2=//p" "$B/$1.expect" 2>/dev/null; }
+# stale NAME DENIED_EVERY: true when $B/NAME.ndjson is missing or not what make-corpus would
+# write now (another event count or rate, a newer generator or source, S3 objects wanted).
+stale() {
+  local name=$1 every=$2 src
+  [[ -f $B/$name.ndjson && -f $B/$name.expect ]] || return 0
+  [[ $(expect_get "$name" events) == "$EVENTS" ]] || return 0
+  [[ $(expect_get "$name" denied_every) == "$every" ]] || return 0
+  [[ $name != corpus || $WITH_S3 == 0 || $(expect_get corpus s3_objects) != 0 ]] || return 0
   for src in tests/bench/make-corpus.lua examples/cloudtrail/stratus-red-team.ndjson \
              examples/cloudtrail/bedrock-denied-derived.ndjson; do
-    [[ $src -nt $B/corpus.expect ]] && stale=1
+    [[ $src -nt $B/$name.expect ]] && return 0
   done
-fi
-if ((stale)); then
+  return 1
+}
+if stale corpus 0; then
   say "making the corpus ($EVENTS events)"
   BENCH_S3=$WITH_S3 lua5.4 tests/bench/make-corpus.lua "$EVENTS" "$B" >&2
 fi
-BYTES=$(expect_get bytes)
-EXPECTED=$(expect_get alerts)
-DENIED=$(expect_get denied)
-OBJECTS=$(expect_get s3_objects)
+BYTES=$(expect_get corpus bytes)
+EXPECTED=$(expect_get corpus alerts)
+DENIED=$(expect_get corpus denied)
+OBJECTS=$(expect_get corpus s3_objects)
 MB=$(awk -v b="$BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
 say "corpus: $CORPUS, $EVENTS events, $MB MB; expected: $EXPECTED alerts (denied Bedrock calls the" \
   "two rules match), $DENIED lines with a denied error code"
+if ((QUIET)); then
+  if stale quiet "$QUIET"; then
+    say "making the quiet corpus ($EVENTS events, a denied Bedrock call in $QUIET)"
+    lua5.4 tests/bench/make-corpus.lua "$EVENTS" "$B" "$QUIET" >&2
+  fi
+  QUIET_BYTES=$(expect_get quiet bytes)
+  QUIET_EXPECTED=$(expect_get quiet alerts)
+  QUIET_MB=$(awk -v b="$QUIET_BYTES" 'BEGIN { printf "%.1f", b / 1e6 }')
+  say "quiet corpus: $QUIET_CORPUS, $EVENTS events, $QUIET_MB MB; expected: $QUIET_EXPECTED alerts"
+  cat "$QUIET_CORPUS" >/dev/null
+fi
 cat "$CORPUS" >/dev/null  # every tool reads from the page cache, the first one too
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)  # other work on the machine skews every figure
 
@@ -346,6 +368,39 @@ fi
 echo "Note: jq and the Lua and python loops only select raw records; trailhound also normalizes every event to" \
   "ECS (Elastic's aws.cloudtrail pipeline), evaluates the rules' KQL on it and builds full Elastic" \
   "alert documents. grep counts every denied line (${DENIED}), not the rules' matches."
+
+# ---------------------------------------------------------------- the quiet corpus
+# The same real events with a denied Bedrock call in BENCH_QUIET, as an account's everyday
+# traffic is: almost nothing to alert on. What trailhound costs per event when it mostly
+# finds nothing (and what a prefilter on raw bytes saves then), beside jq and lua-cjson on
+# the same file.
+if ((QUIET)); then
+  new_table quiet
+  R_KEYS=(w1 default)
+  R_NAMES=("trailhound replay --workers 1" "trailhound replay default ($CORES)")
+  R_ARGS=("--workers 1 --rules rules" "--rules rules")
+  R_BINS=("$BIN" "$BIN")
+  if ((PREFILTER)); then
+    R_KEYS+=(w1-nopf) R_NAMES+=("trailhound replay --workers 1 --no-prefilter")
+    R_ARGS+=("--workers 1 --no-prefilter --rules rules") R_BINS+=("$BIN")
+  fi
+  replays quiet "$QUIET_CORPUS" "$QUIET_BYTES" "$QUIET_EXPECTED"
+  measure "$JQ_NAME" "$QUIET_BYTES" "$B/out.quiet-jq" jq -c "$JQ_FILTER" "$QUIET_CORPUS"
+  n=$(wc -l <"$B/out.quiet-jq")
+  matches "$n"; check "jq" "$n" "$QUIET_EXPECTED" "events selected"
+  measure "$LUA_FILTER" "$QUIET_BYTES" "$B/out.quiet-filter" lua5.4 tests/bench/stages.lua filter "$QUIET_CORPUS"
+  n=$(sed -n 's/.* matches=//p' "$B/out.quiet-filter")
+  matches "$n"; check "$LUA_FILTER" "$n" "$QUIET_EXPECTED" "events selected"
+
+  echo
+  echo "Quiet corpus: the same real events, one denied Bedrock call the rules alert on in every $QUIET" \
+    "($EVENTS events, $QUIET_MB MB NDJSON), best of $RUNS runs, load average after: $(cut -d' ' -f1 /proc/loadavg)"
+  echo
+  print_table "$B/quiet.tsv"
+  echo
+  printf '%s\n' "${CHECKS[@]}"
+  CHECKS=()
+fi
 
 # ---------------------------------------------------------------- CPU by process
 # One more run of each worker count, its CPU seconds split between the host and each worker
