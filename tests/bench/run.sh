@@ -12,6 +12,8 @@
 #                         100); 0: none
 #   BENCH_RUNS=3          runs of each tool; the tables show the fastest run (other work on
 #                         the machine only ever adds time, so the best run is the least disturbed)
+#   BENCH_RULES="50 500"  also replay the corpus with these many rules: rules/ and generated
+#                         ones (tests/bench/make-rules.lua), beside rules/ alone; 0: none
 #   BENCH_S3=1            also replay the corpus as gzip CloudTrail S3 objects
 #   BENCH_STAGES=1        also time trailhound's stages in plain Lua
 #   BENCH_CPU_SPLIT=1     also split trailhound's CPU time between the host and its workers
@@ -32,6 +34,8 @@ RUNS=${BENCH_RUNS:-3}
 WITH_S3=${BENCH_S3:-1}
 QUIET=${BENCH_QUIET:-10000}
 QUIET_CORPUS=$B/quiet.ndjson
+RULE_COUNTS=${BENCH_RULES-50 500}
+[[ $RULE_COUNTS == 0 ]] && RULE_COUNTS=
 WITH_STAGES=${BENCH_STAGES:-1}
 WITH_LATENCY=${BENCH_LATENCY:-1}
 WITH_CPU_SPLIT=${BENCH_CPU_SPLIT:-1}
@@ -44,6 +48,12 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 [[ $EVENTS =~ ^[1-9][0-9]*$ ]] || die "BENCH_EVENTS must be a positive integer, not '$EVENTS'"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$RUNS'"
 [[ $QUIET =~ ^(0|[1-9][0-9]*)$ ]] || die "BENCH_QUIET must be 0 or a positive integer, not '$QUIET'"
+BUNDLED_RULES=$(find rules -maxdepth 1 -name '[!.]*.lua' | wc -l)  # what the loader loads of rules/
+for n in $RULE_COUNTS; do
+  if ! [[ $n =~ ^[1-9][0-9]*$ ]] || ((n <= BUNDLED_RULES)); then
+    die "BENCH_RULES: '$n' is not a number of rules above the $BUNDLED_RULES of rules/"
+  fi
+done
 [[ $APPENDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_APPENDS must be a positive integer, not '$APPENDS'"
 [[ -z $BASELINE || -x $BASELINE ]] || die "BENCH_BASELINE: '$BASELINE' is not an executable"
 
@@ -185,13 +195,14 @@ check() {  # check NAME GOT WANT WHAT
   else CHECKS+=("MISMATCH: $1: $2 $4, make-corpus expects $3"); FAILED=1; fi
 }
 
-# replays TAG CORPUS BYTES WANT: the replays of R_NAMES (R_KEYS, R_BINS, R_ARGS alike: the
-# caller fills them), RUNS times each, interleaved run by run so that other work on the
-# machine weighs on each alike; then a row each in $ROWS. Every run's alert count must be
-# WANT; with WANT written ">=N", at least N (rule sets that alert on more than the two
-# rules). Its alerts' kibana.alert.uuid, in order, must be the first run's: any number of
-# workers, with or without the prefilter, must write the same alerts in input order. With
-# WANT ">=N" the rule sets differ, so each is held to its own first run.
+# replays TAG CORPUS BYTES WANT: the replays of R_NAMES (R_KEYS, R_BINS, R_ARGS, R_RULES
+# alike: the caller fills them; a rule folder left out is rules/), RUNS times each,
+# interleaved run by run so that other work on the machine weighs on each alike; then a
+# row each in $ROWS. Every run's alert count must be WANT; with WANT written ">=N", at
+# least N (rule sets that alert on more than the two rules). Its alerts' kibana.alert.uuid,
+# in order, must be the first run's: any number of workers, with or without the prefilter,
+# must write the same alerts in input order. With WANT ">=N" the rule sets differ, so each
+# is held to its own first run.
 replays() {
   local tag=$1 corpus=$2 bytes=$3 want=$4 i k key n uuids ref bad=''
   local -A refs=()
@@ -201,7 +212,7 @@ replays() {
     for k in "${!R_KEYS[@]}"; do
       key=$tag-${R_KEYS[k]}
       # shellcheck disable=SC2086  # R_ARGS: words on purpose
-      run_once "$key" "$B/out.$key" "${R_BINS[k]}" replay ${R_ARGS[k]} "$corpus"
+      run_once "$key" "$B/out.$key" "${R_BINS[k]}" replay ${R_ARGS[k]} --rules "${R_RULES[k]:-rules}" "$corpus"
       n=$(replay_alerts "$B/out.$key.err")
       if [[ $want == '>='* ]]; then
         ((n >= ${want#>=})) || check "${R_NAMES[k]} (run $i)" "$n" "at least ${want#>=}" alerts
@@ -274,14 +285,15 @@ new_table main
 CORES=$(getconf _NPROCESSORS_ONLN)
 R_KEYS=(w1 w2 default)
 R_NAMES=("trailhound replay --workers 1" "trailhound replay --workers 2" "trailhound replay default ($CORES)")
-R_ARGS=("--workers 1 --rules rules" "--workers 2 --rules rules" "--rules rules")
+R_ARGS=("--workers 1" "--workers 2" "")
 R_BINS=("$BIN" "$BIN" "$BIN")
+R_RULES=()
 if ((PREFILTER)); then
   R_KEYS+=(w1-nopf) R_NAMES+=("trailhound replay --workers 1 --no-prefilter")
-  R_ARGS+=("--workers 1 --no-prefilter --rules rules") R_BINS+=("$BIN")
+  R_ARGS+=("--workers 1 --no-prefilter") R_BINS+=("$BIN")
 fi
 if [[ -n $BASELINE ]]; then
-  R_KEYS+=(baseline) R_NAMES+=("baseline replay") R_ARGS+=("--rules rules") R_BINS+=("$BASELINE")
+  R_KEYS+=(baseline) R_NAMES+=("baseline replay") R_ARGS+=("") R_BINS+=("$BASELINE")
 fi
 TH_NAMES=("${R_NAMES[@]}")  # for the speed-up under the table
 replays th "$CORPUS" "$BYTES" "$EXPECTED"
@@ -378,11 +390,12 @@ if ((QUIET)); then
   new_table quiet
   R_KEYS=(w1 default)
   R_NAMES=("trailhound replay --workers 1" "trailhound replay default ($CORES)")
-  R_ARGS=("--workers 1 --rules rules" "--rules rules")
+  R_ARGS=("--workers 1" "")
   R_BINS=("$BIN" "$BIN")
+  R_RULES=()
   if ((PREFILTER)); then
     R_KEYS+=(w1-nopf) R_NAMES+=("trailhound replay --workers 1 --no-prefilter")
-    R_ARGS+=("--workers 1 --no-prefilter --rules rules") R_BINS+=("$BIN")
+    R_ARGS+=("--workers 1 --no-prefilter") R_BINS+=("$BIN")
   fi
   replays quiet "$QUIET_CORPUS" "$QUIET_BYTES" "$QUIET_EXPECTED"
   measure "$JQ_NAME" "$QUIET_BYTES" "$B/out.quiet-jq" jq -c "$JQ_FILTER" "$QUIET_CORPUS"
@@ -398,6 +411,41 @@ if ((QUIET)); then
   echo
   print_table "$B/quiet.tsv"
   echo
+  printf '%s\n' "${CHECKS[@]}"
+  CHECKS=()
+fi
+
+# ---------------------------------------------------------------- rules
+# What more rules cost: the default corpus replayed with rules/ as is, and with each count
+# of BENCH_RULES, rules/ and generated rules that look like real ones (make-rules.lua),
+# interleaved run by run. --workers 1: the cost on one core, whatever the other does.
+# Every folder holds the two Bedrock rules, so every run must alert at least as often as
+# they do; the generated ones are chosen to alert, together, no more than those two.
+if [[ -n $RULE_COUNTS ]]; then
+  new_table rules
+  R_KEYS=(rules) R_NAMES=("$BUNDLED_RULES rules (rules/)") R_ARGS=("--workers 1") R_BINS=("$BIN") R_RULES=(rules)
+  for n in $RULE_COUNTS; do
+    say "writing $n rules to $B/rules-$n"
+    lua5.4 tests/bench/make-rules.lua "$n" "$B/rules-$n" >&2
+    R_KEYS+=("rules-$n") R_NAMES+=("$n rules ($BUNDLED_RULES + $((n - BUNDLED_RULES)) generated)")
+    R_ARGS+=("--workers 1") R_BINS+=("$BIN") R_RULES+=("$B/rules-$n")
+  done
+  replays rules "$CORPUS" "$BYTES" ">=$EXPECTED"
+  for k in "${!R_KEYS[@]}"; do  # the host must have taken every rule of the folder
+    n=$(sed -n 's/^trailhound: \([0-9]*\) rules\{0,1\} loaded.*/\1/p' "$B/out.rules-${R_KEYS[k]}.err")
+    want=${R_NAMES[k]%% *}
+    if [[ $n == "$want" ]]; then CHECKS+=("ok: ${R_NAMES[k]}: trailhound says $n rules loaded")
+    else CHECKS+=("MISMATCH: ${R_NAMES[k]}: trailhound says ${n:-no} rules loaded"); FAILED=1; fi
+  done
+
+  echo
+  echo "Rules: the corpus replayed with --workers 1 and more rules, best of $RUNS runs, load average after:" \
+    "$(cut -d' ' -f1 /proc/loadavg)"
+  echo
+  print_table "$B/rules.tsv" --ratio
+  echo
+  echo "time: the row's seconds over the first row's. Generated rules: tests/bench/make-rules.lua; they alert," \
+    "all together, on no more of the corpus's source events than the two Bedrock rules."
   printf '%s\n' "${CHECKS[@]}"
   CHECKS=()
 fi
