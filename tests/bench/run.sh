@@ -241,7 +241,7 @@ replays() {
     CHECKS+=("MISMATCH: alerts (kibana.alert.uuid, in order) differ from the first run's in: $bad")
     FAILED=1
   elif [[ $want == '>='* ]]; then
-    CHECKS+=("ok: each rule set wrote the same alerts in the same order in its $RUNS runs (kibana.alert.uuid)")
+    CHECKS+=("ok: every rule set wrote the same alerts in the same order run after run (kibana.alert.uuid)")
   else
     CHECKS+=("ok: the $((RUNS * ${#R_KEYS[@]})) runs wrote the same alerts in the same order (kibana.alert.uuid)")
   fi
@@ -561,6 +561,52 @@ if [[ $WITH_LATENCY != 0 ]]; then
   if [[ -n $BASELINE ]]; then LAT_BIN=$BASELINE latency_series "inotify + poll 250 ms, baseline" "" 250; fi
   latency_series "poll 250 ms only (inotify disabled)" "$shim" 250
   latency_series "poll 50 ms only (inotify disabled)" "$shim" 50
+fi
+
+# ---------------------------------------------------------------- summary
+# The figures the work on trailhound's speed is judged by, as ratios of the rows above
+# (each row its fastest run), so they can be read without the tables.
+summary() { printf '  %-58s %10s  %s\n' "$@"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else printf "-" }'; }
+W1="trailhound replay --workers 1"
+w1_cpu=$(row_field main "$W1" 5)
+echo
+echo "Summary: the figures the speed work targets, from the tables above (fastest runs)"
+echo
+jq_cpu=$(row_field main "$JQ_NAME" 5) lua_cpu=$(row_field main "$LUA_FILTER" 5)
+summary "CPU s, trailhound --workers 1 over jq" "$(ratio "$w1_cpu" "$jq_cpu")" "($w1_cpu s / $jq_cpu s)"
+summary "CPU s, trailhound --workers 1 over the lua-cjson loop" "$(ratio "$w1_cpu" "$lua_cpu")" \
+  "($w1_cpu s / $lua_cpu s)"
+if ((QUIET)); then
+  q_cpu=$(row_field quiet "$W1" 5)
+  summary "quiet corpus: events per CPU second, trailhound --workers 1" \
+    "$(awk -v e="$EVENTS" -v c="$q_cpu" 'BEGIN { if (c > 0) printf "%.0f", e / c; else printf "-" }')" "($EVENTS events / $q_cpu CPU s)"
+  if ((PREFILTER)); then
+    nopf_cpu=$(row_field quiet "$W1 --no-prefilter" 5)
+    summary "quiet corpus: CPU s without the prefilter over with it" "$(ratio "$nopf_cpu" "$q_cpu")" \
+      "($nopf_cpu s / $q_cpu s, --workers 1)"
+  fi
+else
+  summary "quiet corpus: events per CPU second, trailhound --workers 1" "-" "(BENCH_QUIET=0)"
+fi
+if [[ -n $RULE_COUNTS ]]; then
+  first=$(head -n 1 "$B/rules.tsv") last=$(tail -n 1 "$B/rules.tsv")
+  us_first=$(cut -f2 <<<"$first") us_last=$(cut -f2 <<<"$last")
+  summary "time, ${last%% (*} over ${first%% (*} (--workers 1)" "$(ratio "$us_last" "$us_first")" \
+    "($(awk -v a="$us_last" -v b="$us_first" 'BEGIN { printf "%.2f s / %.2f s", a / 1e6, b / 1e6 }'))"
+else
+  summary "time, more rules over rules/ (--workers 1)" "-" "(BENCH_RULES=0)"
+fi
+# Peak RSS of the largest worker, as the host reports it; without that line, only GNU
+# time's largest process of the run is known, which may be the host.
+peaks="default: $(row_field main "trailhound replay default ($CORES)" 7) MiB"
+if [[ -n $RULE_COUNTS ]]; then peaks+=", ${last%% (*} (--workers 1): $(cut -f7 <<<"$last") MiB"; fi
+if [[ $(row_field main "$W1" 7) != - ]]; then
+  summary "peak RSS of a worker (the largest), trailhound --workers 1" "$(row_field main "$W1" 7) MiB" "($peaks)"
+else
+  summary "peak RSS of a worker (the largest), trailhound --workers 1" "-" \
+    "(no 'peak memory' line from this build; GNU time's largest process: $(row_field main "$W1" 3 |
+      awk '{ printf "%.1f", $1 / 1024 }') MiB)"
 fi
 
 if ((FAILED)); then
