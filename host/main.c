@@ -191,6 +191,10 @@ static int parse(int argc, char **argv, options *o) {
   int run = strcmp(o->command, "run") == 0;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {  /* trailhound run --help */
+      fputs(usage, stdout);
+      exit(0);
+    }
     if (strcmp(a, "--") == 0) {
       while (++i < argc) o->files[o->nfiles++] = argv[i];
       break;
