@@ -67,6 +67,38 @@ describe("worker", function()
     assert.equal(0, #W.counters().rules)  -- counted once
   end)
 
+  it("dispatches by the rule set of the moment: a rule added, changed or removed counts at the next record", function()
+    local W, said = fresh()
+    local function mine(action, load)
+      return { slot = 2, path = "/tmp/mine.lua", load = load, text = table.concat({
+        "return {",
+        '  rule_id = "11111111-2222-4333-8444-000000000201", name = "Mine",',
+        '  description = "d", severity = "low", risk_score = 1,',
+        '  query = [[event.provider: "bedrock.amazonaws.com" and event.action: ' .. action .. ']],',
+        "}", "" }, "\n") }
+    end
+    local function slots()
+      local out = {}
+      for _, a in ipairs(said.alerts) do out[#out + 1] = a.slot end
+      said.alerts = {}
+      return out
+    end
+    W.rules(ruleset(), NORM)
+    W.record(rec, "ct.ndjson", 0)
+    assert.same({ 1 }, slots())
+    W.rules(ruleset({ mine("PutResourcePolicy", 1) }), NORM)  -- added
+    W.record(rec, "ct.ndjson", 1)
+    assert.same({ 1, 2 }, slots())
+    W.rules(ruleset({ mine("DeleteResourcePolicy", 2) }), NORM)  -- changed: another action
+    W.record(rec, "ct.ndjson", 2)
+    assert.same({ 1 }, slots())
+    W.record(ev.line(ev.denied("DeleteResourcePolicy", "AccessDenied", "w2")), "ct.ndjson", 3)
+    assert.same({ 1, 2 }, slots())
+    W.rules(ruleset(), NORM)  -- removed
+    W.record(ev.line(ev.denied("DeleteResourcePolicy", "AccessDenied", "w3")), "ct.ndjson", 4)
+    assert.same({ 1 }, slots())
+  end)
+
   it("says a rule's failure once per batch, and quarantines it after N failures in a row", function()
     local W, said = fresh({ quarantine_after = 3 })
     W.rules(ruleset({ { slot = 2, path = "/tmp/fails.lua", text = FAILS } }), NORM)
