@@ -192,7 +192,7 @@ function W.rules(list, norm)
       per_rule[rule] = pr
     end
   end
-  rule_index = ruleindex.build(rules)
+  rule_index = ruleindex.build(rules, type(normalize.ON_DEMAND) == "table" and normalize.ON_DEMAND or nil)
   return errors
 end
 
