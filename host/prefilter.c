@@ -21,6 +21,11 @@ struct th_prefilter {
   uint32_t nlits;
   uint32_t *stamp;      /* per literal: the scan it was last found in */
   uint32_t scan;
+  uint32_t *hits;       /* the literals found in this scan, in the order found */
+  uint32_t nhits;
+  uint32_t *lit_at;     /* literal l's rules are lit_rules[lit_at[l] .. lit_at[l + 1]): those */
+  uint32_t *lit_rules;  /* whose clause it belongs to is the one they are looked up by */
+  uint32_t *rule_stamp; /* per rule: the scan it was last checked in */
   uint8_t cls[256];     /* byte -> class; 0: a byte no literal holds */
   uint32_t nclass;
   size_t maxlen;        /* of the longest literal */
@@ -316,11 +321,55 @@ static int build(th_prefilter *pf, const builder *b, const char **why) {
   return 0;
 }
 
+/* Each rule is looked up by one of its clauses, the one whose literals the
+ * fewest clauses of all the rules hold: after a scan, only the rules of the
+ * literals found are checked, not every rule (500 rules, a few found). */
+static int index_rules(th_prefilter *pf) {
+  uint32_t nlits = pf->nlits, nr = pf->nrules;
+  uint32_t *uses = calloc(nlits + 1, sizeof *uses);
+  uint32_t *by = malloc((nr + 1) * sizeof *by);  /* per rule: the clause it is looked up by */
+  pf->lit_at = calloc(nlits + 2, sizeof *pf->lit_at);
+  pf->hits = malloc((nlits + 1) * sizeof *pf->hits);
+  pf->rule_stamp = calloc(nr + 1, sizeof *pf->rule_stamp);
+  int ok = uses && by && pf->lit_at && pf->hits && pf->rule_stamp;
+  for (uint32_t c = 0; ok && c < pf->rule_at[nr]; c++)
+    for (uint32_t a = pf->clause_at[c]; a < pf->clause_at[c + 1]; a++) uses[pf->alts[a]]++;
+  size_t total = 0;
+  for (uint32_t r = 0; ok && r < nr; r++) {
+    uint32_t best = pf->rule_at[r], best_n = UINT32_MAX;
+    for (uint32_t c = pf->rule_at[r]; c < pf->rule_at[r + 1]; c++) {
+      uint32_t most = 0;
+      for (uint32_t a = pf->clause_at[c]; a < pf->clause_at[c + 1]; a++)
+        if (uses[pf->alts[a]] > most) most = uses[pf->alts[a]];
+      if (most < best_n) best = c, best_n = most;
+    }
+    by[r] = best;
+    for (uint32_t a = pf->clause_at[best]; a < pf->clause_at[best + 1]; a++) pf->lit_at[pf->alts[a] + 1]++;
+    total += pf->clause_at[best + 1] - pf->clause_at[best];
+  }
+  if (ok) {
+    for (uint32_t l = 0; l < nlits; l++) pf->lit_at[l + 1] += pf->lit_at[l];
+    pf->lit_rules = malloc((total + 1) * sizeof *pf->lit_rules);
+    ok = pf->lit_rules != NULL;
+  }
+  if (ok) {
+    memset(uses, 0, (nlits + 1) * sizeof *uses);  /* now: how many of each literal's rules are placed */
+    for (uint32_t r = 0; r < nr; r++)
+      for (uint32_t a = pf->clause_at[by[r]]; a < pf->clause_at[by[r] + 1]; a++) {
+        uint32_t l = pf->alts[a];
+        pf->lit_rules[pf->lit_at[l] + uses[l]++] = r;
+      }
+  }
+  free(uses);
+  free(by);
+  return ok ? 0 : -1;
+}
+
 th_prefilter *th_prefilter_new(const th_pf_rule *rules, size_t n, const char **why) {
   th_prefilter *pf = calloc(1, sizeof *pf);
   builder b = {0};
   if (pf == NULL) return NULL;
-  if (read_rules(pf, &b, rules, n) < 0 || (!pf->all && build(pf, &b, why) < 0)) {
+  if (read_rules(pf, &b, rules, n) < 0 || (!pf->all && (build(pf, &b, why) < 0 || index_rules(pf) < 0))) {
     free(b.lits);
     free(b.slots);
     th_prefilter_free(pf);
@@ -335,8 +384,13 @@ th_prefilter *th_prefilter_new(const th_pf_rule *rules, size_t n, const char **w
 
 /* The literals ending at state t (its own and down its suffix chain) are found. */
 static void found(th_prefilter *pf, uint32_t t) {
-  for (; t; t = pf->dict[t])
-    if (pf->out[t] >= 0) pf->stamp[pf->out[t]] = pf->scan;
+  for (; t; t = pf->dict[t]) {
+    int32_t l = pf->out[t];
+    if (l >= 0 && pf->stamp[l] != pf->scan) {
+      pf->stamp[l] = pf->scan;
+      pf->hits[pf->nhits++] = (uint32_t)l;
+    }
+  }
 }
 
 /* Where one automaton is in the text. */
@@ -499,17 +553,27 @@ int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len) {
   if (pf->nrules == 0) return 0;
   if (++pf->scan == 0) {  /* wrapped: stamps of 2^32 scans ago would look fresh */
     memset(pf->stamp, 0, (pf->nlits + 1) * sizeof *pf->stamp);
+    memset(pf->rule_stamp, 0, (pf->nrules + 1) * sizeof *pf->rule_stamp);
     pf->scan = 1;
   }
+  pf->nhits = 0;
   scan(pf, (const unsigned char *)p, len);
-  for (uint32_t r = 0; r < pf->nrules; r++) {
-    uint32_t c = pf->rule_at[r], cend = pf->rule_at[r + 1];
-    for (; c < cend; c++) {
-      uint32_t a = pf->clause_at[c], aend = pf->clause_at[c + 1];
-      while (a < aend && pf->stamp[pf->alts[a]] != pf->scan) a++;
-      if (a == aend) break;  /* this clause is not met */
+  /* A rule whose every clause is met has the clause it is looked up by met:
+   * it is among the rules of a literal found. */
+  for (uint32_t h = 0; h < pf->nhits; h++) {
+    uint32_t l = pf->hits[h];
+    for (uint32_t i = pf->lit_at[l]; i < pf->lit_at[l + 1]; i++) {
+      uint32_t r = pf->lit_rules[i];
+      if (pf->rule_stamp[r] == pf->scan) continue;
+      pf->rule_stamp[r] = pf->scan;
+      uint32_t c = pf->rule_at[r], cend = pf->rule_at[r + 1];
+      for (; c < cend; c++) {
+        uint32_t a = pf->clause_at[c], aend = pf->clause_at[c + 1];
+        while (a < aend && pf->stamp[pf->alts[a]] != pf->scan) a++;
+        if (a == aend) break;  /* this clause is not met */
+      }
+      if (c == cend) return 1;
     }
-    if (c == cend) return 1;
   }
   return 0;
 }
@@ -522,6 +586,10 @@ void th_prefilter_free(th_prefilter *pf) {
   free(pf->clause_at);
   free(pf->alts);
   free(pf->stamp);
+  free(pf->hits);
+  free(pf->lit_at);
+  free(pf->lit_rules);
+  free(pf->rule_stamp);
   free(pf->delta);
   free(pf->out);
   free(pf->dict);
