@@ -368,6 +368,8 @@ local function unescape(s)
 end
 
 local function skip_ws(s, i)
+  local c = byte(s, i)
+  if c ~= 32 and c ~= 9 and c ~= 10 and c ~= 13 then return c and i end  -- compact JSON: at once
   return find(s, "[^ \t\r\n]", i)
 end
 
@@ -387,9 +389,31 @@ local function scan_string(s, i, want_text)
   end
 end
 
+-- The index after the value at s[i], without looking inside it more than it takes.
+local function skip_value(s, i)
+  local c = byte(s, i)
+  if c == 34 then return scan_string(s, i, false) end
+  if c ~= 123 and c ~= 91 then return find(s, "[,%]} \t\r\n]", i) or #s + 1 end
+  local depth, j = 0, i
+  while true do
+    j = find(s, '["{}%[%]]', j)
+    if not j then return nil end
+    c = byte(s, j)
+    if c == 34 then
+      j = scan_string(s, j, false)
+      if not j then return nil end
+    else
+      depth = depth + ((c == 123 or c == 91) and 1 or -1)
+      j = j + 1
+      if depth == 0 then return j end
+    end
+  end
+end
+
 -- Returns the index after the value at s[i] and, for objects and arrays, its order node:
 -- { index = { key = position }, sub = { key = node } } or { sub = { [i] = node } }.
-local function scan_value(s, i)
+-- only: at the top, the keys whose values get a node (the others are skipped).
+local function scan_value(s, i, only)
   local c = byte(s, i)
   if c == 123 or c == 91 then -- { or [
     local is_object = c == 123
@@ -411,7 +435,11 @@ local function scan_value(s, i)
         if not i then return nil end
       end
       local child
-      i, child = scan_value(s, i)
+      if only and not only[key] then
+        i = skip_value(s, i)
+      else
+        i, child = scan_value(s, i)
+      end
       if not i then return nil end
       n = n + 1
       if is_object then node.index[key] = n else key = n end
@@ -432,11 +460,15 @@ local function scan_value(s, i)
   return find(s, "[,%]} \t\r\n]", i) or #s + 1
 end
 
+-- The key order of the record's payloads (requestParameters & co, the only objects rendered
+-- with Map.toString); the rest of the record is only stepped over.
+local PAYLOAD_KEYS = { requestParameters = true, responseElements = true, additionalEventData = true,
+  serviceEventDetails = true }
 local function scan_raw(raw)
   if type(raw) ~= "string" then return false end
   local i = skip_ws(raw, 1)
   if not i or byte(raw, i) ~= 123 then return false end
-  local _, node = scan_value(raw, i)
+  local _, node = scan_value(raw, i, PAYLOAD_KEYS)
   return node or false
 end
 
