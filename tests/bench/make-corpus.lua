@@ -147,9 +147,9 @@ if with_s3 then
     local day = os.date("!%Y/%m/%d", t)
     local dir = prefix .. "/" .. day
     if objects == 1 or os.date("!%H%M", t) == "0000" then assert(os.execute("mkdir -p '" .. dir .. "'")) end
-    local name = string.format("%s/%s_CloudTrail_%s_%s_%s.json.gz", dir, account, region,
+    local object = string.format("%s/%s_CloudTrail_%s_%s_%s.json.gz", dir, account, region,
       os.date("!%Y%m%dT%H%MZ", t), string.format("b3nch%011x", objects))
-    local gz = assert(io.popen("gzip -n -c > '" .. name .. "'", "w"))
+    local gz = assert(io.popen("gzip -n -c > '" .. object .. "'", "w"))
     gz:setvbuf("full", 1 << 20)
     gz:write('{"Records":[')
     for i = first, math.min(first + PER_OBJECT - 1, events) do
