@@ -460,16 +460,14 @@ local function scan_value(s, i, only)
   return find(s, "[,%]} \t\r\n]", i) or #s + 1
 end
 
--- The key order of the record's payloads (requestParameters & co, the only objects rendered
--- with Map.toString); the rest of the record is only stepped over.
-local PAYLOAD_KEYS = { requestParameters = true, responseElements = true, additionalEventData = true,
-  serviceEventDetails = true }
-local function scan_raw(raw)
-  if type(raw) ~= "string" then return false end
+-- The key-order tree of one payload of the record (requestParameters & co, the objects rendered
+-- with Map.toString), or nil; the rest of the record is only stepped over.
+local function scan_raw(raw, key)
+  if type(raw) ~= "string" then return nil end
   local i = skip_ws(raw, 1)
-  if not i or byte(raw, i) ~= 123 then return false end
-  local _, node = scan_value(raw, i, PAYLOAD_KEYS)
-  return node or false
+  if not i or byte(raw, i) ~= 123 then return nil end
+  local _, node = scan_value(raw, i, { [key] = true })
+  return node and node.sub[key]
 end
 
 ---------------------------------------------------------------------------------------------
@@ -1059,7 +1057,6 @@ function M.normalize(rec, ctx)
   -- requestParameters & co: Map.toString text, and the cleaned objects under flattened.
   local flattened = {}
   local cleaned = {}       -- the cleaned payloads, by CloudTrail name
-  local raw_order -- ctx.raw key-order tree, scanned on first need
   for i = 1, #PAYLOADS do
     local from, to = PAYLOADS[i][1], PAYLOADS[i][2]
     local v = rec[from]
@@ -1068,8 +1065,7 @@ function M.normalize(rec, ctx)
       local skip = from == "additionalEventData" and aed_skip or nil
       local cv, text = convert(v, nil, skip)
       if cv ~= nil and ambiguous and ctx and ctx.raw then
-        if raw_order == nil then raw_order = scan_raw(ctx.raw) end
-        local node = raw_order and raw_order.sub[from]
+        local node = scan_raw(ctx.raw, from)  -- only the payload whose key order matters
         if node then cv, text = convert(v, node, skip) end
       end
       if cv ~= nil then
