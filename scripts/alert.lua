@@ -65,6 +65,19 @@ local function nest(src, dst)
 end
 M.nest = nest
 
+-- A shallow copy of a document the normalizer built for this event: its objects are its own
+-- and hold no JSON null, so the alert may share them (only event is changed, and copied). nil
+-- when it has a dotted or null member at the top (a normalizer of one's own): then nest.
+local function top(doc)
+  local a = {}
+  for k, v in pairs(doc) do
+    if v == null or (type(k) == "string" and k ~= "@timestamp" and k:find(".", 1, true)) then return nil end
+    a[k] = v
+  end
+  if type(a.event) == "table" then a.event = copy(a.event) end
+  return a
+end
+
 -- The id of an alert: the rule and the event's identity (CloudTrail's
 -- eventID, else where the event was read).
 function M.id(rule_id, doc, src)
@@ -132,10 +145,12 @@ end
 
 -- Build the alert table. rule: a loaded rule (rule.meta is the module);
 -- doc: the event's ECS document; src: { path, offset, index }; now: ISO time.
--- rule_as: what kibana.alert.rule holds instead of the rule's object (M.line).
-function M.build(rule, doc, src, now, rule_as)
+-- rule_as: what kibana.alert.rule holds instead of the rule's object (M.line). fresh: doc was
+-- built by the normalizer for this event alone (not an ECS document as read), so it is not
+-- copied whole.
+function M.build(rule, doc, src, now, rule_as, fresh)
   local meta = rule.meta
-  local a = nest(doc, {})
+  local a = fresh and top(doc) or nest(doc, {})
   local ev = type(a.event) == "table" and a.event or {}
   a.event = ev
   local original = copy(ev)
@@ -176,13 +191,13 @@ end
 local MARK = "\0trailhound: kibana.alert.rule\0"
 local MARK_JSON = cjson.encode(MARK)
 local encoded_rules = setmetatable({}, { __mode = "k" })
-function M.line(rule, doc, src, now)
+function M.line(rule, doc, src, now, fresh)
   local block = encoded_rules[rule]
   if block == nil then
     block = M.encode(rule_block(rule.meta))
     encoded_rules[rule] = block
   end
-  local text = M.encode(M.build(rule, doc, src, now, MARK))
+  local text = M.encode(M.build(rule, doc, src, now, MARK, fresh))
   local at, last = text:find(MARK_JSON, 1, true)
   if at == nil or text:find(MARK_JSON, last + 1, true) then return M.encode(M.build(rule, doc, src, now)) end
   return text:sub(1, at - 1) .. block .. text:sub(last + 1)

@@ -295,7 +295,7 @@ local function process(rec, path, offset, index)
         normalizer_failed(path, offset, index)
         return
       end
-      local aok, line = pcall(alert.line, rule, doc, src, now())
+      local aok, line = pcall(alert.line, rule, doc, src, now(), doc ~= rec)
       if not aok then
         cb.log(string.format("%s: could not build the alert of %s: %s", where(path, offset, index),
           rule.file, message(line)))

@@ -92,6 +92,18 @@ describe("alert", function()
     assert.matches('"rule":{', alert.line(RULE, sly, src, now), 1, true)
   end)
 
+  it("writes the same alert from a normalizer's document without copying it whole", function()
+    local cjson = require "cjson"
+    local now = "2026-01-01T00:00:00.000Z"
+    local want = cjson.decode(alert.encode(alert.build(RULE, doc, src, now)))
+    assert.same(want, cjson.decode(alert.line(RULE, doc, src, now, true)))
+    assert.equal("event", doc.event.kind, "the document is left as it was")
+    -- A dotted key at the top (a normalizer of one's own): nested the plain way.
+    local dotted = { ["event.action"] = "A", event = { id = "E3" } }
+    assert.same(cjson.decode(alert.encode(alert.build(RULE, dotted, src, now))),
+      cjson.decode(alert.line(RULE, dotted, src, now, true)))
+  end)
+
   it("encodes slashes as they are", function()
     assert.equal('{"a":"arn:aws:iam::1:role/x\\\\/y"}', alert.encode({ a = "arn:aws:iam::1:role/x\\/y" }))
   end)
