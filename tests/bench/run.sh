@@ -339,7 +339,7 @@ PY_NAMES=(json "ujson $("$PY" -c 'import ujson; print(ujson.__version__)')")
 PY_VER=$("$PY" -c 'import platform; print(platform.python_version())')
 for k in 0 1; do
   mod=${PY_NAMES[k]%% *} name="python $PY_VER + ${PY_NAMES[k]}: decode + filter"
-  measure "$name" "$BYTES" "$B/out.py-$mod" "$PY" "tests/bench/filter-$mod.py" "$CORPUS"
+  measure "$name" "$BYTES" "$B/out.py-$mod" "$PY" tests/bench/filter.py "$mod" "$CORPUS"
   n=$(sed -n 's/.* matches=//p' "$B/out.py-$mod")
   matches "$n"; check "$name" "$n" "$EXPECTED" "events selected"
 done
