@@ -21,24 +21,21 @@ end
 
 -- The rules folder: the two Bedrock rules and rules of other shapes.
 local function rules_dir(extra)
-  local d = th.tmpdir()
-  for _, f in ipairs({ "aws_bedrock_unauthorized_foundation_model_access_attempt.lua",
-    "aws_bedrock_unauthorized_resource_policy_modification_attempt.lua" }) do
-    th.write(d .. "/" .. f, th.read("rules/" .. f))
-  end
-  th.write(d .. "/wildcard.lua", rule("11111111-2222-4333-8444-000000000101", "STS by Stratus",
-    'event.provider: "sts.amazonaws.com" and user_agent.original: *stratus-red-team*'))
-  th.write(d .. "/not.lua", rule("11111111-2222-4333-8444-000000000102", "IAM but reads",
-    'event.provider: "iam.amazonaws.com" and not event.action: (GetUser or ListUsers or GetRole)'))
-  th.write(d .. "/either.lua", rule("11111111-2222-4333-8444-000000000103", "Either",
-    '(event.action: "CreateAccessKey" and cloud.region: "us-east-1") or ' ..
-    '(event.provider: "ec2.amazonaws.com" and event.outcome: failure)'))
-  th.write(d .. "/failed_login.lua", rule("11111111-2222-4333-8444-000000000106", "Failed login",
-    'event.action: ConsoleLogin and event.outcome: failure'))
-  th.write(d .. "/iam_failure.lua", rule("11111111-2222-4333-8444-000000000107", "IAM failure",
-    'event.provider: "iam.amazonaws.com" and event.outcome: "failure"'))
-  for name, text in pairs(extra or {}) do th.write(d .. "/" .. name, text) end
-  return d
+  local files = {
+    ["wildcard.lua"] = rule("11111111-2222-4333-8444-000000000101", "STS by Stratus",
+      'event.provider: "sts.amazonaws.com" and user_agent.original: *stratus-red-team*'),
+    ["not.lua"] = rule("11111111-2222-4333-8444-000000000102", "IAM but reads",
+      'event.provider: "iam.amazonaws.com" and not event.action: (GetUser or ListUsers or GetRole)'),
+    ["either.lua"] = rule("11111111-2222-4333-8444-000000000103", "Either",
+      '(event.action: "CreateAccessKey" and cloud.region: "us-east-1") or ' ..
+      '(event.provider: "ec2.amazonaws.com" and event.outcome: failure)'),
+    ["failed_login.lua"] = rule("11111111-2222-4333-8444-000000000106", "Failed login",
+      'event.action: ConsoleLogin and event.outcome: failure'),
+    ["iam_failure.lua"] = rule("11111111-2222-4333-8444-000000000107", "IAM failure",
+      'event.provider: "iam.amazonaws.com" and event.outcome: "failure"'),
+  }
+  for name, text in pairs(extra or {}) do files[name] = text end
+  return th.rules_dir(files)
 end
 
 -- Adversarial records: the ids of those that must alert, and the text of all.

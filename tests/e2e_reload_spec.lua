@@ -35,10 +35,7 @@ end
 
 local function line(id, action) return ev.line(ev.denied(action or "PutResourcePolicy", "AccessDenied", id)) end
 
-local function writer(path, n, pause)
-  os.execute(string.format("lua5.4 tests/support/writer.lua %s %d append 0 %s >/dev/null 2>&1 &",
-    th.quote(path), n, pause))
-end
+local function writer(path, n, pause) th.writer(path, n, "append", 0, pause) end
 
 local function start(d, f, extra)
   local args = { "run", "--no-state", "--rules", d, "--poll", "50" }

@@ -61,10 +61,9 @@ local SNOOPING = {
 }
 
 local function rules_dir(list, first)
-  local d = th.tmpdir()
-  os.execute("cp rules/*.lua " .. th.quote(d))
-  for i, h in ipairs(list) do th.write(d .. "/" .. h[1] .. ".lua", rule(first + i, h[1], h[2])) end
-  return d
+  local files = {}
+  for i, h in ipairs(list) do files[h[1] .. ".lua"] = rule(first + i, h[1], h[2]) end
+  return th.rules_dir(files)
 end
 
 -- Peak resident memory of a process, in MiB, from /proc.

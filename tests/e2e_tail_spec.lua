@@ -26,10 +26,7 @@ end
 
 -- Starts tests/support/writer.lua in the background (see there); extra: more
 -- of its flags ("--burst", "--rate 4000", "--prefix a-").
-local function writer(path, n, mode, every, pause, extra)
-  os.execute(string.format("lua5.4 tests/support/writer.lua %s %d %s %d %s %s >/dev/null 2>&1 &",
-    th.quote(path), n, mode, every, pause or 0, extra or ""))
-end
+local writer = th.writer
 
 -- The writer's report: lines written and seconds taken, once it is done.
 local function writer_done(dir, timeout)
@@ -72,14 +69,7 @@ end
 
 local function inode(path) return lfs.attributes(path, "ino") end
 
--- The host's children (its workers).
-local function children(pid)
-  local list = {}
-  local p = io.popen("pgrep -P " .. pid)
-  for l in p:lines() do list[#list + 1] = tonumber(l) end
-  p:close()
-  return list
-end
+local children = th.children
 
 local function line(id, action) return ev.line(ev.denied(action or "PutResourcePolicy", "AccessDenied", id)) end
 

@@ -80,12 +80,7 @@ local function rule(o)
 end
 
 -- A rules folder: the two bundled Bedrock rules and these { file name = source }.
-local function rules_dir(extra)
-  local d = th.tmpdir()
-  os.execute("cp rules/*.lua " .. th.quote(d))
-  for name, src in pairs(extra or {}) do th.write(d .. "/" .. name, src) end
-  return d
-end
+local rules_dir = th.rules_dir
 
 -- Wait for fn with a fine poll (5 ms): for measuring how soon something happens.
 local function wait_fine(fn, timeout)
@@ -163,22 +158,12 @@ local function size_of(path)
   return n
 end
 
--- The host's children (its workers).
-local function children(pid)
-  local list = {}
-  local p = io.popen("pgrep -P " .. pid)
-  for l in p:lines() do list[#list + 1] = tonumber(l) end
-  p:close()
-  return list
-end
+local children = th.children
 
 -- Start tests/support/writer.lua: count denied PutResourcePolicy events with
 -- ids w-1..w-count appended to path (pause seconds between lines); it writes
 -- writer.done beside path when it is through.
-local function writer(path, count, pause)
-  os.execute(string.format("lua5.4 tests/support/writer.lua %s %d append 0 %s >/dev/null 2>&1 &",
-    th.quote(path), count, pause or 0))
-end
+local function writer(path, count, pause) th.writer(path, count, "append", 0, pause) end
 
 -- A large CloudTrail file: the Stratus lines `copies` times, with a denied
 -- PutResourcePolicy (one alert each) after every `every`th line. Returns the

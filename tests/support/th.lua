@@ -152,6 +152,30 @@ function M.wait_for(fn, timeout)
   return nil
 end
 
+-- Start tests/support/writer.lua in the background: count events appended to
+-- path, rotated or truncated every `every` lines by mode (see that file).
+function M.writer(path, count, mode, every, pause, extra)
+  os.execute(string.format("lua5.4 tests/support/writer.lua %s %d %s %d %s %s >/dev/null 2>&1 &",
+    quote(path), count, mode or "append", every or 0, pause or 0, extra or ""))
+end
+
+-- The pids of a process's children (a host's workers).
+function M.children(pid)
+  local list = {}
+  local p = io.popen("pgrep -P " .. pid)
+  for l in p:lines() do list[#list + 1] = tonumber(l) end
+  p:close()
+  return list
+end
+
+-- A copy of rules/ in a fresh directory, with more files: extra = { [name] = text }.
+function M.rules_dir(extra)
+  local d = M.tmpdir()
+  os.execute("cp rules/*.lua " .. quote(d))
+  for name, text in pairs(extra or {}) do M.write(d .. "/" .. name, text) end
+  return d
+end
+
 -- Lines of a file of JSON records as a list of strings (skipping blanks).
 function M.lines(path)
   local list = {}
