@@ -73,9 +73,39 @@ static size_t utf8(uint32_t cp, char *o) {
   return 4;
 }
 
+/* The escape at p[0], a backslash, of n bytes of text: what it stands for
+ * goes to out (1 to 4 bytes, *nout; the backslash itself when it is no
+ * escape, which a record that decodes never holds). Returns the bytes of text
+ * it takes, at least 1 and never fewer than it writes. */
+static size_t unescape_one(const char *p, size_t n, char out[4], size_t *nout) {
+  *nout = 1;
+  out[0] = '\\';
+  if (n < 2) return 1;
+  switch (p[1]) {
+    case '"': out[0] = '"'; return 2;
+    case '\\': out[0] = '\\'; return 2;
+    case '/': out[0] = '/'; return 2;
+    case 'b': out[0] = '\b'; return 2;
+    case 'f': out[0] = '\f'; return 2;
+    case 'n': out[0] = '\n'; return 2;
+    case 'r': out[0] = '\r'; return 2;
+    case 't': out[0] = '\t'; return 2;
+    default: break;
+  }
+  uint32_t cp, lo;
+  if (p[1] != 'u' || n < 6 || hex4(p + 2, &cp) < 0) return 1;
+  size_t used = 6;
+  if (cp >= 0xD800 && cp < 0xDC00 && n >= 12 && p[6] == '\\' && p[7] == 'u' && hex4(p + 8, &lo) == 0 &&
+      lo >= 0xDC00 && lo < 0xE000) {
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    used = 12;
+  }
+  *nout = utf8(cp, out);  /* at most 4 bytes for at least 6 */
+  return used;
+}
+
 /* Backslashes only occur inside JSON strings, so undoing every escape in the
- * whole text leaves each string's decoded value whole in it. What is not a
- * valid escape is copied as it is (such a record does not decode anyway). */
+ * whole text leaves each string's decoded value whole in it. */
 size_t th_json_unescape(const char *p, size_t len, char *out) {
   size_t i = 0, o = 0;
   while (i < len) {
@@ -85,47 +115,16 @@ size_t th_json_unescape(const char *p, size_t len, char *out) {
     o += run;
     i += run;
     if (bs == NULL) break;
-    if (i + 1 >= len) {
-      out[o++] = p[i++];
-      break;
-    }
-    char c = p[i + 1], e = 0;
-    switch (c) {
-      case '"': e = '"'; break;
-      case '\\': e = '\\'; break;
-      case '/': e = '/'; break;
-      case 'b': e = '\b'; break;
-      case 'f': e = '\f'; break;
-      case 'n': e = '\n'; break;
-      case 'r': e = '\r'; break;
-      case 't': e = '\t'; break;
-      default: break;
-    }
-    if (e) {
-      out[o++] = e;
-      i += 2;
-      continue;
-    }
-    uint32_t cp, lo;
-    if (c == 'u' && i + 6 <= len && hex4(p + i + 2, &cp) == 0) {
-      size_t used = 6;
-      if (cp >= 0xD800 && cp < 0xDC00 && i + 12 <= len && p[i + 6] == '\\' && p[i + 7] == 'u' &&
-          hex4(p + i + 8, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        used = 12;
-      }
-      o += utf8(cp, out + o);  /* at most 4 bytes for at least 6 */
-      i += used;
-      continue;
-    }
-    out[o++] = p[i++];  /* not an escape: the backslash as it is */
+    size_t m;
+    i += unescape_one(p + i, len - i, out + o, &m);
+    o += m;
   }
   return o;
 }
 
 /* ---- requirements ------------------------------------------------------------------ */
 
-int th_prefilter_check(const char *p, size_t len) {
+long th_prefilter_span(const char *p, size_t len) {
   th_rd r;
   th_rd_init(&r, p, len);
   uint32_t nc = th_rd_u32(&r);
@@ -138,7 +137,11 @@ int th_prefilter_check(const char *p, size_t len) {
       th_rd_str(&r, &n);
     }
   }
-  return r.bad || r.pos != r.len ? -1 : 0;
+  return r.bad ? -1 : (long)r.pos;
+}
+
+int th_prefilter_check(const char *p, size_t len) {
+  return th_prefilter_span(p, len) == (long)len ? 0 : -1;
 }
 
 typedef struct lit {
@@ -411,45 +414,10 @@ static void step(th_prefilter *pf, cursor *c, unsigned char byte) {
 /* The escape at c->p (a backslash): what it stands for, exactly as
  * th_json_unescape reads it, goes through the automaton. */
 static void escape(th_prefilter *pf, cursor *c) {
-  const unsigned char *p = c->p + 1, *e = c->e;
-  if (p == e) {
-    step(pf, c, '\\');
-    c->p = p;
-    return;
-  }
-  unsigned char u = 0;
-  switch (*p) {
-    case '"': u = '"'; break;
-    case '\\': u = '\\'; break;
-    case '/': u = '/'; break;
-    case 'b': u = '\b'; break;
-    case 'f': u = '\f'; break;
-    case 'n': u = '\n'; break;
-    case 'r': u = '\r'; break;
-    case 't': u = '\t'; break;
-    default: break;
-  }
-  if (u) {
-    step(pf, c, u);
-    c->p = p + 1;
-    return;
-  }
-  uint32_t cp, lo;
-  if (*p == 'u' && e - p >= 5 && hex4((const char *)p + 1, &cp) == 0) {
-    p += 5;
-    if (cp >= 0xD800 && cp < 0xDC00 && e - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
-        hex4((const char *)p + 2, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
-      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-      p += 6;
-    }
-    char b[4];
-    size_t k = utf8(cp, b);
-    for (size_t i = 0; i < k; i++) step(pf, c, (unsigned char)b[i]);
-    c->p = p;
-    return;
-  }
-  step(pf, c, '\\');  /* not an escape: the backslash as it is */
-  c->p = p;
+  char b[4];
+  size_t m;
+  c->p += unescape_one((const char *)c->p, (size_t)(c->e - c->p), b, &m);
+  for (size_t i = 0; i < m; i++) step(pf, c, (unsigned char)b[i]);
 }
 
 /* One cursor to its end; up to each backslash, a byte is itself. */

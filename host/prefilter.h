@@ -35,6 +35,10 @@ typedef struct th_pf_rule {
   size_t len;
 } th_pf_rule;
 
+/* The length of the one rule's requirements p starts with, or -1 when they
+ * do not hold together. */
+long th_prefilter_span(const char *p, size_t len);
+
 /* Checks that p holds one rule's requirements, whole. Returns 0 or -1. */
 int th_prefilter_check(const char *p, size_t len);
 

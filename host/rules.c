@@ -365,15 +365,14 @@ typedef struct entry {
 
 /* A rule's prefilter requirements: u32 n, n x { u32 m, m x str }; their span. */
 static void read_prefilter(th_rd *rd, entry *e) {
-  size_t start = rd->pos;
-  uint32_t nc = th_rd_u32(rd);
-  for (uint32_t c = 0; c < nc && !rd->bad; c++) {
-    uint32_t na = th_rd_u32(rd);
-    for (uint32_t a = 0; a < na && !rd->bad; a++) th_rd_str(rd, &(size_t){0});
+  long n = th_prefilter_span(rd->p + rd->pos, rd->len - rd->pos);
+  if (n < 0) {
+    rd->bad = 1;
+    return;
   }
-  e->pf = rd->p + start;
-  e->pfl = rd->pos - start;
-  if (!rd->bad && th_prefilter_check(e->pf, e->pfl) < 0) rd->bad = 1;
+  e->pf = rd->p + rd->pos;
+  e->pfl = (size_t)n;
+  rd->pos += (size_t)n;
 }
 
 static int read_entry(th_rd *rd, entry *e) {
