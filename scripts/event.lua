@@ -157,14 +157,17 @@ function M.lazy()
   local rec, ctx, norm, call, memo, doc, raw
   local fields, whole_mark = {}, nil
 
+  -- The normalizer failed on this event: say why, and give the event up.
+  local function fail(why)
+    ev.failure = type(why) == "string" and why or ("(error object is a " .. type(why) .. " value)")
+    error(ev.FAILED, 0)
+  end
+
   local function whole()
     if doc == nil then
       local ok, d = call(norm.normalize, rec, ctx)
-      if not ok or type(d) ~= "table" then
-        ev.failure = type(d) == "string" and d or ("(error object is a " .. type(d) .. " value)")
-        if ok then ev.failure = "it returned a " .. type(d) .. ", not a table" end
-        error(ev.FAILED, 0)
-      end
+      if not ok then fail(d) end
+      if type(d) ~= "table" then fail("it returned a " .. type(d) .. ", not a table") end
       doc = d
     end
     return doc
@@ -182,10 +185,7 @@ function M.lazy()
       local f = fields[name]
       if f then
         local ok, r = call(f, rec)
-        if not ok then
-          ev.failure = type(r) == "string" and r or "(error object)"
-          error(ev.FAILED, 0)
-        end
+        if not ok then fail(r) end
         v = r
         if v == whole_mark then v = M.get(whole(), name) end
       else

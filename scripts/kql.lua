@@ -835,8 +835,6 @@ local function wildcard_need(segs)
   return best
 end
 
-local need
-
 -- Of a child's clauses, the one with the fewest alternatives.
 local function narrowest(clauses)
   local best
@@ -846,7 +844,7 @@ local function narrowest(clauses)
   return best
 end
 
-need = function(node)
+local function need(node)
   local op = node.op
   if op == "match" then
     if node.wildcard then

@@ -250,9 +250,11 @@ local function call_normalizer(fn, ...)
   return pcall(fn, ...)
 end
 
-local function normalizer_failed(path, offset, index)
+-- The event cannot be evaluated: err is ev.FAILED (ev.failure says why) or another error.
+local function normalizer_failed(err, path, offset, index)
   stats.failed = stats.failed + 1
-  cb.log(string.format("%s: normalizer failed: %s", where(path, offset, index), message(ev.failure)))
+  local why = err == ev.FAILED and ev.failure or err
+  cb.log(string.format("%s: normalizer failed: %s", where(path, offset, index), message(why)))
 end
 
 -- One event: the rules it can concern run on its lazy view; an alert per
@@ -268,8 +270,7 @@ local function process(rec, path, offset, index)
   local get, view = ev.get, ev.view
   local ok, list = pcall(rule_index.candidates, get)
   if not ok then
-    if list ~= ev.FAILED then ev.failure = message(list) end
-    normalizer_failed(path, offset, index)
+    normalizer_failed(list, path, offset, index)
     return
   end
   for i = 1, #list do
@@ -280,7 +281,7 @@ local function process(rec, path, offset, index)
     local mok, hit = limited(pr, rule.match, get, view)
     if not mok then
       if hit == ev.FAILED then  -- the normalizer's fault, not the rule's: the event is given up
-        normalizer_failed(path, offset, index)
+        normalizer_failed(hit, path, offset, index)
         return
       end
       rule_failed(rule, pr, hit, path, offset, index)
@@ -291,8 +292,7 @@ local function process(rec, path, offset, index)
       local src = { path = path, offset = offset, index = index }
       local dok, doc = pcall(ev.whole)
       if not dok then
-        if doc ~= ev.FAILED then ev.failure = message(doc) end
-        normalizer_failed(path, offset, index)
+        normalizer_failed(doc, path, offset, index)
         return
       end
       local aok, line = pcall(alert.line, rule, doc, src, now(), doc ~= rec)
