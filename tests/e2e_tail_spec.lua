@@ -395,82 +395,97 @@ describe("trailhound run, tailing for real", function()
   end)
   -- The issue's measurements, each the way a user meets it.
 
-  it("under a glob, reads every line exactly once while a writer at full speed renames the file to NAME.N", function()
-    local d = th.tmpdir()
-    local logs = d .. "/logs"
-    lfs.mkdir(logs)
-    local f = logs .. "/app.ndjson"
-    th.write(f, "")
-    h = th.start({ "run", "--no-state", "--rotate-wait", "1", "--poll", "50", logs .. "/*.ndjson" })
-    ready(h, logs)
-    writer(f, 20000, "rename", 2500)
-    local n, secs = writer_done(logs)
-    th.wait_for(function() return h.count() >= 20001 end, 60)
-    th.sleep(0.5)
-    local missing, twice, first = exactly_once(per_id(h.out()), 20000)
-    io.stderr:write(string.format(
-      "# rename under a glob: writer %.0f lines/s (%.0f MB/s), 7 rotations; %d lost, %d twice\n",
-      n / secs, n * #line("w-10000") / secs / 1e6, missing, twice))
-    assert.equal(0, missing, "first missing: " .. tostring(first))
-    assert.equal(0, twice)
-  end)
+  -- With noise, three records the prefilter skips (denied S3 calls) follow each event: their
+  -- batches are committed without a worker, and nothing around them may be lost.
+  for _, noise in ipairs({ 0, 3 }) do
+    it("under a glob, reads every line exactly once while a writer at full speed renames the file to NAME.N" ..
+      (noise > 0 and ", " .. noise .. " skipped records after each" or ""), function()
+      local d = th.tmpdir()
+      local logs = d .. "/logs"
+      lfs.mkdir(logs)
+      local f = logs .. "/app.ndjson"
+      th.write(f, "")
+      h = th.start({ "run", "--no-state", "--rotate-wait", "1", "--poll", "50", logs .. "/*.ndjson" })
+      ready(h, logs)
+      writer(f, 20000, "rename", 2500, 0, "--noise " .. noise)
+      local n, secs = writer_done(logs)
+      th.wait_for(function() return h.count() >= 20001 end, 60)
+      th.sleep(0.5)
+      local missing, twice, first = exactly_once(per_id(h.out()), 20000)
+      io.stderr:write(string.format(
+        "# rename under a glob, %d noise: writer %.0f events/s (%.0f MB/s), 7 rotations; %d lost, %d twice\n",
+        noise, n / secs, n * (noise + 1) * #line("w-10000") / secs / 1e6, missing, twice))
+      assert.equal(0, missing, "first missing: " .. tostring(first))
+      assert.equal(0, twice)
+      if noise > 0 then
+        h.signal("TERM")
+        assert.equal(0, h.wait(10))
+        local skipped = tonumber(h.err():match("prefilter: (%d+) of"))
+        -- Every noise record, but perhaps the last event's, still unread at SIGTERM.
+        assert.is_true(skipped and skipped >= 19999 * noise and skipped <= 20000 * noise, h.err())
+      end
+    end)
+  end
 
-  it("after kill -9 at random moments under a glob with rotation loses no line, repeats only with the same uuid",
-    function()
-    local d = th.tmpdir()
-    local logs, state = d .. "/logs", d .. "/state"
-    lfs.mkdir(logs)
-    local f = logs .. "/app.ndjson"
-    th.write(f, "")
-    local args = { "run", "--state", state, "--poll", "50", "--rotate-wait", "0.5", logs .. "/*.ndjson" }
-    local uuid_of, conflicts, runs, short = {}, 0, 0, 0
-    local function collect(out)
-      for _, a in ipairs(th.alerts(th.complete_lines(out))) do
-        local id, u = a.event.id, a.kibana.alert.uuid
-        if uuid_of[id] and uuid_of[id] ~= u then conflicts = conflicts + 1 end
-        uuid_of[id] = u
+  for _, noise in ipairs({ 0, 3 }) do
+    it("after kill -9 at random moments under a glob with rotation loses no line, repeats only with the same uuid" ..
+      (noise > 0 and ", " .. noise .. " skipped records after each" or ""), function()
+      local d = th.tmpdir()
+      local logs, state = d .. "/logs", d .. "/state"
+      lfs.mkdir(logs)
+      local f = logs .. "/app.ndjson"
+      th.write(f, "")
+      local args = { "run", "--state", state, "--poll", "50", "--rotate-wait", "0.5", logs .. "/*.ndjson" }
+      local uuid_of, conflicts, runs, short = {}, 0, 0, 0
+      local function collect(out)
+        for _, a in ipairs(th.alerts(th.complete_lines(out))) do
+          local id, u = a.event.id, a.kibana.alert.uuid
+          if uuid_of[id] and uuid_of[id] ~= u then conflicts = conflicts + 1 end
+          uuid_of[id] = u
+        end
       end
-    end
-    local first = th.start(args)
-    ready(first, logs)
-    writer(f, 3000, "rename", 250, 0, "--rate 1500")  -- 2 s of writing, 11 rotations
-    first.signal("KILL")
-    first.wait(5)
-    collect(first.out())
-    math.randomseed(os.time())
-    repeat
-      runs = runs + 1
-      local k = th.start(args)
-      local life = 0.1 + math.random() * 0.5
-      if life < 0.3 then short = short + 1 end
-      th.sleep(life)
-      k.signal("KILL")
-      k.wait(5)
-      collect(k.out())
-    until th.read(logs .. "/writer.done") and runs >= 6
-    local last = th.start(args)
-    th.wait_for(function()
-      local n = 0
-      for _ in pairs(per_id(th.complete_lines(last.out()), {})) do n = n + 1 end
-      return n >= 3000
-    end, 15)
-    th.sleep(0.5)
-    last.signal("TERM")
-    assert.equal(0, last.wait())
-    collect(last.out())
-    local missing, firstmissing = 0, nil
-    for i = 1, 3000 do
-      if not uuid_of["w-" .. i] then
-        missing = missing + 1
-        firstmissing = firstmissing or "w-" .. i
+      local first = th.start(args)
+      ready(first, logs)
+      writer(f, 3000, "rename", 250, 0, "--rate 1500 --noise " .. noise)  -- 2 s of writing, 11 rotations
+      first.signal("KILL")
+      first.wait(5)
+      collect(first.out())
+      math.randomseed(os.time())
+      repeat
+        runs = runs + 1
+        local k = th.start(args)
+        local life = 0.1 + math.random() * 0.5
+        if life < 0.3 then short = short + 1 end
+        th.sleep(life)
+        k.signal("KILL")
+        k.wait(5)
+        collect(k.out())
+      until th.read(logs .. "/writer.done") and runs >= 6
+      local last = th.start(args)
+      th.wait_for(function()
+        local n = 0
+        for _ in pairs(per_id(th.complete_lines(last.out()), {})) do n = n + 1 end
+        return n >= 3000
+      end, 15)
+      th.sleep(0.5)
+      last.signal("TERM")
+      assert.equal(0, last.wait())
+      collect(last.out())
+      local missing, firstmissing = 0, nil
+      for i = 1, 3000 do
+        if not uuid_of["w-" .. i] then
+          missing = missing + 1
+          firstmissing = firstmissing or "w-" .. i
+        end
       end
-    end
-    io.stderr:write(string.format("# kill -9 under a glob with rotation: %d kills (%d under 0.3 s), %d lost\n",
-      runs + 1, short, missing))
-    assert.equal(0, missing, missing .. " lines without an alert after " .. (runs + 1) .. " kills, first " ..
-      tostring(firstmissing))
-    assert.equal(0, conflicts, "a repeated alert with another uuid")
-  end)
+      io.stderr:write(string.format(
+        "# kill -9 under a glob with rotation, %d noise: %d kills (%d under 0.3 s), %d lost\n",
+        noise, runs + 1, short, missing))
+      assert.equal(0, missing, missing .. " lines without an alert after " .. (runs + 1) .. " kills, first " ..
+        tostring(firstmissing))
+      assert.equal(0, conflicts, "a repeated alert with another uuid")
+    end)
+  end
 
   it("a host killed -9 a moment after it starts tailing leaves a state file that knows its files", function()
     local d = th.tmpdir()
