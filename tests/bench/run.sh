@@ -505,7 +505,10 @@ latency_series() {  # latency_series NAME PRELOAD POLL_MS [ARGS...]: ARGS go to 
     lines+=("${tmpl/\"eventID\":\"b59279a6-d53d-4f9f-b9fb-7d91e7bdf445\"/\"eventID\":\"7b3e0000-0000-4000-9000-$(printf '%012x' "$i")\"}")
   done
   [[ ${lines[0]} != "$tmpl" ]] || die "latency: could not give the appended line a new eventID"
-  coproc TH { LD_PRELOAD=$preload exec "${LAT_BIN:-$BIN}" run --no-state --rules rules --poll "$poll" "$@" "$f" 2>"$dir/stderr"; }
+  # LAT_GLOB=1: follow the folder's *.ndjson, as users name their logs, rather than the file.
+  local path=$f
+  [[ -z ${LAT_GLOB:-} ]] || path="$dir/*.ndjson"
+  coproc TH { LD_PRELOAD=$preload exec "${LAT_BIN:-$BIN}" run --no-state --rules rules --poll "$poll" "$@" "$path" 2>"$dir/stderr"; }
   # shellcheck disable=SC2153  # TH_PID and TH are set by coproc
   local th_pid=$TH_PID th_out=${TH[0]}
   LAT_PID=$th_pid
@@ -559,6 +562,7 @@ if [[ $WITH_LATENCY != 0 ]]; then
   printf '%-46s %6s %10s %10s %10s\n' "path" "n" "p50 ms" "p99 ms" "max ms"
   latency_series "inotify + poll 250 ms (default)" "" 250
   latency_series "inotify + poll 250 ms, --workers 1" "" 250 --workers 1
+  LAT_GLOB=1 latency_series "inotify + poll 250 ms, a glob (DIR/*.ndjson)" "" 250
   if [[ -n $BASELINE ]]; then LAT_BIN=$BASELINE latency_series "inotify + poll 250 ms, baseline" "" 250; fi
   latency_series "poll 250 ms only (inotify disabled)" "$shim" 250
   latency_series "poll 50 ms only (inotify disabled)" "$shim" 50
