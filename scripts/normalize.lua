@@ -834,13 +834,19 @@ local ON_DEMAND = {
   ["aws.cloudtrail.user_identity.invoked_by"] = user_identity("invokedBy"),
   ["user_agent.original"] = function(rec) return str(rec.userAgent) end,
   ["source.address"] = function(rec) return val(rec.sourceIPAddress) end,
-  -- A ConsoleLogin's outcome comes from its response: the whole mapping decides.
-  ["event.outcome"] = function(rec)
-    if rec.eventName == "ConsoleLogin" then return M.WHOLE end
-    if val(rec.errorCode) ~= nil or val(rec.errorMessage) ~= nil then return "failure" end
-    return "success"
-  end,
 }
+-- "failure" when the record has an error code or message, else "success". A ConsoleLogin's
+-- outcome may come from its response: the whole mapping decides.
+local function outcome_of(rec)
+  if ON_DEMAND["aws.cloudtrail.error_code"](rec) ~= nil or ON_DEMAND["aws.cloudtrail.error_message"](rec) ~= nil then
+    return "failure"
+  end
+  return "success"
+end
+ON_DEMAND["event.outcome"] = function(rec)
+  if rec.eventName == "ConsoleLogin" then return M.WHOLE end
+  return outcome_of(rec)
+end
 M.ON_DEMAND = ON_DEMAND
 
 -- Fields whose string values are always the record's own strings, or parts of one, as the
@@ -1153,11 +1159,7 @@ function M.normalize(rec, ctx)
 
   -- Categorisation and outcome
   event.type = { "info" }
-  if ct.error_code ~= nil or ct.error_message ~= nil then
-    event.outcome = "failure"
-  else
-    event.outcome = "success"
-  end
+  event.outcome = outcome_of(rec)
   if action ~= nil then
     if action == "ConsoleLogin" and response and type(response.ConsoleLogin) == "string" then
       event.outcome = lower(response.ConsoleLogin)

@@ -29,9 +29,11 @@ local M = {}
 
 local type, ipairs, sort = type, ipairs, table.sort
 
+-- Worked out once per rule: the index is rebuilt for every change of the rule set.
 local function requirements(rule)
   if rule.query == nil then return {} end
-  return kql.requirements(rule.query)
+  if rule.requirements == nil then rule.requirements = kql.requirements(rule.query) end
+  return rule.requirements
 end
 
 local function table_of(t, k)
