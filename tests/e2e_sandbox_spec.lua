@@ -67,10 +67,7 @@ local function rules_dir(list, first)
 end
 
 -- Peak resident memory of a process, in MiB, from /proc.
-local function peak_mib(pid)
-  local status = th.read("/proc/" .. pid .. "/status") or ""
-  return (tonumber(status:match("VmHWM:%s*(%d+)")) or 0) / 1024
-end
+local function peak_mib(pid) return th.proc_mib(pid, "VmHWM") end
 
 -- The largest peak among a host and its workers (the rules run in these).
 local function peak_of_all(pid)

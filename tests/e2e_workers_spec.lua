@@ -144,10 +144,7 @@ local function stats(h)
 end
 
 -- Resident memory of a process now, in MiB (0 once it is gone).
-local function rss_mib(pid)
-  local status = th.read("/proc/" .. pid .. "/status") or ""
-  return (tonumber(status:match("VmRSS:%s*(%d+)")) or 0) / 1024
-end
+local function rss_mib(pid) return th.proc_mib(pid, "VmRSS") end
 
 -- Size of a file (0 when there is none).
 local function size_of(path)

@@ -37,6 +37,24 @@ static void on_line(void *ud, const char *line, size_t len, uint64_t off, uint64
 }
 
 /* Feed input cut at `cut` (and in one piece when cut is 0). */
+static void frame(const char *in, size_t cut, size_t max, int finish, seen *s, uint64_t *done);
+
+/* Does in, cut every step bytes (and finished), always frame to want? Says
+ * which cuts did not. */
+static int same_at_every_cut(const char *in, size_t step, size_t max, const char *want) {
+  int all = 1;
+  for (size_t cut = 0; cut <= strlen(in); cut += step) {
+    seen s;
+    uint64_t done;
+    frame(in, cut, max, 1, &s, &done);
+    if (strcmp(s.text, want) != 0) {
+      all = 0;
+      printf("# cut %zu: got '%s'\n", cut, s.text);
+    }
+  }
+  return all;
+}
+
 static void frame(const char *in, size_t cut, size_t max, int finish, seen *s, uint64_t *done) {
   memset(s, 0, sizeof *s);
   th_framer f;
@@ -84,17 +102,8 @@ static void framer_skips_long_record(void) {
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
   snprintf(in, sizeof in, "{\"a\":1}\n%s\n{\"c\":3}\n%s", big, big);
-  int all = 1;
-  for (size_t cut = 0; cut <= strlen(in); cut += 7) {
-    seen s;
-    uint64_t done;
-    frame(in, cut, 100, 1, &s, &done);
-    if (strcmp(s.text, "{\"a\":1}|<LONG@8>|{\"c\":3}|<LONG@316>") != 0) {
-      all = 0;
-      printf("# cut %zu: got '%s'\n", cut, s.text);
-    }
-  }
-  CHECK(all, "framer_skips_long_record: reported once at its offset, next line read");
+  CHECK(same_at_every_cut(in, 7, 100, "{\"a\":1}|<LONG@8>|{\"c\":3}|<LONG@316>"),
+        "framer_skips_long_record: reported once at its offset, next line read");
 }
 
 static void framer_accepts_line_of_exactly_max(void) {
@@ -108,18 +117,9 @@ static void framer_accepts_line_of_exactly_max(void) {
  * is not over-long, wherever the feed is cut, between CR and LF too (found
  * by tests/fuzz/framer_fuzz.c: then it was reported over-long). */
 static void framer_accepts_crlf_line_of_exactly_max_at_every_cut(void) {
-  const char *in = "0123456789\r\n01234567890\r\n0123456789\rx\n";
-  int all = 1;
-  for (size_t cut = 0; cut <= strlen(in); cut++) {
-    seen s;
-    uint64_t done;
-    frame(in, cut, 10, 1, &s, &done);
-    if (strcmp(s.text, "0123456789|<LONG@12>|<LONG@25>") != 0) {
-      all = 0;
-      printf("# cut %zu: got '%s'\n", cut, s.text);
-    }
-  }
-  CHECK(all, "framer_accepts_crlf_line_of_exactly_max_at_every_cut (a CR then more is over-long)");
+  CHECK(same_at_every_cut("0123456789\r\n01234567890\r\n0123456789\rx\n", 1, 10,
+                          "0123456789|<LONG@12>|<LONG@25>"),
+        "framer_accepts_crlf_line_of_exactly_max_at_every_cut (a CR then more is over-long)");
 
   /* The newline alone in a feed of its own, from a block of one byte: the
    * CR is looked for where it is held, not before the block. */

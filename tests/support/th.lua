@@ -159,6 +159,13 @@ function M.writer(path, count, mode, every, pause, extra)
     quote(path), count, mode or "append", every or 0, pause or 0, extra or ""))
 end
 
+-- A process's memory from /proc/PID/status, in MiB (field: VmRSS now, VmHWM
+-- its peak); 0 once it is gone.
+function M.proc_mib(pid, field)
+  local status = M.read("/proc/" .. pid .. "/status") or ""
+  return (tonumber(status:match(field .. ":%s*(%d+)")) or 0) / 1024
+end
+
 -- The pids of a process's children (a host's workers).
 function M.children(pid)
   local list = {}
