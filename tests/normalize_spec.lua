@@ -575,6 +575,35 @@ describe("normalize", function()
       local doc = normalize.normalize(cjson.decode(line), { now = CTX.now, raw = '{"responseElements":{"arn' })
       assert.are.equal("{arn=arn:x, assumedRoleId=AROA:s}", doc.aws.cloudtrail.response_elements)
     end)
+
+    -- A worker scans the key order (in C) before it renders a payload; lua5.4 scans only after a
+    -- rendering that met two keys in one bucket, and renders again. The documents must not differ.
+    it("gives the same documents whether it finds the key order first or when needed", function()
+      local lines = {}
+      for _, file in ipairs(list_dir(PIPELINE_DIR, ".log")) do
+        for line in read_file(PIPELINE_DIR .. file):gmatch("[^\n]+") do lines[#lines + 1] = line end
+      end
+      for _, path in ipairs({ "examples/cloudtrail/stratus-red-team.ndjson",
+                              "examples/cloudtrail/bedrock-denied-derived.ndjson" }) do
+        for line in read_file(path):gmatch("[^\n]+") do lines[#lines + 1] = line end
+      end
+      lines[#lines + 1] = '{"eventName":"AssumeRole","responseElements":{"assumedRoleId":"AROA:s","arn":"arn:x"}}'
+      local eager, differ = normalize.ORDER.eager, {}
+      finally(function() normalize.ORDER.eager = eager end)
+      for i, line in ipairs(lines) do
+        local docs = {}
+        for k, first in ipairs({ false, true }) do
+          normalize.ORDER.eager = first
+          docs[k] = normalize.normalize(cjson.decode(line), { now = SHIPPER_TIMESTAMP, raw = line })
+        end
+        if not deep_equal(docs[1], docs[2]) then differ[#differ + 1] = "line " .. i end
+      end
+      assert.is_true(#lines > 300)
+      assert.are.same({}, differ)
+      normalize.ORDER.eager = true
+      local doc = normalize.normalize(cjson.decode(lines[#lines]), { now = CTX.now, raw = '{"responseElements":{"arn' })
+      assert.are.equal("{arn=arn:x, assumedRoleId=AROA:s}", doc.aws.cloudtrail.response_elements)
+    end)
   end)
 
   describe("resources", function()

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../log.h"
+#include "jsontext.h"
 #include "sha1.h"
 
 /* Message handler: turn any error into a string with a traceback. */
@@ -167,10 +168,36 @@ static int l_sha1(lua_State *L) {
   return 1;
 }
 
+/* thsys.key_order(text, key) -> the key order of one payload of a record
+ * (normalize.lua: the Map.toString text of the keys that share a bucket). */
+static int l_key_order(lua_State *L) {
+  size_t n, len;
+  const char *text = luaL_checklstring(L, 1, &n);
+  const char *key = luaL_checklstring(L, 2, &len);
+  th_key_order(L, text, n, key, len);
+  return 1;
+}
+
+/* thsys.unslash(json) -> json with lua-cjson's "\/" written "/" (alert.lua). */
+static int l_unslash(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  if (memchr(s, '/', n) == NULL) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n);
+  luaL_pushresultsize(&b, th_unslash(s, n, out));
+  return 1;
+}
+
 /* A worker's thsys: no file system (the host hands it every text it needs). */
 static const luaL_Reg worker_funcs[] = {
   {"now", l_now},
   {"sha1", l_sha1},
+  {"key_order", l_key_order},
+  {"unslash", l_unslash},
   {"step", l_step},
   {"capped", l_capped},
   {NULL, NULL},

@@ -1,0 +1,175 @@
+/* jsontext_test.c: host/worker/jsontext.c against the Lua it stands in for.
+ *
+ * th_key_order must give the tree of normalize.lua's own scan (M.key_order,
+ * run here by lua5.4 from scripts/) for every text lua-cjson decodes: each
+ * line of Elastic's pipeline test inputs and of the examples, for each payload
+ * key and for keys that are scalars or absent, and hand-made texts with
+ * escaped keys, duplicate keys, odd spacing, brackets inside strings and deep
+ * nesting. th_unslash must give what alert.lua's gsub gives on lua-cjson's
+ * output. Run from the repository root; prints TAP. */
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "tap.h"
+#include "worker/jsontext.h"
+
+static int c_key_order(lua_State *L) {
+  size_t n, len;
+  const char *text = luaL_checklstring(L, 1, &n);
+  const char *key = luaL_checklstring(L, 2, &len);
+  th_key_order(L, text, n, key, len);
+  return 1;
+}
+
+static int c_unslash(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n);
+  luaL_pushresultsize(&b, th_unslash(s, n, out));
+  return 1;
+}
+
+/* Returns a list of { what, ok, detail }. */
+static const char *SCRIPT =
+    "local c_key_order, c_unslash = ...\n"
+    "package.path = 'scripts/?.lua;' .. package.path\n"
+    "local N = require 'normalize'\n"
+    "local cjson = require 'cjson'\n"
+    "local out = {}\n"
+    "local function check(what, ok, detail) out[#out + 1] = { what, ok and true or false, not ok and detail or '' } end\n"
+    "local function same(a, b, path)\n"
+    "  if type(a) ~= type(b) then return false, path .. ': ' .. type(a) .. ' vs ' .. type(b) end\n"
+    "  if type(a) ~= 'table' then\n"
+    "    if a == b then return true end\n"
+    "    return false, path .. ': ' .. tostring(a) .. ' vs ' .. tostring(b)\n"
+    "  end\n"
+    "  for k, v in pairs(a) do\n"
+    "    local ok, why = same(v, b[k], path .. '.' .. tostring(k))\n"
+    "    if not ok then return false, why end\n"
+    "  end\n"
+    "  for k in pairs(b) do if a[k] == nil then return false, path .. '.' .. tostring(k) .. ': only in C' end end\n"
+    "  return true\n"
+    "end\n"
+    "local KEYS = { 'requestParameters', 'responseElements', 'additionalEventData',\n"
+    "               'serviceEventDetails', 'eventName', 'userIdentity', 'nosuch' }\n"
+    /* Every line of the real inputs. */
+    "local lines, trees, bad = 0, 0, nil\n"
+    "local p = io.popen('ls tests/fixtures/elastic-cloudtrail-pipeline/pipeline/*.log examples/cloudtrail/*.ndjson')\n"
+    "for path in p:lines() do\n"
+    "  for line in io.lines(path) do\n"
+    "    if pcall(cjson.decode, line) then\n"
+    "      lines = lines + 1\n"
+    "      for _, key in ipairs(KEYS) do\n"
+    "        local lua, c = N.key_order(line, key), c_key_order(line, key)\n"
+    "        if c ~= nil then trees = trees + 1 end\n"
+    "        local ok, why = same(lua, c, key)\n"
+    "        if not ok and not bad then bad = path .. ': ' .. why end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "p:close()\n"
+    /* The Stratus Red Team detonations: arrays of records, each written out alone. */
+    "p = io.popen('ls tests/fixtures/stratus-red-team/*.json')\n"
+    "for path in p:lines() do\n"
+    "  local f = io.open(path)\n"
+    "  local ok, recs = pcall(cjson.decode, f:read('a'))\n"
+    "  f:close()\n"
+    "  for _, rec in ipairs(ok and type(recs) == 'table' and recs or {}) do\n"
+    "    local line = cjson.encode(rec)\n"
+    "    lines = lines + 1\n"
+    "    for _, key in ipairs(KEYS) do\n"
+    "      local lua, c = N.key_order(line, key), c_key_order(line, key)\n"
+    "      if c ~= nil then trees = trees + 1 end\n"
+    "      local same_tree, why = same(lua, c, key)\n"
+    "      if not same_tree and not bad then bad = path .. ': ' .. why end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "p:close()\n"
+    "check(string.format('the tree of every payload of %d real records, %d of them objects or arrays, as Lua', lines, trees),\n"
+    "      bad == nil and lines > 600 and trees > 1000, bad)\n"
+    /* Hand-made texts: the Lua answer, and what it must be. */
+    "local deep = '{\"requestParameters\":' .. string.rep('[', 998) .. string.rep(']', 998) .. '}'\n"
+    "local CASES = {\n"
+    "  { 'nested objects and arrays', '{\"requestParameters\":{\"b\":1,\"a\":{\"y\":[{\"q\":1},2],\"x\":3}}}',\n"
+    "    function(t) return t.index.b == 1 and t.index.a == 2 and t.sub.a.index.y == 1 and t.sub.a.index.x == 2\n"
+    "      and t.sub.a.sub.y.sub[1].index.q == 1 and t.sub.a.sub.y.sub[2] == nil and t.sub.b == nil end },\n"
+    "  { 'escaped keys', '{\"request\\\\u0050arameters\":{\"k\\\\u00e9y\":1,\"\\\\ud83d\\\\ude00\":2,\"a\\\\\"b\":3,\"c\\\\/d\":4,\"\\\\\\\\\":5}}',\n"
+    "    function(t) return t.index['k\\u{e9}y'] == 1 and t.index['\\u{1F600}'] == 2 and t.index['a\"b'] == 3\n"
+    "      and t.index['c/d'] == 4 and t.index['\\\\'] == 5 end },\n"
+    "  { 'a later scalar leaves the object', '{\"requestParameters\":{\"a\":1},\"requestParameters\":2}',\n"
+    "    function(t) return t.index.a == 1 end },\n"
+    "  { 'a later object replaces it', '{\"requestParameters\":{\"a\":1},\"requestParameters\":{\"b\":1}}',\n"
+    "    function(t) return t.index.b == 1 and t.index.a == nil end },\n"
+    "  { 'duplicate keys inside', '{\"requestParameters\":{\"a\":{\"x\":1},\"b\":2,\"a\":3}}',\n"
+    "    function(t) return t.index.a == 3 and t.index.b == 2 and t.sub.a.index.x == 1 end },\n"
+    "  { 'odd spacing', ' \\t\\r\\n{ \"x\" : [ 1 , \"]\" ] ,\\n \"requestParameters\" :\\t{ \"a\" : [ 1 , { \"b\" : 2 } ] } } ',\n"
+    "    function(t) return t.index.a == 1 and t.sub.a.sub[2].index.b == 1 end },\n"
+    "  { 'brackets and quotes inside strings', '{\"a\":\"}{][\\\\\"\",\"requestParameters\":{\"s\":\"}\\\\\\\\\",\"t\":{}}}',\n"
+    "    function(t) return t.index.s == 1 and t.index.t == 2 and next(t.sub.t.sub) == nil end },\n"
+    "  { 'an empty object', '{\"requestParameters\":{}}', function(t) return next(t.index) == nil end },\n"
+    "  { 'an array of arrays', '{\"requestParameters\":[[],[{}],3]}',\n"
+    "    function(t) return t.index == nil and t.sub[1] ~= nil and t.sub[2].sub[1].index ~= nil and t.sub[3] == nil end },\n"
+    "  { 'deep nesting, as deep as lua-cjson goes', deep, function(t) return t.sub[1].sub[1] ~= nil end },\n"
+    "  { 'a scalar payload', '{\"requestParameters\":\"x\"}', false },\n"
+    "  { 'null', '{\"requestParameters\":null}', false },\n"
+    "  { 'no such key', '{\"responseElements\":{\"a\":1}}', false },\n"
+    "  { 'cut short', '{\"requestParameters\":{\"a\":1}', false },\n"
+    "  { 'cut in a string', '{\"requestParameters\":{\"a\":\"x\\\\\"}}', false },\n"
+    "  { 'an array', '[{\"requestParameters\":{\"a\":1}}]', false },\n"
+    "  { 'nothing', '', false },\n"
+    "  { 'a missing colon', '{\"requestParameters\" {\"a\":1}}', false },\n"
+    "  { 'a missing comma', '{\"requestParameters\":{\"a\":1 \"b\":2}}', false },\n"
+    "}\n"
+    "for _, case in ipairs(CASES) do\n"
+    "  local what, text, want = case[1], case[2], case[3]\n"
+    "  local lua, c = N.key_order(text, 'requestParameters'), c_key_order(text, 'requestParameters')\n"
+    "  local ok, why = same(lua, c, 'tree')\n"
+    "  if ok and want then ok, why = lua ~= nil and want(lua), 'not the expected tree' end\n"
+    "  if ok and not want then ok, why = lua == nil, 'a tree where there is none' end\n"
+    "  check('key order: ' .. what, ok, why)\n"
+    "end\n"
+    /* unslash: what the gsub gives, on what lua-cjson writes. */
+    "local texts = { 'arn:aws:iam::1:role/a/b', 'a\\\\/b', '\\\\', '/', '\\\\\\\\/', 'q\"/\"', 'no slash', '' }\n"
+    "local bad_slash\n"
+    "for _, s in ipairs(texts) do\n"
+    "  local json = cjson.encode({ s, { k = s } })\n"
+    "  local want = json:gsub('\\\\/', '/')\n"
+    "  if c_unslash(json) ~= want or cjson.decode(c_unslash(json))[1] ~= s then bad_slash = json end\n"
+    "end\n"
+    "check('unslash gives what the gsub gives, and the same strings back', bad_slash == nil, bad_slash)\n"
+    "check('unslash keeps an escape cut at the end', c_unslash('a\\\\') == 'a\\\\' and c_unslash('\\\\/') == '/')\n"
+    "return out\n";
+
+int main(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  if (luaL_loadstring(L, SCRIPT) != LUA_OK) {
+    CHECK(0, "the test script loads: %s", lua_tostring(L, -1));
+    return TAP_END();
+  }
+  lua_pushcfunction(L, c_key_order);
+  lua_pushcfunction(L, c_unslash);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    CHECK(0, "the test script runs: %s", lua_tostring(L, -1));
+    lua_close(L);
+    return TAP_END();
+  }
+  lua_Integer n = luaL_len(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, -1, i);
+    lua_geti(L, -1, 1);
+    lua_geti(L, -2, 2);
+    lua_geti(L, -3, 3);
+    const char *detail = lua_tostring(L, -1);
+    CHECK(lua_toboolean(L, -2), "%s%s%s", lua_tostring(L, -3), detail && *detail ? ": " : "",
+          detail ? detail : "");
+    lua_pop(L, 4);
+  }
+  lua_close(L);
+  return TAP_END();
+}
