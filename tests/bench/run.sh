@@ -421,15 +421,20 @@ fi
 # of BENCH_RULES, rules/ and generated rules that look like real ones (make-rules.lua),
 # interleaved run by run. --workers 1: the cost on one core, whatever the other does.
 # Every folder holds the two Bedrock rules, so every run must alert at least as often as
-# they do; the generated ones are chosen to alert, together, no more than those two.
+# they do; the generated ones are chosen to alert, together, no more than those two. Each
+# count is also run with generated rules that alert on nothing here ("silent"): what the
+# rules cost apart from the alerts they write.
 if [[ -n $RULE_COUNTS ]]; then
   new_table rules
   R_KEYS=(rules) R_NAMES=("$BUNDLED_RULES rules (rules/)") R_ARGS=("--workers 1") R_BINS=("$BIN") R_RULES=(rules)
   for n in $RULE_COUNTS; do
-    say "writing $n rules to $B/rules-$n"
+    say "writing $n rules to $B/rules-$n and $B/rules-$n-silent"
     lua5.4 tests/bench/make-rules.lua "$n" "$B/rules-$n" >&2
+    lua5.4 tests/bench/make-rules.lua "$n" "$B/rules-$n-silent" silent >&2
     R_KEYS+=("rules-$n") R_NAMES+=("$n rules ($BUNDLED_RULES + $((n - BUNDLED_RULES)) generated)")
     R_ARGS+=("--workers 1") R_BINS+=("$BIN") R_RULES+=("$B/rules-$n")
+    R_KEYS+=("rules-$n-silent") R_NAMES+=("$n rules ($BUNDLED_RULES + $((n - BUNDLED_RULES)) generated, silent)")
+    R_ARGS+=("--workers 1") R_BINS+=("$BIN") R_RULES+=("$B/rules-$n-silent")
   done
   replays rules "$CORPUS" "$BYTES" ">=$EXPECTED"
   for k in "${!R_KEYS[@]}"; do  # the host must have taken every rule of the folder
@@ -446,7 +451,8 @@ if [[ -n $RULE_COUNTS ]]; then
   print_table "$B/rules.tsv" --ratio
   echo
   echo "time: the row's seconds over the first row's. Generated rules: tests/bench/make-rules.lua; they alert," \
-    "all together, on no more of the corpus's source events than the two Bedrock rules."
+    "all together, on no more of the corpus's source events than the two Bedrock rules (about as many" \
+    "alerts again, on larger events); silent: on none of them."
   printf '%s\n' "${CHECKS[@]}"
   CHECKS=()
 fi
@@ -595,10 +601,15 @@ else
   summary "quiet corpus: events per CPU second, trailhound --workers 1" "-" "(BENCH_QUIET=0)"
 fi
 if [[ -n $RULE_COUNTS ]]; then
-  first=$(head -n 1 "$B/rules.tsv") last=$(tail -n 1 "$B/rules.tsv")
-  us_first=$(cut -f2 <<<"$first") us_last=$(cut -f2 <<<"$last")
-  summary "time, ${last%% (*} over ${first%% (*} (--workers 1)" "$(ratio "$us_last" "$us_first")" \
-    "($(awk -v a="$us_last" -v b="$us_first" 'BEGIN { printf "%.2f s / %.2f s", a / 1e6, b / 1e6 }'))"
+  first=$(head -n 1 "$B/rules.tsv") last=$(grep -v ', silent)' "$B/rules.tsv" | tail -n 1)
+  us_first=$(cut -f2 <<<"$first")
+  for row in "$last" "$(tail -n 1 "$B/rules.tsv")"; do
+    us_row=$(cut -f2 <<<"$row")
+    what=${row%% (*}
+    [[ $row == *", silent)"* ]] && what+=", silent"
+    summary "time, $what over ${first%% (*} (--workers 1)" "$(ratio "$us_row" "$us_first")" \
+      "($(awk -v a="$us_row" -v b="$us_first" 'BEGIN { printf "%.2f s / %.2f s", a / 1e6, b / 1e6 }'))"
+  done
 else
   summary "time, more rules over rules/ (--workers 1)" "-" "(BENCH_RULES=0)"
 fi
