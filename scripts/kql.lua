@@ -887,6 +887,34 @@ function M.requirements(q)
   return need(q.ast)
 end
 
+-- The values of a field that rule an event out: for the child of a `not`, { field = ,
+-- values = { ... } } when it is an exact string match or an `or` of them on one field, else nil.
+local function exclusion(node)
+  if is_exact(node) then return { field = node.field, values = { node.literal } } end
+  if node.op ~= "or" then return nil end
+  local out = { field = nil, values = {} }
+  for _, child in ipairs(node.children) do
+    if not is_exact(child) or (out.field and child.field ~= out.field) then return nil end
+    out.field = child.field
+    out.values[#out.values + 1] = child.literal
+  end
+  return out.field and out or nil
+end
+
+-- What rules every event a query matches out, from its top-level `not` clauses: a list of
+-- { field = , values = { ... } }; an event whose field is one of the values (a string equal to
+-- it, or an array holding one) cannot match (not x: "a", not x: ("a" or "b")). The rule index
+-- checks them before a rule runs.
+function M.exclusions(q)
+  local root = q.ast
+  local out = {}
+  for _, node in ipairs(root.op == "and" and root.children or { root }) do
+    local e = node.op == "not" and exclusion(node.children[1])
+    if e then out[#out + 1] = e end
+  end
+  return out
+end
+
 -- For explain: the one field every leaf under a tree node reads, or nil.
 M.single_field = single_field
 

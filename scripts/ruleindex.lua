@@ -19,9 +19,11 @@
 --     field): each rule is filed under the values of the two such clauses fewest other rules
 --     share, as pairs (event.action CreateUser or DeleteUser with event.outcome "failure",
 --     rather than event.provider "iam.amazonaws.com"), and its other such clauses are
---     checked with one lookup each. An event asks for each field once, and gets the rules
---     filed under its pairs of values whose checks hold, plus the rules filed under nothing.
---     A rule that cannot match costs no call of its own.
+--     checked with one lookup each, as are its top-level `not` clauses of exact values
+--     (kql.exclusions: not aws.cloudtrail.user_identity.type: "AssumedRole"). An event asks
+--     for each field once, and gets the rules filed under its pairs of values whose checks
+--     hold, plus the rules filed under nothing. A rule that cannot match costs no call of
+--     its own.
 
 local kql = require "kql"
 
@@ -34,6 +36,12 @@ local function requirements(rule)
   if rule.query == nil then return {} end
   if rule.requirements == nil then rule.requirements = kql.requirements(rule.query) end
   return rule.requirements
+end
+
+local function exclusions(rule)
+  if rule.query == nil then return {} end
+  if rule.exclusions == nil then rule.exclusions = kql.exclusions(rule.query) end
+  return rule.exclusions
 end
 
 local function table_of(t, k)
@@ -128,6 +136,13 @@ function M.build(rules, cheap)
       return a.k.field < b.k.field
     end)
     checks[pos] = {}
+    for _, e in ipairs(exclusions(rules[pos])) do  -- not x: "a": an event with x "a" is not a candidate
+      if cheap == nil or cheap[e.field] then
+        local set = {}
+        for _, v in ipairs(e.values) do set[v] = true end
+        checks[pos][#checks[pos] + 1] = { field = e.field, set = set, exclude = true }
+      end
+    end
     if #ranked == 0 then
       always[#always + 1] = pos
     else
@@ -145,7 +160,7 @@ function M.build(rules, cheap)
         if i ~= second then
           local set = {}
           for _, alt in ipairs(ranked[i].k.clause) do set[alt.value] = true end
-          checks[pos][#checks[pos] + 1] = { field = ranked[i].k.field, set = set }
+          checks[pos][#checks[pos] + 1] = { field = ranked[i].k.field, set = set, exclude = false }
         end
       end
       local name = a.field .. "\0" .. (b and b.field or "")
@@ -183,7 +198,7 @@ function M.build(rules, cheap)
         seen[pos] = stamp
         local c, ok = checks[pos], true
         for k = 1, #c do
-          if not holds(get(c[k].field), c[k].set) then ok = false break end
+          if holds(get(c[k].field), c[k].set) == c[k].exclude then ok = false break end
         end
         if ok then
           n = n + 1

@@ -165,6 +165,47 @@ describe("kql.requirements", function()
   end)
 end)
 
+describe("kql.exclusions", function()
+  local function ex(src) return kql.exclusions(assert(kql.compile(src))) end
+
+  it("names the exact values a top-level not rules out", function()
+    assert.same({ { field = "t", values = { "AssumedRole", "AWSService" } } },
+      ex('a: x and not t: ("AssumedRole" or "AWSService")'))
+    assert.same({ { field = "t", values = { "Root" } } }, ex("not t: Root"))
+  end)
+
+  it("names nothing for a not of a wildcard, of two fields, of an and, or under an or", function()
+    assert.same({}, ex("not t: Ro*"))
+    assert.same({}, ex("not (t: Root or u: x)"))
+    assert.same({}, ex("not (t: Root and u: x)"))
+    assert.same({}, ex("a: x or not t: Root"))
+    assert.same({}, ex("a: x"))
+  end)
+
+  -- Sound: an event holding an excluded value never matches.
+  it("never rules out an event the query matches", function()
+    local queries = { 'not t: ("A" or "B")', 'e: x and not t: A', 'not t: 200', 'not t: "a b"' }
+    local values = { "A", "B", "C", { "A" }, { "C", "B" }, 200, "200", "a b", true }
+    for _, src in ipairs(queries) do
+      local q = assert(kql.compile(src))
+      for _, v in ipairs(values) do
+        local ev = { t = v, e = "x" }
+        local ruled_out = false
+        for _, e in ipairs(kql.exclusions(q)) do
+          local x = ev[e.field]
+          for _, want in ipairs(e.values) do
+            if x == want then ruled_out = true end
+            if type(x) == "table" then
+              for _, y in ipairs(x) do if y == want then ruled_out = true end end
+            end
+          end
+        end
+        if ruled_out then assert.is_false(q.match(function(n) return ev[n] end), src) end
+      end
+    end
+  end)
+end)
+
 describe("the rule index", function()
   local function rule(src)
     return { query = assert(kql.compile(src)), src = src }
@@ -207,6 +248,20 @@ describe("the rule index", function()
     assert.equal(1, #got)
     assert.equal(rules[7], got[1])
     assert.is_nil(asked["user.name"], "not cheap: left to the rule")
+  end)
+
+  it("leaves out a rule whose top-level not an event's value rules out", function()
+    local a = rule('event.action: PutBucketPolicy and not aws.cloudtrail.user_identity.type: ' ..
+      '("AssumedRole" or "AWSService")')
+    local ix = ruleindex.build({ a })
+    local ev = { ["event.action"] = "PutBucketPolicy", ["aws.cloudtrail.user_identity.type"] = "AssumedRole" }
+    assert.equal(0, #ix.candidates(getter(ev)))
+    ev["aws.cloudtrail.user_identity.type"] = { "IAMUser", "AWSService" }
+    assert.equal(0, #ix.candidates(getter(ev)), "arrays: any of their values")
+    ev["aws.cloudtrail.user_identity.type"] = "IAMUser"
+    assert.equal(1, #ix.candidates(getter(ev)))
+    ev["aws.cloudtrail.user_identity.type"] = nil
+    assert.equal(1, #ix.candidates(getter(ev)), "an absent field rules nothing out")
   end)
 
   it("files under nothing a rule with a Lua match alone, or no exact value", function()
