@@ -15,9 +15,10 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 VERSION := 0.1.0
 
-DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-dev libseccomp-dev pkg-config valgrind
+DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-dev libseccomp-dev pkg-config valgrind \
+        libcurl4-openssl-dev python3
 
-PKGS    := lua5.4 libuv zlib libseccomp
+PKGS    := lua5.4 libuv zlib libseccomp libcurl
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700

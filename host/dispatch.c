@@ -25,7 +25,7 @@
 
 #include "checkpoint.h"
 #include "log.h"
-#include "output.h"
+#include "outputs.h"
 #include "prefilter.h"
 #include "progress.h"
 #include "proto.h"
@@ -612,11 +612,11 @@ static void batch_reply(th_dispatch *d, th_worker *w, const char *p, size_t len)
   pump(d);
 }
 
-/* The output failed: said once by the owner, who stops; nothing is
- * committed past it. */
-static void broken(th_dispatch *d) {
+/* An output failed for good (stdout's reader is gone): said once by the
+ * owner, who stops; nothing is committed past it. */
+static void broken(th_dispatch *d, const char *why) {
   if (d->broken++) return;
-  if (d->o.on_broken) d->o.on_broken(d->o.out->error, d->o.ud);
+  if (d->o.on_broken) d->o.on_broken(why, d->o.ud);
 }
 
 /* Write a done batch's results: alerts, messages, counts. */
@@ -643,15 +643,16 @@ static void write_batch(th_dispatch *d, th_batch *b) {
     const char *s;
     uint32_t slot;
     switch (kind) {
-      case TH_ITEM_ALERT:
+      case TH_ITEM_ALERT: {
         th_rd_u32(&r);
         th_rd_str(&r, &tlen);
+        size_t ulen;
+        const char *uuid = th_rd_str(&r, &ulen);
+        uint8_t severity = th_rd_u8(&r);
         s = th_rd_str(&r, &len);
-        if (th_output_write(d->o.out, s, len) < 0) {
-          broken(d);
-          break;
-        }
+        if (th_outputs_push(d->o.out, s, len, uuid, ulen, severity) < 0) broken(d, "out of memory for alerts");
         break;
+      }
       case TH_ITEM_LOG:
         s = th_rd_str(&r, &len);
         th_log_raw(s, len);
@@ -683,11 +684,11 @@ static void write_batch(th_dispatch *d, th_batch *b) {
   d->t.batches++;
 }
 
-/* A commit that waits for the output to have written mark bytes. */
+/* A commit that waits for the outputs to have delivered mark alerts. */
 typedef struct pcommit {
   struct pcommit *next;
   th_stream *stream;       /* not freed while it has commits waiting */
-  uint64_t mark;           /* th_output_written must reach this */
+  uint64_t mark;           /* th_outputs_acked must reach this */
   uint64_t epoch;          /* the stream's, when the batch was made */
   th_commit end;
 } pcommit;
@@ -695,17 +696,17 @@ typedef struct pcommit {
 static void wait_commit(th_dispatch *d, th_stream *s, const th_batch *b) {
   pcommit *c = malloc(sizeof *c);
   if (c == NULL) return;  /* not committed now: a later batch's commit covers it */
-  *c = (pcommit){NULL, s, d->o.out->appended, b->epoch, b->end};
+  *c = (pcommit){NULL, s, th_outputs_next(d->o.out), b->epoch, b->end};
   s->commits++;
   if (d->ctail) d->ctail->next = c;
   else d->chead = c;
   d->ctail = c;
 }
 
-/* Commits whose alerts the output has written, in order. */
+/* Commits whose alerts every output has delivered, in order. */
 static void apply_commits(th_dispatch *d) {
-  uint64_t written = th_output_written(d->o.out);
-  while (d->chead && d->chead->mark <= written) {
+  uint64_t acked = th_outputs_acked(d->o.out);
+  while (d->chead && d->chead->mark <= acked) {
     pcommit *c = d->chead;
     d->chead = c->next;
     if (d->chead == NULL) d->ctail = NULL;
@@ -717,10 +718,8 @@ static void apply_commits(th_dispatch *d) {
   }
 }
 
-/* A stop may end: nothing with workers, and the output has taken everything. */
-static int settled(const th_dispatch *d) {
-  return in_flight(d) == 0 && (d->o.out->error || d->o.out->written == d->o.out->appended);
-}
+/* A stop may end: nothing with workers (the outputs are waited for apart). */
+static int settled(const th_dispatch *d) { return in_flight(d) == 0; }
 
 /* A written batch's alerts, counted per rule once they are out, with the
  * first and last event time. */
@@ -746,6 +745,8 @@ static void count_alerts(th_dispatch *d, const th_batch *b) {
       continue;
     }
     const char *ts = th_rd_str(&r, &tlen);
+    th_rd_str(&r, &len);  /* uuid */
+    th_rd_u8(&r);         /* severity */
     th_rd_str(&r, &len);
     th_rule *rule = th_rules_slot(d->o.rules, slot);
     if (rule == NULL) continue;
@@ -765,7 +766,7 @@ static void advance(th_stream *s) {
   th_dispatch *d = s->d;
   int wrote = 0;
   while (s->head && s->head->state == B_DONE) {
-    if (th_output_full(d->o.out)) {  /* a slow reader: the rest waits for the output to drain */
+    if (th_outputs_full(d->o.out)) {  /* an output is slow or down: the rest waits for room */
       d->output_waits = 1;
       break;
     }
@@ -774,32 +775,30 @@ static void advance(th_stream *s) {
     wrote = 1;
     s->head = b->next;
     if (s->head == NULL) s->tail = NULL;
-    /* Alerts must be out before the stream is committed past their records:
-     * the commit waits until the output has written this far. */
-    if (th_output_flush(d->o.out) < 0) {
-      broken(d);
-    } else {
-      count_alerts(d, b);
-      if (b->moves && !(s->held && b->end.offset > s->hold)) wait_commit(d, s, b);
-    }
+    /* Alerts must be delivered before the stream is committed past their
+     * records: the commit waits until every output has acknowledged them. */
+    count_alerts(d, b);
+    if (b->moves && !(s->held && b->end.offset > s->hold)) wait_commit(d, s, b);
     batch_release(d, b);
   }
+  if (wrote) th_outputs_kick(d->o.out);
+  if (th_outputs_fatal(d->o.out)) broken(d, th_outputs_fatal(d->o.out));
   apply_commits(d);
   if (wrote) update_busy(d);
   if (s->closed && s->head == NULL && s->commits == 0) stream_free(s);
   if (wrote && d->batches == 0 && d->o.on_idle) d->o.on_idle(d->o.ud);
 }
 
-/* The output took more: commit what it has written, and go on writing the
- * batches that waited for it. */
+/* The outputs delivered more, or made room: commit what they have, and go
+ * on writing the batches that waited for room. */
 void th_dispatch_on_drain(void *ud) {
   th_dispatch *d = ud;
-  if (d->o.out->error) {
-    broken(d);
+  if (th_outputs_fatal(d->o.out)) {
+    broken(d, th_outputs_fatal(d->o.out));
     return;
   }
   apply_commits(d);
-  if (d->output_waits && !th_output_full(d->o.out)) {
+  if (d->output_waits && !th_outputs_full(d->o.out)) {
     d->output_waits = 0;
     th_stream *s = d->streams;
     while (s) {  /* advance may free s: take the next one first */
@@ -991,7 +990,7 @@ void th_dispatch_totals_get(const th_dispatch *d, th_dispatch_totals *t) {
   t->in_flight = in_flight(d);
   t->bytes = d->bytes;
   t->limit = d->limit;
-  t->output = d->o.out->appended - d->o.out->written;
+  t->output = th_outputs_next(d->o.out) - th_outputs_acked(d->o.out);
 }
 
 unsigned th_dispatch_worker_load(const th_dispatch *d, const th_worker *w) {

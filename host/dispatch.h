@@ -101,17 +101,17 @@ typedef struct th_file_stat {
 
 struct th_pool;
 struct th_rules;
-struct th_output;
+struct th_outputs;
 struct th_worker;
 struct th_lost;
 
 typedef struct th_dispatch_opts {
   struct th_pool *pool;       /* the workers; not owned */
   struct th_rules *rules;     /* the rule set and its statistics; not owned */
-  struct th_output *out;      /* where alerts go; not owned */
+  struct th_outputs *out;     /* where alerts go; not owned */
   void (*on_room)(void *ud);  /* th_dispatch_busy has turned false: readers may go on */
   void (*on_idle)(void *ud);  /* nothing is pending any more (replay waits for this) */
-  void (*on_broken)(int err, void *ud);  /* alerts can no longer be written (errno): stop */
+  void (*on_broken)(const char *why, void *ud);  /* alerts can no longer be written: stop */
   void *ud;
 } th_dispatch_opts;
 
@@ -127,7 +127,7 @@ typedef struct th_dispatch_totals {
   uint64_t in_flight;      /* batches with workers now */
   uint64_t bytes;          /* bytes held in batches now */
   uint64_t limit;          /* ... above which readers wait */
-  uint64_t output;         /* bytes of alerts the output has not taken yet */
+  uint64_t output;         /* alerts not yet delivered by every output */
 } th_dispatch_totals;
 
 /* Returns NULL when out of memory. */
@@ -139,7 +139,7 @@ void th_dispatch_on_reply(struct th_worker *w, uint32_t type, const char *p, siz
 void th_dispatch_on_lost(struct th_worker *w, const struct th_lost *why, void *ud);
 unsigned th_dispatch_owed(struct th_worker *w, void *ud);  /* requests w has not answered */
 
-/* The output's on_drain (output.h): it has written more. */
+/* The outputs' on_progress (outputs.h): they delivered more, or made room. */
 void th_dispatch_on_drain(void *ud);
 
 /* The first rule set is with the workers: batches may go out. */

@@ -12,7 +12,7 @@
 
 #include "dispatch.h"
 #include "log.h"
-#include "output.h"
+#include "outputs.h"
 #include "progress.h"
 #include "reload.h"
 #include "replay.h"
@@ -36,7 +36,8 @@ static const char usage[] =
   "                         [--exclude GLOB]... [--ignore-older DURATION] [--max-open-files N]\n"
   "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS]\n"
   "                         [--stats-interval SECONDS] PATH...\n"
-  "       (both also take [--workers N] [--max-time MS] [--max-worker-memory BYTES]\n"
+  "       (both also take [--output SINK]... [--output-buffer BYTES] [--workers N] [--max-time MS]\n"
+  "                           [--max-worker-memory BYTES]\n"
   "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
   "                           [--no-prefilter])\n"
   "       trailhound test|check|explain|show|new|dev ...   (trailhound COMMAND --help)\n"
@@ -48,6 +49,12 @@ static const char usage[] =
   "  FILE, PATH   CloudTrail or ECS records, one JSON object per line (NDJSON), or CloudTrail\n"
   "               S3 objects {\"Records\":[...]} (plain or gzip), read whole. For run, a PATH\n"
   "               may be a file, a directory (every file in it) or a glob ('*', '**').\n"
+  "  --output SINK        where alerts go; repeatable, each delivers every alert (default stdout):\n"
+  "                       stdout, file:PATH (appended to, opened again on SIGHUP),\n"
+  "                       exec:COMMAND, http(s)://URL, elasticsearch:http(s)://HOST:PORT[/INDEX],\n"
+  "                       syslog, syslog:udp://HOST:PORT, syslog:tcp://HOST:PORT\n"
+  "  --output-buffer BYTES  alerts held for outputs that are slow or down before reading waits\n"
+  "                       (default 64M); a file's offset is committed once every output has them\n"
   "  --rules DIR          rule modules to load (default: ./rules, else the installed rules)\n"
   "  --rule NAME|ID       run only this rule (name, rule_id or file name); repeatable\n"
   "  --max-line BYTES     longest record accepted, K/M/G suffixes allowed (default 1M)\n"
@@ -108,6 +115,9 @@ typedef struct options {
   unsigned max_time_ms;   /* wall-clock limit of a rule call */
   size_t heap_cap;        /* bytes one worker's heap may hold */
   int no_prefilter;       /* --no-prefilter */
+  char **outputs;         /* --output */
+  int noutputs;
+  size_t output_buffer;   /* --output-buffer */
   char **files;
   int nfiles;
 } options;
@@ -181,12 +191,14 @@ static int parse(int argc, char **argv, options *o) {
   o->workers = cores > 0 && cores < 256 ? (unsigned)cores : 1;
   o->max_time_ms = 1000;
   o->heap_cap = (size_t)512 << 20;
+  o->output_buffer = (size_t)64 << 20;
   if (argc < 2) return usage_error("%s", "missing command");
   o->command = argv[1];
   o->files = calloc((size_t)argc, sizeof *o->files);
   o->excludes = calloc((size_t)argc, sizeof *o->excludes);
   o->only = calloc((size_t)argc, sizeof *o->only);
-  if (o->files == NULL || o->excludes == NULL || o->only == NULL)
+  o->outputs = calloc((size_t)argc, sizeof *o->outputs);
+  if (o->files == NULL || o->excludes == NULL || o->only == NULL || o->outputs == NULL)
     return usage_error("%s", "out of memory");
   int run = strcmp(o->command, "run") == 0;
   for (int i = 2; i < argc; i++) {
@@ -208,7 +220,8 @@ static int parse(int argc, char **argv, options *o) {
                                          "--rotate-wait", "--ignore-older", "--max-open-files",
                                          "--exclude", "--rule", "--max-instructions", "--max-memory",
                                          "--quarantine-after", "--stats-interval", "--workers",
-                                         "--max-time", "--max-worker-memory", NULL};
+                                         "--max-time", "--max-worker-memory", "--output",
+                                         "--output-buffer", NULL};
     int takes = 0;
     for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
@@ -234,6 +247,11 @@ static int parse(int argc, char **argv, options *o) {
       if (n < 0 || n > 1000000000 || (n == 0 && strcmp(val, "0") != 0))
         return usage_error("--quarantine-after: bad count '%s' (0: never)", val);
       o->quarantine_after = (int)n;
+    } else if (strcmp(a, "--output") == 0) {
+      o->outputs[o->noutputs++] = (char *)val;
+    } else if (strcmp(a, "--output-buffer") == 0) {
+      if ((o->output_buffer = parse_size(val)) < ((size_t)1 << 20))
+        return usage_error("--output-buffer: bad size '%s' (at least 1M; K, M, G suffixes)", val);
     } else if (strcmp(a, "--no-prefilter") == 0) {
       o->no_prefilter = 1;
     } else if (strcmp(a, "--workers") == 0) {
@@ -340,12 +358,16 @@ static const char *default_state(char *buf, size_t size) {
 /* How long workers get to finish their batch at a stop: a stop is over
  * within a second whatever a rule is doing. */
 enum { GRACE_MS = 500 };
+/* How long run waits at a stop for outputs to deliver what they hold: the
+ * stop stays within about a second; what they have not delivered is not
+ * committed, and the next start reads its records again. */
+enum { DRAIN_MS = 500 };
 
 typedef struct host {
   uv_loop_t loop;
   const options *o;
   int replay;               /* replay, else run */
-  th_output out;
+  th_outputs out;
   th_pool pool;
   th_rules rules;
   th_dispatch *d;
@@ -361,6 +383,7 @@ typedef struct host {
   uint64_t printed;         /* loop ms they were last printed for SIGUSR1 */
   unsigned grace;           /* ... with this grace */
   int live;                 /* the readers have started */
+  int draining;             /* waiting for the outputs at the end */
   int signals;              /* stopping signals received */
   int stopping;
   int rc;                   /* exit status */
@@ -389,7 +412,7 @@ static void close_handles(host *h) {
   uv_close((uv_handle_t *)&h->asked, NULL);
   th_rules_close(&h->rules);
   th_dispatch_close(h->d);
-  th_output_close(&h->out);
+  th_outputs_close(&h->out);
   if (h->replay) th_replay_close(&h->rp);
   else th_reload_close(&h->reload);
 }
@@ -397,14 +420,28 @@ static void close_handles(host *h) {
 /* run: the tailer has saved the state and closed its handles. */
 static void on_tail_stopped(void *ud) { close_handles(ud); }
 
-/* The dispatcher is done: what came back is written, the workers are gone. */
-static void on_stopped(void *ud) {
+/* The outputs have what they will get: the tailer saves what they delivered. */
+static void on_drained(int all, void *ud) {
   host *h = ud;
+  h->draining = 0;
+  uint64_t left = th_outputs_next(&h->out) - th_outputs_acked(&h->out);
+  if (!all && left > 0)
+    th_log("%llu alert%s not delivered by every output; %s", (unsigned long long)left, left == 1 ? "" : "s",
+           h->replay ? "they are lost to this replay" : "not committed: the next start reads their records again");
   if (!h->replay && h->live) {
     th_tail_close(&h->tail);  /* saves the committed offsets; on_tail_stopped follows */
     return;
   }
   close_handles(h);
+}
+
+/* The dispatcher is done: what came back is queued, the workers are gone.
+ * replay waits for every output to deliver (a second Ctrl-C ends it); run
+ * gives them a moment, and leaves the rest uncommitted for the next start. */
+static void on_stopped(void *ud) {
+  host *h = ud;
+  h->draining = 1;
+  th_outputs_drain(&h->out, h->replay && h->rc == 0 ? 0 : DRAIN_MS, on_drained, h);
 }
 
 static void on_stopper(uv_timer_t *t) {
@@ -426,6 +463,13 @@ static void stop(host *h, unsigned grace) {
 
 static void on_signal(uv_signal_t *s, int signum) {
   host *h = s->data;
+  if (h->draining) {  /* waiting for outputs that cannot deliver: asked to stop, stop */
+    h->signals++;
+    if (h->replay) h->rc = 128 + signum;
+    th_log("%s: not waiting for the outputs any more", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    th_outputs_abandon(&h->out);
+    return;
+  }
   if (h->signals++) return;
   th_log("%s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
   if (h->replay) h->rc = 128 + signum;
@@ -436,14 +480,15 @@ static void on_hup(uv_signal_t *s, int signum) {
   (void)signum;
   host *h = s->data;
   if (h->replay || h->stopping) return;
-  th_log("SIGHUP: reloading every rule, and the normalizer if it changed");
+  th_log("SIGHUP: reloading every rule, and the normalizer if it changed; opening file outputs again");
   th_reload_all(&h->reload);
+  th_outputs_reopen(&h->out);
 }
 
 static void print_stats(host *h) {
   th_file_stat *files = NULL;
   size_t n = !h->replay && h->live ? th_tail_progress(&h->tail, &files) : 0;
-  th_stats_print(&h->rules, h->d, &h->pool, files, n, (double)(uv_now(&h->loop) - h->started) / 1000.0);
+  th_stats_print(&h->rules, h->d, &h->out, &h->pool, files, n, (double)(uv_now(&h->loop) - h->started) / 1000.0);
   free(files);
 }
 
@@ -483,9 +528,9 @@ static void on_room(void *ud) {
   else th_tail_kick(&h->tail);
 }
 
-static void on_broken(int err, void *ud) {
+static void on_broken(const char *why, void *ud) {
   host *h = ud;
-  th_log("write stdout: %s; stopping, later alerts were not written", strerror(err));
+  th_log("%s; stopping, later alerts were not written", why);
   h->rc = 1;
   stop(h, 0);
 }
@@ -542,7 +587,16 @@ static int host_main(const options *o, const char *rules, const char *home) {
     th_log("event loop: cannot start");
     return 1;
   }
-  th_output_init(&h.out, STDOUT_FILENO);
+  char err[512];
+  th_output_conf *confs = calloc((size_t)o->noutputs + 1, sizeof *confs);
+  if (confs == NULL) return 1;
+  for (int i = 0; i < o->noutputs; i++) confs[i].spec = o->outputs[i];
+  int bad = th_outputs_init(&h.out, &h.loop, confs, o->noutputs, o->output_buffer, err, sizeof err);
+  free(confs);
+  if (bad < 0) {
+    uv_loop_close(&h.loop);
+    return usage_error("%s", err);
+  }
   char normalizer[PATH_MAX + 32];
   snprintf(normalizer, sizeof normalizer, "%s/scripts/normalize.lua", home);
   th_pool_opts po = {
@@ -569,7 +623,10 @@ static int host_main(const options *o, const char *rules, const char *home) {
     goto cleanup;
   }
   h.pool.o.ud = h.d;
-  th_output_start(&h.out, &h.loop, th_dispatch_on_drain, h.d);
+  if (th_outputs_start(&h.out, th_dispatch_on_drain, h.d, err, sizeof err) < 0) {
+    rc = usage_error("%s", err);  /* a bad address: a usage error */
+    goto cleanup;
+  }
   if (h.replay ? th_replay_init(&h.rp, &h.loop, h.d, o->files, o->nfiles, o->max_line, on_read, &h) < 0
                : start_run(&h, rules, home) < 0) {
     th_log("cannot start: out of memory");
@@ -595,30 +652,20 @@ static int host_main(const options *o, const char *rules, const char *home) {
 
   uv_run(&h.loop, UV_RUN_DEFAULT);
 
-  /* replay writes everything it found, however slow the reader (a second
-   * Ctrl-C still ends it); run leaves what is not written uncommitted. */
-  if (h.replay) {
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    th_output_finish(&h.out);
-  } else if (h.out.len > h.out.off && !h.out.error) {
-    th_log("stdout did not take the last %zu bytes of alerts in time; they are not committed, and the next start "
-           "writes them again", h.out.len - h.out.off);
-  }
   rc = h.rc;
   if (h.replay && h.live) {
-    th_stats_summary(&h.rules, h.d, h.rp.ok, h.rp.failed);
+    th_stats_summary(&h.rules, h.d, &h.out, h.rp.ok, h.rp.failed);
     if (rc == 0 && h.rp.ok == 0) rc = 1;
   } else if (h.live) {
-    th_stats_summary(&h.rules, h.d, h.tail.files_seen, h.tail.files_failed);
+    th_stats_summary(&h.rules, h.d, &h.out, h.tail.files_seen, h.tail.files_failed);
   }
-  if (h.out.error) rc = 1;
+  if (th_outputs_fatal(&h.out)) rc = 1;
 cleanup:
   if (!h.replay) th_tail_free(&h.tail);  /* lets go of its streams */
   th_dispatch_free(h.d);
   th_rules_free(&h.rules);
   th_pool_free(&h.pool);
-  th_output_free(&h.out);
+  th_outputs_free(&h.out);
   uv_loop_close(&h.loop);
   return rc;
 }
@@ -652,17 +699,21 @@ int main(int argc, char **argv) {
   if (rc != 0) {
     free(o.files);
     free(o.excludes);
-  free(o.only);
+    free(o.only);
+    free(o.outputs);
     return rc;
   }
   int replay = strcmp(o.command, "replay") == 0;
   if (!replay && strcmp(o.command, "run") != 0) {
     free(o.files);
     free(o.excludes);
-  free(o.only);
+    free(o.only);
+    free(o.outputs);
     return usage_error("unknown command '%s'", o.command);
   }
   signal(SIGPIPE, SIG_IGN);  /* a closed stdout is an error value, not a death */
+  signal(SIGXFSZ, SIG_IGN);  /* so is a file output past ulimit -f (EFBIG): tried again */
+
 
   char homebuf[PATH_MAX], rulesbuf[PATH_MAX];
   const char *home = find_home(homebuf, sizeof homebuf);
@@ -676,5 +727,6 @@ int main(int argc, char **argv) {
   free(o.files);
   free(o.excludes);
   free(o.only);
+  free(o.outputs);
   return rc;
 }

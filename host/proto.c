@@ -144,8 +144,10 @@ int th_proto_check_batch(const char *p, size_t len, uint32_t nslots) {
     switch (kind) {
       case TH_ITEM_ALERT:
         if (th_rd_u32(&r) >= nslots) return -1;
-        th_rd_str(&r, &sl);
-        th_rd_str(&r, &sl);
+        th_rd_str(&r, &sl);  /* timestamp */
+        th_rd_str(&r, &sl);  /* uuid */
+        th_rd_u8(&r);        /* severity */
+        th_rd_str(&r, &sl);  /* the alert */
         break;
       case TH_ITEM_LOG: th_rd_str(&r, &sl); break;
       case TH_ITEM_FAIL:

@@ -29,7 +29,16 @@ static void summary_row(const th_rule *rule, void *ud) {
           rule->name);
 }
 
-void th_stats_summary(const th_rules *r, const th_dispatch *d, unsigned files, unsigned failed) {
+/* Are alerts going anywhere but stdout, or has an output failed? Then the
+ * summary has a line per output. */
+static int outputs_worth_saying(const th_outputs *out) {
+  for (size_t i = 0; i < out->n; i++)
+    if (out->sinks[i]->ops != &th_sink_stdout_ops || out->sinks[i]->failures > 0) return 1;
+  return 0;
+}
+
+void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs *out, unsigned files,
+                      unsigned failed) {
   th_dispatch_totals t;
   th_dispatch_totals_get(d, &t);
   sum s = {stderr, 0, 0};
@@ -47,6 +56,7 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, unsigned files, u
   if (t.prefiltered > 0)
     fprintf(stderr, "trailhound: prefilter: %llu of %llu records skipped undecoded, holding none of the values "
             "the rules require\n", (unsigned long long)t.prefiltered, (unsigned long long)t.records);
+  if (outputs_worth_saying(out)) th_outputs_print(out, stderr);
   /* The workers have been reaped by now: RUSAGE_CHILDREN holds the largest. */
   struct rusage self, children;
   if (getrusage(RUSAGE_SELF, &self) == 0 && getrusage(RUSAGE_CHILDREN, &children) == 0)
@@ -62,8 +72,8 @@ static void stats_row(const th_rule *rule, void *ud) {
           rule->quarantined ? "quarantined" : "running", rule->name);
 }
 
-void th_stats_print(const th_rules *r, const th_dispatch *d, const th_pool *p, const th_file_stat *files,
-                    size_t nfiles, double seconds) {
+void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *out, const th_pool *p,
+                    const th_file_stat *files, size_t nfiles, double seconds) {
   th_dispatch_totals t;
   th_dispatch_totals_get(d, &t);
   sum s = {stderr, 0, 0};
@@ -94,9 +104,12 @@ void th_stats_print(const th_rules *r, const th_dispatch *d, const th_pool *p, c
             th_dispatch_worker_load(d, w), w->role == TH_ROLE_GATE ? "gate" : w->alive ? "evaluate" : "starting");
   }
   fprintf(stderr, "  queue: %llu batch%s waiting, %llu with workers, %.1f of %.1f MiB held; %llu written, "
-          "%llu sent again after a worker was lost; %.1f MiB of alerts waiting for stdout\n",
+          "%llu sent again after a worker was lost; %llu alert%s (%.1f of %.1f MiB) not yet delivered by "
+          "every output\n",
           (unsigned long long)t.queued, t.queued == 1 ? "" : "es", (unsigned long long)t.in_flight,
           (double)t.bytes / 1048576.0, (double)t.limit / 1048576.0, (unsigned long long)t.batches,
-          (unsigned long long)t.resent, (double)t.output / 1048576.0);
+          (unsigned long long)t.resent, (unsigned long long)t.output, plural(t.output),
+          (double)out->bytes / 1048576.0, (double)out->limit / 1048576.0);
+  th_outputs_print(out, stderr);
   fflush(stderr);
 }

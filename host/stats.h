@@ -7,14 +7,16 @@
 #include <stddef.h>
 
 #include "dispatch.h"
+#include "outputs.h"
 #include "rules.h"
 #include "workers.h"
 
 /* files: read to their end (or followed); failed: could not be read. */
-void th_stats_summary(const th_rules *r, const th_dispatch *d, unsigned files, unsigned failed);
+void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs *out, unsigned files,
+                      unsigned failed);
 
 /* seconds: since the start. */
-void th_stats_print(const th_rules *r, const th_dispatch *d, const th_pool *p, const th_file_stat *files,
-                    size_t nfiles, double seconds);
+void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *out, const th_pool *p,
+                    const th_file_stat *files, size_t nfiles, double seconds);
 
 #endif

@@ -188,7 +188,7 @@ function M.encode(a)
   return unslash(cjson.encode(a))
 end
 
--- The alert's JSON text: M.encode(M.build(...)), with the rule's object (half
+-- The alert's JSON text and its uuid: M.encode(M.build(...)), with the rule's object (half
 -- the text: description, tags, threat) encoded once per rule and put in the
 -- place of a marker. An event that holds the marker's text itself is encoded
 -- the plain way.
@@ -201,10 +201,12 @@ function M.line(rule, doc, src, now, fresh)
     block = M.encode(rule_block(rule.meta))
     encoded_rules[rule] = block
   end
-  local text = M.encode(M.build(rule, doc, src, now, MARK, fresh))
+  local a = M.build(rule, doc, src, now, MARK, fresh)
+  local id = a.kibana.alert.uuid
+  local text = M.encode(a)
   local at, last = text:find(MARK_JSON, 1, true)
-  if at == nil or text:find(MARK_JSON, last + 1, true) then return M.encode(M.build(rule, doc, src, now)) end
-  return text:sub(1, at - 1) .. block .. text:sub(last + 1)
+  if at == nil or text:find(MARK_JSON, last + 1, true) then return M.encode(M.build(rule, doc, src, now)), id end
+  return text:sub(1, at - 1) .. block .. text:sub(last + 1), id
 end
 
 return M

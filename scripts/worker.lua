@@ -23,7 +23,7 @@
 --   load(files)                   gate: first load of rule files { { path, text } } ->
 --                                 results { { path, ok, id|error, name, version } }, fatal
 --   gate(req)                     gate: changed files through the gate (reload.lua)
--- Callbacks (opts): emit(slot, timestamp, line), log(message), fail(slot, load, message),
+-- Callbacks (opts): emit(slot, timestamp, uuid, severity, line), log(message), fail(slot, load, message),
 -- quarantined(slot, load, message) (load: which version of the rule), and pressure() (the C
 -- side's heap check). Each but pressure adds an item to the reply of the batch at hand, in
 -- record order; the host writes alerts and messages in that order.
@@ -257,6 +257,9 @@ local function normalizer_failed(err, path, offset, index)
   cb.log(string.format("%s: normalizer failed: %s", where(path, offset, index), message(why)))
 end
 
+-- What syslog calls a rule's severity (outputs): crit, err, warning, notice.
+local SYSLOG_SEVERITY = { critical = 2, high = 3, medium = 4, low = 5 }
+
 -- One event: the rules it can concern run on its lazy view; an alert per
 -- match, built from the whole document.
 local function process(rec, path, offset, index)
@@ -295,13 +298,13 @@ local function process(rec, path, offset, index)
         normalizer_failed(doc, path, offset, index)
         return
       end
-      local aok, line = pcall(alert.line, rule, doc, src, now(), doc ~= rec)
+      local aok, line, id = pcall(alert.line, rule, doc, src, now(), doc ~= rec)
       if not aok then
         cb.log(string.format("%s: could not build the alert of %s: %s", where(path, offset, index),
           rule.file, message(line)))
       else
         local t = event.get(doc, "@timestamp")
-        cb.emit(pr.slot, type(t) == "string" and t or "", line)
+        cb.emit(pr.slot, type(t) == "string" and t or "", id, SYSLOG_SEVERITY[rule.meta.severity] or 5, line)
       end
     end
     ::next_rule::

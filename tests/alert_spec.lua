@@ -84,24 +84,26 @@ describe("alert", function()
     local cjson = require "cjson"
     local now = "2026-01-01T00:00:00.000Z"
     local want = cjson.decode(alert.encode(alert.build(RULE, doc, src, now)))
-    assert.same(want, cjson.decode(alert.line(RULE, doc, src, now)))
-    assert.same(want, cjson.decode(alert.line(RULE, doc, src, now)), "from the cache")
+    assert.same(want, cjson.decode((alert.line(RULE, doc, src, now))))
+    assert.same(want, cjson.decode((alert.line(RULE, doc, src, now))), "from the cache")
     local sly = { event = { id = "E2" }, ["\0trailhound: kibana.alert.rule\0"] = "\0trailhound: kibana.alert.rule\0" }
     assert.same(cjson.decode(alert.encode(alert.build(RULE, sly, src, now))),
-      cjson.decode(alert.line(RULE, sly, src, now)))
+      cjson.decode((alert.line(RULE, sly, src, now))))
     assert.matches('"rule":{', alert.line(RULE, sly, src, now), 1, true)
+    local line, id = alert.line(RULE, doc, src, now)
+    assert.equal(cjson.decode(line).kibana.alert.uuid, id, "and the alert's uuid, for the outputs")
   end)
 
   it("writes the same alert from a normalizer's document without copying it whole", function()
     local cjson = require "cjson"
     local now = "2026-01-01T00:00:00.000Z"
     local want = cjson.decode(alert.encode(alert.build(RULE, doc, src, now)))
-    assert.same(want, cjson.decode(alert.line(RULE, doc, src, now, true)))
+    assert.same(want, cjson.decode((alert.line(RULE, doc, src, now, true))))
     assert.equal("event", doc.event.kind, "the document is left as it was")
     -- A dotted key at the top (a normalizer of one's own): nested the plain way.
     local dotted = { ["event.action"] = "A", event = { id = "E3" } }
     assert.same(cjson.decode(alert.encode(alert.build(RULE, dotted, src, now))),
-      cjson.decode(alert.line(RULE, dotted, src, now, true)))
+      cjson.decode((alert.line(RULE, dotted, src, now, true))))
   end)
 
   it("encodes slashes as they are", function()

@@ -264,7 +264,7 @@ describe("trailhound replay", function()
       local _, err, rc = th.run({ "replay", "examples/cloudtrail/bedrock-denied-derived.ndjson" },
         { stdout = "/dev/full" })
       assert.equal(1, rc)
-      assert.matches("write stdout: No space left on device", err, 1, true)
+      assert.matches("output stdout: write: No space left on device; stopping", err, 1, true)
     end)
 
     it("exits 1 when the rules folder cannot be read", function()

@@ -20,7 +20,9 @@ local function fresh(opts)
   local W = require "worker"
   local said = { alerts = {}, logs = {}, fails = {}, quarantined = {} }
   opts = opts or {}
-  opts.emit = function(slot, ts, line) said.alerts[#said.alerts + 1] = { slot = slot, ts = ts, line = line } end
+  opts.emit = function(slot, ts, uuid, severity, line)
+    said.alerts[#said.alerts + 1] = { slot = slot, ts = ts, uuid = uuid, severity = severity, line = line }
+  end
   opts.log = function(m) said.logs[#said.logs + 1] = m end
   opts.fail = function(slot, load, m) said.fails[#said.fails + 1] = { slot = slot, load = load, msg = m } end
   opts.quarantined = function(slot, load, m)

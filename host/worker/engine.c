@@ -315,7 +315,8 @@ static void item_str(th_engine *e, lua_State *L, int idx) {
   th_buf_str(&e->items, s ? s : "", s ? len : 0);
 }
 
-/* emit(slot, timestamp, line): an alert. */
+/* emit(slot, timestamp, uuid, severity, line): an alert; severity is
+ * syslog's (2 critical ... 5 low). */
 static int l_emit(lua_State *L) {
   th_engine *e = engine_of(L);
   if (full(e)) return 0;
@@ -323,6 +324,8 @@ static int l_emit(lua_State *L) {
   th_buf_u32(&e->items, (uint32_t)luaL_checkinteger(L, 1));
   item_str(e, L, 2);
   item_str(e, L, 3);
+  th_buf_u8(&e->items, (uint8_t)luaL_optinteger(L, 4, 5));
+  item_str(e, L, 5);
   return 0;
 }
 

@@ -33,7 +33,11 @@ static void walk(const char *p, size_t len, uint32_t nslots) {
     if (kind != TH_ITEM_LOG) FUZZ_CHECK(th_rd_u32(&r) < nslots, "a slot past the limit was accepted");
     if (kind == TH_ITEM_FAIL || kind == TH_ITEM_QUARANTINED) th_rd_u32(&r);  /* load */
     FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "a string past the end was accepted");
-    if (kind == TH_ITEM_ALERT) FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "an alert line past the end");
+    if (kind == TH_ITEM_ALERT) {  /* uuid, severity, the alert */
+      FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "a uuid past the end");
+      th_rd_u8(&r);
+      FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "an alert line past the end");
+    }
   }
   n = th_rd_u32(&r);
   for (uint32_t i = 0; i < n; i++) {
@@ -73,7 +77,11 @@ static void build(th_buf *b, fuzz_rng *r, uint32_t nslots, size_t *last_slot) {
     }
     if (kind == TH_ITEM_FAIL || kind == TH_ITEM_QUARANTINED) th_buf_u32(b, (uint32_t)fuzz_next(r));
     th_buf_str(b, text, (size_t)fuzz_below(r, sizeof text));
-    if (kind == TH_ITEM_ALERT) th_buf_str(b, text, (size_t)fuzz_below(r, sizeof text));
+    if (kind == TH_ITEM_ALERT) {
+      th_buf_str(b, text, (size_t)fuzz_below(r, 37));
+      th_buf_u8(b, (uint8_t)fuzz_below(r, 8));
+      th_buf_str(b, text, (size_t)fuzz_below(r, sizeof text));
+    }
   }
   n = (uint32_t)fuzz_below(r, 6);
   th_buf_u32(b, n);
