@@ -178,14 +178,16 @@ function M.build(rule, doc, src, now, rule_as, fresh)
   return a
 end
 
--- JSON text of an alert, one line. cjson escapes "/" as "\/"; undo it (a
--- "\/" in its output is always an escaped slash) so ARNs read as written. In a
--- worker, in C (host/worker/jsontext.c): the gsub cost more than the encoding.
+-- JSON text of an alert, one line. In the binary (thsys.encode, host/worker/jsontext.c): every
+-- object's keys in byte order, so the same alert is the same bytes in every run, "/" as it is,
+-- and a number past a double (JSON's 1e999) written 1e999 rather than failing the alert.
+-- Under plain lua5.4 (the specs), lua-cjson, its "\/" written "/" again (a "\/" in its output
+-- is always an escaped slash) so ARNs read as written.
 local has_sys, sys = pcall(require, "thsys")
-local unslash = has_sys and type(sys) == "table" and sys.unslash
-  or function(text) return (text:gsub("\\/", "/")) end
+local c_encode = has_sys and type(sys) == "table" and sys.encode
 function M.encode(a)
-  return unslash(cjson.encode(a))
+  if c_encode then return assert(c_encode(a)) end
+  return (cjson.encode(a):gsub("\\/", "/"))
 end
 
 -- The alert's JSON text and its uuid: M.encode(M.build(...)), with the rule's object (half
@@ -193,7 +195,7 @@ end
 -- place of a marker. An event that holds the marker's text itself is encoded
 -- the plain way.
 local MARK = "\0trailhound: kibana.alert.rule\0"
-local MARK_JSON = cjson.encode(MARK)
+local MARK_JSON = M.encode(MARK)
 local encoded_rules = setmetatable({}, { __mode = "k" })
 function M.line(rule, doc, src, now, fresh)
   local block = encoded_rules[rule]

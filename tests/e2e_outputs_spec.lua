@@ -329,4 +329,36 @@ describe("outputs", function()
     assert.matches("^<13[1-5]>1 %d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ %S+ trailhound %d+ alert %- {", m)
     assert.matches("^<133>", m, nil, "a low rule: local0.notice")
   end)
+
+  -- Alert documents (host/worker/jsontext.c, th_json_encode).
+  it("writes the same bytes in two runs, but for the time the alert was made", function()
+    local function run()
+      local out = th.run({ "replay", "--workers", "2", "examples/cloudtrail/stratus-red-team.ndjson", EXAMPLE,
+        "examples/ecs/bedrock-ecs.ndjson",
+        "examples/s3/123456789012_CloudTrail_us-east-1_20250326T1645Z_derived.json.gz" })
+      local now = out:match('"@timestamp":"([^"]+)"')
+      return (out:gsub(now:gsub("%p", "%%%0"), "NOW")), now
+    end
+    local a, b = run(), run()
+    assert.truthy(#a > 1000)
+    assert.equal(a, b)
+    local first = a:match("^[^\n]+")
+    assert.matches('^{"@timestamp":"NOW","aws":{"cloudtrail":{', first)
+    assert.is_nil(first:find("\\/", 1, true), "slashes as they are")
+  end)
+
+  it("writes an alert whose event holds a number past a double, as it was written", function()
+    local d = th.tmpdir()
+    local line = th.lines(EXAMPLE)[1]:gsub('"requestParameters":{', '"requestParameters":{"n":1e999,"m":-1e999,', 1)
+    assert.truthy(line:find("1e999", 1, true))
+    th.write(d .. "/big.ndjson", line .. "\n")
+    local out, err, rc = th.run({ "replay", d .. "/big.ndjson" })
+    assert.equal(0, rc, err)
+    assert.equal(1, #th.lines(d .. "/big.ndjson"))
+    local alert = th.alerts(out)[1]
+    assert.truthy(alert, err)
+    assert.equal(math.huge, alert.aws.cloudtrail.flattened.request_parameters.n)
+    assert.equal(-math.huge, alert.aws.cloudtrail.flattened.request_parameters.m)
+    assert.matches('"n":1e999', out, 1, true)
+  end)
 end)

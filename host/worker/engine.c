@@ -136,11 +136,17 @@ static int l_columns(lua_State *L) {
   return 0;
 }
 
+/* thsys.encode(value) -> its JSON text, keys in order, or nil and why. */
+static int l_encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  return th_json_encode(L, 1);
+}
+
 /* The authoring commands' thsys: they read rule files and draw on a terminal. */
 static const luaL_Reg command_funcs[] = {
   {"sleep", l_sleep},     {"now", l_now},         {"stat", l_stat},
   {"isatty", l_isatty},   {"columns", l_columns}, {"listdir", l_listdir},
-  {NULL, NULL},
+  {"encode", l_encode},   {NULL, NULL},
 };
 
 /* thsys.step(i): the gate works on its i-th item (the watchdog blames it). */
@@ -178,26 +184,12 @@ static int l_key_order(lua_State *L) {
   return 1;
 }
 
-/* thsys.unslash(json) -> json with lua-cjson's "\/" written "/" (alert.lua). */
-static int l_unslash(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  if (memchr(s, '/', n) == NULL) {
-    lua_settop(L, 1);
-    return 1;
-  }
-  luaL_Buffer b;
-  char *out = luaL_buffinitsize(L, &b, n);
-  luaL_pushresultsize(&b, th_unslash(s, n, out));
-  return 1;
-}
-
 /* A worker's thsys: no file system (the host hands it every text it needs). */
 static const luaL_Reg worker_funcs[] = {
   {"now", l_now},
   {"sha1", l_sha1},
   {"key_order", l_key_order},
-  {"unslash", l_unslash},
+  {"encode", l_encode},
   {"step", l_step},
   {"capped", l_capped},
   {NULL, NULL},

@@ -11,10 +11,17 @@
  * Lua patterns, some 20 ns a byte: 40 to 50 us an alert on an event whose
  * payload has two keys in one bucket, most of what such an alert cost.
  *
- * th_unslash (thsys.unslash): lua-cjson's "\/" written "/" in an alert's text,
- * so ARNs read as written; a gsub over a 4 KB alert cost more than encoding it. */
+ * th_json_encode (thsys.encode): an alert's JSON text with its objects' keys
+ * in byte order, so that two runs write the same bytes (lua-cjson follows
+ * the table's order, which changes from run to run), "/" as it is, and a
+ * number past a double as 1e999 rather than no alert at all, and every
+ * number in as few digits as read back the same (lua-cjson's 14 lose some).
+ * Otherwise as lua-cjson writes: its rule for arrays, cjson.null. */
 #include "jsontext.h"
 
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -276,15 +283,230 @@ none:
   lua_pushnil(L);
 }
 
-size_t th_unslash(const char *s, size_t n, char *out) {
-  size_t m = 0;
+/* ---- th_json_encode ---------------------------------------------------------------- */
+
+typedef struct jbuf {
+  char *p;
+  size_t len, cap;
+  const char *err;         /* why it cannot be written, or NULL */
+} jbuf;
+
+#define JSON_MAX_DEPTH 1000
+#define JSON_MAX_BYTES ((size_t)256 << 20)
+
+static void jput(jbuf *b, const char *s, size_t n) {
+  if (b->err) return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n) cap *= 2;
+    char *p = cap <= JSON_MAX_BYTES ? realloc(b->p, cap) : NULL;
+    if (p == NULL) {
+      b->err = "the alert is too large to write";
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+}
+
+static void jstr(jbuf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  jput(b, "\"", 1);
+  size_t run = 0;  /* bytes that need no escape, written in one go */
   for (size_t i = 0; i < n; i++) {
-    if (s[i] == '\\' && i + 1 < n) {  /* an escape: two bytes, whatever the second */
-      if (s[i + 1] != '/') out[m++] = s[i];
-      out[m++] = s[++i];
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) continue;
+    jput(b, s + run, i - run);
+    run = i + 1;
+    char e[6] = {'\\', 0, 0, 0, 0, 0};
+    size_t en = 2;
+    switch (c) {
+      case '"': e[1] = '"'; break;
+      case '\\': e[1] = '\\'; break;
+      case '\b': e[1] = 'b'; break;
+      case '\f': e[1] = 'f'; break;
+      case '\n': e[1] = 'n'; break;
+      case '\r': e[1] = 'r'; break;
+      case '\t': e[1] = 't'; break;
+      default:
+        e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[c >> 4], e[5] = hex[c & 15];
+        en = 6;
+    }
+    jput(b, e, en);
+  }
+  jput(b, s + run, n - run);
+  jput(b, "\"", 1);
+}
+
+/* A number as lua-cjson writes it (14 significant digits) when that reads
+ * back the same, else with up to 17; one past a double (JSON's 1e999,
+ * decoded to infinity) as 1e999, as it was written: lua-cjson refuses to
+ * write it, and the alert was lost. */
+static void jnum(jbuf *b, lua_State *L, int idx) {
+  char t[64];
+  int n;
+  if (lua_isinteger(L, idx)) {
+    n = snprintf(t, sizeof t, "%lld", (long long)lua_tointeger(L, idx));
+  } else {
+    double d = (double)lua_tonumber(L, idx);
+    if (isnan(d)) n = snprintf(t, sizeof t, "null");
+    else if (isinf(d)) n = snprintf(t, sizeof t, d > 0 ? "1e999" : "-1e999");
+    else  /* lua-cjson's 14 digits, or as many more as it takes to read back the same */
+      for (int prec = 14; prec <= 17; prec++)
+        if ((n = snprintf(t, sizeof t, "%.*g", prec, d)) > 0 && strtod(t, NULL) == d) break;
+  }
+  jput(b, t, (size_t)n);
+}
+
+typedef struct jkey {
+  int type;                /* LUA_TSTRING or LUA_TNUMBER */
+  const char *s;           /* a string key (held by the table), or its number's text */
+  size_t n;
+  char text[40];
+  int isint;
+  lua_Integer i;
+  lua_Number d;
+} jkey;
+
+static int jkey_cmp(const void *a, const void *b) {
+  const jkey *x = a, *y = b;
+  size_t n = x->n < y->n ? x->n : y->n;
+  int c = memcmp(x->s, y->s, n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+static void jvalue(jbuf *b, lua_State *L, int idx, int depth);
+
+/* Pushes t[k] for key k of the table at idx. */
+static void jget(lua_State *L, int idx, const jkey *k) {
+  if (k->type == LUA_TSTRING) lua_pushlstring(L, k->s, k->n);
+  else if (k->isint) lua_pushinteger(L, k->i);
+  else lua_pushnumber(L, k->d);
+  lua_rawget(L, idx);
+}
+
+static void jtable(jbuf *b, lua_State *L, int idx, int depth) {
+  if (depth > JSON_MAX_DEPTH) {
+    b->err = "the alert is nested too deep to write";
+    return;
+  }
+  size_t count = 0, cap = 16;
+  lua_Integer max = 0;
+  int all_positive_ints = 1;
+  jkey *keys = malloc(cap * sizeof *keys);
+  if (keys == NULL) {
+    b->err = "out of memory";
+    return;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    int kt = lua_type(L, -1);
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+      b->err = "a table key is neither a string nor a number";
+      lua_pop(L, 1);
+      break;
+    }
+    if (count == cap) {
+      jkey *k = realloc(keys, (cap *= 2) * sizeof *keys);
+      if (k == NULL) {
+        b->err = "out of memory";
+        lua_pop(L, 1);
+        break;
+      }
+      keys = k;
+    }
+    jkey *k = &keys[count++];
+    memset(k, 0, sizeof *k);
+    k->type = kt;
+    if (kt == LUA_TSTRING) {
+      k->s = lua_tolstring(L, -1, &k->n);
+      all_positive_ints = 0;
     } else {
-      out[m++] = s[i];
+      k->isint = lua_isinteger(L, -1);
+      if (k->isint) {
+        k->i = lua_tointeger(L, -1);
+        snprintf(k->text, sizeof k->text, "%lld", (long long)k->i);
+        if (k->i < 1) all_positive_ints = 0;
+        else if (k->i > max) max = k->i;
+      } else {
+        k->d = lua_tonumber(L, -1);
+        snprintf(k->text, sizeof k->text, "%.14g", (double)k->d);
+        all_positive_ints = 0;
+      }
+      k->s = k->text;
+      k->n = strlen(k->text);
     }
   }
-  return m;
+  if (b->err) {
+    free(keys);
+    return;
+  }
+  /* lua-cjson's arrays: positive integer keys, not too sparse (holes are null). */
+  if (count > 0 && all_positive_ints && !(max > 2 * (lua_Integer)count && max > 10)) {
+    jput(b, "[", 1);
+    for (lua_Integer i = 1; i <= max && !b->err; i++) {
+      if (i > 1) jput(b, ",", 1);
+      lua_rawgeti(L, idx, i);
+      jvalue(b, L, lua_gettop(L), depth + 1);
+      lua_pop(L, 1);
+    }
+    jput(b, "]", 1);
+    free(keys);
+    return;
+  }
+  /* An object, its keys in byte order: the same alert is the same text. */
+  qsort(keys, count, sizeof *keys, jkey_cmp);
+  jput(b, "{", 1);
+  for (size_t i = 0; i < count && !b->err; i++) {
+    if (i > 0) jput(b, ",", 1);
+    jstr(b, keys[i].s, keys[i].n);
+    jput(b, ":", 1);
+    jget(L, idx, &keys[i]);
+    jvalue(b, L, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+  }
+  jput(b, "}", 1);
+  free(keys);
+}
+
+static void jvalue(jbuf *b, lua_State *L, int idx, int depth) {
+  if (b->err) return;
+  luaL_checkstack(L, 4, "encode");
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+      size_t n;
+      const char *s = lua_tolstring(L, idx, &n);
+      jstr(b, s, n);
+      break;
+    }
+    case LUA_TNUMBER: jnum(b, L, idx); break;
+    case LUA_TBOOLEAN: lua_toboolean(L, idx) ? jput(b, "true", 4) : jput(b, "false", 5); break;
+    case LUA_TNIL: jput(b, "null", 4); break;
+    case LUA_TTABLE: jtable(b, L, idx, depth); break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) == NULL) {  /* cjson.null */
+        jput(b, "null", 4);
+        break;
+      }
+      /* fall through */
+    default: b->err = "a value of a type JSON has not (a function, a userdata)"; break;
+  }
+}
+
+int th_json_encode(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  jbuf b = {NULL, 0, 0, NULL};
+  jvalue(&b, L, idx, 0);
+  if (b.err) {
+    free(b.p);
+    lua_pushnil(L);
+    lua_pushstring(L, b.err);
+    return 2;
+  }
+  lua_pushlstring(L, b.p ? b.p : "", b.len);
+  free(b.p);
+  return 1;
 }

@@ -14,8 +14,8 @@
  * { sub = { [i] = node } } for an array. */
 void th_key_order(lua_State *L, const char *text, size_t n, const char *key, size_t len);
 
-/* Writes s[0..n) to out (room for n bytes) with every escaped slash "\/"
- * written "/", other escapes kept as they are; returns the length written. */
-size_t th_unslash(const char *s, size_t n, char *out);
+/* Pushes the JSON text of the value at idx (see jsontext.c) and returns 1,
+ * or pushes nil and why it cannot be written and returns 2. */
+int th_json_encode(lua_State *L, int idx);
 
 #endif
