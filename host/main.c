@@ -538,7 +538,7 @@ static void on_broken(const char *why, void *ud) {
 static void on_fatal(const char *why, void *ud) {
   host *h = ud;
   th_log("%s", why);
-  h->rc = 1;
+  h->rc = strncmp(why, "--rule ", 7) == 0 ? 2 : 1;  /* a --rule that names no rule is a usage error */
   stop(h, 0);
 }
 
@@ -684,6 +684,18 @@ int main(int argc, char **argv) {
                     strcmp(argv[1], "help") == 0)) {
     fputs(usage, stdout);
     return 0;
+  }
+  if (argc == 3 && strcmp(argv[1], "help") == 0) {  /* trailhound help COMMAND: COMMAND --help */
+    if (strcmp(argv[2], "run") == 0 || strcmp(argv[2], "replay") == 0) {
+      fputs(usage, stdout);
+      return 0;
+    }
+    if (is_lua_command(argv[2])) {
+      char homebuf[PATH_MAX];
+      char *args[] = {argv[2], "--help", NULL};
+      return th_engine_command(find_home(homebuf, sizeof homebuf), 2, args);
+    }
+    return usage_error("help: unknown command '%s'", argv[2]);
   }
   if (argc == 2 && strcmp(argv[1], "--version") == 0) {
     puts("trailhound " TH_VERSION);

@@ -287,6 +287,23 @@ describe("trailhound replay", function()
       local _, err5, rc5 = th.run({ "replay", "--max-line", "lots", "x" })
       assert.equal(2, rc5)
       assert.matches("bad size 'lots'", err5, 1, true)
+      local _, err6, rc6 = th.run({ "replay", "--rule", "nosuch", "examples/cloudtrail/bedrock-denied-derived.ndjson" })
+      assert.equal(2, rc6)
+      assert.matches("--rule nosuch: no loaded rule has that name", err6, 1, true)
+    end)
+
+    it("answers help COMMAND with that command's usage, and an unknown one with exit 2", function()
+      for _, cmd in ipairs({ "run", "replay", "test", "check", "explain", "show", "new", "dev" }) do
+        local out, err, rc = th.run({ "help", cmd })
+        assert.equal(0, rc, cmd .. ": " .. err)
+        assert.matches("usage: trailhound", out, 1, true)
+        local out2, _, rc2 = th.run({ cmd, "--help" })
+        assert.equal(0, rc2, cmd)
+        assert.equal(out, out2, cmd .. ": help " .. cmd .. " is " .. cmd .. " --help")
+      end
+      local _, err, rc = th.run({ "help", "nope" })
+      assert.equal(2, rc)
+      assert.matches("help: unknown command 'nope'", err, 1, true)
     end)
   end)
 
