@@ -18,12 +18,14 @@ VERSION := 0.1.0
 DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-dev libseccomp-dev pkg-config valgrind \
         libcurl4-openssl-dev python3
 
-PKGS    := lua5.4 libuv zlib libseccomp libcurl
+# libcurl (libcurl4-openssl-dev) is not linked: its headers are used, and the library is opened
+# with dlopen when an HTTP output is (host/curlloop.h).
+PKGS    := lua5.4 libuv zlib libseccomp
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700
 DEFS    := -DTH_VERSION='"$(VERSION)"' -DTH_SRCDIR='"$(CURDIR)"'
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) libcurl)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 

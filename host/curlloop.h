@@ -8,6 +8,37 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+/* libcurl, opened with dlopen when an HTTP output is first used: linked in,
+ * its libraries (OpenSSL, nghttp2, Kerberos, LDAP, ...) cost every process
+ * of the binary, workers included, some 6 MiB, whatever the outputs. */
+typedef struct th_curlapi {
+  CURLcode (*global_init)(long flags);
+  void (*global_cleanup)(void);
+  CURLM *(*multi_init)(void);
+  CURLMcode (*multi_setopt)(CURLM *m, CURLMoption option, ...);
+  CURLMcode (*multi_socket_action)(CURLM *m, curl_socket_t s, int ev_bitmask, int *running);
+  CURLMsg *(*multi_info_read)(CURLM *m, int *msgs_in_queue);
+  CURLMcode (*multi_add_handle)(CURLM *m, CURL *easy);
+  CURLMcode (*multi_remove_handle)(CURLM *m, CURL *easy);
+  CURLMcode (*multi_assign)(CURLM *m, curl_socket_t s, void *p);
+  CURLMcode (*multi_cleanup)(CURLM *m);
+  CURL *(*easy_init)(void);
+  CURLcode (*easy_setopt)(CURL *easy, CURLoption option, ...);
+  CURLcode (*easy_getinfo)(CURL *easy, CURLINFO info, ...);
+  void (*easy_cleanup)(CURL *easy);
+  const char *(*easy_strerror)(CURLcode code);
+  struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+  void (*slist_free_all)(struct curl_slist *list);
+} th_curlapi;
+
+extern th_curlapi th_cu;
+
+/* Open libcurl and curl_global_init it, once. Returns 0, or -1 with why in err. */
+int th_curl_load(char *err, size_t errlen);
+
+/* curl_global_cleanup, if it was loaded. */
+void th_curl_unload(void);
+
 typedef struct th_curl th_curl;
 
 /* NULL when out of memory. curl_global_init must have been called. */

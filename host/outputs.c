@@ -193,8 +193,13 @@ static char *display_name(const char *spec) {
 /* libcurl is set up only when an HTTP output needs it: it loads OpenSSL. */
 struct th_curl *th_outputs_curl(th_outputs *o) {
   if (o->curl == NULL && !o->curl_failed) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (o->curl = th_curl_new(o->loop)) == NULL)
+    char why[256];
+    if (th_curl_load(why, sizeof why) < 0) {
+      th_log("%s", why);
       o->curl_failed = 1;
+    } else if ((o->curl = th_curl_new(o->loop)) == NULL) {
+      o->curl_failed = 1;
+    }
   }
   return o->curl;
 }
@@ -329,7 +334,7 @@ void th_outputs_free(th_outputs *o) {
   free(o->sinks);
   if (o->curl) {
     th_curl_free(o->curl);
-    curl_global_cleanup();
+    th_curl_unload();
   }
   for (size_t i = 0; i < o->count; i++) free(o->ring[(o->head + i) % o->cap].text);
   free(o->ring);

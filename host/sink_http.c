@@ -78,23 +78,44 @@ static void first_line(const buf *b, char *out, size_t size) {
   snprintf(out, size, "%.*s%s", (int)n, b->p ? b->p : "", b->p && b->p[n] && n == 160 ? "..." : "");
 }
 
+/* curl's words without what changes from try to try (" after 1001 ms",
+ * " after 5000 milliseconds with 0 bytes received"), so that the same cause
+ * reads the same and is said once. */
+static void steady_words(char *msg) {
+  static const char *const tails[] = {" ms", " milliseconds", NULL};
+  char *p = msg;
+  while ((p = strstr(p, " after ")) != NULL) {
+    char *q = p + 7;
+    size_t digits = strspn(q, "0123456789");
+    const char *tail = NULL;
+    for (int i = 0; digits && tails[i] && !tail; i++)
+      if (strncmp(q + digits, tails[i], strlen(tails[i])) == 0) tail = tails[i];
+    if (tail == NULL) {
+      p = q;
+      continue;
+    }
+    char *end = q + digits + strlen(tail);
+    if (strncmp(end, " with ", 6) == 0) {  /* " with 0 bytes received", " with 10 out of 20 bytes received" */
+      char *rec = strstr(end, " received");
+      if (rec) end = rec + 9;
+    }
+    memmove(p, end, strlen(end) + 1);
+  }
+}
+
 static void on_done(CURL *easy, CURLcode rc, void *ud) {
   httpsink *h = ud;
   th_sink *s = h->s;
   h->busy = 0;
   if (s->closing) return;
   if (rc != CURLE_OK) {
-    /* curl's words, without the milliseconds it took, so that the same cause reads the same */
-    char *after = strstr(h->errbuf, " after ");
-    if (after && strspn(after + 7, "0123456789") > 0 && strncmp(after + 7 + strspn(after + 7, "0123456789"), " ms", 3) == 0)
-      memmove(after, after + 7 + strspn(after + 7, "0123456789") + 3,
-              strlen(after + 7 + strspn(after + 7, "0123456789") + 3) + 1);
+    steady_words(h->errbuf);
     th_sink_rewind(s);
-    th_sink_failed(s, "%s", h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc));
+    th_sink_failed(s, "%s", h->errbuf[0] ? h->errbuf : th_cu.easy_strerror(rc));
     return;
   }
   long status = 0;
-  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+  th_cu.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
   if (status < 200 || status > 299) {
     char line[200];
     first_line(&h->resp, line, sizeof line);
@@ -169,8 +190,8 @@ static void kick(th_sink *s) {
     seq++;
     n++;
   }
-  curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, h->body.p);
-  curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->body.len);
+  th_cu.easy_setopt(h->easy, CURLOPT_POSTFIELDS, h->body.p);
+  th_cu.easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->body.len);
   if (th_curl_add(th_outputs_curl(o), h->easy, on_done, h) < 0) {
     th_sink_failed(s, "cannot start a request: out of memory");
     return;
@@ -221,19 +242,19 @@ static int setup(th_sink *s, int es, char *err, size_t errlen) {
     return -1;
   }
   const th_sink_opts *so = &s->opts;
-  if ((h->easy = curl_easy_init()) == NULL) {
+  if ((h->easy = th_cu.easy_init()) == NULL) {
     snprintf(err, errlen, "cannot start libcurl");
     return -1;
   }
-  h->headers = curl_slist_append(NULL, "Content-Type: application/x-ndjson");
-  h->headers = curl_slist_append(h->headers, "Expect:");  /* no 100-continue round trip */
-  for (int i = 0; i < so->nheaders; i++) h->headers = curl_slist_append(h->headers, so->headers[i]);
+  h->headers = th_cu.slist_append(NULL, "Content-Type: application/x-ndjson");
+  h->headers = th_cu.slist_append(h->headers, "Expect:");  /* no 100-continue round trip */
+  for (int i = 0; i < so->nheaders; i++) h->headers = th_cu.slist_append(h->headers, so->headers[i]);
   if (so->bearer) {
     size_t len = strlen(so->bearer) + sizeof "Authorization: Bearer ";
     char *line = malloc(len);
     if (line) {
       snprintf(line, len, "Authorization: Bearer %s", so->bearer);
-      h->headers = curl_slist_append(h->headers, line);
+      h->headers = th_cu.slist_append(h->headers, line);
       free(line);
     }
   }
@@ -241,26 +262,26 @@ static int setup(th_sink *s, int es, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  curl_easy_setopt(h->easy, CURLOPT_URL, h->url);
-  curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
-  curl_easy_setopt(h->easy, CURLOPT_POST, 1L);
-  curl_easy_setopt(h->easy, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(h->easy, CURLOPT_WRITEDATA, h);
-  curl_easy_setopt(h->easy, CURLOPT_ERRORBUFFER, h->errbuf);
-  curl_easy_setopt(h->easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)so->connect_timeout_ms);
-  curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, (long)so->timeout_ms);
-  curl_easy_setopt(h->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h->easy, CURLOPT_USERAGENT, "trailhound");
+  th_cu.easy_setopt(h->easy, CURLOPT_URL, h->url);
+  th_cu.easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
+  th_cu.easy_setopt(h->easy, CURLOPT_POST, 1L);
+  th_cu.easy_setopt(h->easy, CURLOPT_WRITEFUNCTION, on_body);
+  th_cu.easy_setopt(h->easy, CURLOPT_WRITEDATA, h);
+  th_cu.easy_setopt(h->easy, CURLOPT_ERRORBUFFER, h->errbuf);
+  th_cu.easy_setopt(h->easy, CURLOPT_NOSIGNAL, 1L);
+  th_cu.easy_setopt(h->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)so->connect_timeout_ms);
+  th_cu.easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, (long)so->timeout_ms);
+  th_cu.easy_setopt(h->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  th_cu.easy_setopt(h->easy, CURLOPT_USERAGENT, "trailhound");
   if (so->user) {
-    curl_easy_setopt(h->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-    curl_easy_setopt(h->easy, CURLOPT_USERNAME, so->user);
-    curl_easy_setopt(h->easy, CURLOPT_PASSWORD, so->password ? so->password : "");
+    th_cu.easy_setopt(h->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    th_cu.easy_setopt(h->easy, CURLOPT_USERNAME, so->user);
+    th_cu.easy_setopt(h->easy, CURLOPT_PASSWORD, so->password ? so->password : "");
   }
-  if (so->ca_file) curl_easy_setopt(h->easy, CURLOPT_CAINFO, so->ca_file);
+  if (so->ca_file) th_cu.easy_setopt(h->easy, CURLOPT_CAINFO, so->ca_file);
   if (so->insecure) {
-    curl_easy_setopt(h->easy, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(h->easy, CURLOPT_SSL_VERIFYHOST, 0L);
+    th_cu.easy_setopt(h->easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    th_cu.easy_setopt(h->easy, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   return 0;
 }
@@ -277,8 +298,8 @@ static void close_http(th_sink *s) {
 static void free_http(th_sink *s) {
   httpsink *h = s->impl;
   if (h == NULL) return;
-  if (h->easy) curl_easy_cleanup(h->easy);
-  curl_slist_free_all(h->headers);
+  if (h->easy) th_cu.easy_cleanup(h->easy);
+  if (h->headers) th_cu.slist_free_all(h->headers);
   free(h->url);
   free(h->index);
   free(h->body.p);
