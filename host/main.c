@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "config.h"
 #include "dispatch.h"
 #include "log.h"
 #include "outputs.h"
@@ -36,7 +37,8 @@ static const char usage[] =
   "                         [--exclude GLOB]... [--ignore-older DURATION] [--max-open-files N]\n"
   "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS]\n"
   "                         [--stats-interval SECONDS] PATH...\n"
-  "       (both also take [--output SINK]... [--output-buffer BYTES] [--workers N] [--max-time MS]\n"
+  "       (both also take [--config FILE] [-o KEY=VALUE]... [--output SINK]... [--output-buffer BYTES]\n"
+  "                           [--workers N] [--max-time MS]\n"
   "                           [--max-worker-memory BYTES]\n"
   "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
   "                           [--no-prefilter])\n"
@@ -49,6 +51,11 @@ static const char usage[] =
   "  FILE, PATH   CloudTrail or ECS records, one JSON object per line (NDJSON), or CloudTrail\n"
   "               S3 objects {\"Records\":[...]} (plain or gzip), read whole. For run, a PATH\n"
   "               may be a file, a directory (every file in it) or a glob ('*', '**').\n"
+  "  --config FILE        options from a Lua file that returns a table: a key for every option\n"
+  "                       (max_line = \"4M\", from_end = true, exclude = { ... }), paths for the PATHs,\n"
+  "                       outputs = { \"SINK\", { \"SINK\", user = , password = , bearer = , headers = ,\n"
+  "                       ca_file = , timeout = , facility = , ... } }; the command line's options win\n"
+  "  -o KEY=VALUE         one key of the configuration, as the file would set it\n"
   "  --output SINK        where alerts go; repeatable, each delivers every alert (default stdout):\n"
   "                       stdout, file:PATH (appended to, opened again on SIGHUP),\n"
   "                       exec:COMMAND, http(s)://URL, elasticsearch:http(s)://HOST:PORT[/INDEX],\n"
@@ -118,6 +125,7 @@ typedef struct options {
   char **outputs;         /* --output */
   int noutputs;
   size_t output_buffer;   /* --output-buffer */
+  const th_config *config;  /* --config and -o: the outputs' options */
   char **files;
   int nfiles;
 } options;
@@ -590,7 +598,11 @@ static int host_main(const options *o, const char *rules, const char *home) {
   char err[512];
   th_output_conf *confs = calloc((size_t)o->noutputs + 1, sizeof *confs);
   if (confs == NULL) return 1;
-  for (int i = 0; i < o->noutputs; i++) confs[i].spec = o->outputs[i];
+  for (int i = 0; i < o->noutputs; i++) {
+    const th_sink_opts *so = o->config ? th_config_output(o->config, o->outputs[i]) : NULL;
+    confs[i].spec = o->outputs[i];
+    if (so) confs[i].opts = *so;
+  }
   int bad = th_outputs_init(&h.out, &h.loop, confs, o->noutputs, o->output_buffer, err, sizeof err);
   free(confs);
   if (bad < 0) {
@@ -706,9 +718,19 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     return th_engine_command(find_home(homebuf, sizeof homebuf), argc - 1, argv + 1);
   }
-  options o;
-  int rc = parse(argc, argv, &o);
+  static th_config config;
+  int cargc;
+  char **cargv;
+  int rc = th_config_apply(&config, argc, argv, &cargc, &cargv);
   if (rc != 0) {
+    th_config_free(&config, cargv);
+    return rc;
+  }
+  options o;
+  rc = parse(cargc, cargv, &o);
+  o.config = &config;
+  if (rc != 0) {
+    th_config_free(&config, cargv);
     free(o.files);
     free(o.excludes);
     free(o.only);
@@ -717,6 +739,7 @@ int main(int argc, char **argv) {
   }
   int replay = strcmp(o.command, "replay") == 0;
   if (!replay && strcmp(o.command, "run") != 0) {
+    th_config_free(&config, cargv);
     free(o.files);
     free(o.excludes);
     free(o.only);
@@ -736,6 +759,7 @@ int main(int argc, char **argv) {
   }
 
   rc = host_main(&o, rules, home);
+  th_config_free(&config, cargv);
   free(o.files);
   free(o.excludes);
   free(o.only);

@@ -16,6 +16,7 @@ Faults, for the first requests (http and es):
   --status CODE,CODE,...   answer these statuses to the first requests, in order (then 200)
   --hang N                 accept the first N requests and never answer them
   --fail-items N           es: refuse the first N items (status 429, es_rejected_execution_exception)
+  --headers FILE           append each request's headers to FILE, one JSON object a line
 
 It prints nothing on stdout; --port-file gets the port once it listens. SIGTERM stops it.
 """
@@ -38,6 +39,7 @@ ap.add_argument("--port-file")
 ap.add_argument("--status", default="")
 ap.add_argument("--hang", type=int, default=0)
 ap.add_argument("--fail-items", type=int, default=0)
+ap.add_argument("--headers")
 args = ap.parse_args()
 
 lock = threading.Lock()
@@ -76,6 +78,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n).decode("utf-8", "replace")
+        if args.headers:
+            with lock, open(args.headers, "a") as f:
+                f.write(json.dumps({k.lower(): v for k, v in self.headers.items()}) + "\n")
         with lock:
             state["requests"] += 1
             if state["hang"] > 0:
