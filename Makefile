@@ -126,10 +126,18 @@ install: $(BIN)
 	install -m 644 scripts/*.lua $(DESTDIR)$(PREFIX)/share/trailhound/scripts/
 	install -m 644 scripts/commands/*.lua $(DESTDIR)$(PREFIX)/share/trailhound/scripts/commands/
 	install -m 644 rules/*.lua $(DESTDIR)$(PREFIX)/share/trailhound/rules/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/trailhound
+	install -m 644 man/trailhound.1 $(DESTDIR)$(PREFIX)/share/man/man1/trailhound.1
+	install -m 644 completion/trailhound.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/trailhound
+	sed 's|/usr/local/|$(PREFIX)/|g' examples/trailhound.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/trailhound.service
+	sed 's|/usr/local/|$(PREFIX)/|g' examples/trailhound.lua > $(DESTDIR)$(PREFIX)/share/doc/trailhound/trailhound.lua
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/trailhound
-	rm -rf $(DESTDIR)$(PREFIX)/share/trailhound
+	rm -f $(DESTDIR)$(PREFIX)/bin/trailhound $(DESTDIR)$(PREFIX)/share/man/man1/trailhound.1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/trailhound \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system/trailhound.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/trailhound $(DESTDIR)$(PREFIX)/share/doc/trailhound
 
 clean:
 	rm -rf build
