@@ -58,9 +58,16 @@ $(BIN): $(SRCS) $(HDRS) Makefile | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(CFLAGS) $(DEFS) $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
 
-$(ASAN_BIN): $(SRCS) $(HDRS) Makefile | deps
+# The sanitizer build's objects, compiled once for the binary, the C tests and the fuzz drivers.
+SAN_OBJS := $(patsubst %.c,build/san-obj/%.o,$(LIB_SRCS))
+
+build/san-obj/%.o: %.c $(HDRS) Makefile | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
+	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) -Ihost $(PKG_CFLAGS) -c -o $@ $<
+
+$(ASAN_BIN): build/san-obj/host/main.o $(SAN_OBJS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 asan: $(ASAN_BIN)
 
@@ -69,9 +76,9 @@ $(HOLE_BIN): $(SRCS) $(HDRS) Makefile | deps
 	$(CC) $(WARN) $(CFLAGS) $(DEFS) -DTH_TEST_HOLE $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
 
 # C unit tests, built with the sanitizers.
-build/tests/%: tests/c/%.c tests/c/tap.h $(LIB_SRCS) $(HDRS) | deps
+build/tests/%: tests/c/%.c tests/c/tap.h $(SAN_OBJS) $(HDRS) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) -Ihost $(PKG_CFLAGS) -o $@ $< $(LIB_SRCS) $(PKG_LIBS)
+	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) -Ihost $(PKG_CFLAGS) -o $@ $< $(SAN_OBJS) $(PKG_LIBS)
 
 C_TESTS := $(patsubst tests/c/%.c,build/tests/%,$(wildcard tests/c/*.c))
 
@@ -82,10 +89,10 @@ FUZZ_NAMES   := $(patsubst tests/fuzz/%_fuzz.c,%,$(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_DRIVERS := $(addprefix build/fuzz/,$(FUZZ_NAMES))
 FUZZ_COMMON  := tests/fuzz/fuzz.c tests/fuzz/fuzz.h
 
-build/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/driver.c $(FUZZ_COMMON) $(LIB_SRCS) $(HDRS) | deps
+build/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/driver.c $(FUZZ_COMMON) $(SAN_OBJS) $(HDRS) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -O1 -g $(SAN) $(DEFS) -DFUZZ_NAME='"$*"' -Ihost $(PKG_CFLAGS) -o $@ \
-	  $< tests/fuzz/driver.c tests/fuzz/fuzz.c $(LIB_SRCS) $(PKG_LIBS)
+	  $< tests/fuzz/driver.c tests/fuzz/fuzz.c $(SAN_OBJS) $(PKG_LIBS)
 
 # The same harnesses linked with libFuzzer, for long runs by hand: needs clang
 # (apt-get install clang; not installed by `make deps`).
@@ -112,7 +119,9 @@ run: deps $(BIN)
 	@rm -f build/make-run.state
 	$(BIN) run --state build/make-run.state examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz
 
-test: deps $(BIN) $(ASAN_BIN) $(HOLE_BIN) $(C_TESTS) $(FUZZ_DRIVERS)
+# The builds on every core (the sanitizer objects once for all), then the tests.
+test: deps
+	@$(MAKE) --no-print-directory -j$$(nproc) $(BIN) $(ASAN_BIN) $(HOLE_BIN) $(C_TESTS) $(FUZZ_DRIVERS)
 	@bash tests/run.sh
 
 # Figures, not tests: run by hand, never by `make test`.
