@@ -60,7 +60,17 @@ typedef struct ctx {
   const char *path;        /* for messages: the file, or "-o" */
   const char *text;        /* the file's text (lines for messages), or NULL */
   int replay;
+  char **skip;             /* the file's keys that -o sets instead */
+  int nskip;
 } ctx;
+
+static int skipped(const ctx *x, const char *name) {
+  for (int i = 0; i < x->nskip; i++) {
+    size_t n = strcspn(x->skip[i], "=");
+    if (strlen(name) == n && strncmp(x->skip[i], name, n) == 0) return 1;
+  }
+  return 0;
+}
 
 static char *own(th_config *c, const char *s, size_t n) {
   char *p = malloc(n + 1);
@@ -315,7 +325,7 @@ static void too_long(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "the configuration runs too long (a loop?)");
 }
 
-static int load_file(th_config *c, const char *path, int replay) {
+static int load_file(th_config *c, const char *path, int replay, char **skip, int nskip) {
   FILE *f = fopen(path, "rb");
   if (f == NULL) {
     fprintf(stderr, "trailhound: --config %s: %s\n", path, strerror(errno));
@@ -342,7 +352,7 @@ static int load_file(th_config *c, const char *path, int replay) {
   if (text == NULL) text = calloc(1, 1);
   if (text == NULL) return 2;
   text[len] = '\0';
-  ctx x = {c, path, text, replay};
+  ctx x = {c, path, text, replay, skip, nskip};
   lua_State *L = luaL_newstate();
   int rc = 0;
   char chunkname[4096 + 2];
@@ -365,7 +375,7 @@ static int load_file(th_config *c, const char *path, int replay) {
       /* Keys in a fixed order (KEYS'), so that the options come out the same every time. */
       for (size_t i = 0; i < NKEYS && rc == 0; i++) {
         lua_getfield(L, -1, KEYS[i].name);
-        if (!lua_isnil(L, -1)) rc = one(&x, L, KEYS[i].name);
+        if (!lua_isnil(L, -1) && !skipped(&x, KEYS[i].name)) rc = one(&x, L, KEYS[i].name);
         lua_pop(L, 1);
       }
       lua_pushnil(L);
@@ -386,7 +396,7 @@ static int load_file(th_config *c, const char *path, int replay) {
 /* -o key=value: as the file would have key = "value". */
 static int override(th_config *c, const char *kv, int replay) {
   const char *eq = strchr(kv, '=');
-  ctx x = {c, "-o", NULL, replay};
+  ctx x = {c, "-o", NULL, replay, NULL, 0};
   if (eq == NULL || eq == kv) return bad(&x, NULL, "expected key=value, not '%s'", kv);
   char name[64];
   size_t n = (size_t)(eq - kv);
@@ -428,9 +438,15 @@ int th_config_apply(th_config *c, int argc, char **argv, int *out_argc, char ***
       file = argv[++i];
     }
   }
-  if (file) {
+  if (file) {  /* -o key=value sets the key instead of the file */
+    char **skip = calloc((size_t)argc, sizeof *skip);
+    int nskip = 0;
+    if (skip == NULL) return 2;
+    for (int i = 2; i + 1 < argc && strcmp(argv[i], "--") != 0; i++)
+      if (strcmp(argv[i], "-o") == 0) skip[nskip++] = argv[++i];
     c->path = file;
-    int rc = load_file(c, file, replay);
+    int rc = load_file(c, file, replay, skip, nskip);
+    free(skip);
     if (rc) return rc;
   }
   int any_o = 0;

@@ -21,7 +21,8 @@
  *
  * The file's keys become options before the command line's, so an option
  * given on the command line wins over the file's (a list adds to it);
- * -o key=value sets one key as the file would. A key the file should not
+ * -o key=value sets one key instead of the file (a list replaced by one
+ * value; -o twice for two). A key the file should not
  * have is reported with the file, its line and the key it was likely meant
  * to be; run's own keys (state, poll, ...) are left out for replay. */
 #ifndef TH_CONFIG_H
