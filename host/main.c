@@ -55,7 +55,7 @@ static const char usage[] =
   "                       (max_line = \"4M\", from_end = true, exclude = { ... }), paths for the PATHs,\n"
   "                       outputs = { \"SINK\", { \"SINK\", user = , password = , bearer = , headers = ,\n"
   "                       ca_file = , timeout = , facility = , ... } }; the command line's options win\n"
-  "  -o KEY=VALUE         one key of the configuration, as the file would set it\n"
+  "  -o KEY=VALUE         one key of the configuration instead of the file's (repeat it for a list)\n"
   "  --output SINK        where alerts go; repeatable, each delivers every alert (default stdout):\n"
   "                       stdout, file:PATH (appended to, opened again on SIGHUP),\n"
   "                       exec:COMMAND, http(s)://URL, elasticsearch:http(s)://HOST:PORT[/INDEX],\n"
@@ -66,7 +66,9 @@ static const char usage[] =
   "  --rule NAME|ID       run only this rule (name, rule_id or file name); repeatable\n"
   "  --max-line BYTES     longest record accepted, K/M/G suffixes allowed (default 1M)\n"
   "  --state FILE         where run keeps each file's progress (default: $XDG_STATE_HOME or\n"
-  "                       ~/.local/state, trailhound/state); --no-state keeps none\n"
+  "                       ~/.local/state, trailhound/state-ID, ID naming the configuration file,\n"
+  "                       else the PATHs, so that two different runs never share one); --no-state\n"
+  "                       keeps none\n"
   "  --from-end           files the state does not know: skip what they hold at start\n"
   "  --from-beginning     ... or read them from their start (the default)\n"
   "  --exclude GLOB       never follow paths (or file names) matching GLOB; repeatable\n"
@@ -339,9 +341,46 @@ static const char *find_home(char *buf, size_t size) {
   return TH_SRCDIR;
 }
 
-/* The default state file: $XDG_STATE_HOME/trailhound/state, else
- * ~/.local/state/trailhound/state; its folders are made as needed. */
-static const char *default_state(char *buf, size_t size) {
+/* FNV-1a 64 over s, continued from h. */
+static uint64_t fnv(uint64_t h, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* What names a run for its default state file: its configuration file, else
+ * the set of its PATHs (absolute, sorted); two different runs never share one. */
+static uint64_t run_identity(const options *o) {
+  char cwd[PATH_MAX], abs[PATH_MAX * 2];
+  if (getcwd(cwd, sizeof cwd) == NULL) cwd[0] = '\0';
+  uint64_t h = 0xcbf29ce484222325ULL;
+  if (o->config && o->config->path) {
+    char real[PATH_MAX];
+    const char *p = realpath(o->config->path, real) ? real : o->config->path;
+    return fnv(fnv(h, "config:", 7), p, strlen(p));
+  }
+  char **paths = calloc((size_t)o->nfiles + 1, sizeof *paths);
+  if (paths == NULL) return h;
+  for (int i = 0; i < o->nfiles; i++) {
+    snprintf(abs, sizeof abs, "%s%s%s", o->files[i][0] == '/' ? "" : cwd, o->files[i][0] == '/' ? "" : "/",
+             o->files[i]);
+    paths[i] = strdup(abs);
+  }
+  qsort(paths, (size_t)o->nfiles, sizeof *paths, by_name);
+  h = fnv(h, "paths:", 6);
+  for (int i = 0; i < o->nfiles; i++) {
+    if (paths[i]) h = fnv(h, paths[i], strlen(paths[i]) + 1);
+    free(paths[i]);
+  }
+  free(paths);
+  return h;
+}
+
+/* The default state file: $XDG_STATE_HOME/trailhound/state-ID, else
+ * ~/.local/state/trailhound/state-ID, ID naming the run (run_identity);
+ * its folders are made as needed. */
+static const char *default_state(char *buf, size_t size, const options *o) {
   const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
   char dir[PATH_MAX];
   if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/trailhound", xdg);
@@ -357,7 +396,7 @@ static const char *default_state(char *buf, size_t size) {
     th_log("mkdir %s: %s; running without a state file", dir, strerror(errno));
     return NULL;
   }
-  int n = snprintf(buf, size, "%s/state", dir);
+  int n = snprintf(buf, size, "%s/state-%016llx", dir, (unsigned long long)run_identity(o));
   return n > 0 && (size_t)n < size ? buf : NULL;
 }
 
@@ -567,7 +606,7 @@ static void on_live(void *ud) {
 static int start_run(host *h, const char *rules, const char *home) {
   const options *o = h->o;
   static char statebuf[PATH_MAX];
-  const char *state = o->no_state ? NULL : o->state ? o->state : default_state(statebuf, sizeof statebuf);
+  const char *state = o->no_state ? NULL : o->state ? o->state : default_state(statebuf, sizeof statebuf, o);
   if (state) th_log("state: %s", state);
   th_tail_opts to = {
     .dispatch = h->d, .max_line = o->max_line, .from_end = o->from_end,
