@@ -95,6 +95,7 @@ series("syslog:udp://", function(_, p) return "syslog:udp://127.0.0.1:" .. p end
 
 -- An outage: what is held, and how long delivering it all takes once the server is back.
 local dir = tmp .. "/outage"
+sh("mkdir -p " .. dir)
 local port, spid = server("http", dir)
 sh("kill " .. spid)
 system.sleep(0.2)
