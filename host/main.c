@@ -32,7 +32,7 @@
 #endif
 
 static const char usage[] =
-  "usage: trailhound replay [--rules DIR] [--rule NAME|ID]... [--max-line BYTES] FILE...\n"
+  "usage: trailhound replay [--rules DIR] [--rule NAME|ID]... [--max-line BYTES] FILE|DIR|-...\n"
   "       trailhound run    [--rules DIR] [--state FILE | --no-state] [--from-beginning | --from-end]\n"
   "                         [--exclude GLOB]... [--ignore-older DURATION] [--max-open-files N]\n"
   "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS]\n"
@@ -50,7 +50,9 @@ static const char usage[] =
   "\n"
   "  FILE, PATH   CloudTrail or ECS records, one JSON object per line (NDJSON), or CloudTrail\n"
   "               S3 objects {\"Records\":[...]} (plain or gzip), read whole. For run, a PATH\n"
-  "               may be a file, a directory (every file in it) or a glob ('*', '**').\n"
+  "               may be a file, a directory (every file in it) or a glob ('*', '**'). For\n"
+  "               replay, a FILE may be a directory (its files, by name) or - (standard input:\n"
+  "               NDJSON, or gzip, found by its first bytes).\n"
   "  --config FILE        options from a Lua file that returns a table: a key for every option\n"
   "                       (max_line = \"4M\", from_end = true, exclude = { ... }), paths for the PATHs,\n"
   "                       outputs = { \"SINK\", { \"SINK\", user = , password = , bearer = , headers = ,\n"
@@ -668,6 +670,8 @@ static int host_main(const options *o, const char *rules, const char *home) {
     .on_broken = on_broken, .ud = &h,
   };
   int rc = 1;
+  char **expanded = NULL;  /* replay: the files of FILE arguments that are folders */
+  int nexpanded = 0;
   if (th_pool_init(&h.pool, &h.loop, &po) < 0 || th_rules_init(&h.rules, &ro) < 0 ||
       (h.d = th_dispatch_new(&dop)) == NULL) {
     th_log("cannot start: out of memory, or see above");
@@ -678,7 +682,9 @@ static int host_main(const options *o, const char *rules, const char *home) {
     rc = usage_error("%s", err);  /* a bad address: a usage error */
     goto cleanup;
   }
-  if (h.replay ? th_replay_init(&h.rp, &h.loop, h.d, o->files, o->nfiles, o->max_line, on_read, &h) < 0
+  if (h.replay) expanded = th_replay_expand(o->files, o->nfiles, &nexpanded);
+  if (h.replay ? expanded == NULL ||
+                     th_replay_init(&h.rp, &h.loop, h.d, expanded, nexpanded, o->max_line, on_read, &h) < 0
                : start_run(&h, rules, home) < 0) {
     th_log("cannot start: out of memory");
     goto cleanup;
@@ -718,6 +724,8 @@ cleanup:
   th_pool_free(&h.pool);
   th_outputs_free(&h.out);
   uv_loop_close(&h.loop);
+  for (int i = 0; expanded && i < nexpanded; i++) free(expanded[i]);
+  free(expanded);
   return rc;
 }
 

@@ -1,8 +1,10 @@
 /* replay.c: files read once, in order, a chunk per turn (see replay.h). */
 #include "replay.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -57,6 +59,49 @@ static void read_whole(th_replay *r, const char *path) {
   r->ok++;
 }
 
+/* "-": standard input. NDJSON is read as it comes; gzip (its magic bytes
+ * first) is copied to a temporary file and read whole, as a .gz file is.
+ * Returns 1 when r->fd reads the rest (the first chunk already fed), 0 when
+ * it was read whole, -1 on failure. */
+static int open_stdin(th_replay *r) {
+  ssize_t n;
+  do n = read(STDIN_FILENO, r->buf, CHUNK);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    th_log("read standard input: %s", strerror(errno));
+    return -1;
+  }
+  if (n >= 2 && (unsigned char)r->buf[0] == 0x1f && (unsigned char)r->buf[1] == 0x8b) {
+    char tmp[] = "/tmp/trailhound-stdin-XXXXXX";
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+      th_log("standard input is gzip, and a temporary file for it cannot be made: %s", strerror(errno));
+      return -1;
+    }
+    unlink(tmp);  /* gone at the end whatever happens; read through /proc */
+    int ok = 1;
+    while (n > 0 && ok) {
+      ok = write(fd, r->buf, (size_t)n) == n;
+      do n = read(STDIN_FILENO, r->buf, CHUNK);
+      while (n < 0 && errno == EINTR);
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    if (ok && n == 0) read_whole(r, path);
+    else th_log("standard input: %s", n < 0 ? strerror(errno) : "cannot keep it to read whole");
+    close(fd);
+    return ok && n == 0 ? 0 : -1;
+  }
+  r->fd = STDIN_FILENO;
+  r->path = "standard input";
+  th_framer_init(&r->framer, r->max_line, 0);
+  th_progress_bytes((uint64_t)n);
+  th_source src = {r->stream, r->max_line};
+  if (n > 0) th_framer_feed(&r->framer, r->buf, (size_t)n, th_source_line, &src);
+  th_stream_flush(r->stream);
+  return 1;
+}
+
 /* Open the next file; 0 when there is none left. */
 static int open_next(th_replay *r) {
   while (r->next < r->nfiles) {
@@ -65,6 +110,12 @@ static int open_next(th_replay *r) {
       th_log("%s: out of memory", path);
       r->failed++;
       continue;
+    }
+    if (strcmp(path, "-") == 0) {
+      int got = open_stdin(r);
+      if (got < 0) r->failed++;
+      if (got < 0) continue;
+      return 1;
     }
     if (th_source_whole_name(path)) {
       read_whole(r, path);
@@ -178,4 +229,53 @@ void th_replay_close(th_replay *r) {
   r->buf = NULL;
   uv_close((uv_handle_t *)&r->idle, NULL);
   th_progress_clear();
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+char **th_replay_expand(char **files, int n, int *nout) {
+  size_t cap = (size_t)n + 16, count = 0;
+  char **out = malloc(cap * sizeof *out);
+  if (out == NULL) return NULL;
+  for (int i = 0; i < n; i++) {
+    struct stat st;
+    DIR *d = strcmp(files[i], "-") != 0 && stat(files[i], &st) == 0 && S_ISDIR(st.st_mode) ? opendir(files[i]) : NULL;
+    size_t first = count;
+    if (d != NULL) {  /* a folder: its files, by name (hidden ones and subfolders left out) */
+      struct dirent *de;
+      while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        size_t len = strlen(files[i]) + strlen(de->d_name) + 2;
+        char *p = malloc(len);
+        if (p == NULL) continue;
+        snprintf(p, len, "%s%s%s", files[i], files[i][strlen(files[i]) - 1] == '/' ? "" : "/", de->d_name);
+        struct stat fst;
+        if (stat(p, &fst) != 0 || !S_ISREG(fst.st_mode)) {
+          free(p);
+          continue;
+        }
+        if (count == cap) {
+          char **more = realloc(out, (cap *= 2) * sizeof *out);
+          if (more == NULL) {
+            free(p);
+            break;
+          }
+          out = more;
+        }
+        out[count++] = p;
+      }
+      closedir(d);
+      qsort(out + first, count - first, sizeof *out, by_name);
+      if (count == first) th_log("%s: a folder with no file in it", files[i]);
+      continue;
+    }
+    if (count == cap) {
+      char **more = realloc(out, (cap *= 2) * sizeof *out);
+      if (more == NULL) break;
+      out = more;
+    }
+    out[count++] = strdup(files[i]);
+  }
+  *nout = (int)count;
+  return out;
 }

@@ -47,4 +47,10 @@ void th_replay_room(th_replay *r);
 void th_replay_stop(th_replay *r);
 void th_replay_close(th_replay *r);
 
+/* The files to read for FILE arguments: a folder's regular files by name
+ * (not hidden ones, not its subfolders), "-" (standard input) and the rest
+ * as they are. Returns a new list of strings (free each, and it), or NULL;
+ * *nout its length. */
+char **th_replay_expand(char **files, int n, int *nout);
+
 #endif

@@ -292,6 +292,32 @@ describe("trailhound replay", function()
       assert.matches("--rule nosuch: no loaded rule has that name", err6, 1, true)
     end)
 
+    it("reads standard input for -, NDJSON or gzip found by its first bytes, and a folder's files", function()
+      local function run_sh(cmd)
+        local d = th.tmpdir()
+        local rc = os.execute(cmd .. " >" .. d .. "/out 2>" .. d .. "/err")
+        return th.read(d .. "/out"), th.read(d .. "/err"), rc
+      end
+      local bin = th.quote(th.bin)
+      local want = #th.alerts((th.run({ "replay", "examples/cloudtrail/bedrock-denied-derived.ndjson" })))
+      local out, err, rc = run_sh("cat examples/cloudtrail/bedrock-denied-derived.ndjson | " .. bin .. " replay -")
+      assert.is_true(rc, err)
+      assert.equal(want, #th.alerts(out))
+      assert.equal("-", th.alerts(out)[1].trailhound.source.path)
+      out, err = run_sh("gzip -c examples/cloudtrail/bedrock-denied-derived.ndjson | " .. bin .. " replay -")
+      assert.equal(want, #th.alerts(out), err)
+      local _, s3err = run_sh("cat examples/s3/*.json.gz | " .. bin .. " replay -")
+      assert.matches("19 records", s3err, 1, true)
+      out = run_sh(bin .. " replay - </dev/null")
+      assert.equal("", out)
+      local d = th.tmpdir()
+      os.execute("cp examples/cloudtrail/*.ndjson examples/s3/*.json.gz " .. th.quote(d) ..
+        " && mkdir " .. th.quote(d .. "/sub") .. " && touch " .. th.quote(d .. "/.hidden"))
+      local _, err2, rc2 = th.run({ "replay", d })
+      assert.equal(0, rc2, err2)
+      assert.matches("3 files, 344 records, 0 malformed, 12 alerts", err2, 1, true)
+    end)
+
     it("answers help COMMAND with that command's usage, and an unknown one with exit 2", function()
       for _, cmd in ipairs({ "run", "replay", "test", "check", "explain", "show", "new", "dev" }) do
         local out, err, rc = th.run({ "help", cmd })
