@@ -199,7 +199,8 @@ describe("trailhound replay", function()
       end
       local f = d .. "/bad.ndjson"
       th.write(f, table.concat(parts))
-      local out, err, rc = th.run({ "replay", "--max-line", "2K", f, d .. "/missing.ndjson", d })
+      os.execute("mkdir " .. th.quote(d .. "/empty"))
+      local out, err, rc = th.run({ "replay", "--max-line", "2K", f, d .. "/missing.ndjson", d .. "/empty" })
       assert.equal(0, rc)
       assert.equal(7, #th.alerts(out), err)
       for _, off in ipairs(offsets) do
@@ -210,8 +211,8 @@ describe("trailhound replay", function()
       assert.matches("too many nested", err, 1, true)
       assert.matches("longer than --max-line (2048 bytes)", err, 1, true)
       assert.matches("open " .. d .. "/missing.ndjson: No such file or directory", err, 1, true)
-      assert.matches(d .. ": Is a directory", err, 1, true)
-      assert.matches("1 file (2 unreadable), 7 records, 8 malformed, 7 alerts", err, 1, true)
+      assert.matches(d .. "/empty: a folder with no file in it", err, 1, true)
+      assert.matches("1 file (1 unreadable), 7 records, 8 malformed, 7 alerts", err, 1, true)
       assert.not_matches("internal error", err, 1, true)
     end)
 
