@@ -362,7 +362,7 @@ static void jnum(jbuf *b, lua_State *L, int idx) {
 
 typedef struct jkey {
   int type;                /* LUA_TSTRING or LUA_TNUMBER */
-  const char *s;           /* a string key (held by the table), or its number's text */
+  const char *s;           /* a string key (held by the table); NULL for a number */
   size_t n;
   char text[40];
   int isint;
@@ -370,10 +370,14 @@ typedef struct jkey {
   lua_Number d;
 } jkey;
 
+/* A key's text: its own, or its number's (never a pointer into the array,
+ * which grows and is sorted). */
+static const char *jkey_text(const jkey *k) { return k->s ? k->s : k->text; }
+
 static int jkey_cmp(const void *a, const void *b) {
   const jkey *x = a, *y = b;
   size_t n = x->n < y->n ? x->n : y->n;
-  int c = memcmp(x->s, y->s, n);
+  int c = memcmp(jkey_text(x), jkey_text(y), n);
   return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
@@ -436,7 +440,6 @@ static void jtable(jbuf *b, lua_State *L, int idx, int depth) {
         snprintf(k->text, sizeof k->text, "%.14g", (double)k->d);
         all_positive_ints = 0;
       }
-      k->s = k->text;
       k->n = strlen(k->text);
     }
   }
@@ -462,7 +465,7 @@ static void jtable(jbuf *b, lua_State *L, int idx, int depth) {
   jput(b, "{", 1);
   for (size_t i = 0; i < count && !b->err; i++) {
     if (i > 0) jput(b, ",", 1);
-    jstr(b, keys[i].s, keys[i].n);
+    jstr(b, jkey_text(&keys[i]), keys[i].n);
     jput(b, ":", 1);
     jget(L, idx, &keys[i]);
     jvalue(b, L, lua_gettop(L), depth + 1);
