@@ -154,6 +154,39 @@ void th_sink_fatal(th_sink *s, const char *fmt, ...) {
   check_drained(o);
 }
 
+/* ---- marks ----------------------------------------------------------------------------- */
+
+int th_marks_push(th_marks *q, uint64_t seq, uint64_t end) {
+  if (q->count == q->cap) {
+    size_t cap = q->cap ? q->cap * 2 : 256;
+    th_mark *m = malloc(cap * sizeof *m);
+    if (m == NULL) return -1;
+    for (size_t i = 0; i < q->count; i++) m[i] = *th_marks_at(q, i);
+    free(q->m);
+    q->m = m;
+    q->cap = cap;
+    q->head = 0;
+  }
+  q->m[(q->head + q->count++) % q->cap] = (th_mark){seq, end};
+  return 0;
+}
+
+uint64_t th_marks_take(th_marks *q, uint64_t upto, uint64_t *end) {
+  uint64_t seq = 0;
+  while (q->count > 0 && q->m[q->head].end <= upto) {
+    seq = q->m[q->head].seq;
+    if (end) *end = q->m[q->head].end;
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+  }
+  return seq;
+}
+
+void th_marks_free(th_marks *q) {
+  free(q->m);
+  memset(q, 0, sizeof *q);
+}
+
 /* ---- setting up ------------------------------------------------------------------------- */
 
 typedef struct kind {

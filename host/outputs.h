@@ -171,6 +171,31 @@ void th_sink_ok(th_sink *s);
 /* stdout cannot go on: th_outputs_fatal, and the owner stops. */
 void th_sink_fatal(th_sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Where each alert a sink has handed on ends, in the sink's own count of
+ * bytes: a queue, so that knowing how far the bytes are taken (written, read
+ * by a program) says which alerts are through. */
+typedef struct th_mark {
+  uint64_t seq;            /* alerts before seq ... */
+  uint64_t end;            /* ... end at this byte */
+} th_mark;
+
+typedef struct th_marks {
+  th_mark *m;
+  size_t head, count, cap;
+} th_marks;
+
+/* Add a mark at the end. Returns 0, or -1 out of memory. */
+int th_marks_push(th_marks *q, uint64_t seq, uint64_t end);
+
+/* Take the marks whose end is at most upto; returns the last one's seq, or
+ * 0 when none was taken, and its end in *end (if not NULL). */
+uint64_t th_marks_take(th_marks *q, uint64_t upto, uint64_t *end);
+
+/* The i-th mark from the oldest. */
+static inline th_mark *th_marks_at(th_marks *q, size_t i) { return &q->m[(q->head + i) % q->cap]; }
+
+void th_marks_free(th_marks *q);
+
 /* The sinks there are (each in its own file). */
 extern const th_sink_ops th_sink_stdout_ops, th_sink_file_ops, th_sink_exec_ops, th_sink_http_ops, th_sink_es_ops,
     th_sink_syslog_ops;

@@ -24,11 +24,6 @@
 
 enum { CHUNK = 64 << 10, CHECK_MS = 20 };
 
-typedef struct mark {
-  uint64_t seq;            /* alerts before seq ... */
-  uint64_t end;            /* ... end at this byte of what was written to this program */
-} mark;
-
 typedef struct execsink {
   th_sink *s;
   const char *cmd;
@@ -40,12 +35,9 @@ typedef struct execsink {
   int writing;
   char *chunk;             /* what the write in flight holds */
   size_t chunk_len;
-  uint64_t chunk_end;      /* the seq after its last alert */
   int exited;              /* the program is gone; its handles are closing */
   uint64_t written;        /* bytes the pipe of this program took */
-  uint64_t pending;        /* ... and is taking (the write in flight) */
-  mark *marks;             /* alerts written and not yet read, in order */
-  size_t mhead, mcount, mcap;
+  th_marks marks;          /* alerts written and not yet read, ends counted as written is */
   uv_timer_t check;        /* while some is unread */
 } execsink;
 
@@ -66,30 +58,12 @@ static void gone(execsink *x) {
   if (!uv_is_closing((uv_handle_t *)&x->proc)) uv_close((uv_handle_t *)&x->proc, on_handle_closed);
 }
 
-static int grow_marks(execsink *x) {
-  size_t cap = x->mcap ? x->mcap * 2 : 256;
-  mark *m = malloc(cap * sizeof *m);
-  if (m == NULL) return -1;
-  for (size_t i = 0; i < x->mcount; i++) m[i] = x->marks[(x->mhead + i) % x->mcap];
-  free(x->marks);
-  x->marks = m;
-  x->mcap = cap;
-  x->mhead = 0;
-  return 0;
-}
-
 /* What the program has read is delivered. */
 static void check_read(execsink *x) {
   uv_os_fd_t fd;
   int unread = 0;
   if (x->exited || uv_fileno((uv_handle_t *)&x->in, &fd) < 0 || ioctl(fd, FIONREAD, &unread) < 0) return;
-  uint64_t consumed = x->written - (uint64_t)unread;
-  uint64_t seq = 0;
-  while (x->mcount > 0 && x->marks[x->mhead].end <= consumed) {
-    seq = x->marks[x->mhead].seq;
-    x->mhead = (x->mhead + 1) % x->mcap;
-    x->mcount--;
-  }
+  uint64_t seq = th_marks_take(&x->marks, x->written - (uint64_t)unread, NULL);
   if (seq) {
     th_sink_ok(x->s);
     th_sink_acked(x->s, seq);
@@ -99,13 +73,13 @@ static void check_read(execsink *x) {
 static void on_check(uv_timer_t *t) {
   execsink *x = t->data;
   check_read(x);
-  if (x->mcount > 0 && !x->s->closing && !x->exited) uv_timer_start(&x->check, on_check, CHECK_MS, 0);
+  if (x->marks.count > 0 && !x->s->closing && !x->exited) uv_timer_start(&x->check, on_check, CHECK_MS, 0);
 }
 
 /* The program is gone: what it had not read goes to the next one. */
 static void forget(execsink *x) {
-  x->written = x->pending = 0;
-  x->mhead = x->mcount = 0;
+  x->written = 0;
+  x->marks.head = x->marks.count = 0;
   uv_timer_stop(&x->check);
   th_sink_rewind(x->s);
 }
@@ -136,9 +110,8 @@ static void on_written(uv_write_t *req, int status) {
     return;
   }
   x->written += x->chunk_len;
-  x->pending = 0;
   check_read(x);
-  if (x->mcount > 0) uv_timer_start(&x->check, on_check, CHECK_MS, 0);
+  if (x->marks.count > 0) uv_timer_start(&x->check, on_check, CHECK_MS, 0);
   kick(s);
 }
 
@@ -189,19 +162,18 @@ static void kick(th_sink *s) {
   if (!x->running && start_program(x) < 0) return;
   th_outputs *o = s->set;
   if (s->sent >= o->next) return;
-  size_t len = 0, cap = 0, marks_before = x->mcount;
+  size_t len = 0, cap = 0, marks_before = x->marks.count;
   char *chunk = NULL;
   uint64_t seq = s->sent;
   while (seq < o->next && len < CHUNK) {
     const th_alert *a = th_outputs_get(o, seq);
-    if (x->mcount == x->mcap && grow_marks(x) < 0) break;
     if (len + a->len + 1 > cap) {
       cap = cap ? cap : CHUNK;
       while (cap < len + a->len + 1) cap *= 2;
       char *p = realloc(chunk, cap);
       if (p == NULL) {
         free(chunk);
-        x->mcount = marks_before;
+        x->marks.count = marks_before;
         th_sink_failed(s, "out of memory");
         return;
       }
@@ -211,24 +183,22 @@ static void kick(th_sink *s) {
     chunk[len + a->len] = '\n';
     len += a->len + 1;
     seq++;
-    x->marks[(x->mhead + x->mcount++) % x->mcap] = (mark){seq, x->written + x->pending + len};
-  }
-  if (len == 0) {
-    th_sink_failed(s, "out of memory");
-    return;
+    if (th_marks_push(&x->marks, seq, x->written + len) < 0) {
+      free(chunk);
+      x->marks.count = marks_before;
+      th_sink_failed(s, "out of memory");
+      return;
+    }
   }
   uv_buf_t b = uv_buf_init(chunk, (unsigned)len);
   x->wreq.data = x;
   x->chunk = chunk;
   x->chunk_len = len;
-  x->chunk_end = seq;
-  x->pending = len;
   int r = uv_write(&x->wreq, (uv_stream_t *)&x->in, &b, 1, on_written);
   if (r < 0) {  /* the pipe is broken: the program's exit follows */
     free(chunk);
     x->chunk = NULL;
-    x->mcount = marks_before;
-    x->pending = 0;
+    x->marks.count = marks_before;
     th_sink_failed(s, "write to the program: %s", uv_strerror(r));
     return;
   }
@@ -269,7 +239,7 @@ static void free_exec(th_sink *s) {
   execsink *x = s->impl;
   if (x == NULL) return;
   free(x->chunk);
-  free(x->marks);
+  th_marks_free(&x->marks);
   free(x);
   s->impl = NULL;
 }

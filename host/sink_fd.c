@@ -31,11 +31,6 @@
 
 enum { FLUSH_AT = 64 << 10 };
 
-typedef struct mark {
-  uint64_t seq;            /* alerts before seq ... */
-  size_t end;              /* ... end at this byte of the buffer */
-} mark;
-
 typedef struct fdsink {
   th_sink *s;
   int fd;                  /* -1: not open */
@@ -45,8 +40,7 @@ typedef struct fdsink {
   int restore_flags;       /* stdout's flags before, restored at the end; -1 */
   char *buf;
   size_t off, len, cap;
-  mark *marks;             /* one per alert in buf, in order */
-  size_t mhead, mcount, mcap;
+  th_marks marks;          /* one per alert in buf, in order: where in buf it ends */
   size_t line_start;       /* where in buf the alert being written starts */
   uint64_t staged;         /* alerts before this are in buf or written */
   uint64_t written;        /* ... or written */
@@ -156,7 +150,7 @@ static int stage(fdsink *f) {
       size_t drop = f->line_start;  /* what was written makes room (not the line being written) */
       if (drop > 0) {
         memmove(f->buf, f->buf + drop, f->len - drop);
-        for (size_t i = 0; i < f->mcount; i++) f->marks[(f->mhead + i) % f->mcap].end -= drop;
+        for (size_t i = 0; i < f->marks.count; i++) th_marks_at(&f->marks, i)->end -= drop;
         f->len -= drop;
         f->off -= drop;
         f->line_start = 0;
@@ -170,21 +164,11 @@ static int stage(fdsink *f) {
         f->cap = cap;
       }
     }
-    if (f->mcount == f->mcap) {
-      size_t cap = f->mcap ? f->mcap * 2 : 256;
-      mark *m = malloc(cap * sizeof *m);
-      if (m == NULL) return -1;
-      for (size_t i = 0; i < f->mcount; i++) m[i] = f->marks[(f->mhead + i) % f->mcap];
-      free(f->marks);
-      f->marks = m;
-      f->mcap = cap;
-      f->mhead = 0;
-    }
+    if (th_marks_push(&f->marks, f->staged + 1, f->len + a->len + 1) < 0) return -1;
     memcpy(f->buf + f->len, a->text, a->len);
     f->buf[f->len + a->len] = '\n';
     f->len += a->len + 1;
     f->staged++;
-    f->marks[(f->mhead + f->mcount++) % f->mcap] = (mark){f->staged, f->len};
     f->s->sent = f->staged;
   }
   return 0;
@@ -192,11 +176,11 @@ static int stage(fdsink *f) {
 
 /* Bytes up to f->off are written: the alerts they finish are. */
 static void written_up_to(fdsink *f) {
-  while (f->mcount > 0 && f->marks[f->mhead].end <= f->off) {
-    f->written = f->marks[f->mhead].seq;
-    f->line_start = f->marks[f->mhead].end;
-    f->mhead = (f->mhead + 1) % f->mcap;
-    f->mcount--;
+  uint64_t end;
+  uint64_t seq = th_marks_take(&f->marks, f->off, &end);
+  if (seq) {
+    f->written = seq;
+    f->line_start = (size_t)end;
   }
 }
 
@@ -342,7 +326,7 @@ static void free_sink(th_sink *s) {
   if (f->restore_flags >= 0) fcntl(f->fd, F_SETFL, f->restore_flags);  /* the shell shares it */
   if (f->own && f->fd >= 0) close(f->fd);
   free(f->buf);
-  free(f->marks);
+  th_marks_free(&f->marks);
   free(f);
   s->impl = NULL;
 }
