@@ -30,6 +30,7 @@ static const key KEYS[] = {
   {"max_memory", "--max-memory", K_VALUE, 0},
   {"quarantine_after", "--quarantine-after", K_VALUE, 0},
   {"no_prefilter", "--no-prefilter", K_BOOL, 0},
+  {"no_max_signals", "--no-max-signals", K_BOOL, 0},
   {"output_buffer", "--output-buffer", K_VALUE, 0},
   {"outputs", "--output", K_OUTPUTS, 0},
   {"paths", NULL, K_PATHS, 0},

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "limiter.h"
 #include "log.h"
 #include "outputs.h"
 #include "prefilter.h"
@@ -619,7 +620,24 @@ static void broken(th_dispatch *d, const char *why) {
   if (d->o.on_broken) d->o.on_broken(why, d->o.ud);
 }
 
-/* Write a done batch's results: alerts, messages, counts. */
+/* An alert of rule, as the limiter decided (TH_LIMIT_*): counted, and the
+ * first and last event time of those written kept. */
+static void count_alert(th_rule *rule, int got, const char *ts, size_t tlen) {
+  if (got == TH_LIMIT_DUPLICATE) rule->duplicates++;
+  if (got == TH_LIMIT_SUPPRESSED) rule->suppressed++;
+  if (got == TH_LIMIT_HELD) rule->held++;
+  if (got != TH_LIMIT_WRITTEN) return;
+  rule->alerts++;
+  if (tlen > 0 && tlen < sizeof rule->first) {  /* ISO 8601 in UTC: text order is time order */
+    char t[sizeof rule->first];
+    memcpy(t, ts, tlen);
+    t[tlen] = '\0';
+    if (rule->first[0] == '\0' || strcmp(t, rule->first) < 0) memcpy(rule->first, t, tlen + 1);
+    if (rule->last[0] == '\0' || strcmp(t, rule->last) > 0) memcpy(rule->last, t, tlen + 1);
+  }
+}
+
+/* Write a done batch's results: alerts (through the limiter), messages, counts. */
 static void write_batch(th_dispatch *d, th_batch *b) {
   th_rules *rules = d->o.rules;
   th_rd r;
@@ -639,18 +657,28 @@ static void write_batch(th_dispatch *d, th_batch *b) {
   for (uint32_t i = 0; i < n; i++) {
     uint8_t kind = th_rd_u8(&r);
     th_rd_u32(&r);  /* the record */
-    size_t len, tlen;
+    size_t len;
     const char *s;
     uint32_t slot;
     switch (kind) {
       case TH_ITEM_ALERT: {
-        th_rd_u32(&r);
-        th_rd_str(&r, &tlen);
-        size_t ulen;
-        const char *uuid = th_rd_str(&r, &ulen);
-        uint8_t severity = th_rd_u8(&r);
-        s = th_rd_str(&r, &len);
-        if (th_outputs_push(d->o.out, s, len, uuid, ulen, severity) < 0) broken(d, "out of memory for alerts");
+        th_limit_alert a;
+        th_rule *rule = th_rules_slot(rules, th_rd_u32(&r));
+        a.ts = th_rd_str(&r, &a.tlen);
+        a.uuid = th_rd_str(&r, &a.ulen);
+        a.severity = th_rd_u8(&r);
+        a.text = th_rd_str(&r, &a.len);
+        a.max_signals = th_rd_u32(&r);
+        a.interval_s = th_rd_u32(&r);
+        a.suppress_s = th_rd_u32(&r);
+        a.group = th_rd_str(&r, &a.glen);
+        a.at = th_rd_u32(&r);
+        a.slen = th_rd_u32(&r);
+        a.rule_id = rule ? rule->id : "";
+        a.rule_name = rule ? rule->name : "";
+        int got = th_limiter_alert(d->o.limiter, &a);
+        if (got < 0) broken(d, "out of memory for alerts");
+        else if (rule) count_alert(rule, got, a.ts, a.tlen);
         break;
       }
       case TH_ITEM_LOG:
@@ -721,46 +749,6 @@ static void apply_commits(th_dispatch *d) {
 /* A stop may end: nothing with workers (the outputs are waited for apart). */
 static int settled(const th_dispatch *d) { return in_flight(d) == 0; }
 
-/* A written batch's alerts, counted per rule once they are out, with the
- * first and last event time. */
-static void count_alerts(th_dispatch *d, const th_batch *b) {
-  th_rd r;
-  th_rd_init(&r, b->reply, b->reply_len);
-  th_rd_u64(&r);
-  th_rd_u32(&r);
-  for (int i = 0; i < 3; i++) th_rd_u64(&r);
-  uint32_t n = th_rd_u32(&r);
-  for (uint32_t i = 0; i < n; i++) {
-    uint8_t kind = th_rd_u8(&r);
-    th_rd_u32(&r);
-    size_t len, tlen;
-    if (kind == TH_ITEM_LOG) {
-      th_rd_str(&r, &len);
-      continue;
-    }
-    uint32_t slot = th_rd_u32(&r);
-    if (kind != TH_ITEM_ALERT) {
-      th_rd_u32(&r);  /* load */
-      th_rd_str(&r, &len);
-      continue;
-    }
-    const char *ts = th_rd_str(&r, &tlen);
-    th_rd_str(&r, &len);  /* uuid */
-    th_rd_u8(&r);         /* severity */
-    th_rd_str(&r, &len);
-    th_rule *rule = th_rules_slot(d->o.rules, slot);
-    if (rule == NULL) continue;
-    rule->alerts++;
-    if (tlen > 0 && tlen < sizeof rule->first) {  /* ISO 8601 in UTC: text order is time order */
-      char t[sizeof rule->first];
-      memcpy(t, ts, tlen);
-      t[tlen] = '\0';
-      if (rule->first[0] == '\0' || strcmp(t, rule->first) < 0) memcpy(rule->first, t, tlen + 1);
-      if (rule->last[0] == '\0' || strcmp(t, rule->last) > 0) memcpy(rule->last, t, tlen + 1);
-    }
-  }
-}
-
 /* Write the stream's done batches that no earlier batch holds back. */
 static void advance(th_stream *s) {
   th_dispatch *d = s->d;
@@ -777,7 +765,6 @@ static void advance(th_stream *s) {
     if (s->head == NULL) s->tail = NULL;
     /* Alerts must be delivered before the stream is committed past their
      * records: the commit waits until every output has acknowledged them. */
-    count_alerts(d, b);
     if (b->moves && !(s->held && b->end.offset > s->hold)) wait_commit(d, s, b);
     batch_release(d, b);
   }

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "dispatch.h"
+#include "limiter.h"
 #include "log.h"
 #include "outputs.h"
 #include "progress.h"
@@ -41,7 +42,7 @@ static const char usage[] =
   "                           [--workers N] [--max-time MS]\n"
   "                           [--max-worker-memory BYTES]\n"
   "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
-  "                           [--no-prefilter])\n"
+  "                           [--no-prefilter] [--no-max-signals])\n"
   "       trailhound test|check|explain|show|new|dev ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
   "\n"
@@ -95,6 +96,8 @@ static const char usage[] =
   "  --no-prefilter       decode every record; by default a record whose text holds none of the\n"
   "                       values the rules require (event.provider, event.action, ...) is counted\n"
   "                       and skipped undecoded, which changes no alert\n"
+  "  --no-max-signals     write every alert: no rule's max_signals holds any back (suppression\n"
+  "                       and duplicates still apply); for a hunt through old logs, or a benchmark\n"
   "\n"
   "Rules run in worker processes, never in the process that reads files and keeps checkpoints.\n"
   "run reloads a rule file or scripts/normalize.lua when it changes, once the new version\n"
@@ -126,6 +129,7 @@ typedef struct options {
   unsigned max_time_ms;   /* wall-clock limit of a rule call */
   size_t heap_cap;        /* bytes one worker's heap may hold */
   int no_prefilter;       /* --no-prefilter */
+  int no_max_signals;     /* --no-max-signals */
   char **outputs;         /* --output */
   int noutputs;
   size_t output_buffer;   /* --output-buffer */
@@ -266,6 +270,8 @@ static int parse(int argc, char **argv, options *o) {
         return usage_error("--output-buffer: bad size '%s' (at least 1M; K, M, G suffixes)", val);
     } else if (strcmp(a, "--no-prefilter") == 0) {
       o->no_prefilter = 1;
+    } else if (strcmp(a, "--no-max-signals") == 0) {
+      o->no_max_signals = 1;
     } else if (strcmp(a, "--workers") == 0) {
       long long n = parse_count(val);
       if (n < 1 || n > 256) return usage_error("--workers: bad count '%s' (1 to 256)", val);
@@ -417,6 +423,8 @@ typedef struct host {
   const options *o;
   int replay;               /* replay, else run */
   th_outputs out;
+  th_limiter *lim;          /* between the workers' alerts and the outputs */
+  const char *state;        /* run: the state file, NULL: none */
   th_pool pool;
   th_rules rules;
   th_dispatch *d;
@@ -462,6 +470,7 @@ static void close_handles(host *h) {
   th_rules_close(&h->rules);
   th_dispatch_close(h->d);
   th_outputs_close(&h->out);
+  th_limiter_close(h->lim);
   if (h->replay) th_replay_close(&h->rp);
   else th_reload_close(&h->reload);
 }
@@ -473,6 +482,7 @@ static void on_tail_stopped(void *ud) { close_handles(ud); }
 static void on_drained(int all, void *ud) {
   host *h = ud;
   h->draining = 0;
+  th_limiter_save(h->lim);  /* what the outputs have now: a restart goes on from it */
   uint64_t left = th_outputs_next(&h->out) - th_outputs_acked(&h->out);
   if (!all && left > 0)
     th_log("%llu alert%s not delivered by every output; %s", (unsigned long long)left, left == 1 ? "" : "s",
@@ -490,6 +500,8 @@ static void on_drained(int all, void *ud) {
 static void on_stopped(void *ud) {
   host *h = ud;
   h->draining = 1;
+  th_limiter_flush(h->lim);  /* every suppressed group's count */
+  th_outputs_kick(&h->out);
   th_outputs_drain(&h->out, h->replay && h->rc == 0 ? 0 : DRAIN_MS, on_drained, h);
 }
 
@@ -607,8 +619,7 @@ static void on_live(void *ud) {
 
 static int start_run(host *h, const char *rules, const char *home) {
   const options *o = h->o;
-  static char statebuf[PATH_MAX];
-  const char *state = o->no_state ? NULL : o->state ? o->state : default_state(statebuf, sizeof statebuf, o);
+  const char *state = h->state;
   if (state) th_log("state: %s", state);
   th_tail_opts to = {
     .dispatch = h->d, .max_line = o->max_line, .from_end = o->from_end,
@@ -665,8 +676,16 @@ static int host_main(const options *o, const char *rules, const char *home) {
     .no_prefilter = o->no_prefilter,
     .on_live = on_live, .on_fatal = on_fatal, .ud = &h,
   };
+  static char statebuf[PATH_MAX];
+  if (!h.replay && !o->no_state) h.state = o->state ? o->state : default_state(statebuf, sizeof statebuf, o);
+  if ((h.lim = th_limiter_new(&h.loop, &h.out, h.state, o->no_max_signals)) == NULL) {
+    th_log("cannot start: out of memory");
+    th_outputs_free(&h.out);
+    uv_loop_close(&h.loop);
+    return 1;
+  }
   th_dispatch_opts dop = {
-    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .on_room = on_room, .on_idle = on_idle,
+    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .limiter = h.lim, .on_room = on_room, .on_idle = on_idle,
     .on_broken = on_broken, .ud = &h,
   };
   int rc = 1;
@@ -723,6 +742,7 @@ cleanup:
   th_rules_free(&h.rules);
   th_pool_free(&h.pool);
   th_outputs_free(&h.out);
+  th_limiter_free(h.lim);
   uv_loop_close(&h.loop);
   for (int i = 0; expanded && i < nexpanded; i++) free(expanded[i]);
   free(expanded);

@@ -51,6 +51,13 @@ int th_outputs_push(th_outputs *o, const char *text, size_t len, const char *uui
   return 0;
 }
 
+int th_outputs_push_update(th_outputs *o, const char *text, size_t len, const char *uuid, size_t uuid_len,
+                           uint8_t severity) {
+  if (th_outputs_push(o, text, len, uuid, uuid_len, severity) < 0) return -1;
+  o->ring[(o->head + o->count - 1) % o->cap].update = 1;
+  return 0;
+}
+
 /* Let go of the alerts every sink has. */
 static void release(th_outputs *o) {
   while (o->count > 0 && o->base < o->acked) {

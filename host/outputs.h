@@ -57,6 +57,7 @@ typedef struct th_alert {
   size_t len;
   char uuid[40];           /* kibana.alert.uuid, "" when unknown */
   uint8_t severity;        /* syslog's: 2 critical, 3 high, 4 medium, 5 low */
+  uint8_t update;          /* the same uuid written again with more (a suppression count): replaces it */
   uint64_t at_ms;          /* loop time it was queued */
 } th_alert;
 
@@ -122,6 +123,12 @@ int th_outputs_start(th_outputs *o, void (*on_progress)(void *ud), void *ud, cha
  * on it at the next th_outputs_kick. */
 int th_outputs_push(th_outputs *o, const char *text, size_t len, const char *uuid, size_t uuid_len,
                     uint8_t severity);
+
+/* Queue an alert that replaces one written before with the same uuid (the
+ * Elasticsearch output indexes it over the first; the others write it as
+ * one more line). */
+int th_outputs_push_update(th_outputs *o, const char *text, size_t len, const char *uuid, size_t uuid_len,
+                           uint8_t severity);
 
 /* Let the outputs take what was pushed. */
 void th_outputs_kick(th_outputs *o);

@@ -137,7 +137,8 @@ int th_proto_check_batch(const char *p, size_t len, uint32_t nslots) {
   th_rd_u64(&r);  /* malformed */
   th_rd_u64(&r);  /* failed */
   uint32_t n = th_rd_u32(&r);
-  size_t sl;
+  size_t sl, line;
+  uint32_t at;
   for (uint32_t i = 0; i < n && !r.bad; i++) {
     uint8_t kind = th_rd_u8(&r);
     th_rd_u32(&r);  /* record */
@@ -147,7 +148,11 @@ int th_proto_check_batch(const char *p, size_t len, uint32_t nslots) {
         th_rd_str(&r, &sl);  /* timestamp */
         th_rd_str(&r, &sl);  /* uuid */
         th_rd_u8(&r);        /* severity */
-        th_rd_str(&r, &sl);  /* the alert */
+        th_rd_str(&r, &line);  /* the alert */
+        for (int k = 0; k < 3; k++) th_rd_u32(&r);  /* max_signals, interval_s, suppress_s */
+        th_rd_str(&r, &sl);  /* group */
+        at = th_rd_u32(&r);  /* the suppression object: inside the alert */
+        if (at + (uint64_t)th_rd_u32(&r) > line) return -1;
         break;
       case TH_ITEM_LOG: th_rd_str(&r, &sl); break;
       case TH_ITEM_FAIL:

@@ -39,7 +39,9 @@
  *               u64 time_ns }
  *     items:    u32 n, n x item
  *     item:     u8 kind (TH_ITEM_*), u32 record index, then
- *               ALERT: u32 slot, str timestamp, str line
+ *               ALERT: u32 slot, str timestamp, str uuid, u8 severity, str line,
+ *                      u32 max_signals, u32 interval_s, u32 suppress_s, str group,
+ *                      u32 at, u32 len (the suppression object in line; limiter.h)
  *               LOG: str message
  *               FAIL: u32 slot, u32 load, str message (the first failure of the rule
  *                 in the batch)

@@ -37,6 +37,7 @@ typedef struct th_rule {
   uint32_t load;           /* bumped at every (re)load: workers start it afresh */
   int quarantined;
   uint64_t alerts, errors, seen, time_ns;  /* added up over workers and versions */
+  uint64_t held, suppressed, duplicates;  /* alerts not written (limiter.h) */
   char first[40], last[40];  /* the first and last event's @timestamp among its alerts */
   uint64_t reported_at;    /* loop ms of its last failure report, 0: never */
   uint64_t errors_reported;  /* errors when it was last reported */

@@ -10,6 +10,8 @@
  * are delivered; if any other item failed, the whole batch is sent again
  * after the backoff, and what went in the first time comes back as 409. So
  * a re-send, after a failure or a restart, never makes a second document.
+ * An update (a suppressed group's count, limiter.h) is an `index` action
+ * with the same _id: the stored document ends with the last count.
  *
  * A failure (no connection, DNS, TLS, a timeout, a status that is not 2xx,
  * a bulk item refused) is said with its cause: curl's words, or the status
@@ -176,8 +178,9 @@ static void kick(th_sink *s) {
     int bad = 0;
     if (h->es) {
       char action[256];
-      if (a->uuid[0])
-        snprintf(action, sizeof action, "{\"create\":{\"_index\":\"%s\",\"_id\":\"%s\"}}\n", h->index, a->uuid);
+      if (a->uuid[0])  /* an update replaces the document its first sending made */
+        snprintf(action, sizeof action, "{\"%s\":{\"_index\":\"%s\",\"_id\":\"%s\"}}\n",
+                 a->update ? "index" : "create", h->index, a->uuid);
       else
         snprintf(action, sizeof action, "{\"create\":{\"_index\":\"%s\"}}\n", h->index);
       bad |= put(&h->body, action, strlen(action));

@@ -29,6 +29,22 @@ static void summary_row(const th_rule *rule, void *ud) {
           rule->name);
 }
 
+/* A rule's alerts that were not written (limiter.h): a line, if any. */
+static void limits_row(const th_rule *rule, void *ud) {
+  sum *s = ud;
+  if (rule->held + rule->suppressed + rule->duplicates == 0) return;
+  char held[64] = "", sup[96] = "", dup[64] = "";
+  if (rule->held)
+    snprintf(held, sizeof held, ", %llu held back by max_signals", (unsigned long long)rule->held);
+  if (rule->suppressed)
+    snprintf(sup, sizeof sup, ", %llu suppressed into their group's alert", (unsigned long long)rule->suppressed);
+  if (rule->duplicates)
+    snprintf(dup, sizeof dup, ", %llu duplicate%s written once", (unsigned long long)rule->duplicates,
+             plural(rule->duplicates));
+  fprintf(s->f, "trailhound: %s: %s%s%s\n", rule->name, (held[0] ? held : sup[0] ? sup : dup) + 2,
+          held[0] ? sup : "", held[0] || sup[0] ? dup : "");
+}
+
 /* Are alerts going anywhere but stdout, or has an output failed? Then the
  * summary has a line per output. */
 static int outputs_worth_saying(const th_outputs *out) {
@@ -52,6 +68,7 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs 
   if (s.rows > 0) {
     fprintf(stderr, "  %7s  %6s  %-24s  %-24s  %s\n", "alerts", "errors", "first event", "last event", "rule");
     th_rules_each(r, summary_row, &s);
+    th_rules_each(r, limits_row, &s);
   }
   if (t.prefiltered > 0)
     fprintf(stderr, "trailhound: prefilter: %llu of %llu records skipped undecoded, holding none of the values "
@@ -87,6 +104,7 @@ void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *o
             "require\n", (unsigned long long)t.prefiltered);
   fprintf(stderr, "  %9s  %7s  %7s  %9s  %-11s  %s\n", "events", "alerts", "errors", "time ms", "state", "rule");
   th_rules_each(r, stats_row, &s);
+  th_rules_each(r, limits_row, &s);
   if (nfiles > 0) {
     fprintf(stderr, "  %12s  %12s  %12s  %s\n", "offset", "size", "lag bytes", "file");
     for (size_t i = 0; i < nfiles; i++)

@@ -147,8 +147,8 @@ end
 -- doc: the event's ECS document; src: { path, offset, index }; now: ISO time.
 -- rule_as: what kibana.alert.rule holds instead of the rule's object (M.line). fresh: doc was
 -- built by the normalizer for this event alone (not an ECS document as read), so it is not
--- copied whole.
-function M.build(rule, doc, src, now, rule_as, fresh)
+-- copied whole. suppression: what kibana.alert.suppression holds (M.suppression), if anything.
+function M.build(rule, doc, src, now, rule_as, fresh, suppression)
   local meta = rule.meta
   local a = fresh and top(doc) or nest(doc, {})
   local ev = type(a.event) == "table" and a.event or {}
@@ -172,6 +172,7 @@ function M.build(rule, doc, src, now, rule_as, fresh)
       start = now,
       ancestors = { { id = event.get(doc, "event.id"), type = "event", depth = 0 } },
       rule = rule_as or rule_block(meta),
+      suppression = suppression,
     },
   }
   a.trailhound = { source = { path = src.path, offset = src.offset, index = src.index } }
@@ -190,25 +191,65 @@ function M.encode(a)
   return (cjson.encode(a):gsub("\\/", "/"))
 end
 
+-- kibana.alert.suppression of a rule's first alert for its group, as Elastic
+-- writes it (docs_count 0: the alerts suppressed into it are counted by the
+-- host, which writes the group's alert again with the count), and the group's
+-- key: the terms' JSON. nil when the rule does not suppress, or when a field
+-- is missing and missing_fields_strategy is "doNotSuppress".
+function M.suppression(rule, doc)
+  local s = rule.limits and rule.limits.suppress
+  if not s then return nil end
+  local terms = {}
+  for i, field in ipairs(s.fields) do
+    local v = event.get(doc, field)
+    if v == nil then
+      if s.missing == "doNotSuppress" then return nil end
+      v = null
+    elseif type(v) ~= "table" then
+      v = { v }
+    end
+    terms[i] = { field = field, value = v }
+  end
+  local t = event.get(doc, "@timestamp")
+  t = type(t) == "string" and t or nil
+  return { docs_count = 0, start = t, ["end"] = t, terms = terms }, M.encode(terms)
+end
+
 -- The alert's JSON text and its uuid: M.encode(M.build(...)), with the rule's object (half
 -- the text: description, tags, threat) encoded once per rule and put in the
 -- place of a marker. An event that holds the marker's text itself is encoded
--- the plain way.
+-- the plain way. With suppression (M.suppression), also where its object is in
+-- the text: its first byte (from 0) and its length, so the host can write the
+-- count into it (0, 0 when it cannot be found once: the alert is not suppressed).
 local MARK = "\0trailhound: kibana.alert.rule\0"
 local MARK_JSON = M.encode(MARK)
+local SUPPRESSION = "\0trailhound: kibana.alert.suppression\0"
+local SUPPRESSION_JSON = M.encode(SUPPRESSION)
 local encoded_rules = setmetatable({}, { __mode = "k" })
-function M.line(rule, doc, src, now, fresh)
+
+local function place(text, mark, with)
+  local at, last = text:find(mark, 1, true)
+  if at == nil or text:find(mark, last + 1, true) then return nil end
+  return text:sub(1, at - 1) .. with .. text:sub(last + 1), at - 1
+end
+
+function M.line(rule, doc, src, now, fresh, suppression)
   local block = encoded_rules[rule]
   if block == nil then
     block = M.encode(rule_block(rule.meta))
     encoded_rules[rule] = block
   end
-  local a = M.build(rule, doc, src, now, MARK, fresh)
+  local a = M.build(rule, doc, src, now, MARK, fresh, suppression and SUPPRESSION)
   local id = a.kibana.alert.uuid
-  local text = M.encode(a)
-  local at, last = text:find(MARK_JSON, 1, true)
-  if at == nil or text:find(MARK_JSON, last + 1, true) then return M.encode(M.build(rule, doc, src, now)), id end
-  return text:sub(1, at - 1) .. block .. text:sub(last + 1), id
+  local text = place(M.encode(a), MARK_JSON, block)
+  if text and suppression then
+    local stext = M.encode(suppression)
+    local at
+    text, at = place(text, SUPPRESSION_JSON, stext)
+    if text then return text, id, at, #stext end
+  end
+  if text then return text, id, 0, 0 end
+  return M.encode(M.build(rule, doc, src, now, nil, false, suppression)), id, 0, 0
 end
 
 return M

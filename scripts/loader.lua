@@ -70,9 +70,71 @@ local OPTIONAL = {
   note = "string", investigation_fields = "table", index = "table", from = "string",
   max_signals = "number", timestamp_override = "string", author = "table", license = "string",
   version = "number", language = "string", query = "string", match = "function",
-  tests = "table", type = "string", metadata = "table",
+  tests = "table", type = "string", metadata = "table", interval = "string", alert_suppression = "table",
 }
 local SEVERITIES = { low = true, medium = true, high = true, critical = true }
+
+-- Seconds in a duration as Elastic writes one: "5m", "30s", "1h", "2d", or
+-- (alert_suppression.duration) { value = 5, unit = "m" }. nil when it is not one.
+local UNIT = { s = 1, m = 60, h = 3600, d = 86400 }
+function M.seconds(v)
+  local n, unit
+  if type(v) == "string" then
+    n, unit = v:match("^(%d+)([smhd])$")
+    n = tonumber(n)
+  elseif type(v) == "table" then
+    n, unit = v.value, v.unit
+  end
+  if math.type(n) ~= "integer" or n < 1 or not UNIT[unit] or n > 366 * 86400 // UNIT[unit] then return nil end
+  return n * UNIT[unit]
+end
+
+-- alert_suppression as Elastic's rule schema has it; nil, or a message.
+local STRATEGIES = { suppress = true, doNotSuppress = true }
+local function suppression_error(s)
+  local by = s.group_by
+  if type(by) ~= "table" or #by < 1 or #by > 3 then
+    return "alert_suppression.group_by must list 1 to 3 field names"
+  end
+  for k, f in pairs(by) do
+    if math.type(k) ~= "integer" or type(f) ~= "string" or f == "" then
+      return "alert_suppression.group_by must list 1 to 3 field names"
+    end
+  end
+  if s.duration ~= nil and not M.seconds(s.duration) then
+    return "alert_suppression.duration must be like \"5m\" (s, m or h) or { value = 5, unit = \"m\" }"
+  end
+  local m = s.missing_fields_strategy
+  if m ~= nil and not STRATEGIES[m] then
+    return string.format("alert_suppression.missing_fields_strategy must be \"suppress\" or \"doNotSuppress\", not %s",
+      type(m) == "string" and ("'" .. m .. "'") or type(m))
+  end
+  for k in pairs(s) do
+    if k ~= "group_by" and k ~= "duration" and k ~= "missing_fields_strategy" then
+      return string.format("alert_suppression has no key '%s' (group_by, duration, missing_fields_strategy)",
+        tostring(k))
+    end
+  end
+end
+
+-- What the host holds a rule's alerts to (DESIGN.md, "Limits, suppression and
+-- state"): max_signals in each interval window of event time (0: no limit),
+-- (one that is not a whole number is `check`'s error, and no limit here),
+-- and alert suppression (nil: none; a duration left out is the interval, as a
+-- rule that suppresses "per rule execution" does in Elastic).
+local function limits(mod)
+  local interval = M.seconds(mod.interval or "5m")
+  local s = mod.alert_suppression
+  return {
+    max_signals = math.type(mod.max_signals) == "integer" and mod.max_signals > 0 and mod.max_signals or 0,
+    interval_s = interval,
+    suppress = s and {
+      fields = s.group_by,
+      duration_s = s.duration and M.seconds(s.duration) or interval,
+      missing = s.missing_fields_strategy or "suppress",
+    },
+  }
+end
 
 -- The keys a rule may have and their Lua types, for `trailhound check`.
 M.REQUIRED, M.OPTIONAL = REQUIRED, OPTIONAL
@@ -100,6 +162,13 @@ local function validate(path, src, mod)
   end
   if mod.query == nil and mod.match == nil then
     return nil, string.format("%s:1: a rule needs a 'query' or a 'match' function", path)
+  end
+  if mod.interval ~= nil and not M.seconds(mod.interval) then
+    return fail("interval", string.format("interval must be like 5m (s, m, h or d), not '%s'", mod.interval))
+  end
+  if mod.alert_suppression ~= nil then
+    local why = suppression_error(mod.alert_suppression)
+    if why then return fail("alert_suppression", why) end
   end
   if mod.query ~= nil and mod.language ~= nil and mod.language ~= "kuery" then
     return fail("language", string.format("language '%s' is not supported (only kuery)", mod.language))
@@ -158,7 +227,7 @@ function M.load_file(path, opts)
   local valid, verr = validate(path, src, mod)
   if not valid then return nil, verr end
 
-  local rule = { file = path, meta = mod, id = mod.rule_id, name = mod.name }
+  local rule = { file = path, meta = mod, id = mod.rule_id, name = mod.name, limits = limits(mod) }
   local query, lua_match = nil, mod.match
   if mod.query then
     local line, col = query_position(src)

@@ -23,7 +23,9 @@
 --   load(files)                   gate: first load of rule files { { path, text } } ->
 --                                 results { { path, ok, id|error, name, version } }, fatal
 --   gate(req)                     gate: changed files through the gate (reload.lua)
--- Callbacks (opts): emit(slot, timestamp, uuid, severity, line), log(message), fail(slot, load, message),
+-- Callbacks (opts): emit(slot, timestamp, uuid, severity, line, max_signals, interval_s,
+-- suppress_s, group, at, len) (the last six: rule.limits, and the suppression object's place in
+-- line, for the host's limits: 0 where none), log(message), fail(slot, load, message),
 -- quarantined(slot, load, message) (load: which version of the rule), and pressure() (the C
 -- side's heap check). Each but pressure adds an item to the reply of the batch at hand, in
 -- record order; the host writes alerts and messages in that order.
@@ -298,13 +300,17 @@ local function process(rec, path, offset, index)
         normalizer_failed(doc, path, offset, index)
         return
       end
-      local aok, line, id = pcall(alert.line, rule, doc, src, now(), doc ~= rec)
+      local lim = rule.limits
+      local sok, sup, key = pcall(alert.suppression, rule, doc)
+      if not sok then sup, key = nil, nil end
+      local aok, line, id, at, len = pcall(alert.line, rule, doc, src, now(), doc ~= rec, sup)
       if not aok then
         cb.log(string.format("%s: could not build the alert of %s: %s", where(path, offset, index),
           rule.file, message(line)))
       else
         local t = event.get(doc, "@timestamp")
-        cb.emit(pr.slot, type(t) == "string" and t or "", id, SYSLOG_SEVERITY[rule.meta.severity] or 5, line)
+        cb.emit(pr.slot, type(t) == "string" and t or "", id, SYSLOG_SEVERITY[rule.meta.severity] or 5, line,
+          lim.max_signals, lim.interval_s, len > 0 and lim.suppress.duration_s or 0, key or "", at, len)
       end
     end
     ::next_rule::

@@ -132,9 +132,10 @@ describe("trailhound replay", function()
     local d = th.tmpdir()
     local recs = { ev.real("PutUseCaseForModelAccess"), ev.denied("PutUseCaseForModelAccess", "AccessDenied", "s3-1"),
       ev.denied("DeleteResourcePolicy", "AccessDeniedException", "s3-2") }
-    local doc = cjson.encode({ Records = recs })
-    th.write(d .. "/obj.json", doc)
-    th.write(d .. "/obj2.json", doc)
+    th.write(d .. "/obj.json", cjson.encode({ Records = recs }))
+    recs[2] = ev.denied("PutUseCaseForModelAccess", "AccessDenied", "s3-3")  -- other events: not duplicates
+    recs[3] = ev.denied("DeleteResourcePolicy", "AccessDeniedException", "s3-4")
+    th.write(d .. "/obj2.json", cjson.encode({ Records = recs }))
     os.execute("gzip -n " .. th.quote(d .. "/obj2.json"))
     local out, err, rc = th.run({ "replay", d .. "/obj.json", d .. "/obj2.json.gz" })
     assert.equal(0, rc)

@@ -307,8 +307,14 @@ static void item_str(th_engine *e, lua_State *L, int idx) {
   th_buf_str(&e->items, s ? s : "", s ? len : 0);
 }
 
-/* emit(slot, timestamp, uuid, severity, line): an alert; severity is
- * syslog's (2 critical ... 5 low). */
+static uint32_t opt_u32(lua_State *L, int idx) {
+  lua_Integer v = luaL_optinteger(L, idx, 0);
+  return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+/* emit(slot, timestamp, uuid, severity, line, max_signals, interval_s,
+ * suppress_s, group, at, len): an alert; severity is syslog's (2 critical ...
+ * 5 low); the rest is for the host's limits (limiter.h), 0 where none. */
 static int l_emit(lua_State *L) {
   th_engine *e = engine_of(L);
   if (full(e)) return 0;
@@ -318,6 +324,10 @@ static int l_emit(lua_State *L) {
   item_str(e, L, 3);
   th_buf_u8(&e->items, (uint8_t)luaL_optinteger(L, 4, 5));
   item_str(e, L, 5);
+  for (int i = 6; i <= 8; i++) th_buf_u32(&e->items, opt_u32(L, i));
+  item_str(e, L, 9);
+  th_buf_u32(&e->items, opt_u32(L, 10));
+  th_buf_u32(&e->items, opt_u32(L, 11));
   return 0;
 }
 

@@ -46,10 +46,10 @@ local ATTACK = "https://attack.mitre.org/"
 -- Keys of Elastic's query rules that trailhound keeps but does not use: no
 -- warning for them, so rules move both ways.
 local ELASTIC_KEYS = {
-  "building_block_type", "enabled", "exceptions_list", "filters", "interval", "meta", "output_index",
+  "building_block_type", "enabled", "exceptions_list", "filters", "meta", "output_index",
   "related_integrations", "required_fields", "risk_score_mapping", "rule_name_override", "saved_id",
   "setup", "severity_mapping", "throttle", "timeline_id", "timeline_title", "to", "actions",
-  "alert_suppression", "data_view_id", "namespace",
+  "data_view_id", "namespace",
 }
 
 -- Fields Elastic's aws.cloudtrail integration (or the agent shipping it) writes

@@ -54,8 +54,18 @@ function M.lines(rule, t, width)
   field("author", list_text(meta.author))
   field("license", meta.license)
   field("index", list_text(meta.index))
-  local per_run = meta.max_signals and (", at most " .. meta.max_signals .. " alerts a run") or ""
-  field("from", meta.from and (meta.from .. per_run))
+  field("from", meta.from)
+  local interval = meta.interval or "5m"
+  field("max_signals", meta.max_signals and string.format("at most %s alerts in each %s of event time",
+    tostring(meta.max_signals), interval))
+  local sup = type(meta.alert_suppression) == "table" and meta.alert_suppression
+  if sup then
+    local d = sup.duration
+    if type(d) == "table" then d = tostring(d.value) .. tostring(d.unit) end
+    field("suppression", string.format("one alert per %s in %s; %s", list_text(sup.group_by), d or interval,
+      sup.missing_fields_strategy == "doNotSuppress" and "an event missing one of them is not suppressed"
+      or "events missing them are one group"))
+  end
   field("tags", list_text(meta.tags), true)
   if type(meta.threat) == "table" and #meta.threat > 0 then
     local first = true

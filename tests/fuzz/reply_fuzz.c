@@ -33,10 +33,15 @@ static void walk(const char *p, size_t len, uint32_t nslots) {
     if (kind != TH_ITEM_LOG) FUZZ_CHECK(th_rd_u32(&r) < nslots, "a slot past the limit was accepted");
     if (kind == TH_ITEM_FAIL || kind == TH_ITEM_QUARANTINED) th_rd_u32(&r);  /* load */
     FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "a string past the end was accepted");
-    if (kind == TH_ITEM_ALERT) {  /* uuid, severity, the alert */
+    if (kind == TH_ITEM_ALERT) {  /* uuid, severity, the alert, its limits */
       FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "a uuid past the end");
       th_rd_u8(&r);
-      FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "an alert line past the end");
+      size_t line;
+      FUZZ_CHECK(th_rd_str(&r, &line) != NULL, "an alert line past the end");
+      for (int k = 0; k < 3; k++) th_rd_u32(&r);
+      FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "a group past the end");
+      uint32_t at = th_rd_u32(&r), slen = th_rd_u32(&r);
+      FUZZ_CHECK((uint64_t)at + slen <= line, "a suppression object outside its alert was accepted");
     }
   }
   n = th_rd_u32(&r);
@@ -80,7 +85,13 @@ static void build(th_buf *b, fuzz_rng *r, uint32_t nslots, size_t *last_slot) {
     if (kind == TH_ITEM_ALERT) {
       th_buf_str(b, text, (size_t)fuzz_below(r, 37));
       th_buf_u8(b, (uint8_t)fuzz_below(r, 8));
-      th_buf_str(b, text, (size_t)fuzz_below(r, sizeof text));
+      size_t line = (size_t)fuzz_below(r, sizeof text);
+      th_buf_str(b, text, line);
+      for (int k = 0; k < 3; k++) th_buf_u32(b, (uint32_t)fuzz_next(r));
+      th_buf_str(b, text, (size_t)fuzz_below(r, 64));
+      uint32_t at = (uint32_t)fuzz_below(r, line + 1);
+      th_buf_u32(b, at);
+      th_buf_u32(b, (uint32_t)fuzz_below(r, line - at + 1));
     }
   }
   n = (uint32_t)fuzz_below(r, 6);
