@@ -467,6 +467,16 @@ describe("--metrics", function()
     assert.equal(0, h.wait(10))
   end)
 
+  it("is in trailhound help run, the man page, bash completion and the example configuration", function()
+    local help = th.run({ "help", "run" })
+    assert.matches("--metrics ADDR:PORT", help, 1, true)
+    assert.matches('--metrics " ADDR:PORT"', th.read("man/trailhound.1"):gsub("\\%-", "-"), 1, true)
+    local completion = th.read("completion/trailhound.bash")
+    assert.matches(" --metrics ", completion, 1, true)
+    assert.matches(" metrics= ", completion, 1, true)
+    assert.matches('metrics = "127.0.0.1:9464"', th.read("examples/trailhound.lua"), 1, true)
+  end)
+
   it("says a malformed address is a usage error (exit 2) and a port in use a failure to start (exit 1)", function()
     for _, addr in ipairs({ "9464", ":9464", "localhost:9464", "127.0.0.1", "127.0.0.1:65536", "127.0.0.1:-1",
                             "::1:9464", "[::1]", "[::1:9464", "1.2.3:9464", "127.0.0.1:94x" }) do
