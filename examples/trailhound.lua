@@ -19,4 +19,6 @@ return {
     -- "syslog",
   },
   stats_interval = "10m",
+  -- Prometheus metrics at http://127.0.0.1:9464/metrics (loopback only: no authentication).
+  -- metrics = "127.0.0.1:9464",
 }

@@ -33,6 +33,7 @@ static const key KEYS[] = {
   {"no_max_signals", "--no-max-signals", K_BOOL, 0},
   {"output_buffer", "--output-buffer", K_VALUE, 0},
   {"outputs", "--output", K_OUTPUTS, 0},
+  {"metrics", "--metrics", K_VALUE, 0},
   {"paths", NULL, K_PATHS, 0},
   {"state", "--state", K_VALUE, 1},
   {"no_state", "--no-state", K_BOOL, 1},

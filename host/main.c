@@ -7,13 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "config.h"
 #include "dispatch.h"
+#include "httpd.h"
 #include "limiter.h"
 #include "log.h"
+#include "metrics.h"
 #include "outputs.h"
 #include "progress.h"
 #include "reload.h"
@@ -39,7 +42,7 @@ static const char usage[] =
   "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS]\n"
   "                         [--stats-interval SECONDS] PATH...\n"
   "       (both also take [--config FILE] [-o KEY=VALUE]... [--output SINK]... [--output-buffer BYTES]\n"
-  "                           [--workers N] [--max-time MS]\n"
+  "                           [--metrics ADDR:PORT] [--workers N] [--max-time MS]\n"
   "                           [--max-worker-memory BYTES]\n"
   "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
   "                           [--no-prefilter] [--no-max-signals])\n"
@@ -65,6 +68,10 @@ static const char usage[] =
   "                       syslog, syslog:udp://HOST:PORT, syslog:tcp://HOST:PORT\n"
   "  --output-buffer BYTES  alerts held for outputs that are slow or down before reading waits\n"
   "                       (default 64M); a file's offset is committed once every output has them\n"
+  "  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics, on that address only\n"
+  "                       (127.0.0.1:9464, [::1]:9464; port 0: any free one, logged): records,\n"
+  "                       malformed, alerts and errors per rule, lag per file, each output's queue\n"
+  "                       and failures, worker restarts (default: no server)\n"
   "  --rules DIR          rule modules to load (default: ./rules, else the installed rules)\n"
   "  --rule NAME|ID       run only this rule (name, rule_id or file name); repeatable\n"
   "  --max-line BYTES     longest record accepted, K/M/G suffixes allowed (default 1M)\n"
@@ -133,6 +140,8 @@ typedef struct options {
   char **outputs;         /* --output */
   int noutputs;
   size_t output_buffer;   /* --output-buffer */
+  const char *metrics;    /* --metrics ADDR:PORT, or NULL: no server */
+  struct sockaddr_storage metrics_addr;  /* ... parsed */
   const th_config *config;  /* --config and -o: the outputs' options */
   char **files;
   int nfiles;
@@ -237,7 +246,7 @@ static int parse(int argc, char **argv, options *o) {
                                          "--exclude", "--rule", "--max-instructions", "--max-memory",
                                          "--quarantine-after", "--stats-interval", "--workers",
                                          "--max-time", "--max-worker-memory", "--output",
-                                         "--output-buffer", NULL};
+                                         "--output-buffer", "--metrics", NULL};
     int takes = 0;
     for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
@@ -268,6 +277,10 @@ static int parse(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--output-buffer") == 0) {
       if ((o->output_buffer = parse_size(val)) < ((size_t)1 << 20))
         return usage_error("--output-buffer: bad size '%s' (at least 1M; K, M, G suffixes)", val);
+    } else if (strcmp(a, "--metrics") == 0) {
+      char err[256];
+      if (th_httpd_addr(val, &o->metrics_addr, err, sizeof err) < 0) return usage_error("--metrics: %s", err);
+      o->metrics = val;
     } else if (strcmp(a, "--no-prefilter") == 0) {
       o->no_prefilter = 1;
     } else if (strcmp(a, "--no-max-signals") == 0) {
@@ -431,6 +444,9 @@ typedef struct host {
   th_replay rp;             /* replay's reader */
   th_tail tail;             /* run's reader */
   th_reload reload;         /* run: rules and normalizer changed while running */
+  th_httpd metrics;         /* --metrics: GET /metrics */
+  int metrics_on;           /* ... it listens (or its handles are closing) */
+  double started_wall;      /* the host's start, seconds since the epoch */
   uv_signal_t sigint, sigterm;
   uv_signal_t sighup;       /* reload everything */
   uv_signal_t sigusr1;      /* print statistics */
@@ -467,6 +483,7 @@ static void close_handles(host *h) {
   uv_close((uv_handle_t *)&h->stats, NULL);
   uv_close((uv_handle_t *)&h->stopper, NULL);
   uv_close((uv_handle_t *)&h->asked, NULL);
+  if (h->metrics_on) th_httpd_close(&h->metrics);
   th_rules_close(&h->rules);
   th_dispatch_close(h->d);
   th_outputs_close(&h->out);
@@ -571,6 +588,38 @@ static void on_usr1(uv_signal_t *s, int signum) {
 
 static void on_stats(uv_timer_t *t) { print_stats(t->data); }
 
+/* GET /metrics: the same numbers as the statistics (metrics.h). */
+static void render_metrics(th_buf *b, void *ud) {
+  host *h = ud;
+  if (h->d == NULL) return;
+  th_file_stat *files = NULL;
+  size_t n = !h->replay && h->live && !h->tail.closed ? th_tail_progress(&h->tail, &files) : 0;
+  th_metrics_src src = {
+    .rules = &h->rules, .d = h->d, .out = &h->out, .pool = &h->pool, .run = !h->replay,
+    .files = files, .nfiles = n, .started = h->started_wall, .version = TH_VERSION,
+  };
+  th_metrics_render(b, &src);
+  free(files);
+}
+
+/* --metrics: listen now, before anything else starts, so that a port in use
+ * is said at once (exit 1). Returns 0 or -1 (said). */
+static int start_metrics(host *h) {
+  char err[256];
+  th_httpd_opts ho = {
+    .path = "/metrics", .content_type = TH_METRICS_CONTENT_TYPE, .render = render_metrics, .ud = h,
+  };
+  if (th_httpd_start(&h->metrics, &h->loop, (const struct sockaddr *)&h->o->metrics_addr, &ho, err,
+                     sizeof err) < 0) {
+    th_log("--metrics: %s", err);
+    uv_run(&h->loop, UV_RUN_NOWAIT);  /* the listener's close: nothing else is open yet */
+    return -1;
+  }
+  h->metrics_on = 1;
+  th_log("metrics: http://%s/metrics", h->metrics.name);
+  return 0;
+}
+
 /* replay: every file handed over; done once everything is written. */
 static void on_read(void *ud) {
   host *h = ud;
@@ -647,6 +696,13 @@ static int host_main(const options *o, const char *rules, const char *home) {
     th_log("event loop: cannot start");
     return 1;
   }
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  h.started_wall = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+  if (o->metrics && start_metrics(&h) < 0) {
+    uv_loop_close(&h.loop);
+    return 1;
+  }
   char err[512];
   th_output_conf *confs = calloc((size_t)o->noutputs + 1, sizeof *confs);
   if (confs == NULL) return 1;
@@ -658,6 +714,11 @@ static int host_main(const options *o, const char *rules, const char *home) {
   int bad = th_outputs_init(&h.out, &h.loop, confs, o->noutputs, o->output_buffer, err, sizeof err);
   free(confs);
   if (bad < 0) {
+    if (h.metrics_on) {
+      th_httpd_close(&h.metrics);
+      uv_run(&h.loop, UV_RUN_NOWAIT);
+      th_httpd_free(&h.metrics);
+    }
     uv_loop_close(&h.loop);
     return usage_error("%s", err);
   }
@@ -743,6 +804,7 @@ cleanup:
   th_pool_free(&h.pool);
   th_outputs_free(&h.out);
   th_limiter_free(h.lim);
+  if (h.metrics_on) th_httpd_free(&h.metrics);
   uv_loop_close(&h.loop);
   for (int i = 0; expanded && i < nexpanded; i++) free(expanded[i]);
   free(expanded);
