@@ -790,11 +790,14 @@ static int host_main(const options *o, const char *rules, const char *home) {
   uv_run(&h.loop, UV_RUN_DEFAULT);
 
   rc = h.rc;
+  th_limit_totals lt;
+  th_limiter_totals(h.lim, &lt);
+  uint64_t updates = lt.updates;
   if (h.replay && h.live) {
-    th_stats_summary(&h.rules, h.d, &h.out, h.rp.ok, h.rp.failed);
+    th_stats_summary(&h.rules, h.d, &h.out, h.rp.ok, h.rp.failed, updates);
     if (rc == 0 && h.rp.ok == 0) rc = 1;
   } else if (h.live) {
-    th_stats_summary(&h.rules, h.d, &h.out, h.tail.files_seen, h.tail.files_failed);
+    th_stats_summary(&h.rules, h.d, &h.out, h.tail.files_seen, h.tail.files_failed, updates);
   }
   if (th_outputs_fatal(&h.out)) rc = 1;
 cleanup:

@@ -54,7 +54,7 @@ static int outputs_worth_saying(const th_outputs *out) {
 }
 
 void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs *out, unsigned files,
-                      unsigned failed) {
+                      unsigned failed, uint64_t updates) {
   th_dispatch_totals t;
   th_dispatch_totals_get(d, &t);
   sum s = {stderr, 0, 0};
@@ -70,6 +70,9 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs 
     th_rules_each(r, summary_row, &s);
     th_rules_each(r, limits_row, &s);
   }
+  if (updates > 0)
+    fprintf(stderr, "trailhound: %llu alert%s written again with %s group's count (kibana.alert.suppression, same "
+            "uuid)\n", (unsigned long long)updates, plural(updates), updates == 1 ? "its" : "their");
   if (t.prefiltered > 0)
     fprintf(stderr, "trailhound: prefilter: %llu of %llu records skipped undecoded, holding none of the values "
             "the rules require\n", (unsigned long long)t.prefiltered, (unsigned long long)t.records);

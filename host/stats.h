@@ -11,9 +11,10 @@
 #include "rules.h"
 #include "workers.h"
 
-/* files: read to their end (or followed); failed: could not be read. */
+/* files: read to their end (or followed); failed: could not be read;
+ * updates: alerts written again with a suppression count (limiter.h). */
 void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs *out, unsigned files,
-                      unsigned failed);
+                      unsigned failed, uint64_t updates);
 
 /* seconds: since the start. */
 void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *out, const th_pool *p,

@@ -256,6 +256,17 @@ describe("limits", function()
       assert.equal(#all, accounted(want))
     end)
 
+    it("runs the example rule as the README shows it: 52 denied calls in 7 alerts", function()
+      local out, err, rc = th.run({ "replay", "--rules", "examples/rules", log }, LIMITS)
+      assert.equal(0, rc, err)
+      local got = th.alerts(out)
+      assert.equal(52, #all)
+      assert.equal(7, #final(got))
+      assert.equal(52, accounted(got))
+      assert.equal(11, #got)
+      assert.matches("4 alerts written again with their group's count", err, 1, true)
+    end)
+
     it("is checked: a bad alert_suppression or interval is reported at its line and the rule not loaded", function()
       local r = rules({ broken = '  alert_suppression = { group_by = { "a", "b", "c", "d" } },\n',
         late = '  interval = "soon",\n' })
