@@ -2,8 +2,9 @@
 --
 -- A file holds one JSON object (a raw CloudTrail record or an ECS document), a
 -- CloudTrail S3 object {"Records": [...]}, a JSON array of records, or one
--- record per line (NDJSON). Each event comes back with where it was found, so
--- every message names the file and line.
+-- record per line (NDJSON); plain or gzip, found by its first bytes (1f 8b),
+-- whatever its name. Each event comes back with where it was found, so every
+-- message names the file and line.
 --
 --   local list, err = samples.read(path)      path "-" reads standard input
 --   list[i] = { record = decoded table, where = "file:line", raw = bool, line = n }
@@ -15,6 +16,28 @@ local normalize = require "normalize"
 local M = {}
 
 cjson.decode_max_depth(128)
+
+-- The C host gives gunzip (thsys, zlib); under plain lua5.4 (specs) gzip(1) answers.
+local has_sys, sys = pcall(require, "thsys")
+
+local function shell_gunzip(data)
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "wb"))
+  f:write(data)
+  f:close()
+  local p = io.popen("gzip -dc < '" .. tmp .. "' 2> '" .. tmp .. ".err'")
+  local text = p:read("a")
+  local ok = p:close()
+  local e = io.open(tmp .. ".err", "rb")
+  local why = e and e:read("a") or ""
+  if e then e:close() end
+  os.remove(tmp)
+  os.remove(tmp .. ".err")
+  if not ok then return nil, (why:gsub("^%s*gzip: stdin: ", ""):gsub("%s+$", "")) end
+  return text
+end
+
+local gunzip = has_sys and sys.gunzip or shell_gunzip
 
 local function line_at(text, pos)
   local _, n = text:sub(1, pos - 1):gsub("\n", "")
@@ -49,7 +72,9 @@ function M.read(path)
   local text, name = read_all(path)
   if not text then return nil, name end
   if text:sub(1, 2) == "\31\139" then
-    return nil, name .. ":1: a gzip file; decompress it first (gunzip -k " .. name .. ")"
+    local plain, why = gunzip(text)
+    if not plain then return nil, name .. ": " .. why end
+    text = plain
   end
   if not text:find("%S") then return nil, name .. ":1: empty file: no event in it" end
   local list = {}
