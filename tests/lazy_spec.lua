@@ -126,6 +126,26 @@ describe("the lazy event view", function()
     assert.has_error(function() ev.view["x"] = 1 end, "the event is read-only")
   end)
 
+  it("hands out the whole document for event.DOCUMENT: normalized once, or the ECS document", function()
+    local built = 0
+    local counting = setmetatable({ normalize = function(...)
+      built = built + 1
+      return normalize.normalize(...)
+    end }, { __index = normalize })
+    local ev = event.lazy()
+    local rec = cjson.decode(io.lines("examples/cloudtrail/bedrock-denied-derived.ndjson")())
+    ev.start(rec, CTX, counting, call)
+    local doc = ev.get(event.DOCUMENT)
+    assert.equal(1, built)
+    assert.equal(doc, ev.whole())
+    assert.equal("test-role", event.get(doc, "user.name"))
+    assert.equal(1, built)
+    local ecs = { event = { action = "A" } }
+    ev.start(ecs, CTX, counting, call)
+    assert.equal(ecs, ev.get(event.DOCUMENT))
+    assert.equal(1, built)
+  end)
+
   it("raises FAILED, with the reason, when the normalizer fails: no rule is blamed", function()
     local broken = setmetatable({ normalize = function() error("boom") end }, { __index = normalize })
     local ev = event.lazy()
