@@ -179,6 +179,22 @@ describe("kql.requirements", function()
     assert.same({}, req('a: x or not b: y'))
   end)
 
+  it("names nothing for a value with no field, a field name with wildcards, a nested query", function()
+    assert.same({}, req('"AccessDenied"'))
+    assert.same({}, req('event.*: "AccessDenied"'))
+    assert.same({}, req('a:{ b: "x" }'))
+    assert.same({ { alt("e", "x") } }, req('a:{ b: "x" } and e: x and "y"'))
+    assert.same({}, req('e: x or "y"'))
+  end)
+
+  it("names nothing of an ip or numeric field: 2001:0db8::1 is 2001:db8::1, \"443.0\" is 443", function()
+    assert.same({}, req('source.ip: "2001:db8::1"'))
+    assert.same({}, req("source.ip: 10.0.0.0/8"))
+    assert.same({}, req("related.ip: (10.1.2.3 or 10.1.2.4)"))
+    assert.same({}, req("ip: 10.0.0.0/8"))                 -- outside ECS: a CIDR holds IP-shaped values
+    assert.same({ { alt("ip", "10.1.2.3") } }, req("ip: 10.1.2.3"))
+  end)
+
   it("takes the longest segment of a wildcard that no number's text can hold", function()
     assert.same({ { alt("ua", "aws-cli", false) } }, req('ua: *aws-cli*/2*'))
     assert.same({}, req('n: 12*34'))
@@ -192,6 +208,14 @@ describe("kql.exclusions", function()
     assert.same({ { field = "t", values = { "AssumedRole", "AWSService" } } },
       ex('a: x and not t: ("AssumedRole" or "AWSService")'))
     assert.same({ { field = "t", values = { "Root" } } }, ex("not t: Root"))
+  end)
+
+  it("names nothing for a not of an ip field, a CIDR block, a nested query or a value with no field", function()
+    assert.same({}, ex('not source.ip: "10.1.2.3"'))
+    assert.same({}, ex("not ip: 10.0.0.0/8"))
+    assert.same({}, ex('not a:{ b: "x" }'))
+    assert.same({}, ex('not "x"'))
+    assert.same({}, ex('not a*: "x"'))
   end)
 
   it("names nothing for a not of a wildcard, of two fields, of an and, or under an or", function()
