@@ -179,8 +179,17 @@ local function bool_of(lit)
   return nil
 end
 
-local function exact_pred(lit)
-  local num, bool = numeric(lit), bool_of(lit)
+-- The number a literal names, for a field compared as text (textual: a keyword in
+-- Elasticsearch: a number there is its JSON text, 22 is "22" and not "22.0"): only a literal
+-- that is that number's text; else any number literal of the same value.
+local function number_named(lit, textual)
+  local num = numeric(lit)
+  if textual and num and text_of(num) ~= lit then return nil end
+  return num
+end
+
+local function exact_pred(lit, textual)
+  local num, bool = number_named(lit, textual), bool_of(lit)
   local function scalar(x)
     if x == lit then return true end
     local t = type(x)
@@ -198,11 +207,11 @@ local function exact_pred(lit)
 end
 
 -- One of several exact literals: hash lookups instead of a chain of compares.
-local function set_pred(lits)
+local function set_pred(lits, textual)
   local strs, nums, bools = {}, {}, {}
   for _, lit in ipairs(lits) do
     strs[lit] = true
-    local num, bool = numeric(lit), bool_of(lit)
+    local num, bool = number_named(lit, textual), bool_of(lit)
     if num and num == num then nums[num] = true end
     if bool ~= nil then bools[bool] = true end
   end
@@ -235,8 +244,8 @@ local function wildcard_pred(segs)
   end
 end
 
-local function range_pred(operator, lit)
-  local cmp, num = CMP[operator], numeric(lit)
+local function range_pred(operator, lit, textual)
+  local cmp, num = CMP[operator], not textual and numeric(lit) or nil
   local function scalar(x)
     local t = type(x)
     if t == "number" then
@@ -466,7 +475,7 @@ local function leaf_pred(node, kind, lenient)
     elseif kind == "number" then
       p = number_range_pred(node.operator, node.literal)
     else
-      p = range_pred(node.operator, node.literal)
+      p = range_pred(node.operator, node.literal, kind == "keyword")
     end
     return p or never
   end
@@ -481,7 +490,7 @@ local function leaf_pred(node, kind, lenient)
   if kind == "ip" then return ip_pred(node.literal) or never end
   if kind == "number" then return number_pred(node.literal) or never end
   if kind == "unknown" then return unknown_pred(node.literal) end
-  return exact_pred(node.literal)
+  return exact_pred(node.literal, kind == "keyword")
 end
 
 ------------------------------------------------------------------------------
@@ -1041,6 +1050,11 @@ local function combine(op, fs)
   end
 end
 
+local function first_leaf(node)
+  while node.children do node = node.children[1] end
+  return node
+end
+
 -- A predicate over one field's value for a single-field subtree.
 local function build(node, leaves)
   if is_leaf(node) then return leaves[node] end
@@ -1056,10 +1070,11 @@ local function build(node, leaves)
       fs[#fs + 1] = build(child, leaves)
     end
   end
+  local textual = single_field(node) ~= nil and first_leaf(node).kind == "keyword"
   if #exact == 1 then
-    table.insert(fs, 1, exact_pred(exact[1]))
+    table.insert(fs, 1, exact_pred(exact[1], textual))
   elseif #exact > 1 then
-    table.insert(fs, 1, (set_pred(exact)))
+    table.insert(fs, 1, (set_pred(exact, textual)))
   end
   return combine(node.op, fs)
 end

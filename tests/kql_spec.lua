@@ -709,6 +709,12 @@ describe("kql", function()
 
     it("compares a keyword field as text, a field outside ECS by what it holds", function()
       assert.is_false(m("event.code: 4648.0", "4648", "event.code"))
+      assert.is_false(m("event.code: 4648.0", 4648, "event.code"))      -- indexed as the text "4648"
+      assert.is_true(m("event.code: 4648", 4648, "event.code"))
+      assert.is_true(m("event.code: (1 or 4648)", 4648, "event.code"))
+      assert.is_false(m("event.code: (1 or 4648.0)", 4648, "event.code"))
+      assert.is_true(m("event.code > 10", 9, "event.code"))           -- "9" > "10": text
+      assert.is_false(m("n > 10", 9, "n"))
       assert.is_false(m("n: 200.0", "200", "n"))
       assert.is_true(m("n: 200.0", 200, "n"))
     end)
@@ -719,6 +725,95 @@ describe("kql", function()
       assert.matches("it takes no wildcards", select(2, kql.compile("source.port: 44*")))
       assert.matches("'x' is not a number", select(2, kql.compile("source.bytes > x")))
       assert.is_not_nil(kql.compile("source.port: *"))
+    end)
+  end)
+
+  describe("match() on real CloudTrail events (Stratus Red Team, normalized)", function()
+    local cjson = require "cjson"
+    local normalize = require "normalize"
+
+    local records = {}
+    local p = assert(io.popen("ls tests/fixtures/stratus-red-team/*.json"))
+    for path in p:lines() do
+      local t = cjson.decode(read(path))
+      if t[1] == nil then t = { t } end
+      for _, r in ipairs(t) do
+        records[#records + 1] = { raw = r, doc = normalize.normalize(r, { now = "2026-01-01T00:00:00.000Z" }) }
+      end
+    end
+    p:close()
+
+    local function count(src)
+      local q = compile(src)
+      local n = 0
+      for _, r in ipairs(records) do
+        if q.match(events.getter(r.doc)) then n = n + 1 end
+      end
+      return n
+    end
+    -- Records whose sourceIPAddress satisfies pred.
+    local function raw_count(pred)
+      local n = 0
+      for _, r in ipairs(records) do
+        if type(r.raw.sourceIPAddress) == "string" and pred(r.raw.sourceIPAddress) then n = n + 1 end
+      end
+      return n
+    end
+    -- An IPv4 address as Elasticsearch reads it: no octet with a leading zero.
+    local function v4(s)
+      local o = { s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+      if #o ~= 4 then return false end
+      for _, x in ipairs(o) do
+        if #x > 1 and x:sub(1, 1) == "0" or tonumber(x) > 255 then return false end
+      end
+      return true
+    end
+
+    it("has the 312 events of the fixture files", function()
+      assert.equal(312, #records)
+    end)
+
+    it("finds an address by CIDR block, in source.ip and related.ip", function()
+      local n = raw_count(function(s) return s == "18.236.253.47" end)
+      assert.equal(45, n)
+      assert.equal(n, count("source.ip: 18.236.253.47"))
+      assert.equal(n, count("source.ip: 18.0.0.0/8"))
+      assert.equal(n, count("related.ip: 18.236.0.0/16"))
+      assert.equal(34, count("source.ip: 200.249.253.0/24"))
+      -- 253.252.51.07 has a leading zero: no address, so not in source.ip (only source.address)
+      local in253 = raw_count(function(s) return v4(s) and s:sub(1, 4) == "253." end)
+      assert.equal(28, in253)
+      assert.equal(in253, count("source.ip: 253.0.0.0/8"))
+      assert.equal(56, count('source.address: "253.252.51.07"'))
+      assert.equal(raw_count(v4), count("source.ip: 0.0.0.0/0"))
+      assert.equal(#records - raw_count(v4), count("not source.ip: 0.0.0.0/0"))
+      assert.equal(0, count("source.ip: 10.0.0.0/8 or source.ip: 192.168.0.0/16 or source.ip: 172.16.0.0/12"))
+    end)
+
+    it("equals an address however it is written", function()
+      assert.equal(45, count('source.ip: "::ffff:18.236.253.47"'))
+      assert.equal(45, count('source.ip: "::ffff:12ec:fd2f"'))
+      assert.equal(45, count('source.ip: "0:0:0:0:0:ffff:12EC:FD2F"'))
+    end)
+
+    it("leaves keyword fields to text: source.address takes no CIDR block", function()
+      assert.equal(0, count("source.address: 18.0.0.0/8"))
+      assert.equal(45, count("source.address: 18.236.253.47"))
+    end)
+
+    it("finds an address or a block with no field, on the ip fields", function()
+      assert.equal(45, count("18.236.253.47"))
+      assert.equal(45, count('"18.0.0.0/8"'))
+      assert.equal(count("source.ip: 253.0.0.0/8"), count("253.0.0.0/8 and source.ip: *"))
+    end)
+
+    it("compares numbers in flattened fields as Elasticsearch's keywords: as their text", function()
+      local port = "aws.cloudtrail.flattened.request_parameters.fromPort"
+      local n = count(port .. ": 22")
+      assert.is_true(n > 0)
+      assert.equal(0, count(port .. ": 22.0"))
+      assert.equal(n, count(port .. ' > "100"'))   -- "22" > "100": text
+      assert.equal(n, count("aws.cloudtrail.flattened.*: 22 and " .. port .. ": *"))
     end)
   end)
 
