@@ -986,6 +986,9 @@ local function parse(src, opts)
     hint = " (write not field: value, or field: (not value))"
   elseif byte(src, maxp) == 40 and KEYWORD_SET[before:lower()] and sub(src, maxp - 1, maxp - 1) == before:sub(-1) then
     hint = format(" (Kibana needs whitespace between '%s' and '(')", before)
+  else
+    local kw = src:match("^(%a%a%a?)%(", maxp)
+    if kw and KEYWORD_SET[kw:lower()] then hint = format(" (Kibana needs whitespace between '%s' and '(')", kw) end
   end
   fail_at(maxp, "Expected %s but %s found.%s", concat(list, ", "), found, hint)
 end

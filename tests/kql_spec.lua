@@ -203,6 +203,8 @@ describe("kql", function()
       { 'a: "b" "c"', [[1:8: Expected end of input but """ found.]] },
       { "n:9 and(n:9)", [[1:8: Expected AND, OR, end of input but "(" found. ]]
                         .. "(Kibana needs whitespace between 'and' and '(')" },
+      { 'a: "x" and(b: 1)', [[1:8: Expected end of input but "a" found. ]]
+                            .. "(Kibana needs whitespace between 'and' and '(')" },
       { "not(a: 1)", [[1:4: Expected ":", "<", "<=", ">", ">=", AND, OR, end of input but "(" found. ]]
                      .. "(Kibana needs whitespace between 'not' and '(')" },
       { "a:{ b: c", [[1:9: Expected "}", AND, OR but end of input found. (to close the '{' at 1:3)]] },
