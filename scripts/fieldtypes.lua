@@ -2,18 +2,20 @@
 -- compares (kql.lua). Kibana hands a query's values to Elasticsearch as text, and the
 -- field's mapping decides: an ip field compares addresses (2001:0db8::1 is 2001:db8::1) and
 -- takes CIDR blocks (10.0.0.0/8), a numeric field compares numbers (200.0 is 200, and so is
--- the string "200"), a keyword compares text exactly.
+-- the string "200"), a date field compares instants (with date math: now-1d/d), a keyword
+-- compares text exactly.
 --
---   fieldtypes.kind(name) -> "ip" | "number" | "keyword" | "unknown"
+--   fieldtypes.kind(name) -> "ip" | "number" | "date" | "keyword" | "unknown"
 --
 -- The types are ECS's (ECS 9.5.0-dev, generated/csv/fields.csv of elastic/ecs, Apache License
--- 2.0): its ip fields and its numeric ones (long, integer, short, byte, float, double,
--- scaled_float, half_float, unsigned_long). A field under a root ECS or Elastic's AWS
--- integration defines (source., aws., event., ...) and not listed is a keyword for this
--- purpose (keyword, wildcard, flattened, date, boolean: dates and booleans compare as
--- before). A field under any other root is "unknown": the data decides, as in Elastic's
--- own KQL evaluator (detection-rules, lib/kql): a JSON number is a number, and a string
--- that is an IP address is an address when the query names a CIDR block.
+-- 2.0): its ip fields, its numeric ones (long, integer, short, byte, float, double,
+-- scaled_float, half_float, unsigned_long) and its dates (esdate.lua reads them). A field
+-- under a root ECS or Elastic's AWS integration defines (source., aws., event., ...) and not
+-- listed is a keyword for this purpose (keyword, wildcard, flattened, boolean: a boolean
+-- compares as its text, true). A field under any other root is "unknown": the data
+-- decides, as in Elastic's own KQL evaluator (detection-rules, lib/kql): a JSON number is a
+-- number, and a string that is an IP address is an address when the query names a CIDR
+-- block.
 
 local M = {}
 
@@ -150,6 +152,48 @@ M.NUMBER = set({
   "vulnerability.score.environmental", "vulnerability.score.temporal",
 })
 
+-- ECS's date fields, and the AWS integration's (its CloudTrail fields.yml).
+M.DATE = set({
+  "@timestamp", "cloud.entity.last_seen_timestamp", "cloud.entity.lifecycle.last_activity",
+  "cloud.origin.entity.last_seen_timestamp", "cloud.origin.entity.lifecycle.last_activity",
+  "cloud.target.entity.last_seen_timestamp", "cloud.target.entity.lifecycle.last_activity",
+  "dll.code_signature.timestamp", "email.delivery_timestamp", "email.origination_timestamp",
+  "entity.last_seen_timestamp", "entity.lifecycle.last_activity", "entity.target.last_seen_timestamp",
+  "entity.target.lifecycle.last_activity", "event.created", "event.end", "event.ingested", "event.start",
+  "file.accessed", "file.code_signature.timestamp", "file.created", "file.ctime", "file.elf.creation_date",
+  "file.mtime", "file.x509.not_after", "file.x509.not_before", "host.entity.last_seen_timestamp",
+  "host.entity.lifecycle.last_activity", "host.target.entity.last_seen_timestamp",
+  "host.target.entity.lifecycle.last_activity", "orchestrator.entity.last_seen_timestamp",
+  "orchestrator.entity.lifecycle.last_activity", "package.installed", "process.code_signature.timestamp",
+  "process.elf.creation_date", "process.end", "process.entry_leader.parent.session_leader.start",
+  "process.entry_leader.parent.start", "process.entry_leader.start", "process.group_leader.start",
+  "process.parent.code_signature.timestamp", "process.parent.elf.creation_date", "process.parent.end",
+  "process.parent.group_leader.start", "process.parent.start", "process.session_leader.parent.session_leader.start",
+  "process.session_leader.parent.start", "process.session_leader.start", "process.start",
+  "service.entity.last_seen_timestamp", "service.entity.lifecycle.last_activity",
+  "service.origin.entity.last_seen_timestamp", "service.origin.entity.lifecycle.last_activity",
+  "service.target.entity.last_seen_timestamp", "service.target.entity.lifecycle.last_activity",
+  "threat.enrichments.indicator.file.accessed", "threat.enrichments.indicator.file.code_signature.timestamp",
+  "threat.enrichments.indicator.file.created", "threat.enrichments.indicator.file.ctime",
+  "threat.enrichments.indicator.file.elf.creation_date", "threat.enrichments.indicator.file.mtime",
+  "threat.enrichments.indicator.file.x509.not_after", "threat.enrichments.indicator.file.x509.not_before",
+  "threat.enrichments.indicator.first_seen", "threat.enrichments.indicator.last_seen",
+  "threat.enrichments.indicator.modified_at", "threat.enrichments.indicator.x509.not_after",
+  "threat.enrichments.indicator.x509.not_before", "threat.enrichments.matched.occurred",
+  "threat.indicator.file.accessed", "threat.indicator.file.code_signature.timestamp",
+  "threat.indicator.file.created", "threat.indicator.file.ctime", "threat.indicator.file.elf.creation_date",
+  "threat.indicator.file.mtime", "threat.indicator.file.x509.not_after", "threat.indicator.file.x509.not_before",
+  "threat.indicator.first_seen", "threat.indicator.last_seen", "threat.indicator.modified_at",
+  "threat.indicator.x509.not_after", "threat.indicator.x509.not_before", "tls.client.not_after",
+  "tls.client.not_before", "tls.client.x509.not_after", "tls.client.x509.not_before", "tls.server.not_after",
+  "tls.server.not_before", "tls.server.x509.not_after", "tls.server.x509.not_before",
+  "user.changes.entity.last_seen_timestamp", "user.changes.entity.lifecycle.last_activity",
+  "user.effective.entity.last_seen_timestamp", "user.effective.entity.lifecycle.last_activity",
+  "user.entity.last_seen_timestamp", "user.entity.lifecycle.last_activity", "user.target.entity.last_seen_timestamp",
+  "user.target.entity.lifecycle.last_activity",
+  "aws.cloudtrail.user_identity.session_context.creation_date",
+})
+
 -- Roots whose fields are typed above or are keywords: ECS's field sets and top-level fields,
 -- and those Elastic's AWS integration adds (aws.*, and the entity fields of CloudTrail).
 M.ROOTS = set({
@@ -172,6 +216,8 @@ function M.kind(name)
     k = "ip"
   elseif M.NUMBER[name] then
     k = "number"
+  elseif M.DATE[name] then
+    k = "date"
   elseif M.ROOTS[name:match("^[^.]*")] then
     k = "keyword"
   else

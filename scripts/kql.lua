@@ -36,13 +36,20 @@
 --   numeric fields (source.port, http.response.status_code, ...)  numbers: 200.0 equals
 --                                200 and "200"; anything else is an error, as are
 --                                wildcards
---   other fields                 numbers and booleans compare as their JSON text (200
+--   date fields (@timestamp, event.created, ...)  instants (esdate.lua): ISO dates or
+--                                parts of them, milliseconds, date math (now-1d/d); a
+--                                bound rounds up for > and <=, down for >= and <, and
+--                                `@timestamp: 2024-06-15` is the whole day; anything else
+--                                is an error, as are wildcards
+--   other ECS and aws.* fields   keywords: text, exactly; a JSON number is its text (22
+--                                matches 22, not 22.0) and ranges compare text
+--   fields outside them          numbers and booleans compare as their JSON text (200
 --                                matches 200 and "200", true matches true and "true"); a
 --                                number also equals a numeric literal of the same value
---                                (22 matches 22.0). An object never equals a scalar, but
---                                it exists. A field outside ECS and the AWS integration
---                                whose value is an IP address is in a CIDR block the
---                                query names (Elastic's own KQL evaluator does so).
+--                                (22 matches 22.0); a value that is an IP address is in a
+--                                CIDR block the query names (Elastic's own KQL evaluator
+--                                does so).
+-- An object never equals a scalar, but it exists.
 -- A value with no field, and a field name with a wildcard, are looked for in every field
 -- of the event (event.leaves), each compared by its own type; a value no type accepts
 -- just does not match there (Kibana's lenient multi_match). That reads the whole
@@ -65,6 +72,7 @@
 -- The node of `field: ...` starts at the field; the values inside a list at themselves.
 -- A value list is expanded: `f: (a or b)` is or(match f a, match f b), as Kibana does.
 
+local esdate = require "esdate"
 local event = require "event"
 local fieldtypes = require "fieldtypes"
 
@@ -430,6 +438,47 @@ local function number_range_pred(operator, lit)
   end)
 end
 
+-- Date fields: instants (esdate.lua). A bound is read rounding up for > and <=, down for
+-- >= and <; an equality is the range from the value read down to the value read up (all of
+-- 2024-06-15 for `@timestamp: 2024-06-15`), as Elasticsearch's term query on a date does.
+-- A bound with now moves with the clock.
+local function date_bound(lit, up)
+  if esdate.uses_now(lit) then
+    return function() return esdate.bound(lit, up, os.time() * 1000) end
+  end
+  local t = esdate.bound(lit, up)
+  if t == nil then return nil end
+  return function() return t end
+end
+
+local function date_range_pred(operator, lit)
+  local bound = date_bound(lit, operator == ">" or operator == "<=")
+  if not bound then return nil end
+  local cmp, b = CMP[operator], nil
+  local test = on_scalars(function(x)
+    local t = esdate.value(x)
+    return t ~= nil and cmp(t, b)
+  end)
+  return function(v)
+    b = bound()
+    return test(v)
+  end
+end
+
+local function date_pred(lit)
+  local lo, hi = date_bound(lit, false), date_bound(lit, true)
+  if not lo or not hi then return nil end
+  local a, b
+  local test = on_scalars(function(x)
+    local t = esdate.value(x)
+    return t ~= nil and t >= a and t <= b
+  end)
+  return function(v)
+    a, b = lo(), hi()
+    return test(v)
+  end
+end
+
 -- A field outside the known schema: exact as a keyword, and an IP address is in a CIDR
 -- block lit names (as Elastic's KQL evaluator has it).
 local function unknown_pred(lit)
@@ -458,6 +507,13 @@ local function typed_problem(node, kind)
     if (node.op == "match" or node.op == "range") and not numeric(lit) then
       return format("'%s' is not a number", lit)
     end
+  elseif kind == "date" then
+    if node.op == "match" and node.wildcard then return "it takes no wildcards" end
+    local ok = esdate.bound(lit, false, 0) and esdate.bound(lit, true, 0)
+    if (node.op == "match" or node.op == "range") and not ok then
+      return format("'%s' is not a date (yyyy-MM-dd'T'HH:mm:ss.SSSZ or a part of it, milliseconds since "
+        .. "1970, or date math: now-1d/d)", lit)
+    end
   end
   return nil
 end
@@ -474,13 +530,15 @@ local function leaf_pred(node, kind, lenient)
       p = ip_range_pred(node.operator, node.literal)
     elseif kind == "number" then
       p = number_range_pred(node.operator, node.literal)
+    elseif kind == "date" then
+      p = date_range_pred(node.operator, node.literal)
     else
       p = range_pred(node.operator, node.literal, kind == "keyword")
     end
     return p or never
   end
   if node.wildcard then
-    if kind == "ip" or kind == "number" then return never end
+    if kind == "ip" or kind == "number" or kind == "date" then return never end
     if lenient then
       local matches = glob(node.segments)
       return on_scalars(function(x) return type(x) == "string" and matches(x) end)
@@ -489,6 +547,7 @@ local function leaf_pred(node, kind, lenient)
   end
   if kind == "ip" then return ip_pred(node.literal) or never end
   if kind == "number" then return number_pred(node.literal) or never end
+  if kind == "date" then return date_pred(node.literal) or never end
   if kind == "unknown" then return unknown_pred(node.literal) end
   return exact_pred(node.literal, kind == "keyword")
 end
@@ -1243,6 +1302,8 @@ end
 
 local function always() return true end
 
+local KIND_NAME = { ip = "an ip", number = "a numeric", date = "a date" }
+
 -- Compile KQL source. opts: chunkname (for messages), line and col where the
 -- source starts in that file (default 1, 1). Returns the query, or nil and a
 -- "chunk:line:col: message" string.
@@ -1284,7 +1345,7 @@ function M.compile(source, opts)
       local why = typed_problem(node, node.kind)
       if why then
         problem = format("%s:%d:%d: %s is %s field in ECS: %s (Elasticsearch rejects the query)",
-          chunk, node.line, node.col, node.path, node.kind == "ip" and "an ip" or "a numeric", why)
+          chunk, node.line, node.col, node.path, KIND_NAME[node.kind], why)
         return
       end
       local p, field = leaf_pred(node, node.kind, false), node.field

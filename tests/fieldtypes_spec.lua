@@ -18,10 +18,17 @@ describe("fieldtypes", function()
       end
     end)
 
+    it("knows ECS's date fields, and the AWS integration's", function()
+      for _, name in ipairs({ "@timestamp", "event.created", "event.ingested", "event.start", "file.mtime",
+        "aws.cloudtrail.user_identity.session_context.creation_date" }) do
+        assert.equal("date", fieldtypes.kind(name), name)
+      end
+    end)
+
     it("calls any other field under ECS or the AWS integration a keyword", function()
       for _, name in ipairs({ "source.address", "event.action", "event.code", "aws.cloudtrail.error_code",
         "aws.cloudtrail.flattened.request_parameters.ipPermissions.items.ipRanges.items.cidrIp",
-        "@timestamp", "message", "tags", "user.name" }) do
+        "message", "tags", "user.name", "aws.cloudtrail.read_only" }) do
         assert.equal("keyword", fieldtypes.kind(name), name)
       end
     end)

@@ -730,6 +730,54 @@ describe("kql", function()
     end)
   end)
 
+  describe("match() on date fields", function()
+    local function m(src, v, field) return compile(src).match(getter({ [field or "@timestamp"] = v })) end
+    local T = "2024-10-17T20:09:52.000Z"
+
+    it("compares instants, whatever the format", function()
+      assert.is_true(m('@timestamp >= "2024-10-17T20:09:52Z"', T))
+      assert.is_false(m('@timestamp > "2024-10-17T20:09:52Z"', T))
+      assert.is_true(m('@timestamp < "2024-10-17T22:09:52.001+02:00"', T))
+      assert.is_true(m("@timestamp >= 1729195792000", T))
+      assert.is_true(m("@timestamp >= 2024-10-17", 1729195792000))
+      assert.is_true(m("event.created < 2025", "2024-10-17T20:09:52Z", "event.created"))
+    end)
+
+    it("rounds a bound up for > and <=, down for >= and <", function()
+      assert.is_true(m("@timestamp >= 2024-10-17", T))
+      assert.is_false(m("@timestamp > 2024-10-17", T))      -- after the whole of that day
+      assert.is_true(m("@timestamp <= 2024-10-17", T))      -- up to its last millisecond
+      assert.is_false(m("@timestamp < 2024-10-17", T))
+    end)
+
+    it("equals a date to the whole of the period it names", function()
+      assert.is_true(m("@timestamp: 2024-10-17", T))
+      assert.is_true(m('@timestamp: "2024-10-17T20"', T))
+      assert.is_false(m("@timestamp: 2024-10-18", T))
+      assert.is_true(m('@timestamp: "2024-10-17T20:09:52Z"', T))
+    end)
+
+    it("reads date math, now moving with the clock", function()
+      assert.is_true(m("@timestamp < now", T))
+      assert.is_false(m("@timestamp > now-1d", T))
+      assert.is_true(m("@timestamp > now-100y/y", T))
+      assert.is_true(m('@timestamp < "2024-10-17||+1d/d"', T))
+      assert.is_false(m('@timestamp <= "2024-10-16||+1d/d" and @timestamp < 2024-10-17', T))
+    end)
+
+    it("rejects what Elasticsearch rejects on a date field: other text, wildcards", function()
+      assert.matches("@timestamp is a date field in ECS: 'yesterday' is not a date", select(2, kql.compile(
+        "@timestamp > yesterday")))
+      assert.matches("it takes no wildcards", select(2, kql.compile("@timestamp: 2024*")))
+      assert.is_not_nil(kql.compile("@timestamp: *"))
+    end)
+
+    it("leaves a field outside the schema to text: t >= 2024-01-01 compares strings", function()
+      assert.is_true(m("t >= 2024-01-01", "2024-06-01T00:00:00Z", "t"))
+      assert.is_false(m("t >= 2024-01-01", 1729195792000, "t"))
+    end)
+  end)
+
   describe("match() on real CloudTrail events (Stratus Red Team, normalized)", function()
     local cjson = require "cjson"
     local normalize = require "normalize"
@@ -807,6 +855,17 @@ describe("kql", function()
       assert.equal(45, count("18.236.253.47"))
       assert.equal(45, count('"18.0.0.0/8"'))
       assert.equal(count("source.ip: 253.0.0.0/8"), count("253.0.0.0/8 and source.ip: *"))
+    end)
+
+    it("compares @timestamp as instants", function()
+      local on17 = 0
+      for _, r in ipairs(records) do
+        if type(r.raw.eventTime) == "string" and r.raw.eventTime:sub(1, 10) == "2024-10-17" then on17 = on17 + 1 end
+      end
+      assert.equal(count("@timestamp: 2024-10-17"), on17)
+      assert.equal(#records, count("@timestamp < now"))
+      assert.equal(count("@timestamp >= 2024-10-17 and @timestamp < 2024-10-18"), on17)
+      assert.equal(count("@timestamp: *"), count("@timestamp > 1970") + count("@timestamp <= 1970"))
     end)
 
     it("compares numbers in flattened fields as Elasticsearch's keywords: as their text", function()
