@@ -12,6 +12,12 @@ local M = {}
 
 local null = require("cjson").null
 
+-- The key that asks a getter for the whole document, not one field: get(event.DOCUMENT).
+-- KQL reads every field through it (a value with no field, a field name with a wildcard).
+-- Rules cannot ask for it: the view passes string keys only.
+local DOCUMENT = setmetatable({}, { __name = "event.DOCUMENT" })
+M.DOCUMENT = DOCUMENT
+
 -- "a.b.c" -> { "a", "b", "c" }, computed once per distinct name.
 -- Rules may compute names, so the cache is emptied when it grows large.
 local segments, cached = {}, 0
@@ -65,8 +71,10 @@ search = function(t, parts, i)
   return nil
 end
 
--- The value of a dotted field in a document (a plain table), or nil.
+-- The value of a dotted field in a document (a plain table), or nil; the document itself
+-- for event.DOCUMENT.
 function M.get(doc, name)
+  if name == DOCUMENT then return doc end
   local v = rawget(doc, name)
   if v ~= nil then
     if v == null then return nil end
@@ -82,6 +90,41 @@ function M.get(doc, name)
   end
   if t ~= nil and t ~= null then return t end
   return search(doc, parts, 1)
+end
+
+-- Every field of a document: calls fn(name, value) for each string, number and boolean in
+-- it, name the dotted path of keys that leads there (array elements have their array's
+-- name: {"a":[{"b":1},{"b":2}]} gives a.b 1 and a.b 2). Stops at the first call that
+-- returns true, and returns true then. Every value is visited: the cost is the document's
+-- size, for each call.
+local function leaves(t, prefix, fn)
+  if rawget(t, 1) ~= nil then
+    for i = 1, #t do
+      local v = rawget(t, i)
+      if type(v) == "table" then
+        if leaves(v, prefix, fn) then return true end
+      elseif v ~= nil and v ~= null and prefix and fn(prefix, v) then
+        return true
+      end
+    end
+    return false
+  end
+  for k, v in next, t do
+    if type(k) == "string" then
+      local name = prefix and prefix .. "." .. k or k
+      if type(v) == "table" then
+        if leaves(v, name, fn) then return true end
+      elseif v ~= null and fn(name, v) then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+function M.leaves(doc, fn, prefix)
+  if type(doc) ~= "table" then return false end
+  return leaves(doc, prefix, fn)
 end
 
 -- A function name -> value over one document, for compiled queries.
@@ -142,7 +185,8 @@ end
 --
 --   local ev = event.lazy()
 --   ev.start(rec, ctx, normalize, norm_call)
---   ev.get(name)   the field's value, computed on first ask and remembered for this event
+--   ev.get(name)   the field's value, computed on first ask and remembered for this event;
+--                  ev.get(event.DOCUMENT): the whole normalized document (ev.whole())
 --   ev.view        the read-only view over ev.get (the same table for every event)
 --   ev.whole()     the whole normalized document (built once per event)
 --
@@ -174,6 +218,10 @@ function M.lazy()
   end
 
   local function get(name)
+    if name == DOCUMENT then
+      if raw then return whole() end
+      return rec
+    end
     local v = memo[name]
     if v ~= nil then
       if v == NIL then return nil end

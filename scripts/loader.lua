@@ -9,8 +9,10 @@
 --   rule.id       meta.rule_id
 --   rule.name     meta.name
 --   rule.query    the compiled KQL query (kql.compile), or nil
---   rule.match(get, view) -> boolean  get(name): a field of the event; view: the read-only
---                                     event a Lua match function is handed (event.lua)
+--   rule.match(get, view) -> boolean  get(name): a field of the event (get(event.DOCUMENT):
+--                                     the whole document, which KQL reads for a value with
+--                                     no field); view: the read-only event a Lua match
+--                                     function is handed (event.lua)
 --
 -- Every error names the file and line: "rules/x.lua:12: ...".
 

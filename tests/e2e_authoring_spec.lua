@@ -294,14 +294,15 @@ describe("trailhound check", function()
   it("reports a rule that does not compile, or whose KQL does not, at file, line and column", function()
     local d = rules({
       ["a.lua"] = "return {\n  rule_id = 'x',\n  name = \n}\n",
-      ["b.lua"] = good_rule():gsub('and\n    event.outcome', 'and and\n    event.outcome'),
+      ["b.lua"] = good_rule():gsub('and\n    event.outcome', 'and (\n    event.outcome'),
       ["c.lua"] = good_rule():gsub('severity = "low"', 'severity = "urgent"'),
     })
     local out, err, rc = th.run({ "check", d })
     assert.equal(1, rc)
     no_traceback(err)
     assert.matches(d .. "/a.lua:4: error: unexpected symbol near '}'", out, 1, true)
-    assert.matches(d .. "/b.lua:10:38: error: expected a query after 'and', found the keyword 'and'", out, 1, true)
+    local unclosed = [[/b.lua:12:1: error: Expected ")" but end of input found. (to close the '(' at 10:38)]]
+    assert.matches(d .. unclosed, out, 1, true)
     assert.matches(d .. "/c.lua:5: error: severity must be low, medium, high or critical, not 'urgent'", out, 1, true)
   end)
 end)

@@ -123,6 +123,67 @@ describe("the prefilter", function()
     assert.not_matches("prefilter:", full_err)
   end)
 
+  it("changes no alert with rules on addresses, values with no field, field name wildcards and nested queries",
+    function()
+      local d = th.tmpdir()
+      os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
+      local corpus = d .. "/corpus.ndjson"
+      assert.is_truthy(th.read(corpus), "no corpus")
+      -- Addresses written otherwise than the rules write them.
+      local extra = {}
+      local function add(e, id, ip)
+        e.eventID, e.sourceIPAddress = id, ip
+        extra[#extra + 1] = ev.line(e)
+      end
+      add(ev.denied("PutResourcePolicy", "AccessDenied", "x"), "v6-long", "2001:0db8:0000::0001")
+      add(ev.denied("PutResourcePolicy", "AccessDenied", "x"), "v4-mapped", "::ffff:10.1.2.3")
+      add(ev.denied("PutResourcePolicy", "AccessDenied", "x"), "v4-plain", "10.200.0.1")
+      add(ev.denied("PutResourcePolicy", "AccessDenied", "x"), "v4-zero", "010.1.2.3")
+      extra[#extra + 1] = cjson.encode({ ["@timestamp"] = "2024-10-17T20:09:52.000Z",
+        event = { provider = "bedrock.amazonaws.com", action = "PutResourcePolicy", id = "ecs-v6" },
+        source = { ip = "2001:DB8::1" }, deltas = { { a = "x", b = "y" }, { a = "y", b = "x" } } })
+      local text = adversarial()
+      th.write(d .. "/adversarial.ndjson", text .. table.concat(extra))
+      local rules = rules_dir({
+        ["cidr.lua"] = rule("11111111-2222-4333-8444-000000000111", "CIDR",
+          'event.provider: "bedrock.amazonaws.com" and source.ip: (10.0.0.0/8 or "2001:db8::/32")'),
+        ["ip.lua"] = rule("11111111-2222-4333-8444-000000000112", "IP",
+          'event.action: PutResourcePolicy and source.ip: "2001:db8::1" and not related.ip: 10.1.2.3'),
+        ["anyfield.lua"] = rule("11111111-2222-4333-8444-000000000113", "Any field",
+          'event.provider: "bedrock.amazonaws.com" and "AccessDenied"'),
+        ["anyfield_alone.lua"] = rule("11111111-2222-4333-8444-000000000114", "Any field alone",
+          '"sts.amazonaws.com" and (*stratus-red-team* or 10.0.0.0/8)'),
+        ["fieldglob.lua"] = rule("11111111-2222-4333-8444-000000000115", "Field glob",
+          'event.action: PutResourcePolicy and aws.cloudtrail.*: Access*'),
+        ["nested.lua"] = rule("11111111-2222-4333-8444-000000000116", "Nested",
+          'deltas:{ a: x and b: y } and not event.action: GetUser'),
+      })
+      local files = { corpus, d .. "/adversarial.ndjson" }
+      local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
+      local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
+      assert.equal(0, rc1, full_err)
+      assert.equal(0, rc2, pre_err)
+      local full, pre = stripped(full_out), stripped(pre_out)
+      assert.equal(#full, #pre)
+      for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+      local by = {}
+      for _, a in ipairs(pre) do
+        local name = a.kibana.alert.rule.name
+        by[name] = by[name] or {}
+        by[name][a.event.id] = true
+      end
+      for _, id in ipairs({ "esc-source", "all-escaped", "spaced", "array" }) do
+        assert.is_true(by["Any field"][id], id)
+      end
+      assert.is_nil(by["Any field"]["ecs-nested"])   -- AccessDeniedException is another value
+      for _, id in ipairs({ "v6-long", "v4-mapped", "v4-plain", "ecs-v6" }) do assert.is_true(by.CIDR[id], id) end
+      assert.is_nil(by.CIDR["v4-zero"])          -- 010.1.2.3 is no address: no source.ip
+      assert.same({ ["v6-long"] = true, ["ecs-v6"] = true }, by.IP)
+      assert.is_true(by["Field glob"]["esc-code"])
+      assert.same({ ["ecs-v6"] = true }, by.Nested)
+      assert.is_true(next(by["Any field alone"]) ~= nil)
+    end)
+
   it("passes every record when a rule requires nothing it can look for (a Lua match alone)", function()
     local d = th.tmpdir()
     local text = adversarial()

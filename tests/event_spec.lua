@@ -78,5 +78,48 @@ describe("event", function()
       assert.equal("A", doc.event.action)
       assert.equal("m", doc.aws.cloudtrail.flattened.request_parameters.modelId)
     end)
+
+    it("gives a rule no way to the whole document", function()
+      assert.is_nil(event.view(doc)[event.DOCUMENT])
+    end)
+  end)
+
+  describe("DOCUMENT", function()
+    it("asks a getter for the whole document", function()
+      local d = { event = { action = "A" } }
+      assert.equal(d, event.get(d, event.DOCUMENT))
+      assert.equal(d, event.getter(d)(event.DOCUMENT))
+    end)
+  end)
+
+  describe("leaves()", function()
+    local function all(d, prefix)
+      local out = {}
+      event.leaves(d, function(name, v)
+        out[#out + 1] = name .. "=" .. (type(v) == "number" and ("%g"):format(v) or tostring(v))
+        return false
+      end, prefix)
+      table.sort(out)
+      return out
+    end
+
+    it("visits every string, number and boolean by its dotted name", function()
+      local d = cjson.decode('{"a":{"b":"x","c":[1,2],"d":[{"e":true},{"e":null,"f":"y"}]},'
+        .. '"g.h":"z","n":null,"o":{},"p":[]}')
+      assert.same({ "a.b=x", "a.c=1", "a.c=2", "a.d.e=true", "a.d.f=y", "g.h=z" }, all(d))
+      assert.same({ "top.k=v" }, all({ k = "v" }, "top"))
+    end)
+
+    it("stops at the first call that returns true", function()
+      local calls = 0
+      local hit = event.leaves({ a = { 1, 2, 3, 4 } }, function(_, v)
+        calls = calls + 1
+        return v == 2
+      end)
+      assert.is_true(hit)
+      assert.equal(2, calls)
+      assert.is_false(event.leaves({}, function() return true end))
+      assert.is_false(event.leaves(nil, function() return true end))
+    end)
   end)
 end)

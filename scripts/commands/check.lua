@@ -257,9 +257,9 @@ function M.rule(rule, src, add)
     local function walk(node)
       if node.children then
         for _, child in ipairs(node.children) do walk(child) end
-      elseif not seen[node.field] then
-        seen[node.field] = true
-        local problem = M.field_problem(node.field)
+      elseif node.path and not seen[node.path] then   -- a value with no field names none
+        seen[node.path] = true
+        local problem = M.field_problem(node.path)
         if problem then add(node.line, node.col, "warning", problem) end
       end
     end

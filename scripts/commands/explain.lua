@@ -34,6 +34,17 @@ local function unquoted(s)
   return (s:gsub('[\\():<>"*{}]', "\\%0"))
 end
 
+-- The field of a leaf as written: its name, a name with wildcards, or none.
+local function field_text(node)
+  if node.field then return node.field end
+  if node.fieldtext then
+    local segs = {}
+    for i, s in ipairs(node.fieldglob) do segs[i] = unquoted(s) end
+    return table.concat(segs, "*")
+  end
+  return nil
+end
+
 -- The value side of a single-field node: "x", (a or b), not "c", *.
 local function value_text(node, nested)
   local op = node.op
@@ -55,15 +66,36 @@ local function value_text(node, nested)
   return s
 end
 
--- One field's condition as KQL text.
+local query_text
+
+-- One field's condition as KQL text: a leaf (of any field, or none), a single
+-- field's values, or a nested query.
 function M.clause_text(node)
+  if node.op == "all" then return "(empty query: every event)" end
+  if node.op == "nested" then
+    return node.field .. ": { " .. query_text(node.children[1]) .. " }"
+  end
   if node.op == "range" then
-    return node.field .. " " .. node.operator .. " " .. (node.quoted and quote(node.literal) or unquoted(node.literal))
+    local bound = node.quoted and quote(node.literal) or unquoted(node.literal)
+    return field_text(node) .. " " .. node.operator .. " " .. bound
   end
   if node.op == "not" and single_field(node) then
     return "not " .. M.clause_text(node.children[1])
   end
-  return single_field(node) .. ": " .. value_text(node, false)
+  local field = single_field(node) or (node.children == nil and field_text(node))
+  if not field then return value_text(node, false) end
+  return field .. ": " .. value_text(node, false)
+end
+
+-- Any subtree as KQL text (for the inside of a nested query).
+query_text = function(node, inner)
+  if node.children == nil or single_field(node) or node.op == "nested" then return M.clause_text(node) end
+  if node.op == "not" then return "not " .. query_text(node.children[1], true) end
+  local parts = {}
+  for i, child in ipairs(node.children) do parts[i] = query_text(child, true) end
+  local s = table.concat(parts, " " .. node.op .. " ")
+  if inner then s = "(" .. s .. ")" end
+  return s
 end
 
 ------------------------------------------------------------------------------
@@ -73,8 +105,8 @@ end
 -- The explained KQL tree (values set by kql's explain) as display nodes.
 local function convert(node)
   local field = single_field(node)
-  if field then
-    return { op = "clause", field = field, text = M.clause_text(node), value = node.value,
+  if field or node.children == nil or node.op == "nested" then
+    return { op = "clause", field = field or node.path, text = M.clause_text(node), value = node.value,
              line = node.line, col = node.col }
   end
   local kids = {}
@@ -82,12 +114,13 @@ local function convert(node)
   return { op = node.op, text = node.op, value = node.value, line = node.line, col = node.col, children = kids }
 end
 
--- Fields in the order the query names them.
+-- Fields in the order the query names them (by their full name inside a nested query;
+-- a value with no field and a field name with wildcards name none).
 local function query_fields(node, out, seen)
   if node.children == nil then
-    if not seen[node.field] then
-      seen[node.field] = true
-      out[#out + 1] = node.field
+    if node.path and not seen[node.path] then
+      seen[node.path] = true
+      out[#out + 1] = node.path
     end
     return
   end
