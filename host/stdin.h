@@ -10,7 +10,8 @@
  * whole document (a CloudTrail S3 object, an array), told from its first
  * bytes as the tailer tells a file's kind (tfile.c); a document is handed
  * over once it is complete. Offsets in messages and alerts count bytes of
- * content (decompressed) from the start of the input.
+ * content (decompressed) from the start of the input. That part, bytes in
+ * and records out, is unpack.h's; this file reads fd 0 and paces it.
  *
  * Nothing is checkpointed: standard input has no offset that a restart could
  * resume from. What was read and not yet evaluated when the host stops is
@@ -37,9 +38,7 @@
 #include <uv.h>
 
 #include "dispatch.h"
-#include "framer.h"
-
-struct z_stream_s;
+#include "unpack.h"
 
 typedef struct th_stdin_opts {
   th_dispatch *dispatch;   /* where records go; not owned */
@@ -71,15 +70,7 @@ typedef struct th_stdin {
   int failed;                  /* ... because a read failed */
   int ended;                   /* every record handed over, on_end called */
   int stopping;                /* th_stdin_stop was called */
-  int gz;                      /* the bytes at in_pos: GZ_UNKNOWN, GZ_NO, GZ_YES or GZ_SKIP */
-  unsigned members;            /* gzip members inflated to their end */
-  struct z_stream_s *z;        /* inflate's state; owned, NULL until gzip is seen */
-  char *out;                   /* inflate's output; owned */
-  int kind;                    /* what the content at hand is: K_UNDECIDED, K_LINES, K_WHOLE, K_SKIP */
-  char *doc;                   /* a whole document, or the first bytes before kind is known; owned */
-  size_t doc_len, doc_cap;
-  th_framer framer;            /* NDJSON: the partial line held */
-  uint64_t pos;                /* content bytes so far: the offset of the next one */
+  th_unpack u;                 /* the bytes into records: gzip, NDJSON, documents; content offsets */
   uint64_t bytes_in;           /* bytes read from fd 0 */
 } th_stdin;
 
