@@ -41,9 +41,14 @@ static void report(th_unpack *u, int what, const char *fmt, ...) {
 static int blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
 /* From the first bytes, as tfile.c's decide: JSON starting [ or {"Records" is
- * a whole document; anything else NDJSON; K_UNDECIDED while too few are in. */
+ * a whole document; anything else NDJSON; K_UNDECIDED while too few are in
+ * (a byte order mark not whole yet counts as too few). Given at most
+ * DECIDE_MAX bytes, and decided at DECIDE_MAX, so that the answer is the
+ * same however the bytes came in. */
 static int decide(const char *b, size_t n) {
-  size_t i = n >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+  static const char bom[] = "\xEF\xBB\xBF";
+  if (n < 3 && memcmp(b, bom, n) == 0) return K_UNDECIDED;
+  size_t i = n >= 3 && memcmp(b, bom, 3) == 0 ? 3 : 0;
   while (i < n && blank(b[i])) i++;
   if (i == n) return n >= DECIDE_MAX ? K_LINES : K_UNDECIDED;
   if (b[i] == '[') return K_WHOLE;
@@ -54,21 +59,21 @@ static int decide(const char *b, size_t n) {
   return memcmp(b + j, "\"Records\"", 9) == 0 ? K_WHOLE : K_LINES;
 }
 
-/* Append to doc. Returns 0, or -1 when it would pass max_document or
+/* Append to doc. Returns 0, or -1 when it would hold more than max bytes or
  * memory is short. */
-static int hold(th_unpack *u, const char *p, size_t n) {
-  size_t max = u->o.max_document;
-  if (u->doc_len + n > u->doc_cap) {
+static int hold(th_unpack *u, const char *p, size_t n, size_t max) {
+  size_t need = u->doc_len + n;
+  if (need > max) return -1;
+  if (need > u->doc_cap) {
     size_t cap = u->doc_cap ? u->doc_cap : (1u << 16);
-    while (cap < u->doc_len + n && cap <= max) cap *= 2;
-    if (cap < u->doc_len + n || u->doc_len + n > max) return -1;
+    while (cap < need) cap *= 2;
     char *d = realloc(u->doc, cap);
     if (d == NULL) return -1;
     u->doc = d;
     u->doc_cap = cap;
   }
-  memcpy(u->doc + u->doc_len, p, n);
-  u->doc_len += n;
+  if (n > 0) memcpy(u->doc + u->doc_len, p, n);
+  u->doc_len = need;
   return 0;
 }
 
@@ -81,30 +86,48 @@ static void frame(th_unpack *u, const char *p, size_t n) {
   }
 }
 
-/* n bytes of content, at offset pos. */
+/* The document of the unit at hand is too large (or memory is short): it is
+ * skipped to the end of its unit. */
+static void skip(th_unpack *u) {
+  report(u, TH_UNPACK_DOC_SKIPPED,
+         "read %s: a document larger than %zu bytes (or out of memory) at offset %llu; skipped to its end",
+         u->o.name, u->o.max_document, (unsigned long long)u->unit);
+  u->kind = K_SKIP;
+  u->doc_len = 0;
+}
+
+/* n bytes of content, at offset pos. Until the unit's kind is known, its
+ * first bytes (DECIDE_MAX at most) are held in doc; max_document is for
+ * documents alone. */
 static void content(th_unpack *u, const char *p, size_t n) {
+  if (n == 0) return;
   u->pos += n;
+  if (u->kind == K_UNDECIDED) {
+    size_t k = n < DECIDE_MAX - u->doc_len ? n : DECIDE_MAX - u->doc_len;
+    if (hold(u, p, k, DECIDE_MAX) < 0) {
+      skip(u);
+      return;
+    }
+    if ((u->kind = decide(u->doc, u->doc_len)) == K_UNDECIDED) return;  /* k was n */
+    p += k;
+    n -= k;
+    if (u->kind == K_LINES) {
+      frame(u, u->doc, u->doc_len);
+      u->doc_len = 0;
+    } else if (u->doc_len > u->o.max_document) {
+      skip(u);
+      return;
+    }
+  }
   switch (u->kind) {
     case K_LINES:
       frame(u, p, n);
       return;
-    case K_SKIP:
-      return;
-    case K_UNDECIDED:
     case K_WHOLE:
-      break;
-  }
-  if (hold(u, p, n) < 0) {
-    report(u, TH_UNPACK_DOC_SKIPPED,
-           "read %s: a document larger than %zu bytes (or out of memory) at offset %llu; skipped to its end",
-           u->o.name, u->o.max_document, (unsigned long long)u->unit);
-    u->kind = K_SKIP;
-    u->doc_len = 0;
-    return;
-  }
-  if (u->kind == K_UNDECIDED && (u->kind = decide(u->doc, u->doc_len)) == K_LINES) {
-    frame(u, u->doc, u->doc_len);
-    u->doc_len = 0;
+      if (hold(u, p, n, u->o.max_document) < 0) skip(u);
+      return;
+    default:  /* K_SKIP */
+      return;
   }
 }
 
