@@ -22,9 +22,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "../log.h"
+#include "gunzip.h"
 #include "jsontext.h"
 #include "sha1.h"
 
@@ -147,75 +147,6 @@ static int l_encode(lua_State *L) {
  * document (source.h, TH_MAX_DOCUMENT). */
 #define GUNZIP_MAX ((size_t)1 << 30)
 
-/* Inflate the n bytes of gzip data at s into *out (caller frees), every
- * member in turn as gzip -dc does; bytes after the last member that are no
- * gzip are ignored, as zlib's gzread does. Returns 0, or -1 with why in err
- * (*out is then NULL). Plain C: nothing here can raise a Lua error, so
- * nothing leaks. */
-static int gunzip(const unsigned char *s, size_t n, char **out, size_t *outlen, char *err, size_t errsize) {
-  z_stream z;
-  memset(&z, 0, sizeof z);
-  *out = NULL;
-  *outlen = 0;
-  if (inflateInit2(&z, 15 + 16) != Z_OK) {  /* 16: gzip only */
-    snprintf(err, errsize, "out of memory");
-    return -1;
-  }
-  size_t cap = n < (1u << 16) ? (1u << 16) : n < GUNZIP_MAX / 4 ? n * 4 : GUNZIP_MAX, len = 0, at = 0;
-  char *buf = malloc(cap);
-  int rc = -1, zr = Z_OK;
-  while (buf != NULL) {
-    if (len == cap) {
-      char *p = cap < GUNZIP_MAX ? realloc(buf, cap * 2 < GUNZIP_MAX ? cap * 2 : GUNZIP_MAX) : NULL;
-      if (p == NULL) {
-        snprintf(err, errsize, cap < GUNZIP_MAX ? "out of memory" : "larger than %zu bytes once decompressed",
-                 GUNZIP_MAX);
-        goto cleanup;
-      }
-      buf = p;
-      cap = cap * 2 < GUNZIP_MAX ? cap * 2 : GUNZIP_MAX;
-    }
-    size_t in = n - at > UINT_MAX ? UINT_MAX : n - at, room = cap - len > UINT_MAX ? UINT_MAX : cap - len;
-    z.next_in = (unsigned char *)s + at;  /* zlib does not write through it */
-    z.avail_in = (unsigned)in;
-    z.next_out = (unsigned char *)buf + len;
-    z.avail_out = (unsigned)room;
-    zr = inflate(&z, Z_NO_FLUSH);
-    at += in - z.avail_in;
-    len += room - z.avail_out;
-    if (zr == Z_STREAM_END) {
-      /* Another member follows, or the end (or bytes that are no gzip). */
-      if (n - at < 2 || s[at] != 0x1f || s[at + 1] != 0x8b) break;
-      inflateReset(&z);
-      continue;
-    }
-    if (zr == Z_DATA_ERROR || zr == Z_NEED_DICT) {
-      snprintf(err, errsize, "damaged gzip (%s) after %zu bytes of content", z.msg ? z.msg : "bad data", len);
-      goto cleanup;
-    }
-    if (zr == Z_MEM_ERROR) {
-      snprintf(err, errsize, "out of memory");
-      goto cleanup;
-    }
-    if (at == n && z.avail_out > 0) {  /* all input given, and inflate wants more */
-      snprintf(err, errsize, "truncated gzip (unexpected end of input) after %zu bytes of content", len);
-      goto cleanup;
-    }
-  }
-  if (buf == NULL) {
-    snprintf(err, errsize, "out of memory");
-    goto cleanup;
-  }
-  *out = buf;
-  *outlen = len;
-  buf = NULL;
-  rc = 0;
-cleanup:
-  free(buf);
-  inflateEnd(&z);
-  return rc;
-}
-
 /* thsys.gunzip(s) -> the content of the gzip data s, or nil and why
  * ("truncated gzip (unexpected end of input) after 120 bytes of content").
  * samples.lua: a .json.gz CloudTrail object or gzip NDJSON for explain and dev. */
@@ -223,7 +154,7 @@ static int l_gunzip(lua_State *L) {
   size_t n, len;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
   char *out, err[160];
-  if (gunzip(s, n, &out, &len, err, sizeof err) < 0) {
+  if (th_gunzip(s, n, GUNZIP_MAX, &out, &len, err, sizeof err) < 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
