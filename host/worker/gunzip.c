@@ -24,26 +24,34 @@ int th_gunzip(const unsigned char *s, size_t n, size_t max, char **out, size_t *
   /* Room for four times the input to start with, within max. */
   size_t cap = n < (1u << 16) ? (1u << 16) : n < max / 4 ? n * 4 : max, len = 0, at = 0;
   if (cap > max) cap = max;
-  char *buf = malloc(cap);
+  char *buf = malloc(cap ? cap : 1);
   int rc = -1, zr = Z_OK;
   while (buf != NULL) {
-    if (len == cap) {
-      char *p = cap < max ? realloc(buf, cap * 2 < max ? cap * 2 : max) : NULL;
+    if (len == cap && cap < max) {
+      char *p = realloc(buf, cap * 2 < max ? cap * 2 : max);
       if (p == NULL) {
-        snprintf(err, errsize, cap < max ? "out of memory" : "larger than %zu bytes once decompressed", max);
+        snprintf(err, errsize, "out of memory");
         goto cleanup;
       }
       buf = p;
       cap = cap * 2 < max ? cap * 2 : max;
     }
-    size_t in = n - at > UINT_MAX ? UINT_MAX : n - at, room = cap - len > UINT_MAX ? UINT_MAX : cap - len;
+    /* Full at max: inflate into a spare byte, which it fills only if there
+     * is more content (else it reads on: a trailer, another member, the end). */
+    unsigned char spare;
+    int full = len == cap;
+    size_t in = n - at > UINT_MAX ? UINT_MAX : n - at, room = full ? 1 : cap - len > UINT_MAX ? UINT_MAX : cap - len;
     z.next_in = (unsigned char *)s + at;  /* zlib does not write through it */
     z.avail_in = (unsigned)in;
-    z.next_out = (unsigned char *)buf + len;
+    z.next_out = full ? &spare : (unsigned char *)buf + len;
     z.avail_out = (unsigned)room;
     zr = inflate(&z, Z_NO_FLUSH);
     at += in - z.avail_in;
-    len += room - z.avail_out;
+    if (full && z.avail_out == 0) {
+      snprintf(err, errsize, "larger than %zu bytes once decompressed", max);
+      goto cleanup;
+    }
+    if (!full) len += room - z.avail_out;
     if (zr == Z_STREAM_END) {
       /* Another member follows, or the end (or bytes that are no gzip). */
       if (n - at < 2 || s[at] != 0x1f || s[at + 1] != 0x8b) break;
