@@ -135,7 +135,7 @@ static void content(th_unpack *u, const char *p, size_t n) {
  * line without its newline is a record, a document is handed over. The next
  * unit starts at pos. */
 static void unit_end(th_unpack *u) {
-  if (u->kind == K_UNDECIDED) frame(u, u->doc, u->doc_len);  /* too short to tell: lines */
+  if (u->kind == K_UNDECIDED && u->doc_len > 0) frame(u, u->doc, u->doc_len);  /* too short to tell: lines */
   if (u->kind == K_UNDECIDED || u->kind == K_LINES) th_framer_finish(&u->framer, u->o.on_line, u->o.ud);
   if (u->kind == K_WHOLE) u->o.on_document(u->o.ud, u->doc, u->doc_len, u->unit, u->pos);
   if (u->kind == K_SKIP) u->o.on_document(u->o.ud, NULL, 0, u->unit, u->pos);
