@@ -1,11 +1,12 @@
 -- Sigma rule modules through the loader: the module contract the importer writes
 -- (README, "Sigma rules"), its defaults, its errors with file and line, embedded tests on
--- raw CloudTrail and on ECS documents.
+-- raw CloudTrail and on ECS documents, and the rule index and prefilter clauses.
 
 local cjson = require "cjson"
 local event = require "event"
 local loader = require "loader"
 local normalize = require "normalize"
+local ruleindex = require "ruleindex"
 local th = require "support.th"
 
 local function rule_file(src)
@@ -132,5 +133,25 @@ return {
     assert.is_true(run(rule, ecs))
     ecs.event.original = nil
     assert.is_false(run(rule, ecs))
+  end)
+
+  it("give the rule index eventName's exact values, and the prefilter its folded literals", function()
+    local rule = assert(loader.load_file(rule_file(BUCKET_DELETED)))
+    assert.same({ { "DeleteBucket", fold = true } }, ruleindex.prefilter(rule, normalize))
+    local ix = ruleindex.build({ rule }, normalize.ON_DEMAND)
+    local function candidates(rec)
+      local doc = normalize.normalize(rec)
+      return #ix.candidates(event.getter(doc, rec))
+    end
+    assert.equal(1, candidates({ eventSource = "s3.amazonaws.com", eventName = "DELETEBUCKET" }))
+    assert.equal(0, candidates({ eventSource = "s3.amazonaws.com", eventName = "CreateBucket" }))
+  end)
+
+  it("give the prefilter no literal a JSON writer may escape or a number's text may hold", function()
+    assert.is_true(ruleindex.safe_literal("s3.amazonaws.com"))
+    assert.is_true(ruleindex.safe_literal("$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"))
+    for _, s in ipairs({ "a/b", 'a"b', "a\\b", "<x>", "a&b", "it's", "é", "123", "1.5e3", "" }) do
+      assert.is_false(ruleindex.safe_literal(s), s)
+    end
   end)
 end)
