@@ -10,6 +10,9 @@
 --   d.fields                      the raw field paths the detection reads, sorted
 --   d.requirements                what a record it matches must hold (see "Requirements")
 --   d.warnings                    { { msg, ident, key } }: legal, but probably not meant
+--   d.identifiers, d.defs         the search identifiers, sorted, and each one's compiled
+--                                 node: an item { field, key, mods, raws, values, match } or
+--                                 { kind = "and"|"or", items }
 --   err                           { msg, ident, key }: where (search identifier, field key)
 --                                 and what; sigma.message(err) is the text
 --
@@ -1379,6 +1382,7 @@ function M.compile(detection)
     requirements = condition_requirements(tree, defs),
     warnings = warnings,
     identifiers = idents,
+    defs = defs,
     tree = tree,
   }
 end
