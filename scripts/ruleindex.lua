@@ -16,7 +16,8 @@
 --     item requires of a value), marked fold: Sigma compares ASCII letters regardless of
 --     case, so the host looks for them so too. Only literals of characters no JSON writer
 --     escapes qualify (an ECS document's event.original holds the record's text escaped
---     once more), and none that a number's text could hold (1e2 is 100).
+--     once more), and none that a number's text could hold (1e2 is 100): of a value with
+--     other characters, its longest such run (:assumed-role of :assumed-role/aws:).
 --
 --   local ix = ruleindex.build(rules, cheap)
 --   ix.candidates(get) -> rules
@@ -85,13 +86,25 @@ local function safe_literal(s)
 end
 M.safe_literal = safe_literal
 
+-- A value's longest safe run (a record holding the value holds it): the value, or the
+-- longest piece between characters that are not safe; nil when none is.
+local function safe_part(v)
+  if safe_literal(v) then return v end
+  local best
+  for run in v:gmatch("[%w .,:;_@#$%%+=~!^|(){}%[%]%-]+") do
+    if safe_literal(run) and (not best or #run > #best) then best = run end
+  end
+  return best
+end
+
 local function sigma_prefilter(d)
   local out = {}
   for _, c in ipairs(d.requirements) do
     local lits = { fold = true }
     for _, v in ipairs(c.values) do
-      if not safe_literal(v) then lits = nil break end
-      lits[#lits + 1] = v
+      local part = safe_part(v)
+      if not part then lits = nil break end
+      lits[#lits + 1] = part
     end
     if lits and #lits > 0 then out[#out + 1] = lits end
   end

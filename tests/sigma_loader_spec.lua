@@ -147,6 +147,12 @@ return {
     assert.equal(0, candidates({ eventSource = "s3.amazonaws.com", eventName = "CreateBucket" }))
   end)
 
+  it("give the prefilter the longest run of a value that no JSON writer escapes", function()
+    local rule = assert(loader.load_file(rule_file((BUCKET_DELETED:gsub('eventName = "DeleteBucket"',
+      '["userIdentity.arn|re"] = ".+:assumed-role/aws:.+"')))))
+    assert.same({ { ":assumed-role", fold = true } }, ruleindex.prefilter(rule, normalize))
+  end)
+
   it("give the prefilter no literal a JSON writer may escape or a number's text may hold", function()
     assert.is_true(ruleindex.safe_literal("s3.amazonaws.com"))
     assert.is_true(ruleindex.safe_literal("$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"))
