@@ -19,7 +19,8 @@
 -- backreferences and octal escapes, lookaround, atomic groups and possessive quantifiers,
 -- \p{...}, \Q...\E, POSIX classes, (?x), recursion, conditionals.
 --
--- Matching: Thompson's construction simulated over the text's code points (Pike's VM,
+-- Matching: a text without the literal every match holds (re.literal) is no match, found by
+-- string.find; else Thompson's construction simulated over the text's code points (Pike's VM,
 -- without captures): at most (text length + 1) x (program size) steps, whatever the pattern
 -- ((a+)+b, (a|a)*c included). A program has at most MAX_PROGRAM instructions ({n,m} copies
 -- its operand), so a rule cannot make one huge. No C code and no system call is involved:
@@ -615,7 +616,30 @@ function M.compile(pattern, flags)
     if type(op) == "table" then return nil, op.msg end
     error(op, 0)
   end
-  return { find = matcher(op, a, b), literal = literal_of(tree), size = #op }
+  local vm, literal = matcher(op, a, b), literal_of(tree)
+  local find = vm
+  -- Every match holds the literal: a text without it is no match, found at the speed of
+  -- string.find. ASCII literals only (a text that is not UTF-8 is matched byte by byte);
+  -- compared in lower case when the pattern ignores case anywhere.
+  if literal and not literal:find("[\128-\255]") then
+    local folds = false
+    for k = 1, #op do
+      if (op[k] == CHAR or op[k] == CLASS) and b[k] then folds = true break end
+    end
+    if folds then
+      local lit = literal:lower()
+      find = function(text)
+        if type(text) ~= "string" or not text:lower():find(lit, 1, true) then return false end
+        return vm(text)
+      end
+    else
+      find = function(text)
+        if type(text) ~= "string" or not text:find(literal, 1, true) then return false end
+        return vm(text)
+      end
+    end
+  end
+  return { find = find, literal = literal, size = #op }
 end
 
 return M
