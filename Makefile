@@ -16,10 +16,12 @@ DESTDIR ?=
 VERSION := 0.1.0
 
 DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-dev libseccomp-dev pkg-config valgrind \
-        libcurl4-openssl-dev python3
+        libcurl4-openssl-dev python3 lua-yaml
 
 # libcurl (libcurl4-openssl-dev) is not linked: its headers are used, and the library is opened
 # with dlopen when an HTTP output is (host/curlloop.h).
+# lua-yaml (LibYAML's binding, module lyaml) reads Sigma rules' YAML in the specs; the host
+# does not load it.
 PKGS    := lua5.4 libuv zlib libseccomp
 CC      ?= cc
 CFLAGS  ?= -O2 -g

@@ -92,6 +92,40 @@ describe("event", function()
     end)
   end)
 
+  describe("RAW", function()
+    local raw = { eventSource = "s3.amazonaws.com", eventName = "ListBuckets", userIdentity = { type = "Root" } }
+
+    it("asks a getter for the raw CloudTrail record a document was normalized from", function()
+      local doc = { event = { action = "ListBuckets" } }
+      assert.equal(raw, event.getter(doc, raw)(event.RAW))
+      assert.equal("ListBuckets", event.getter(doc, raw)("event.action"))
+      assert.is_nil(event.getter(doc)(event.RAW))
+    end)
+
+    it("reads an ECS document's raw record from event.original, decoded once", function()
+      local text = cjson.encode(raw)
+      for _, ecs in ipairs({ { event = { original = text } }, { ["event.original"] = text } }) do
+        local get = event.getter(ecs, ecs)
+        local got = get(event.RAW)
+        assert.same(raw, got)
+        assert.equal(got, get(event.RAW))
+        assert.same(raw, event.original(ecs))
+      end
+    end)
+
+    it("gives nil for an ECS document without a raw CloudTrail record in event.original", function()
+      for _, ecs in ipairs({ { event = { action = "A" } }, { event = { original = "not json" } },
+        { event = { original = '{"message":"not CloudTrail"}' } }, { event = { original = 42 } },
+        { event = { original = '{"eventName":' } } }) do
+        assert.is_nil(event.getter(ecs, ecs)(event.RAW))
+      end
+    end)
+
+    it("gives a rule no way to the raw record", function()
+      assert.is_nil(event.view({ a = 1 })[event.RAW])
+    end)
+  end)
+
   describe("leaves()", function()
     local function all(d, prefix)
       local out = {}

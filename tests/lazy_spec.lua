@@ -146,6 +146,28 @@ describe("the lazy event view", function()
     assert.equal(1, built)
   end)
 
+  it("hands out the raw CloudTrail record for event.RAW: the record, or an ECS document's event.original", function()
+    local built = 0
+    local counting = setmetatable({ normalize = function(...)
+      built = built + 1
+      return normalize.normalize(...)
+    end }, { __index = normalize })
+    local ev = event.lazy()
+    local rec = cjson.decode(io.lines("examples/cloudtrail/bedrock-denied-derived.ndjson")())
+    ev.start(rec, CTX, counting, call)
+    assert.equal(rec, ev.get(event.RAW))
+    assert.equal(0, built)
+    local ecs = { event = { action = "PutResourcePolicy", original = cjson.encode(rec) } }
+    ev.start(ecs, CTX, counting, call)
+    local got = ev.get(event.RAW)
+    assert.same(rec, got)
+    assert.equal(got, ev.get(event.RAW))  -- decoded once per event
+    ev.start({ event = { action = "A" } }, CTX, counting, call)
+    assert.is_nil(ev.get(event.RAW))
+    assert.is_nil(ev.get(event.RAW))
+    assert.equal(0, built)
+  end)
+
   it("raises FAILED, with the reason, when the normalizer fails: no rule is blamed", function()
     local broken = setmetatable({ normalize = function() error("boom") end }, { __index = normalize })
     local ev = event.lazy()

@@ -801,7 +801,8 @@ static void put_field(th_buf *b, lua_State *L, int t, const char *k) {
 }
 
 /* t.prefilter, a list of clauses of literal strings (ruleindex.lua), as
- * u32 n, n x { u32 m, m x str }; none: 0 (the rule may match any record). */
+ * u32 n, n x { u32 m, m x str }; none: 0 (the rule may match any record).
+ * A clause with fold = true has TH_PF_FOLD in its m (proto.h). */
 static void put_prefilter(th_buf *b, lua_State *L, int t) {
   lua_getfield(L, t, "prefilter");
   int pf = lua_gettop(L);
@@ -815,7 +816,13 @@ static void put_prefilter(th_buf *b, lua_State *L, int t) {
   for (lua_Integer i = 1; i <= nc; i++) {
     lua_rawgeti(L, pf, i);
     lua_Integer na = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
-    th_buf_u32(b, (uint32_t)na);
+    int fold = 0;
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "fold");
+      fold = lua_toboolean(L, -1);
+      lua_pop(L, 1);  /* fold */
+    }
+    th_buf_u32(b, (uint32_t)na | (fold ? TH_PF_FOLD : 0));
     for (lua_Integer k = 1; k <= na; k++) {
       lua_rawgeti(L, -1, k);
       size_t n = 0;

@@ -220,7 +220,7 @@ function commands.explain(args)
     if i > 1 then out:write("\n", string.rep("-", math.min(w, 72)), "\n\n") end
     local ok, doc = pcall(normalize.normalize, s.record, { now = os.date("!%Y-%m-%dT%H:%M:%S.000Z") })
     if not ok then fail(1, "trailhound explain: " .. s.where .. ": the normalizer failed: " .. tostring(doc)) end
-    local gok, x = ruleset.guard(explain.run, rule, doc)
+    local gok, x = ruleset.guard(explain.run, rule, doc, s.record)
     if not gok then x = { err = tostring(x), fields = {} } end
     local lines = {}
     local function say(l) lines[#lines + 1] = l end
