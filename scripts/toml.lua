@@ -2,20 +2,22 @@
 -- Elastic's detection rules (`trailhound import`, `trailhound export`).
 --
 --   toml.parse(text[, name]) -> table | nil, "name:line:col: message"
+--   toml.encode(root[, opts]) -> text | nil, message
 --
 -- What the parser reads: comments; bare, quoted and dotted keys; tables,
 -- arrays of tables, inline tables; basic, literal and multi-line strings with
 -- every escape and the line-ending backslash; decimal, hexadecimal, octal and
 -- binary integers (64-bit); floats, inf and nan; booleans; offset and local
 -- date-times, dates and times, which are kept as the text written (a Lua
--- string). A document that breaks the
+-- string), so they are written back as strings. A document that breaks the
 -- specification (a key defined twice, a table defined twice, an inline table
 -- extended, a bare carriage return, an invalid escape, an integer out of
 -- range, invalid UTF-8, ...) is an error at its line and column (column in
 -- characters, from 1). Newlines inside multi-line strings are read as "\n",
 -- whether the file writes LF or CRLF.
 --
--- Tables become Lua tables with string keys; arrays become sequences.
+-- Tables become Lua tables with string keys; arrays become sequences. An
+-- empty Lua table is written back as an empty array.
 
 local M = {}
 
@@ -549,6 +551,203 @@ function M.parse(text, name)
     error(err, 0)
   end
   return root
+end
+
+------------------------------------------------------------------------------
+-- Writing
+------------------------------------------------------------------------------
+
+-- A Lua table is an array when its keys are exactly 1..n (an empty table too).
+local function is_array(t)
+  local n = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 then return false end
+    n = n + 1
+  end
+  return n == #t
+end
+M.is_array = is_array
+
+local function is_table_array(v)
+  if type(v) ~= "table" or not is_array(v) or #v == 0 then return false end
+  for _, x in ipairs(v) do
+    if type(x) ~= "table" or is_array(x) then return false end
+  end
+  return true
+end
+
+local function bare_key(k)
+  if k:find("^[A-Za-z0-9_%-]+$") then return k end
+  return M.basic_string(k)
+end
+
+local SHORT = { ["\b"] = "\\b", ["\t"] = "\\t", ["\n"] = "\\n", ["\f"] = "\\f", ["\r"] = "\\r",
+  ['"'] = '\\"', ["\\"] = "\\\\" }
+
+-- "s" with TOML's escapes.
+function M.basic_string(s)
+  return '"' .. s:gsub('[\0-\31\127"\\]', function(c)
+    return SHORT[c] or string.format("\\u%04X", c:byte())
+  end) .. '"'
+end
+
+local function has_control(s, allow_newline)
+  for c in s:gmatch("[\0-\31\127]") do
+    if c ~= "\t" and not (allow_newline and c == "\n") then return true end
+  end
+  return false
+end
+
+-- A multi-line string as written: the text between the quotes is the value,
+-- read back exactly. literal: prefer '''...''' (no escapes at all).
+local function multiline_string(s, literal)
+  local lit_ok = not s:find("'''", 1, true) and not has_control(s, true)
+  local basic_plain = not s:find('"""', 1, true) and not s:find("\\", 1, true) and not has_control(s, true)
+  if literal and lit_ok then return "'''\n" .. s .. "'''" end
+  if basic_plain then return '"""\n' .. s .. '"""' end
+  if lit_ok then return "'''\n" .. s .. "'''" end
+  return '"""\n' .. s:gsub('[\0-\9\11-\31\127"\\]', function(c)
+    return SHORT[c] or string.format("\\u%04X", c:byte())
+  end) .. '"""'
+end
+
+local function float_text(x)
+  if x ~= x then return "nan" end
+  if x == math.huge then return "inf" end
+  if x == -math.huge then return "-inf" end
+  local s
+  for digits = 15, 17 do
+    s = string.format("%." .. digits .. "g", x)
+    if tonumber(s) == x then break end
+  end
+  if not s:find("[%.eEn]") then s = s .. ".0" end
+  return s
+end
+
+local inline_value
+
+local function scalar(v, literal)
+  local t = type(v)
+  if t == "string" then
+    if v:find("\n", 1, true) then return multiline_string(v, literal) end
+    return M.basic_string(v)
+  elseif t == "boolean" then
+    return tostring(v)
+  elseif math.type(v) == "integer" then
+    return string.format("%d", v)
+  elseif t == "number" then
+    return float_text(v)
+  end
+  return nil, "cannot write a " .. t .. " value in TOML"
+end
+
+function inline_value(v, path)
+  if type(v) ~= "table" then
+    local s, err = scalar(v)
+    if not s then error(path .. ": " .. err, 0) end
+    return s
+  end
+  if is_array(v) then
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = inline_value(x, path .. "[" .. i .. "]") end
+    return "[" .. table.concat(parts, ", ") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do
+    if type(k) ~= "string" then error(path .. ": a table key must be a string, not a " .. type(k), 0) end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = bare_key(k) .. " = " .. inline_value(v[k], path .. "." .. k) end
+  if #parts == 0 then return "{}" end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+-- An array value: on one line when short and flat, else one element a line
+-- (as Elastic's rule files write tags and field lists).
+local function array_value(v, path)
+  local parts, flat, len = {}, true, 0
+  for i, x in ipairs(v) do
+    parts[i] = inline_value(x, path .. "[" .. i .. "]")
+    if parts[i]:find("\n", 1, true) or type(x) == "table" then flat = false end
+    len = len + #parts[i] + 2
+  end
+  if #parts == 0 then return "[]" end
+  if flat and len <= 80 then return "[" .. table.concat(parts, ", ") .. "]" end
+  return "[\n    " .. table.concat(parts, ",\n    ") .. ",\n]"
+end
+
+-- opts.order(path, keys) -> keys in the order to write them (path: the
+-- table's dotted path, "" for the root); default: sorted. opts.literal(path, key)
+-- -> true to write a multi-line string as '''...''' (a query, say).
+function M.encode(root, opts)
+  opts = opts or {}
+  if type(root) ~= "table" or (next(root) ~= nil and is_array(root)) then
+    return nil, "toml.encode: the root must be a table with string keys"
+  end
+  local out = {}
+  local function emit(s) out[#out + 1] = s end
+
+  local function order(path, t)
+    local keys = {}
+    for k in pairs(t) do
+      if type(k) ~= "string" then
+        error((path == "" and "the root" or path) .. ": a table key must be a string, not a " .. type(k), 0)
+      end
+      keys[#keys + 1] = k
+    end
+    if opts.order then return opts.order(path, keys) end
+    table.sort(keys)
+    return keys
+  end
+
+  local function join(path, k) return path == "" and bare_key(k) or (path .. "." .. bare_key(k)) end
+
+  -- A table's own keys, then its sub-tables and arrays of tables as sections.
+  local function section(path, t, head)
+    local keys = order(path, t)
+    local values, subs = {}, {}
+    for _, k in ipairs(keys) do
+      local v = t[k]
+      if type(v) == "table" and (is_table_array(v) or not is_array(v)) then
+        subs[#subs + 1] = k
+      else
+        values[#values + 1] = k
+      end
+    end
+    if head and (#values > 0 or #subs == 0 or head:sub(1, 2) == "[[") then
+      if #out > 0 then emit("") end
+      emit(head)
+    end
+    for _, k in ipairs(values) do
+      local v = t[k]
+      local text
+      if type(v) == "table" then
+        text = array_value(v, join(path, k))
+      else
+        local err
+        text, err = scalar(v, opts.literal and opts.literal(path, k))
+        if not text then error(join(path, k) .. ": " .. err, 0) end
+      end
+      if type(v) == "string" and text:find("\n", 1, true) and opts.literal and opts.literal(path, k) and #out > 0 then
+        emit("")  -- a query stands apart, as in Elastic's files
+      end
+      emit(bare_key(k) .. " = " .. text)
+    end
+    for _, k in ipairs(subs) do
+      local v, p = t[k], join(path, k)
+      if is_array(v) then
+        for _, x in ipairs(v) do section(p, x, "[[" .. p .. "]]") end
+      else
+        section(p, v, "[" .. p .. "]")
+      end
+    end
+  end
+
+  local ok, err = pcall(section, "", root, nil)
+  if not ok then return nil, tostring(err) end
+  return table.concat(out, "\n") .. "\n"
 end
 
 return M

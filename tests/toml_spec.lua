@@ -1,6 +1,7 @@
 -- toml.lua: TOML 1.0 read as the specification says (its own examples,
 -- https://toml.io/en/v1.0.0), every one of Elastic's AWS rule files read as
--- Python's tomllib reads them, and errors at their line and column.
+-- Python's tomllib reads them, errors at their line and column, and what the
+-- writer writes read back to the same values.
 
 local toml = require "toml"
 
@@ -497,5 +498,91 @@ json.dump(out, sys.stdout)
         assert.is_nil(d, d)
       end
     end)
+  end)
+end)
+
+describe("toml.encode()", function()
+  local function round(t, opts)
+    local text, err = toml.encode(t, opts)
+    assert(text, err)
+    local back, perr = toml.parse(text, "encoded")
+    assert(back, tostring(perr) .. "\n" .. text)
+    return back, text
+  end
+
+  it("writes what reads back as the same values: strings of every kind", function()
+    local strings = {
+      "", "plain", 'with "quotes"', "it's", "back\\slash", "tab\there", "line\nbreaks\n", "\nleading newline",
+      "trailing quote\"", "trailing quotes\"\"", "three \"\"\" quotes\n", "three ''' apostrophes\n",
+      "ends with apostrophe\n'", "ends with two\n''", "\r\n crlf kept \r", "bell \7 and \127 del\n", "é ʎǝʞ 😀\n",
+      "]] and [[ and \\u0041\n", "both ''' and \"\"\" and \\\n",
+    }
+    local t = { s = strings, one = {} }
+    for i, s in ipairs(strings) do t.one["k" .. i] = s end
+    local back = round(t)
+    assert_same(t, back)
+  end)
+
+  it("writes numbers so that integers stay integers and floats floats", function()
+    local t = { i = { 0, -1, math.maxinteger, math.mininteger }, f = { 0.1, 2.0, -0.0, 1e300, 5e-324, 1 / 3,
+      math.huge, -math.huge, 0 / 0 } }
+    assert_same(t, round(t))
+  end)
+
+  it("quotes keys that are not bare", function()
+    local t = { ["a.b"] = 1, [""] = 2, ["with space"] = { ["ʎ"] = 3 }, ["bare-key_1"] = 4 }
+    assert_same(t, round(t))
+  end)
+
+  it("writes tables, arrays of tables with sub-tables, nested and mixed arrays", function()
+    local t = {
+      top = "x",
+      rule = {
+        threat = {
+          { framework = "MITRE ATT&CK", tactic = { id = "TA0001" }, technique = { { id = "T1", subtechnique = {
+            { id = "T1.001" } } } } },
+          { framework = "other", technique = {} },
+        },
+        empty = {},
+        deep = { only = { tables = { here = 1 } } },
+        mixed = { 1, "two", { three = 3 }, { 4, { five = 5 } } },
+        list_of_tables_in_array = { { 1 }, { { a = 1 }, { b = 2 } } },
+      },
+    }
+    assert_same(t, round(t))
+  end)
+
+  it("keeps an array of tables whose elements have no keys of their own", function()
+    local t = { a = { { b = { c = 1 } }, { b = { c = 2 } } } }
+    local back, text = round(t)
+    assert_same(t, back)
+    assert.truthy(text:find("[[a]]", 1, true))
+  end)
+
+  it("writes multi-line text as written, and a query as '''...''' when asked", function()
+    local _, text = round({ rule = { note = "## Guide\n\n- a step\n", query = 'a: "b" and\n  c: "d"\n' } },
+      { literal = function(_, k) return k == "query" end })
+    assert.truthy(text:find('note = """\n## Guide\n\n- a step\n"""', 1, true), text)
+    assert.truthy(text:find("query = '''\na: \"b\" and\n  c: \"d\"\n'''", 1, true), text)
+  end)
+
+  it("orders keys as asked", function()
+    local _, text = round({ b = 1, a = 2, c = 3 }, { order = function() return { "c", "a", "b" } end })
+    assert.equal("c = 3\na = 2\nb = 1\n", text)
+  end)
+
+  it("refuses what TOML cannot hold", function()
+    assert.is_nil((toml.encode({ f = print })))
+    assert.is_nil((toml.encode({ t = { [1] = 1, x = 2 } })))
+    assert.is_nil((toml.encode({ 1, 2 })))
+  end)
+
+  it("writes every Elastic AWS rule file back to the same values", function()
+    for _, f in ipairs(ls(ELASTIC, "%.toml$")) do
+      local t = parse(read(ELASTIC .. "/" .. f))
+      local back = round(t, { literal = function(_, k) return k == "query" end })
+      local d = same(t, back, f)
+      assert.is_nil(d, d)
+    end
   end)
 end)
