@@ -20,8 +20,8 @@ DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-de
 
 # libcurl (libcurl4-openssl-dev) is not linked: its headers are used, and the library is opened
 # with dlopen when an HTTP output is (host/curlloop.h).
-# lua-yaml (LibYAML's binding, module lyaml) reads Sigma rules' YAML in the specs; the host
-# does not load it.
+# lua-yaml (LibYAML's binding, module lyaml) reads Sigma rules' YAML: `trailhound import`, in the
+# command's own Lua state, and the specs; the host process and the workers never load it.
 PKGS    := lua5.4 libuv zlib libseccomp
 CC      ?= cc
 CFLAGS  ?= -O2 -g
