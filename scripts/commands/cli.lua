@@ -6,6 +6,7 @@
 --   trailhound show    RULE
 --   trailhound new     NAME
 --   trailhound dev     RULE [EVENTS...]
+--   trailhound import  [--out DIR] [--force] FILE|DIR...
 --
 -- The C host runs cli.main(argv) in a Lua state of its own (argv[1] is the
 -- command) and exits with what it returns: 0 success, 1 a test or check failed
@@ -39,8 +40,16 @@ local USAGE = {
   dev = "trailhound dev RULE [EVENTS...]\n"
     .. "  watch RULE; at every save, check it, run its tests and show which EVENTS match.\n"
     .. "  Ctrl-C stops.",
+  import = "trailhound import [--out DIR] [--force] FILE|DIR...\n"
+    .. "  turn Elastic detection rules (TOML) into rule modules in DIR (default ./rules): every\n"
+    .. "  key of the rule word for word, its investigation guide and query as written, a header\n"
+    .. "  naming its source and license, and an empty test list to fill in. A DIR argument: its\n"
+    .. "  .toml files. One line per file (imported; imported, not runnable yet, and why; not\n"
+    .. "  imported, and why), then the counts. ES|QL and machine learning rules are not\n"
+    .. "  imported. An existing module is not replaced unless --force. Exit 1 when a file\n"
+    .. "  could not be read, parsed or written.",
 }
-local ORDER = { "test", "check", "explain", "show", "new", "dev" }
+local ORDER = { "test", "check", "explain", "show", "new", "dev", "import" }
 
 local out = io.stdout
 local err = io.stderr
@@ -323,6 +332,16 @@ function commands.dev(args)
     write = function(s) out:write(s) out:flush() end,
   })
   return 0
+end
+
+function commands.import(args)
+  local opts, pos = parse("import", args, { out = "value", force = "flag" })
+  if opts.help then out:write(usage_text("import")) return 0 end
+  if #pos == 0 then usage_error("import", "expected rule files or folders to import") end
+  local import = require "import"
+  local results, summary = import.run(pos, { out = opts.out, force = opts.force })
+  out:write(table.concat(import.lines(results, summary, styler()), "\n"), "\n")
+  return summary.ok and 0 or 1
 end
 
 ------------------------------------------------------------------------------
