@@ -41,13 +41,14 @@ local USAGE = {
     .. "  watch RULE; at every save, check it, run its tests and show which EVENTS match.\n"
     .. "  Ctrl-C stops.",
   import = "trailhound import [--out DIR] [--force] FILE|DIR...\n"
-    .. "  turn Elastic detection rules (TOML) into rule modules in DIR (default ./rules): every\n"
-    .. "  key of the rule word for word, its investigation guide and query as written, a header\n"
-    .. "  naming its source and license, and an empty test list to fill in. A DIR argument: its\n"
-    .. "  .toml files. One line per file (imported; imported, not runnable yet, and why; not\n"
-    .. "  imported, and why), then the counts. ES|QL and machine learning rules are not\n"
-    .. "  imported. An existing module is not replaced unless --force. Exit 1 when a file\n"
-    .. "  could not be read, parsed or written.",
+    .. "  turn Elastic detection rules (.toml) and Sigma rules (.yml, .yaml) into rule modules\n"
+    .. "  in DIR (default ./rules): every key of the rule word for word (a Sigma rule's under\n"
+    .. "  sigma), its investigation guide and query as written, a header naming its source, its\n"
+    .. "  license and author, and an empty test list to fill in. A DIR argument: its .toml, .yml\n"
+    .. "  and .yaml files. One line per file (imported; imported, not runnable yet, and why; not\n"
+    .. "  imported, and why), then the counts. ES|QL and machine learning rules, and Sigma\n"
+    .. "  features trailhound does not read, are not imported. An existing module is not\n"
+    .. "  replaced unless --force. Exit 1 when a file could not be read, parsed or written.",
 }
 local ORDER = { "test", "check", "explain", "show", "new", "dev", "import" }
 

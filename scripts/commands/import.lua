@@ -1,12 +1,13 @@
 -- import.lua: `trailhound import`, the rules people already have as rule modules.
 --
 --   import.run(args, opts) -> results, summary
---     args: files and folders (a folder: its *.toml files, by name)
+--     args: files and folders (a folder: its *.toml, *.yml and *.yaml files, by name)
 --     opts: out (the folder to write modules to), force (replace a module there), log
 --   import.elastic(doc, source) -> module text, the table it returns | nil, why[, label]
 --     doc: an Elastic rule file as toml.parse reads it; source: its path. A
 --     label ("type esql") when the rule is of a kind not imported; none when
 --     the file is not a rule.
+--   import.sigma(text, source) -> the same, for a Sigma rule's YAML
 --   import.lines(results, summary, t) -> the report, one line per file, then the counts
 --
 -- Elastic's detection rules (TOML) become modules of this project's shape
@@ -16,6 +17,16 @@
 -- (`note`) and the query as written, a header saying where the rule came
 -- from and under which license, and an empty `tests` list to fill in. ES|QL
 -- and machine learning rules are not imported: no engine here could run them.
+--
+-- A Sigma rule (YAML) becomes the module agreed with the Sigma engine:
+-- rule_id, name, description, severity and risk_score (from level), author,
+-- references, tags, false_positives and license taken from it, language =
+-- "sigma", and the rule's own keys word for word, as lyaml reads them and in
+-- the order it writes them, under `sigma` (YAML's null as sigma.NULL: see
+-- SIGMA_NULL). Each rule's author is kept, in the header too, as the DRL 1.1
+-- asks. What the Sigma engine refuses (correlations, placeholders, old
+-- aggregations, unknown modifiers, ...), and a log source other than
+-- CloudTrail, is not imported, with the reason.
 --
 -- Each result: { source, status, out, why, label }. status is "imported" (the
 -- module passes `trailhound check`), "not runnable" (written, but check finds
@@ -227,6 +238,178 @@ function M.elastic(doc, source)
 end
 
 ------------------------------------------------------------------------------
+-- Sigma
+------------------------------------------------------------------------------
+
+-- YAML's null in a Sigma rule (`errorCode: null`: the field is absent, or
+-- null) is the Sigma engine's sigma.NULL (lyaml's null is another value), which
+-- a module gets with `local sigma = require "sigma"`, the one module the rule
+-- sandbox lets a rule require. The module declares it only when the rule has a
+-- null. All of it is here.
+M.SIGMA_NULL = {
+  name = "sigma.NULL",
+  declaration = { 'local sigma = require "sigma"  -- sigma.NULL: YAML\'s null in the rule below' },
+}
+function M.sigma_null() return require("sigma").NULL end
+function M.is_sigma_null(v) return v == require("sigma").NULL end
+
+-- Why a Sigma rule cannot be imported (a label and the reason), or nil. The
+-- Sigma engine (sigma.lua) says what in a detection it does not read
+-- (placeholders, aggregations, timeframe, unknown modifiers); import adds
+-- what is not one rule over CloudTrail.
+local function sigma_unsupported(doc, null, detection)
+  if doc.correlation ~= nil then
+    return "sigma correlation", "a Sigma correlation rule (over several rules' matches), which trailhound does not run"
+  end
+  if doc.filter ~= nil and doc.detection == nil then
+    return "sigma filter", "a Sigma filter (a meta rule applied to other rules), which trailhound does not run"
+  end
+  local ls = type(doc.logsource) == "table" and doc.logsource ~= null and doc.logsource or {}
+  if ls.product ~= "aws" or ls.service ~= "cloudtrail" then
+    local parts = {}
+    for _, k in ipairs({ "product", "service", "category" }) do
+      if ls[k] ~= nil then parts[#parts + 1] = k .. " " .. tostring(ls[k] == null and "null" or ls[k]) end
+    end
+    return "sigma logsource", string.format("logsource %s: trailhound reads AWS CloudTrail "
+      .. "(product aws, service cloudtrail)", #parts > 0 and table.concat(parts, ", ") or "(none)")
+  end
+  if detection == nil then return nil end
+  local sigma = require "sigma"
+  local ok, err = sigma.compile(detection)
+  if not ok then return "sigma detection refused", "the Sigma engine refuses it: " .. sigma.message(err) end
+  return nil
+end
+
+-- A copy of v with lyaml's null as the module writes it.
+local function nulls_as_written(v, null)
+  if v == null then return M.sigma_null() end
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = nulls_as_written(x, null) end
+  return c
+end
+
+local function has_null(v, null, seen)
+  if v == null then return true end
+  if type(v) ~= "table" or seen[v] then return false end
+  seen[v] = true
+  for _, x in pairs(v) do
+    if has_null(x, null, seen) then return true end
+  end
+  return false
+end
+
+-- A Sigma field that may be one string or a list of them, as a list.
+local function list_of(v, null)
+  if v == nil or v == null then return {} end
+  if type(v) ~= "table" then return { v } end
+  local out = {}
+  for _, x in ipairs(v) do
+    if x ~= null then out[#out + 1] = x end
+  end
+  return out
+end
+
+local SIGMA_TOP = {
+  "title", "id", "related", "name", "taxonomy", "status", "description", "license", "references", "author",
+  "date", "modified", "tags", "logsource", "detection", "fields", "falsepositives", "level", "scope",
+}
+
+function M.sigma(text, source)
+  local yamldoc = require "yamldoc"
+  local docs, order = yamldoc.load(text)
+  if not docs then
+    local msg = order
+    if msg:find("^%d+:%d+: ") then return nil, source .. ":" .. msg end
+    return nil, source .. ": " .. msg
+  end
+  local null = yamldoc.lyaml().null
+  if #docs ~= 1 then
+    if #docs == 0 then return nil, "an empty YAML file, not a Sigma rule" end
+    return nil, "a Sigma rule collection (" .. #docs .. " YAML documents, as `action: global` writes them)",
+      "sigma collection"
+  end
+  local doc = docs[1]
+  if type(doc) ~= "table" or doc == null or luasource.is_array(doc) then
+    return nil, "not a Sigma rule: the YAML document is not a mapping"
+  end
+  local written = nulls_as_written(doc, null)  -- the sigma table as the module holds it
+  local label, why = sigma_unsupported(doc, null, written.detection)
+  if label then return nil, why, label end
+  for _, k in ipairs({ "title", "id", "detection" }) do
+    if doc[k] == nil or doc[k] == null then return nil, "not a Sigma rule: it has no " .. k end
+  end
+  if type(doc.id) ~= "string" or type(doc.title) ~= "string" then
+    return nil, "not a Sigma rule: its id and title must be text"
+  end
+
+  -- severity and risk_score from level (none when the rule has no level the
+  -- engine knows: the loader then says so, nothing is made up)
+  local level = require("sigma").LEVELS[doc.level] or {}
+  local mod = {
+    rule_id = doc.id,
+    name = doc.title,
+    description = type(doc.description) == "string" and doc.description or doc.title,
+    severity = level.severity,
+    risk_score = level.risk_score,
+    author = list_of(doc.author, null),
+    references = list_of(doc.references, null),
+    tags = list_of(doc.tags, null),
+    false_positives = list_of(doc.falsepositives, null),
+    license = type(doc.license) == "string" and doc.license or "DRL-1.1",
+    language = "sigma",
+  }
+  local authors = #mod.author > 0 and table.concat(mod.author, ", ") or "(no author named)"
+  local license
+  if type(doc.license) == "string" then
+    license = "License: " .. doc.license .. " (the rule's own license field)."
+  else
+    license = "License: Detection Rule License (DRL) 1.1, https://github.com/SigmaHQ/Detection-Rule-License, "
+      .. "SigmaHQ's license: whoever shares or converts this rule must credit its author (kept here and in "
+      .. "`author`) and name the license."
+  end
+  local lines = {
+    "-- " .. doc.title:gsub("\n", " "),
+    "--",
+    comment("Imported by `trailhound import` from " .. M.source_name(source) .. ", a Sigma rule "
+      .. "(https://github.com/SigmaHQ/sigma). Author: " .. authors .. ". " .. license
+      .. "\nThe Sigma rule's own keys are under `sigma`, word for word as lyaml reads them; name, "
+      .. "description, severity (from level: informational and low are low), risk_score, author, references, "
+      .. "tags and false_positives above are taken from them."),
+    "-- The rule's text is kept as written, long lines and trailing spaces too:",
+    "-- luacheck: no max line length, ignore 611 613",
+    "",
+  }
+  local uses_null = has_null(doc, null, {})
+  if uses_null then
+    for _, l in ipairs(M.SIGMA_NULL.declaration) do lines[#lines + 1] = l end
+    lines[#lines + 1] = ""
+  end
+  lines[#lines + 1] = "return {"
+  for _, k in ipairs({ "rule_id", "name", "description", "severity", "risk_score", "author", "references", "tags",
+                       "false_positives", "license" }) do
+    if mod[k] ~= nil then lines[#lines + 1] = field(k, mod[k]) end
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = field("language", mod.language)
+  -- The document's own order; SigmaHQ's for a mapping whose order is not known.
+  local function sigma_order(path, keys, t)
+    return order[t] or ordered(path == "sigma" and SIGMA_TOP or nil, keys)
+  end
+  local function special(v)
+    if v == null then return M.SIGMA_NULL.name end
+    return nil
+  end
+  lines[#lines + 1] = field("sigma", doc, sigma_order, special)
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = TESTS_TODO:format("Sigma rule")
+  lines[#lines + 1] = "}"
+  mod.sigma = written
+  mod.tests = {}
+  return table.concat(lines, "\n") .. "\n", mod
+end
+
+------------------------------------------------------------------------------
 -- Checking what was written
 ------------------------------------------------------------------------------
 
@@ -275,9 +458,10 @@ end
 
 -- What keeps a module that check refuses from running, in a word: its type or
 -- its language, when it is not a KQL query rule.
+local RUNS = { kuery = true, sigma = true }  -- the languages the loader runs
 local function blocker(mod)
   if mod.type ~= nil and mod.type ~= "query" then return "type " .. tostring(mod.type) end
-  if mod.language ~= nil and mod.language ~= "kuery" then return "language " .. tostring(mod.language) end
+  if mod.language ~= nil and not RUNS[mod.language] then return "language " .. tostring(mod.language) end
   return "check errors"
 end
 
@@ -294,7 +478,7 @@ local function read(path)
   return s
 end
 
-local KINDS = { toml = "elastic" }
+local KINDS = { toml = "elastic", yml = "sigma", yaml = "sigma" }
 
 function M.kind(path)
   local ext = path:match("%.([%w]+)$")
@@ -315,7 +499,7 @@ local function sources(args)
       end
       if n == 0 then
         failed[#failed + 1] = { source = a, status = "failed",
-          why = "no Elastic rule files (.toml) in this folder" }
+          why = "no Elastic (.toml) or Sigma (.yml, .yaml) rule files in this folder" }
       end
     else
       list[#list + 1] = a
@@ -352,7 +536,7 @@ local function import_file(source, opts)
   local r = { source = source }
   local kind = M.kind(source)
   if not kind then
-    r.status, r.why = "failed", "not an Elastic rule (.toml)"
+    r.status, r.why = "failed", "not an Elastic rule (.toml) or a Sigma rule (.yml, .yaml)"
     return r
   end
   local text, err = read(source)
@@ -360,12 +544,17 @@ local function import_file(source, opts)
     r.status, r.why = "failed", tostring(err)
     return r
   end
-  local doc, perr = toml.parse(text, source)
-  if not doc then
-    r.status, r.why = "failed", perr
-    return r
+  local module_text, mod, label
+  if kind == "elastic" then
+    local doc, perr = toml.parse(text, source)
+    if not doc then
+      r.status, r.why = "failed", perr
+      return r
+    end
+    module_text, mod, label = M.elastic(doc, source)
+  else
+    module_text, mod, label = M.sigma(text, source)
   end
-  local module_text, mod, label = M.elastic(doc, source)
   if not module_text then
     r.status, r.why, r.label = (label and "unsupported" or "failed"), mod, label
     return r
@@ -447,6 +636,9 @@ function M.lines(results, summary, t)
   for _, r in ipairs(results) do
     if r.status == "imported" then
       lines[#lines + 1] = t.green("✓") .. " " .. r.source .. ": imported as " .. r.out
+    elseif r.status == "not runnable" and r.label == "check errors" then
+      lines[#lines + 1] = t.yellow("~") .. " " .. r.source .. ": imported as " .. r.out
+        .. ", not runnable: trailhound check reports: " .. r.why
     elseif r.status == "not runnable" then
       lines[#lines + 1] = t.yellow("~") .. " " .. r.source .. ": imported as " .. r.out .. ", not runnable yet: "
         .. r.label .. "; trailhound check reports: " .. r.why
