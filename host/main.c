@@ -47,7 +47,7 @@ static const char usage[] =
   "                           [--max-worker-memory BYTES]\n"
   "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
   "                           [--no-prefilter] [--no-max-signals])\n"
-  "       trailhound test|check|explain|show|new|dev|import ...   (trailhound COMMAND --help)\n"
+  "       trailhound test|check|explain|show|new|dev|import|export ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
   "\n"
   "  replay   read each file to its end, print alerts as JSON lines, then a summary on stderr\n"
@@ -881,7 +881,7 @@ cleanup:
 
 /* Commands written in Lua (scripts/cli.lua). */
 static int is_lua_command(const char *cmd) {
-  static const char *const names[] = {"test", "check", "explain", "show", "new", "dev", "import", NULL};
+  static const char *const names[] = {"test", "check", "explain", "show", "new", "dev", "import", "export", NULL};
   for (int i = 0; names[i]; i++)
     if (strcmp(cmd, names[i]) == 0) return 1;
   return 0;

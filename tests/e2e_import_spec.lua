@@ -43,3 +43,18 @@ describe("trailhound import (the binary)", function()
     assert.equal("57 rules checked: 0 errors, 59 warnings", last_line(cout))
   end)
 end)
+
+describe("trailhound export (the binary)", function()
+  after_each(th.cleanup)
+
+  it("writes a rule imported from Elastic's TOML back to the same fields", function()
+    local toml = require "toml"
+    local dir = th.tmpdir()
+    local src = ELASTIC .. "/persistence_route_table_created.toml"
+    local _, err, rc = run({ "import", "--out", dir, src })
+    assert.equal(0, rc, err)
+    local out, err2, rc2 = run({ "export", dir .. "/persistence_route_table_created.lua" })
+    assert.equal(0, rc2, err2)
+    assert.same(toml.parse(th.read(src)), toml.parse(out))
+  end)
+end)

@@ -7,6 +7,7 @@
 --   trailhound new     NAME
 --   trailhound dev     RULE [EVENTS...]
 --   trailhound import  [--out DIR] [--force] FILE|DIR...
+--   trailhound export  RULE
 --
 -- The C host runs cli.main(argv) in a Lua state of its own (argv[1] is the
 -- command) and exits with what it returns: 0 success, 1 a test or check failed
@@ -49,8 +50,12 @@ local USAGE = {
     .. "  imported, and why), then the counts. ES|QL and machine learning rules, and Sigma\n"
     .. "  features trailhound does not read, are not imported. An existing module is not\n"
     .. "  replaced unless --force. Exit 1 when a file could not be read, parsed or written.",
+  export = "trailhound export RULE\n"
+    .. "  write RULE back as an Elastic rule file (TOML) on standard output: [metadata] and\n"
+    .. "  [rule] with every key of the module but its tests; import then export gives back the\n"
+    .. "  same fields. A rule with a Lua match function, or a Sigma rule, is not exported.",
 }
-local ORDER = { "test", "check", "explain", "show", "new", "dev", "import" }
+local ORDER = { "test", "check", "explain", "show", "new", "dev", "import", "export" }
 
 local out = io.stdout
 local err = io.stderr
@@ -343,6 +348,21 @@ function commands.import(args)
   local results, summary = import.run(pos, { out = opts.out, force = opts.force })
   out:write(table.concat(import.lines(results, summary, styler()), "\n"), "\n")
   return summary.ok and 0 or 1
+end
+
+function commands.export(args)
+  local opts, pos = parse("export", args, {})
+  if opts.help then out:write(usage_text("export")) return 0 end
+  if #pos ~= 1 then usage_error("export", "expected one rule, got " .. #pos .. " arguments") end
+  local export = require "export"
+  local path, msg = export.find(pos[1], default_rules())
+  if not path then fail(1, "trailhound export: " .. msg) end
+  local mod, lerr = export.load(path)
+  if not mod then fail(1, "trailhound export: " .. lerr) end
+  local text, why = export.toml(mod)
+  if not text then fail(1, "trailhound export: " .. path .. ": " .. why) end
+  out:write(text)
+  return 0
 end
 
 ------------------------------------------------------------------------------
