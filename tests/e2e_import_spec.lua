@@ -58,3 +58,40 @@ describe("trailhound export (the binary)", function()
     assert.same(toml.parse(th.read(src)), toml.parse(out))
   end)
 end)
+
+describe("trailhound check on rules of another format (the binary)", function()
+  after_each(th.cleanup)
+
+  it("says to import an Elastic rule, instead of a Lua parse error", function()
+    local f = "tests/fixtures/seeds/persistence_bedrock_resource_based_policy_denied_attempt.toml"
+    local out, err, rc = run({ "check", f })
+    assert.equal(1, rc)
+    assert.equal("", err)
+    assert.equal(f .. ": error: this is an Elastic rule: run trailhound import " .. f
+      .. "\n\n1 rule checked: 1 error, 0 warnings\n", out)
+  end)
+
+  it("says to import a Sigma rule, .yml or .yaml", function()
+    local dir = th.tmpdir()
+    th.write(dir .. "/r.yaml", th.read(SIGMA .. "/aws_enum_buckets.yml"))
+    for _, f in ipairs({ SIGMA .. "/aws_enum_buckets.yml", dir .. "/r.yaml" }) do
+      local out, _, rc = run({ "check", f })
+      assert.equal(1, rc)
+      assert.truthy(out:find(f .. ": error: this is a Sigma rule: run trailhound import " .. f .. "\n", 1, true), out)
+    end
+  end)
+
+  it("says so for show, test and explain too", function()
+    local f = SIGMA .. "/aws_enum_buckets.yml"
+    local _, err, rc = run({ "show", f })
+    assert.equal(1, rc)
+    assert.equal("trailhound show: " .. f .. ": this is a Sigma rule: run trailhound import " .. f .. "\n", err)
+  end)
+
+  it("names a folder of rule files to import", function()
+    local _, err, rc = run({ "check", ELASTIC })
+    assert.equal(1, rc)
+    assert.equal("trailhound check: " .. ELASTIC .. ": no rule files (*.lua) in this directory; it holds "
+      .. "194 Elastic rules: run trailhound import " .. ELASTIC .. "\n", err)
+  end)
+end)

@@ -3,7 +3,9 @@
 --   ruleset.files(args, default_dir) -> paths, errors   RULE and DIR arguments; none: default_dir
 --   ruleset.find(arg, dir) -> path | nil, message       a file, or a rule of dir by file name,
 --                                                       rule_id or name (show, explain, dev)
---   ruleset.load(path, log) -> rule | nil, diagnostic   loader.load_file under an instruction budget
+--   ruleset.load(path, log) -> rule | nil, diagnostic   loader.load_file under an instruction budget;
+--                                                       an Elastic (.toml) or Sigma (.yml) file: a
+--                                                       diagnostic that says to import it
 --   ruleset.diagnostic(path, message) -> { file, line, col, msg }  from a "file:line:col: msg" string
 --   ruleset.source(path) -> text | nil
 --   ruleset.line_of(src, text) -> line of the first occurrence of text, or nil
@@ -83,7 +85,18 @@ function M.guard(fn, ...)
   return table.unpack(r, 1, r.n)
 end
 
+-- Rule files of another tool, which `trailhound import` turns into modules.
+local FOREIGN = { toml = "an Elastic rule", yml = "a Sigma rule", yaml = "a Sigma rule" }
+local function foreign(path)
+  local ext = path:match("%.(%w+)$")
+  return ext and FOREIGN[ext:lower()]
+end
+
 function M.load(path, log)
+  local what = foreign(path)
+  if what then
+    return nil, { file = path, msg = "this is " .. what .. ": run trailhound import " .. path }
+  end
   local ok, rule, err = M.guard(loader.load_file, path, { log = log })
   if not ok then return nil, M.diagnostic(path, rule) end
   if not rule then return nil, M.diagnostic(path, err) end
@@ -137,7 +150,21 @@ function M.files(args, default_dir)
   for _, a in ipairs(args) do
     if is_dir(a) then
       local list = M.list(a)
-      if #list == 0 then errors[#errors + 1] = a .. ": no rule files (*.lua) in this directory" end
+      if #list == 0 then
+        local n = {}
+        for _, name in ipairs(loader.list(a) or {}) do
+          local what = foreign(name)
+          if what then n[what] = (n[what] or 0) + 1 end
+        end
+        local held = {}
+        for _, what in ipairs({ "an Elastic rule", "a Sigma rule" }) do
+          if n[what] then
+            held[#held + 1] = n[what] == 1 and what or (n[what] .. " " .. what:gsub("^an? ", "") .. "s")
+          end
+        end
+        errors[#errors + 1] = a .. ": no rule files (*.lua) in this directory" .. (#held > 0 and
+          ("; it holds " .. table.concat(held, " and ") .. ": run trailhound import " .. a) or "")
+      end
       for _, p in ipairs(list) do add(p) end
     elseif exists(a) then
       add(a)
