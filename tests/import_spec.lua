@@ -304,3 +304,25 @@ describe("trailhound import", function()
     assert.matches("expected rule files or folders to import", err)
   end)
 end)
+
+describe("check on the rules import carries over but cannot run yet", function()
+  teardown(th.cleanup)
+
+  it("reports their type or language, and knows Elastic's keys for them", function()
+    local dir = th.tmpdir()
+    local r = import.run({ ELASTIC .. "/persistence_route_table_created.toml",
+      ELASTIC .. "/credential_access_rapid_secret_retrieval_attempts_from_secretsmanager.toml",
+      ELASTIC .. "/persistence_rds_instance_made_public.toml" }, { out = dir })
+    local paths = {}
+    for _, x in ipairs(r) do paths[#paths + 1] = x.out end
+    local diags = check.files(paths)
+    local errors = {}
+    for _, d in ipairs(diags) do
+      assert.is_nil(d.msg:find("unknown field", 1, true), d.msg)
+      if d.level == "error" then errors[#errors + 1] = d.msg end
+    end
+    assert.same({ "type 'new_terms' is not supported here (only query rules run)",
+      "type 'threshold' is not supported here (only query rules run)",
+      "language 'eql' is not supported (only kuery)" }, errors)
+  end)
+end)

@@ -56,6 +56,11 @@ local ELASTIC_KEYS = {
   "related_integrations", "required_fields", "risk_score_mapping", "rule_name_override", "saved_id",
   "setup", "severity_mapping", "throttle", "timeline_id", "timeline_title", "to", "actions",
   "data_view_id", "namespace",
+  -- the keys of Elastic's other rule types (new_terms, threshold, eql, machine_learning,
+  -- threat_match), which `trailhound import` carries over: their type is the error, not their keys
+  "new_terms", "threshold", "event_category_override", "tiebreaker_field", "timestamp_field",
+  "anomaly_threshold", "machine_learning_job_id", "threat_query", "threat_index", "threat_mapping",
+  "threat_filters", "threat_indicator_path", "threat_language", "concurrent_searches", "items_per_search",
 }
 
 -- Fields Elastic's aws.cloudtrail integration (or the agent shipping it) writes
