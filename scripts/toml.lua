@@ -346,15 +346,26 @@ function M.parse(text, name)
   end
 
   local value, inline_table
+  local depth = 0  -- arrays and inline tables open: each is a few Lua calls deep
+
+  local function enter(at)
+    depth = depth + 1
+    if depth > 50 then fail("arrays and inline tables nested more than 50 deep", at) end
+  end
 
   local function array()
     local at = pos
+    enter(at)
     pos = pos + 1
     local t = {}
     kind[t] = "static"
     while true do
       skip_all()
-      if char() == "]" then pos = pos + 1 return t end
+      if char() == "]" then
+        pos = pos + 1
+        depth = depth - 1
+        return t
+      end
       if char() == "" then fail("unterminated array (it starts here)", at) end
       t[#t + 1] = value()
       skip_all()
@@ -401,6 +412,7 @@ function M.parse(text, name)
 
   function inline_table()
     local at = pos
+    enter(at)
     pos = pos + 1
     local t = {}
     kind[t] = "inline-open"
@@ -408,6 +420,7 @@ function M.parse(text, name)
     if char() == "}" then
       pos = pos + 1
       freeze(t)
+      depth = depth - 1
       return t
     end
     while true do
@@ -427,6 +440,7 @@ function M.parse(text, name)
       if c == "}" then
         pos = pos + 1
         freeze(t)
+        depth = depth - 1
         return t
       elseif c == "," then
         pos = pos + 1

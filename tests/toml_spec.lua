@@ -428,6 +428,15 @@ role = "backend"
       end)
     end
 
+    it("refuses arrays and inline tables nested deeper than 50, and reads 50", function()
+      local err = refuse("a = " .. string.rep("[", 51) .. string.rep("]", 51))
+      assert.truthy(err:find("t.toml:1:55: arrays and inline tables nested more than 50 deep", 1, true), err)
+      err = refuse("a = " .. string.rep("{ b = ", 10000))
+      assert.truthy(err:find("nested more than 50 deep", 1, true), err)
+      local t = parse("a = " .. string.rep("[", 50) .. string.rep("]", 50) .. "\nb = [[1], {c = [2]}]\n")
+      assert.same({ { 1 }, { c = { 2 } } }, t.b)
+    end)
+
     it("counts the column in characters, not bytes", function()
       local err = refuse('a = "ʎǝʞ\\q"')
       assert.truthy(err:find("t.toml:1:9:", 1, true), err)
