@@ -88,6 +88,19 @@ describe("export", function()
     end)
   end
 
+  it("gives back an empty or unusual investigation_fields as it was", function()
+    for _, inv in ipairs({ "field_names = []", 'field_names = ["a"]\nother = 1' }) do
+      local dir = th.tmpdir()
+      local src = '[metadata]\nmaturity = "production"\n\n[rule]\nname = "x"\nrule_id = "y"\n\n'
+        .. "[rule.investigation_fields]\n" .. inv .. "\n"
+      th.write(dir .. "/r.toml", src)
+      local r = import.run({ dir .. "/r.toml" }, { out = dir })
+      assert.truthy(r[1].out, r[1].why)
+      local d = import.difference(parse(src), parse(exported(r[1].out)), inv)
+      assert.is_nil(d, d)
+    end
+  end)
+
   it("refuses a Sigma rule and a rule with a Lua match function", function()
     local text, why = export.toml({ rule_id = "x", language = "sigma", sigma = {} })
     assert.is_nil(text)

@@ -2,13 +2,15 @@
 --
 --   import.run(args, opts) -> results, summary
 --     args: files and folders (a folder: its *.toml, *.yml and *.yaml files, by name)
---     opts: out (the folder to write modules to), force (replace a module there), log
+--     opts: out (the folder to write modules to, ./rules by default), force (replace a module there)
 --   import.elastic(doc, source) -> module text, the table it returns | nil, why[, label]
 --     doc: an Elastic rule file as toml.parse reads it; source: its path. A
 --     label ("type esql") when the rule is of a kind not imported; none when
 --     the file is not a rule.
 --   import.sigma(text, source) -> the same, for a Sigma rule's YAML
 --   import.lines(results, summary, t) -> the report, one line per file, then the counts
+--   import.evaluate(path, text) -> the table a module returns, run as the rule sandbox runs it
+--   import.difference(a, b, path) -> nil when a and b hold the same values, else where they differ
 --
 -- Elastic's detection rules (TOML) become modules of this project's shape
 -- (DESIGN.md, "A rule module", as rules/*.lua): every key of the file's
@@ -142,9 +144,11 @@ local NOT_IMPORTED = {
 local RESERVED = { metadata = true, tests = true, match = true }
 
 -- Elastic's investigation_fields is { field_names = { ... } }; a module holds
--- the list (DESIGN.md, as rules/*.lua). Export nests it back.
+-- the list (DESIGN.md, as rules/*.lua). Export nests it back. An empty list
+-- stays nested: in Lua it could not be told from an empty table.
 function M.flat_investigation_fields(v)
-  if type(v) == "table" and type(v.field_names) == "table" and next(v, next(v)) == nil then
+  if type(v) == "table" and type(v.field_names) == "table" and next(v, next(v)) == nil
+      and #v.field_names > 0 then
     return v.field_names
   end
   return v
