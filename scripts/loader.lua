@@ -185,6 +185,11 @@ local function validate(path, src, mod)
     local why = suppression_error(mod.alert_suppression)
     if why then return fail("alert_suppression", why) end
   end
+  -- new_terms, threshold and EQL need state this host does not keep yet: such a rule (imported
+  -- from Elastic) is refused, rather than run as if it were a plain query.
+  if mod.type ~= nil and mod.type ~= "query" then
+    return fail("type", string.format("type '%s' is not supported here (only query rules run)", tostring(mod.type)))
+  end
   if mod.query ~= nil and mod.language ~= nil and mod.language ~= "kuery" then
     return fail("language", string.format("language '%s' is not supported (only kuery)", mod.language))
   end

@@ -97,7 +97,7 @@ describe("import of Elastic's 194 AWS rules", function()
       .. "type 'new_terms' is not supported here (only query rules run)\n", 1, true))
     assert.truthy(text:find("~ " .. f .. "persistence_rds_instance_made_public.toml: imported as " .. out
       .. "/persistence_rds_instance_made_public.lua, not runnable yet: type eql; trailhound check reports: "
-      .. "language 'eql' is not supported (only kuery)\n", 1, true))
+      .. "type 'eql' is not supported here (only query rules run)\n", 1, true))
     assert.truthy(text:find("- " .. f .. "persistence_sagemaker_lifecycle_config_suspicious_script_content.toml: "
       .. "not imported: type esql: ES|QL is a query language of its own, with no engine in trailhound\n", 1, true))
     assert.truthy(text:find(": not imported: type machine_learning: it runs an Elastic machine learning job", 1, true))
@@ -323,6 +323,6 @@ describe("check on the rules import carries over but cannot run yet", function()
     end
     assert.same({ "type 'new_terms' is not supported here (only query rules run)",
       "type 'threshold' is not supported here (only query rules run)",
-      "language 'eql' is not supported (only kuery)" }, errors)
+      "type 'eql' is not supported here (only query rules run)" }, errors)
   end)
 end)
