@@ -285,14 +285,21 @@ none:
 
 /* ---- th_json_encode ---------------------------------------------------------------- */
 
+struct jkey;
+
 typedef struct jbuf {
   char *p;
   size_t len, cap;
   const char *err;         /* why it cannot be written, or NULL */
+  struct jkey *ks;         /* the keys of the tables being written, outermost first */
+  size_t kn, kcap;
 } jbuf;
 
 #define JSON_MAX_DEPTH 1000
 #define JSON_MAX_BYTES ((size_t)256 << 20)
+/* Values kept on the Lua stack while their table is written: at most this
+ * many slots in use, leaving room for the nesting beneath (a few a level). */
+#define JSON_STACK_VALUES 100000
 
 static void jput(jbuf *b, const char *s, size_t n) {
   if (b->err) return;
@@ -360,14 +367,15 @@ static void jnum(jbuf *b, lua_State *L, int idx) {
   jput(b, t, (size_t)n);
 }
 
+/* A key of a table being written. */
 typedef struct jkey {
-  int type;                /* LUA_TSTRING or LUA_TNUMBER */
   const char *s;           /* a string key (held by the table); NULL for a number */
-  size_t n;
-  char text[40];
-  int isint;
+  size_t n;                /* its text's length */
+  int value;               /* where its value is on the Lua stack; 0: not there, look it up */
+  int isint;               /* a number key: an integer (i), else a float (d) */
   lua_Integer i;
   lua_Number d;
+  char text[24];           /* a number key's text ("%lld" or "%.14g") */
 } jkey;
 
 /* A key's text: its own, or its number's (never a pointer into the array,
@@ -381,74 +389,75 @@ static int jkey_cmp(const void *a, const void *b) {
   return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
-static void jvalue(jbuf *b, lua_State *L, int idx, int depth);
-
-/* Pushes t[k] for key k of the table at idx. */
-static void jget(lua_State *L, int idx, const jkey *k) {
-  if (k->type == LUA_TSTRING) lua_pushlstring(L, k->s, k->n);
-  else if (k->isint) lua_pushinteger(L, k->i);
-  else lua_pushnumber(L, k->d);
-  lua_rawget(L, idx);
+/* Room for one more key at the end of the encoder's key stack. */
+static jkey *jkey_push(jbuf *b) {
+  if (b->kn == b->kcap) {
+    size_t cap = b->kcap ? 2 * b->kcap : 64;
+    jkey *k = realloc(b->ks, cap * sizeof *k);
+    if (k == NULL) {
+      b->err = "out of memory";
+      return NULL;
+    }
+    b->ks = k;
+    b->kcap = cap;
+  }
+  return &b->ks[b->kn++];
 }
 
+static void jvalue(jbuf *b, lua_State *L, int idx, int depth);
+
+/* A table: lua-cjson's array when its keys are 1..n (holes allowed, not too
+ * sparse), else an object with its keys in byte order. Its keys go on the
+ * encoder's key stack (b->ks, one allocation for the whole text; a nested
+ * table's keys above them) and its values stay on the Lua stack as lua_next
+ * hands them over, so that writing them in key order takes no second lookup
+ * (a key pushed again is a string to intern); past what the Lua stack can
+ * hold, the rest are looked up again. */
 static void jtable(jbuf *b, lua_State *L, int idx, int depth) {
   if (depth > JSON_MAX_DEPTH) {
     b->err = "the alert is nested too deep to write";
     return;
   }
-  size_t count = 0, cap = 16;
+  size_t base = b->kn;
   lua_Integer max = 0;
   int all_positive_ints = 1;
-  jkey *keys = malloc(cap * sizeof *keys);
-  if (keys == NULL) {
-    b->err = "out of memory";
-    return;
-  }
+  int top = lua_gettop(L);
   lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1);
-    int kt = lua_type(L, -1);
+  while (lua_next(L, idx) != 0) {  /* ... values, key, value */
+    int kt = lua_type(L, -2);
     if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
       b->err = "a table key is neither a string nor a number";
-      lua_pop(L, 1);
       break;
     }
-    if (count == cap) {
-      jkey *k = realloc(keys, (cap *= 2) * sizeof *keys);
-      if (k == NULL) {
-        b->err = "out of memory";
-        lua_pop(L, 1);
-        break;
-      }
-      keys = k;
-    }
-    jkey *k = &keys[count++];
-    memset(k, 0, sizeof *k);
-    k->type = kt;
+    jkey *k = jkey_push(b);
+    if (k == NULL) break;
+    k->s = NULL;
     if (kt == LUA_TSTRING) {
-      k->s = lua_tolstring(L, -1, &k->n);
+      k->s = lua_tolstring(L, -2, &k->n);
       all_positive_ints = 0;
+    } else if ((k->isint = lua_isinteger(L, -2))) {
+      k->i = lua_tointeger(L, -2);
+      k->n = (size_t)snprintf(k->text, sizeof k->text, "%lld", (long long)k->i);
+      if (k->i < 1) all_positive_ints = 0;
+      else if (k->i > max) max = k->i;
     } else {
-      k->isint = lua_isinteger(L, -1);
-      if (k->isint) {
-        k->i = lua_tointeger(L, -1);
-        snprintf(k->text, sizeof k->text, "%lld", (long long)k->i);
-        if (k->i < 1) all_positive_ints = 0;
-        else if (k->i > max) max = k->i;
-      } else {
-        k->d = lua_tonumber(L, -1);
-        snprintf(k->text, sizeof k->text, "%.14g", (double)k->d);
-        all_positive_ints = 0;
-      }
-      k->n = strlen(k->text);
+      k->d = lua_tonumber(L, -2);
+      k->n = (size_t)snprintf(k->text, sizeof k->text, "%.14g", (double)k->d);
+      all_positive_ints = 0;
+    }
+    if (lua_gettop(L) < JSON_STACK_VALUES && lua_checkstack(L, 2)) {
+      k->value = lua_gettop(L) - 1;
+      lua_insert(L, -2);  /* the value stays, below the key */
+    } else {
+      k->value = 0;
+      lua_pop(L, 1);
     }
   }
-  if (b->err) {
-    free(keys);
-    return;
-  }
+  size_t count = b->kn - base;
+  if (b->err) goto done;
   /* lua-cjson's arrays: positive integer keys, not too sparse (holes are null). */
   if (count > 0 && all_positive_ints && !(max > 2 * (lua_Integer)count && max > 10)) {
+    lua_settop(L, top);
     jput(b, "[", 1);
     for (lua_Integer i = 1; i <= max && !b->err; i++) {
       if (i > 1) jput(b, ",", 1);
@@ -457,22 +466,31 @@ static void jtable(jbuf *b, lua_State *L, int idx, int depth) {
       lua_pop(L, 1);
     }
     jput(b, "]", 1);
-    free(keys);
-    return;
+    goto done;
   }
   /* An object, its keys in byte order: the same alert is the same text. */
-  qsort(keys, count, sizeof *keys, jkey_cmp);
+  if (count > 1) qsort(b->ks + base, count, sizeof *b->ks, jkey_cmp);
   jput(b, "{", 1);
   for (size_t i = 0; i < count && !b->err; i++) {
+    const jkey *k = &b->ks[base + i];  /* again each time: a nested table may move the stack */
     if (i > 0) jput(b, ",", 1);
-    jstr(b, jkey_text(&keys[i]), keys[i].n);
+    jstr(b, jkey_text(k), k->n);
     jput(b, ":", 1);
-    jget(L, idx, &keys[i]);
+    if (k->value) {
+      jvalue(b, L, k->value, depth + 1);
+      continue;
+    }
+    if (k->s) lua_pushlstring(L, k->s, k->n);
+    else if (k->isint) lua_pushinteger(L, k->i);
+    else lua_pushnumber(L, k->d);
+    lua_rawget(L, idx);
     jvalue(b, L, lua_gettop(L), depth + 1);
     lua_pop(L, 1);
   }
   jput(b, "}", 1);
-  free(keys);
+done:
+  lua_settop(L, top);
+  b->kn = base;
 }
 
 static void jvalue(jbuf *b, lua_State *L, int idx, int depth) {
@@ -501,8 +519,9 @@ static void jvalue(jbuf *b, lua_State *L, int idx, int depth) {
 
 int th_json_encode(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  jbuf b = {NULL, 0, 0, NULL};
+  jbuf b = {NULL, 0, 0, NULL, NULL, 0, 0};
   jvalue(&b, L, idx, 0);
+  free(b.ks);
   if (b.err) {
     free(b.p);
     lua_pushnil(L);
