@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../log.h"
+#include "javatext.h"
 #include "jsontext.h"
 #include "sha1.h"
 
@@ -189,6 +190,7 @@ static const luaL_Reg worker_funcs[] = {
   {"now", l_now},
   {"sha1", l_sha1},
   {"key_order", l_key_order},
+  {"map_text", th_map_text},
   {"encode", l_encode},
   {"step", l_step},
   {"capped", l_capped},
