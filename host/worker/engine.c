@@ -137,10 +137,12 @@ static int l_columns(lua_State *L) {
   return 0;
 }
 
-/* thsys.encode(value) -> its JSON text, keys in order, or nil and why. */
+/* thsys.encode(value [, mark]) -> its JSON text, keys in order, or nil and why;
+ * with mark (a thsys.raw value), also where mark was written: byte (from 0, -1:
+ * nowhere) and length. */
 static int l_encode(lua_State *L) {
   luaL_checkany(L, 1);
-  return th_json_encode(L, 1);
+  return th_json_encode(L, 1, lua_isnoneornil(L, 2) ? 0 : 2);
 }
 
 /* The authoring commands' thsys: they read rule files and draw on a terminal. */
@@ -191,6 +193,7 @@ static const luaL_Reg worker_funcs[] = {
   {"sha1", l_sha1},
   {"key_order", l_key_order},
   {"map_text", th_map_text},
+  {"raw", th_json_raw},
   {"encode", l_encode},
   {"step", l_step},
   {"capped", l_capped},

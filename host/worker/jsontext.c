@@ -16,7 +16,10 @@
  * the table's order, which changes from run to run), "/" as it is, and a
  * number past a double as 1e999 rather than no alert at all, and every
  * number in as few digits as read back the same (lua-cjson's 14 lose some).
- * Otherwise as lua-cjson writes: its rule for arrays, cjson.null. */
+ * Otherwise as lua-cjson writes: its rule for arrays, cjson.null. A value made
+ * by th_json_raw (thsys.raw) is written as the JSON text it holds, so that what
+ * several alerts share is encoded once; the encoder says where one of them went.
+ */
 #include "jsontext.h"
 
 #include <math.h>
@@ -293,6 +296,8 @@ typedef struct jbuf {
   const char *err;         /* why it cannot be written, or NULL */
   struct jkey *ks;         /* the keys of the tables being written, outermost first */
   size_t kn, kcap;
+  int mark;                /* stack index of the raw value whose place is asked for, or 0 */
+  long long at, at_len;    /* where it was written (at -1: nowhere) */
 } jbuf;
 
 #define JSON_MAX_DEPTH 1000
@@ -512,6 +517,18 @@ static void jvalue(jbuf *b, lua_State *L, int idx, int depth) {
         jput(b, "null", 4);
         break;
       }
+      b->err = "a value of a type JSON has not (a function, a userdata)";
+      break;
+    case LUA_TUSERDATA:
+      if (luaL_testudata(L, idx, TH_JSON_RAW) != NULL) {  /* thsys.raw: its text as it is */
+        size_t n, at = b->len;
+        lua_getiuservalue(L, idx, 1);
+        const char *s = lua_tolstring(L, -1, &n);
+        jput(b, s, n);
+        lua_pop(L, 1);
+        if (b->mark && b->at < 0 && lua_rawequal(L, idx, b->mark)) b->at = (long long)at, b->at_len = (long long)n;
+        break;
+      }
       /* fall through */
     default: b->err = "a value of a type JSON has not (a function, a userdata)"; break;
   }
@@ -525,9 +542,9 @@ static void jvalue(jbuf *b, lua_State *L, int idx, int depth) {
 #define KEEP_BYTES ((size_t)1 << 20)
 static jbuf kept;
 
-int th_json_encode(lua_State *L, int idx) {
+int th_json_encode(lua_State *L, int idx, int mark) {
   idx = lua_absindex(L, idx);
-  jbuf b = {kept.p, 0, kept.cap, NULL, kept.ks, 0, kept.kcap};
+  jbuf b = {kept.p, 0, kept.cap, NULL, kept.ks, 0, kept.kcap, mark ? lua_absindex(L, mark) : 0, -1, 0};
   kept.p = NULL, kept.ks = NULL, kept.cap = kept.kcap = 0;
   jvalue(&b, L, idx, 0);
   if (b.err) lua_pushnil(L), lua_pushstring(L, b.err);
@@ -536,5 +553,22 @@ int th_json_encode(lua_State *L, int idx) {
   else free(b.p);
   if (b.kcap * sizeof *b.ks <= KEEP_BYTES) kept.ks = b.ks, kept.kcap = b.kcap;
   else free(b.ks);
-  return b.err ? 2 : 1;
+  if (b.err) return 2;
+  if (!mark) return 1;
+  lua_pushinteger(L, (lua_Integer)b.at);
+  lua_pushinteger(L, (lua_Integer)b.at_len);
+  return 3;
+}
+
+int th_json_raw(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TSTRING);
+  lua_newuserdatauv(L, 0, 1);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  if (luaL_newmetatable(L, TH_JSON_RAW)) {
+    lua_pushliteral(L, "thsys.raw");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_setmetatable(L, -2);
+  return 1;
 }

@@ -93,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_pushlstring(L, text, size);
   if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
     int v = lua_gettop(L);
-    FUZZ_CHECK(th_json_encode(L, v) == 1, "could not encode: %s", lua_tostring(L, -1));
+    FUZZ_CHECK(th_json_encode(L, v, 0) == 1, "could not encode: %s", lua_tostring(L, -1));
     size_t n1;
     const char *t1 = lua_tolstring(L, -1, &n1);
     lua_pushvalue(L, 2);
@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lua_call(L, 3, 2);
     FUZZ_CHECK(lua_toboolean(L, -2), "read back differently at %s", lua_tostring(L, -1));
     lua_pop(L, 2);
-    FUZZ_CHECK(th_json_encode(L, back) == 1, "could not encode again");
+    FUZZ_CHECK(th_json_encode(L, back, 0) == 1, "could not encode again");
     size_t n2;
     const char *t2 = lua_tolstring(L, -1, &n2);
     FUZZ_CHECK(n1 == n2 && memcmp(t1, t2, n1) == 0, "written again, not the same bytes");
