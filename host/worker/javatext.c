@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sort.h"
+
 #define MAX_DEPTH 200           /* deeper: convert's business */
 #define MAX_SLOTS 100000        /* Lua stack slots this walk may hold at once */
 #define BOX "thsys.map_text"    /* registry name of the text buffer's metatable */
@@ -303,7 +305,7 @@ static int object(walk *w, int v, int children, int index, const char *skip, siz
   }
   /* Keys that share a bucket: their places in the text, if they have them. */
   if (count > 1) {
-    qsort(w->t->ents + base, count, sizeof *w->t->ents, ent_cmp);  /* by bucket (no key has a place yet) */
+    th_sort(w->t->ents + base, count, sizeof *w->t->ents, ent_cmp);  /* by bucket (no key has a place yet) */
     for (size_t i = 0; i < count;) {
       size_t j = i + 1;
       while (j < count && w->t->ents[base + j].bucket == w->t->ents[base + i].bucket) j++;
@@ -323,7 +325,7 @@ static int object(walk *w, int v, int children, int index, const char *skip, siz
         }
         if (placed != 0 && placed != j - i) return FALLBACK;  /* some placed, some not */
         if (placed) {
-          qsort(w->t->ents + base + i, j - i, sizeof *w->t->ents, ent_cmp);
+          th_sort(w->t->ents + base + i, j - i, sizeof *w->t->ents, ent_cmp);
           for (size_t k = i + 1; k < j; k++)
             if (w->t->ents[base + k].pos == w->t->ents[base + k - 1].pos) return FALLBACK;
         }

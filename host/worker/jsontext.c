@@ -29,6 +29,8 @@
 
 #include <lauxlib.h>
 
+#include "sort.h"
+
 #define NONE ((size_t)-1)
 /* lua-cjson refuses deeper nesting, so no text this is handed goes deeper. */
 #define MAX_DEPTH 1000
@@ -474,7 +476,7 @@ static void jtable(jbuf *b, lua_State *L, int idx, int depth) {
     goto done;
   }
   /* An object, its keys in byte order: the same alert is the same text. */
-  if (count > 1) qsort(b->ks + base, count, sizeof *b->ks, jkey_cmp);
+  th_sort(b->ks + base, count, sizeof *b->ks, jkey_cmp);
   jput(b, "{", 1);
   for (size_t i = 0; i < count && !b->err; i++) {
     const jkey *k = &b->ks[base + i];  /* again each time: a nested table may move the stack */
