@@ -542,6 +542,20 @@ local function render(v, order, skip)
 end
 M.render = render
 
+-- render(v, scan_raw(raw, key), skip): with the C scan, done inside the C walk, which reads
+-- the key order from the text into arrays of its own instead of a tree of Lua tables.
+local function render_scanned(v, raw, key, skip)
+  local c = RENDER.c
+  if c and ORDER.scan == c_key_order and type(raw) == "string" then
+    local done, cv, text, amb = c(v, nil, skip, DROPPED, raw, key)
+    if done then
+      if amb then ambiguous = true end
+      return cv, text
+    end
+  end
+  return render(v, scan_raw(raw, key), skip)
+end
+
 if RENDER.c then
   local SAMPLES = {
     { { b = 1, a = { "x", "", { c = "-", d = 0.5 }, 1e300, -2.5e-7, true }, Aa = false, BB = "none", e = {} } },
@@ -1160,11 +1174,15 @@ function M.normalize(rec, ctx)
       ambiguous = false
       local skip = from == "additionalEventData" and aed_skip or nil
       local raw = ctx and ctx.raw
-      local node = ORDER.eager and raw and type(v) == "table" and scan_raw(raw, from) or nil
-      local cv, text = render(v, node, skip)
-      if cv ~= nil and ambiguous and raw and not ORDER.eager then
-        node = scan_raw(raw, from)  -- only the payload whose key order matters
-        if node then cv, text = render(v, node, skip) end
+      local cv, text
+      if ORDER.eager and raw and type(v) == "table" then
+        cv, text = render_scanned(v, raw, from, skip)
+      else
+        cv, text = render(v, nil, skip)
+        if cv ~= nil and ambiguous and raw and not ORDER.eager then
+          local node = scan_raw(raw, from)  -- only the payload whose key order matters
+          if node then cv, text = render(v, node, skip) end
+        end
       end
       if cv ~= nil then
         cleaned[from] = cv

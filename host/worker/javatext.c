@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsontext.h"
 #include "sort.h"
 
 #define MAX_DEPTH 200           /* deeper: convert's business */
@@ -43,6 +44,7 @@ typedef struct box {
   size_t len, cap;
   struct ent *ents;             /* the keys of the objects being walked, outermost first */
   size_t n, ncap;
+  th_order *tree;               /* the key order scanned from the record's text */
 } box;
 
 /* A key of an object being walked. */
@@ -55,18 +57,24 @@ typedef struct ent {
   lua_Integer pos;
 } ent;
 
+/* The order tree is a Lua table (order, sub and index slots on the stack,
+ * 0: none) or, when the walk scans the record's text itself, w->tree with a
+ * node (-1: none). */
 typedef struct walk {
   lua_State *L;
   int dropped;                  /* stack index of normalize.lua's DROPPED */
   box *t;
+  th_order *tree;               /* the C tree, or NULL: Lua tables */
   int ambiguous;                /* two keys of a bucket were ordered by name */
 } walk;
 
 static void box_free(box *b) {
   free(b->p);
   free(b->ents);
+  th_order_free(b->tree);
   b->p = NULL;
   b->ents = NULL;
+  b->tree = NULL;
 }
 
 static int box_gc(lua_State *L) {
@@ -201,7 +209,7 @@ static int jdouble(char *out, size_t size, double x) {
 
 /* ---- the walk ---------------------------------------------------------------------- */
 
-static int convert(walk *w, int v, int order, const char *skip, size_t skipn, int depth);
+static int convert(walk *w, int v, int order, int node, const char *skip, size_t skipn, int depth);
 
 /* The table an order slot holds: 0 for none (no slot, nil or false), -1 for
  * anything else that is not a table (convert would index it: Lua's business). */
@@ -240,7 +248,7 @@ static int ent_cmp(const void *a, const void *b) {
   return lua_strcmp(x->s, x->n, y->s, y->n);
 }
 
-static int array(walk *w, int v, int children, int depth) {
+static int array(walk *w, int v, int children, int node, int depth) {
   lua_State *L = w->L;
   lua_Integer len = (lua_Integer)lua_rawlen(L, v);
   lua_createtable(L, len < 64 ? (int)len : 64, 0);
@@ -249,16 +257,18 @@ static int array(walk *w, int v, int children, int depth) {
   if (put(w, "[", 1)) return FALLBACK;
   lua_Integer kept = 0;
   for (lua_Integer i = 1; i <= len; i++) {
-    int child = 0;
+    int child = 0, child_node = -1;
     if (children) {
       lua_geti(L, children, i);  /* `children[i]` */
       child = lua_gettop(L);
+    } else if (node >= 0) {
+      child_node = th_order_elem(w->tree, node, i);
     }
     lua_rawgeti(L, v, i);
     int value = lua_gettop(L);
     size_t mark = w->t->len;
     if (kept > 0 && put(w, ", ", 2)) return FALLBACK;
-    int st = convert(w, value, child, NULL, 0, depth + 1);
+    int st = convert(w, value, child, child_node, NULL, 0, depth + 1);
     if (st == FALLBACK) return FALLBACK;
     if (st == KEEP) lua_rawseti(L, out, ++kept);  /* the cleaned value */
     else w->t->len = mark;
@@ -272,7 +282,7 @@ static int array(walk *w, int v, int children, int depth) {
   return KEEP;
 }
 
-static int object(walk *w, int v, int children, int index, const char *skip, size_t skipn, int depth) {
+static int object(walk *w, int v, int children, int index, int node, const char *skip, size_t skipn, int depth) {
   lua_State *L = w->L;
   size_t base = w->t->n;
   uint64_t total = 0;
@@ -309,10 +319,14 @@ static int object(walk *w, int v, int children, int index, const char *skip, siz
     for (size_t i = 0; i < count;) {
       size_t j = i + 1;
       while (j < count && w->t->ents[base + j].bucket == w->t->ents[base + i].bucket) j++;
-      if (j - i > 1 && index) {
+      if (j - i > 1 && (index || (node >= 0 && th_order_is_object(w->tree, node)))) {
         size_t placed = 0;
         for (size_t k = i; k < j; k++) {
           ent *e = &w->t->ents[base + k];
+          if (!index) {  /* the C tree: always an integer */
+            if (th_order_pos(w->tree, node, e->s, e->n, &e->pos)) e->has_pos = 1, placed++;
+            continue;
+          }
           lua_pushvalue(L, e->key);
           lua_gettable(L, index);
           if (lua_toboolean(L, -1)) {
@@ -343,13 +357,15 @@ static int object(walk *w, int v, int children, int index, const char *skip, siz
     if (i > 0 && e.bucket != w->t->ents[base + i - 1].bucket) in_bucket = 0;
     size_t mark = w->t->len;
     if ((kept > 0 && put(w, ", ", 2)) || put(w, e.s, e.n) || put(w, "=", 1)) return FALLBACK;
-    int child = 0;
+    int child = 0, child_node = -1;
     if (children) {
       lua_pushvalue(L, e.key);
       lua_gettable(L, children);
       child = lua_gettop(L);
+    } else if (node >= 0) {
+      child_node = th_order_child(w->tree, node, e.s, e.n);
     }
-    int st = convert(w, e.value, child, NULL, 0, depth + 1);
+    int st = convert(w, e.value, child, child_node, NULL, 0, depth + 1);
     if (st == FALLBACK) return FALLBACK;
     if (st == KEEP) {
       lua_pushvalue(L, e.key);
@@ -371,10 +387,11 @@ static int object(walk *w, int v, int children, int index, const char *skip, siz
   return KEEP;
 }
 
-/* convert(v, order, skip) with v at `v` and order at `order` (0: none); skip
- * (NULL: none) is the top-level key renamed away. KEEP pushes the cleaned
- * value and adds its text; DROP and FALLBACK push nothing. */
-static int convert(walk *w, int v, int order, const char *skip, size_t skipn, int depth) {
+/* convert(v, order, skip) with v at `v` and order at `order` (0: none), or
+ * the C tree's `node` (-1: none); skip (NULL: none) is the top-level key
+ * renamed away. KEEP pushes the cleaned value and adds its text; DROP and
+ * FALLBACK push nothing. */
+static int convert(walk *w, int v, int order, int node, const char *skip, size_t skipn, int depth) {
   lua_State *L = w->L;
   char t[64];
   int n;
@@ -424,18 +441,23 @@ static int convert(walk *w, int v, int order, const char *skip, size_t skipn, in
   int top = lua_gettop(L);
   size_t base = w->t->n;
   int st = FALLBACK;
+  lua_rawgeti(L, v, 1);
+  int is_array = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (w->tree) {
+    lua_pushnil(L);  /* the first slot of the walk, for the cleaned table */
+    st = is_array ? array(w, v, 0, node, depth) : object(w, v, 0, 0, node, skip, skipn, depth);
+    goto done;
+  }
   order = order_table(L, order);
   if (order < 0) goto done;
   int children = order_field(L, order, "sub");  /* `order and order.sub` */
   if (children < 0) goto done;
-  lua_rawgeti(L, v, 1);
-  int is_array = !lua_isnil(L, -1);
-  lua_pop(L, 1);
   if (is_array) {
-    st = array(w, v, children, depth);
+    st = array(w, v, children, -1, depth);
   } else {
     int index = order_field(L, order, "index");
-    if (index >= 0) st = object(w, v, children, index, skip, skipn, depth);
+    if (index >= 0) st = object(w, v, children, index, -1, skip, skipn, depth);
   }
 done:
   w->t->n = base;
@@ -449,7 +471,7 @@ done:
 }
 
 int th_map_text(lua_State *L) {
-  lua_settop(L, 4);
+  lua_settop(L, 6);
   luaL_checktype(L, 4, LUA_TTABLE);
   const char *skip = NULL;
   size_t skipn = 0;
@@ -459,15 +481,26 @@ int th_map_text(lua_State *L) {
     lua_pushboolean(L, 0);  /* `k ~= skip` of another type: convert's */
     return 1;
   }
-  box *b = lua_newuserdatauv(L, sizeof *b, 0);  /* 5: freed by its __gc should Lua raise */
+  box *b = lua_newuserdatauv(L, sizeof *b, 0);  /* 7: freed by its __gc should Lua raise */
   memset(b, 0, sizeof *b);
   if (luaL_newmetatable(L, BOX)) {
     lua_pushcfunction(L, box_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
-  walk w = {L, 4, b, 0};
-  int st = convert(&w, 1, 2, skip, skipn, 0);  /* KEEP: the cleaned value at 6 */
+  walk w = {L, 4, b, NULL, 0};
+  int root = -1;
+  if (lua_isnil(L, 2) && lua_type(L, 5) == LUA_TSTRING && lua_type(L, 6) == LUA_TSTRING) {
+    size_t n, keyn;  /* order: th_key_order(raw, key), scanned here into C arrays */
+    const char *raw = lua_tolstring(L, 5, &n), *key = lua_tolstring(L, 6, &keyn);
+    if ((b->tree = th_order_scan(raw, n, key, keyn)) == NULL) {
+      lua_pushboolean(L, 0);  /* out of memory: convert's */
+      return 1;
+    }
+    w.tree = b->tree;
+    root = th_order_root(b->tree);
+  }
+  int st = convert(&w, 1, 2, root, skip, skipn, 0);  /* KEEP: the cleaned value at 8 */
   if (st == FALLBACK) {
     box_free(b);
     lua_pushboolean(L, 0);

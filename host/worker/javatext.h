@@ -5,9 +5,12 @@
 
 #include <lua.h>
 
-/* thsys.map_text(v, order, skip, dropped): normalize.lua's convert(v, order,
- * skip), the pipeline's clean-up and Map.toString in one walk, with the
- * values of the table `dropped` (normalize.lua's DROPPED) dropped as strings.
+/* thsys.map_text(v, order, skip, dropped [, raw, key]): normalize.lua's
+ * convert(v, order, skip), the pipeline's clean-up and Map.toString in one
+ * walk, with the values of the table `dropped` (normalize.lua's DROPPED)
+ * dropped as strings. With order nil and raw and key strings:
+ * convert(v, th_key_order(raw, key), skip), the tree scanned into C arrays
+ * instead of Lua tables.
  * Returns true, the cleaned copy of v (nil when dropped), its text and
  * whether two keys of one HashMap bucket had no known order (convert's
  * `ambiguous`); or false when this walk cannot promise convert's answer (a

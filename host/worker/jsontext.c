@@ -84,45 +84,48 @@ static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
   return 1;
 }
 
-static void add_utf8(luaL_Buffer *b, unsigned cp) {
-  char u[4];
-  int n;
-  if (cp < 0x80) u[0] = (char)cp, n = 1;
-  else if (cp < 0x800) u[0] = (char)(0xC0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
-  else if (cp < 0x10000) {
-    u[0] = (char)(0xE0 | cp >> 12), u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-    u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
-  } else {
-    u[0] = (char)(0xF0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    u[2] = (char)(0x80 | (cp >> 6 & 0x3F)), u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
+/* Writes code point cp as UTF-8 at out; returns its length. */
+static size_t put_utf8(char *out, unsigned cp) {
+  unsigned char *u = (unsigned char *)out;
+  if (cp < 0x80) {
+    u[0] = (unsigned char)cp;
+    return 1;
   }
-  luaL_addlstring(b, u, (size_t)n);
+  if (cp < 0x800) {
+    u[0] = (unsigned char)(0xC0 | cp >> 6), u[1] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    u[0] = (unsigned char)(0xE0 | cp >> 12), u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    u[2] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  u[0] = (unsigned char)(0xF0 | cp >> 18), u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+  u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F)), u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+  return 4;
 }
 
-/* Pushes the text of the string whose quote is at i and whose end (after the
- * closing quote) is e, its escapes undone as lua-cjson undoes them. */
-static void push_text(const scan *c, size_t i, size_t e, int escaped) {
+/* The text of the string whose quote is at i and whose end (after the
+ * closing quote) is e, its escapes undone as lua-cjson undoes them, written
+ * at out (room for e - i - 2 bytes: undoing an escape never lengthens it).
+ * Returns its length. */
+static size_t unescape(const scan *c, size_t i, size_t e, char *out) {
   const unsigned char *p = c->s + i + 1, *end = c->s + e - 1;
-  if (!escaped) {
-    lua_pushlstring(c->L, (const char *)p, (size_t)(end - p));
-    return;
-  }
-  luaL_Buffer b;
-  luaL_buffinit(c->L, &b);
+  size_t n = 0;
   while (p < end) {
     if (*p != '\\' || p + 1 >= end) {
-      luaL_addchar(&b, (char)*p++);
+      out[n++] = (char)*p++;
       continue;
     }
     unsigned char x = p[1];
     p += 2;
     unsigned cp, lo;
     switch (x) {
-      case 'b': luaL_addchar(&b, '\b'); break;
-      case 'f': luaL_addchar(&b, '\f'); break;
-      case 'n': luaL_addchar(&b, '\n'); break;
-      case 'r': luaL_addchar(&b, '\r'); break;
-      case 't': luaL_addchar(&b, '\t'); break;
+      case 'b': out[n++] = '\b'; break;
+      case 'f': out[n++] = '\f'; break;
+      case 'n': out[n++] = '\n'; break;
+      case 'r': out[n++] = '\r'; break;
+      case 't': out[n++] = '\t'; break;
       case 'u':
         if (!hex4(p, end, &cp)) break;  /* not JSON: lua-cjson refuses it */
         p += 4;
@@ -131,12 +134,24 @@ static void push_text(const scan *c, size_t i, size_t e, int escaped) {
           cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
           p += 6;
         }
-        add_utf8(&b, cp);
+        n += put_utf8(out + n, cp);
         break;
-      default: luaL_addchar(&b, (char)x); break;  /* \" \\ \/ */
+      default: out[n++] = (char)x; break;  /* \" \\ \/ */
     }
   }
-  luaL_pushresult(&b);
+  return n;
+}
+
+/* Pushes the text of the string whose quote is at i and whose end (after the
+ * closing quote) is e, its escapes undone as lua-cjson undoes them. */
+static void push_text(const scan *c, size_t i, size_t e, int escaped) {
+  if (!escaped) {
+    lua_pushlstring(c->L, (const char *)c->s + i + 1, e - i - 2);
+    return;
+  }
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(c->L, &b, e - i - 2);
+  luaL_pushresultsize(&b, unescape(c, i, e, out));
 }
 
 /* The index after the value at i, looking inside it no more than it takes. */
@@ -286,6 +301,276 @@ void th_key_order(lua_State *L, const char *text, size_t n, const char *key, siz
 none:
   lua_settop(L, base);
   lua_pushnil(L);
+}
+
+/* ---- th_order: th_key_order's tree in C --------------------------------------------- */
+
+/* A member of an object node (its keys sorted, each once: the place of its
+ * last occurrence, the node of its last occurrence that was one), or an
+ * element of an array node (in order: its node or -1). */
+typedef struct oent {
+  const char *key;         /* the key's text, escapes undone (in the record or o->keys) */
+  size_t len;
+  lua_Integer pos;         /* object: index[key] */
+  int child;               /* sub[key] or sub[i]: a node, or -1 */
+} oent;
+
+typedef struct onode {
+  int object;              /* an object (index and sub) or an array (sub) */
+  size_t first, count;     /* its entries in o->ents */
+} onode;
+
+struct th_order {
+  onode *nodes;
+  size_t nn, ncap;
+  oent *ents;              /* the nodes' entries, node after node */
+  size_t en, ecap;
+  oent *open;              /* the members of the objects being scanned, outermost first */
+  size_t on, ocap;
+  char *keys;              /* escaped keys, undone: as long as the record at most */
+  size_t kn;
+  int root;                /* the payload's node, or -1 */
+  int oom;
+};
+
+static int grow(void **p, size_t *cap, size_t want, size_t size) {
+  if (want <= *cap) return 0;
+  size_t cap2 = *cap ? *cap : 16;
+  while (cap2 < want) cap2 *= 2;
+  void *q = realloc(*p, cap2 * size);
+  if (q == NULL) return -1;
+  *p = q;
+  *cap = cap2;
+  return 0;
+}
+
+static int oent_cmp(const void *a, const void *b) {
+  const oent *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->key, y->key, n);
+  if (c) return c;
+  if (x->len != y->len) return x->len < y->len ? -1 : 1;
+  return (x->pos > y->pos) - (x->pos < y->pos);  /* occurrences in order */
+}
+
+/* value() of th_key_order, building o's arrays instead of Lua tables: the
+ * index after the value at i, or NONE; *node is the value's node or -1. */
+static size_t ovalue(scan *c, th_order *o, size_t i, int *node) {
+  unsigned char open = c->s[i];
+  *node = -1;
+  if (open == '"') {
+    int escaped = 0;
+    return string_end(c, i, &escaped);
+  }
+  if (open != '{' && open != '[') return scalar_end(c, i);
+  if (++c->depth > MAX_DEPTH) return NONE;
+  int object = open == '{';
+  unsigned char close = object ? '}' : ']';
+  size_t base = o->on;  /* this node's entries, while it is open */
+  i = skip_ws(c, i + 1);
+  if (i == NONE) return NONE;
+  lua_Integer n = 0;
+  if (c->s[i] != close) {
+    for (;;) {
+      const char *key = NULL;
+      size_t klen = 0;
+      if (object) {
+        int escaped = 0;
+        if (c->s[i] != '"') return NONE;
+        size_t e = string_end(c, i, &escaped);
+        if (e == NONE) return NONE;
+        if (escaped) {
+          key = o->keys + o->kn;
+          klen = unescape(c, i, e, o->keys + o->kn);
+          o->kn += klen;
+        } else {
+          key = (const char *)c->s + i + 1;
+          klen = e - i - 2;
+        }
+        i = skip_ws(c, e);
+        if (i == NONE || c->s[i] != ':') return NONE;
+        i = skip_ws(c, i + 1);
+        if (i == NONE) return NONE;
+      }
+      int child;
+      i = ovalue(c, o, i, &child);
+      if (i == NONE) return NONE;
+      n++;
+      if (grow((void **)&o->open, &o->ocap, o->on + 1, sizeof *o->open)) {
+        o->oom = 1;
+        return NONE;
+      }
+      o->open[o->on++] = (oent){key, klen, n, child};
+      i = skip_ws(c, i);
+      if (i == NONE) return NONE;
+      if (c->s[i] == close) break;
+      if (c->s[i] != ',') return NONE;
+      i = skip_ws(c, i + 1);
+      if (i == NONE) return NONE;
+    }
+  }
+  /* Closed: its entries move from o->open to o->ents, an object's sorted by
+   * key with one entry a key (index: the last place; sub: the last node). */
+  size_t count = o->on - base;
+  oent *list = o->open + base;
+  if (object) th_sort(list, count, sizeof *list, oent_cmp);
+  if (grow((void **)&o->ents, &o->ecap, o->en + count, sizeof *o->ents) ||
+      grow((void **)&o->nodes, &o->ncap, o->nn + 1, sizeof *o->nodes)) {
+    o->oom = 1;
+    return NONE;
+  }
+  size_t first = o->en;
+  for (size_t k = 0; k < count; k++) {
+    oent *last = o->en > first ? &o->ents[o->en - 1] : NULL;
+    if (object && last && last->len == list[k].len && memcmp(last->key, list[k].key, last->len) == 0) {
+      last->pos = list[k].pos;  /* a later occurrence */
+      if (list[k].child >= 0) last->child = list[k].child;
+    } else {
+      o->ents[o->en++] = list[k];
+    }
+  }
+  o->on = base;
+  o->nodes[o->nn] = (onode){object, first, o->en - first};
+  *node = (int)o->nn++;
+  c->depth--;
+  return i + 1;
+}
+
+th_order *th_order_scan(const char *text, size_t n, const char *key, size_t len) {
+  th_order *o = calloc(1, sizeof *o);
+  if (o == NULL || (o->keys = malloc(n ? n : 1)) == NULL) {
+    free(o);
+    return NULL;
+  }
+  o->root = -1;
+  scan c = {NULL, (const unsigned char *)text, n, 0};
+  size_t i = skip_ws(&c, 0);
+  if (i == NONE || c.s[i] != '{') goto none;
+  i = skip_ws(&c, i + 1);
+  if (i == NONE) goto none;
+  if (c.s[i] != '}') {
+    for (;;) {
+      int escaped = 0, node;
+      if (c.s[i] != '"') goto none;
+      size_t e = string_end(&c, i, &escaped);
+      if (e == NONE) goto none;
+      int wanted;
+      if (escaped) {
+        char *scratch = o->keys + o->kn;  /* past the payload's keys, not kept */
+        size_t klen = unescape(&c, i, e, scratch);
+        wanted = klen == len && memcmp(scratch, key, len) == 0;
+      } else {
+        wanted = e - i - 2 == len && memcmp(c.s + i + 1, key, len) == 0;
+      }
+      i = skip_ws(&c, e);
+      if (i == NONE || c.s[i] != ':') goto none;
+      i = skip_ws(&c, i + 1);
+      if (i == NONE) goto none;
+      if (wanted) {
+        i = ovalue(&c, o, i, &node);
+        if (i == NONE) goto none;
+        if (node >= 0) o->root = node;  /* a later one replaces it, as in a table */
+      } else {
+        i = skip_value(&c, i);
+        if (i == NONE) goto none;
+      }
+      i = skip_ws(&c, i);
+      if (i == NONE) goto none;
+      if (c.s[i] == '}') break;
+      if (c.s[i] != ',') goto none;
+      i = skip_ws(&c, i + 1);
+      if (i == NONE) goto none;
+    }
+  }
+  return o;
+none:
+  if (o->oom) {
+    th_order_free(o);
+    return NULL;
+  }
+  o->root = -1;
+  return o;
+}
+
+void th_order_free(th_order *o) {
+  if (o == NULL) return;
+  free(o->nodes);
+  free(o->ents);
+  free(o->open);
+  free(o->keys);
+  free(o);
+}
+
+int th_order_root(const th_order *o) { return o->root; }
+
+int th_order_is_object(const th_order *o, int node) { return o->nodes[node].object; }
+
+/* The entry of key in an object node, or NULL. */
+static const oent *member(const th_order *o, int node, const char *key, size_t len) {
+  const onode *nd = &o->nodes[node];
+  size_t lo = nd->first, hi = nd->first + nd->count;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const oent *e = &o->ents[mid];
+    size_t m = e->len < len ? e->len : len;
+    int c = memcmp(e->key, key, m);
+    if (c == 0) c = (e->len > len) - (e->len < len);
+    if (c == 0) return e;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return NULL;
+}
+
+int th_order_child(const th_order *o, int node, const char *key, size_t len) {
+  if (!o->nodes[node].object) return -1;  /* an array's sub has no string keys */
+  const oent *e = member(o, node, key, len);
+  return e ? e->child : -1;
+}
+
+int th_order_pos(const th_order *o, int node, const char *key, size_t len, lua_Integer *pos) {
+  if (!o->nodes[node].object) return 0;  /* an array node has no index */
+  const oent *e = member(o, node, key, len);
+  if (e == NULL) return 0;
+  *pos = e->pos;
+  return 1;
+}
+
+static void push_node(lua_State *L, const th_order *o, int node) {
+  const onode *nd = &o->nodes[node];
+  luaL_checkstack(L, 4, "key order");
+  lua_createtable(L, 0, 2);
+  lua_newtable(L);  /* sub */
+  for (size_t k = 0; k < nd->count; k++) {
+    const oent *e = &o->ents[nd->first + k];
+    if (e->child < 0) continue;
+    if (nd->object) lua_pushlstring(L, e->key, e->len);
+    else lua_pushinteger(L, (lua_Integer)k + 1);
+    push_node(L, o, e->child);
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "sub");
+  if (nd->object) {
+    lua_createtable(L, 0, (int)nd->count);  /* index */
+    for (size_t k = 0; k < nd->count; k++) {
+      const oent *e = &o->ents[nd->first + k];
+      lua_pushlstring(L, e->key, e->len);
+      lua_pushinteger(L, e->pos);
+      lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "index");
+  }
+}
+
+void th_order_push(lua_State *L, const th_order *o) {
+  if (o->root < 0) lua_pushnil(L);
+  else push_node(L, o, o->root);
+}
+
+int th_order_elem(const th_order *o, int node, lua_Integer i) {
+  const onode *nd = &o->nodes[node];
+  if (nd->object || i < 1 || (size_t)i > nd->count) return -1;  /* an object's sub has no number keys */
+  return o->ents[nd->first + (size_t)i - 1].child;
 }
 
 /* ---- th_json_encode ---------------------------------------------------------------- */

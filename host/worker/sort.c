@@ -1,7 +1,8 @@
 /* sort.c: th_sort, the worker's qsort.
  *
- * glibc's qsort sorts more than 1 KiB (in the encoder and the Map.toString
- * walk, an object of some 60 keys and more) with a merge sort whose buffer it sizes
+ * glibc's qsort sorts more than 1 KiB (the keys of an object of 32 to 60 keys
+ * and more, in the encoder, the Map.toString walk and its key-order scan)
+ * with a merge sort whose buffer it sizes
  * by asking the kernel how much memory the machine has (sysconf
  * _SC_PHYS_PAGES: sysinfo) the first time: a system call the worker's seccomp
  * filter forbids, so an alert on an event with such an object killed its

@@ -3,9 +3,10 @@
  *
  * The input is a record's text. When lua-cjson decodes it (what a worker
  * walks), th_map_text runs on each payload the normalizer renders, on a few
- * other members and on the whole value, with no key order and with the order
- * normalize.lua's own scan (M.key_order) finds in the text, with and without
- * a key renamed away (picked by a hash of the input). What must hold:
+ * other members and on the whole value, with no key order, with the order
+ * normalize.lua's own scan (M.key_order) finds in the text, and with the
+ * order it reads from the text itself, with and without a key renamed away
+ * (picked by a hash of the input). What must hold:
  *
  *  - it answers true, the cleaned copy, the text and `ambiguous`, each equal
  *    to normalize.lua's convert() (M.convert, the reference): the same types
@@ -40,11 +41,11 @@ static const char *COMPARE =
     "  for k in pairs(b) do if a[k] == nil then return false, path .. '.' .. tostring(k) end end\n"
     "  return true\n"
     "end\n"
-    "local function walk(v, order, skip)\n"
-    "  local ok, done, cv, ct, ca = pcall(c_map_text, v, order, skip, DROPPED)\n"
+    "local function walk(v, order, skip, raw, key)\n"
+    "  local ok, done, cv, ct, ca = pcall(c_map_text, v, order, skip, DROPPED, raw, key)\n"
     "  if not ok then return false, 'C raised: ' .. tostring(done) end\n"
     "  if not done then return true end\n"
-    "  local lv, lt, la = N.convert(v, order, skip)\n"
+    "  local lv, lt, la = N.convert(v, raw and N.key_order(raw, key) or order, skip)\n"
     "  local same_value, where = same(lv, cv, 'value')\n"
     "  if not same_value then return false, 'cleaned copies differ at ' .. where end\n"
     "  if lt ~= ct then return false, 'texts differ: ' .. tostring(lt) .. ' | ' .. tostring(ct) end\n"
@@ -63,6 +64,8 @@ static const char *COMPARE =
     "    good, why = walk(v, order or nil, skip)\n"
     "    if not good then return false, key .. (order and ' (ordered)' or '') .. ': ' .. why end\n"
     "  end\n"
+    "  good, why = walk(v, nil, skip, text, key)\n"
+    "  if not good then return false, key .. ' (order read from the text by C): ' .. why end\n"
     "  return true\n"
     "end\n";
 

@@ -6,6 +6,7 @@
  *
  *  - th_key_order returns a table or nil, and leaves the Lua stack as it was
  *    plus that one value, whatever the bytes;
+ *  - th_order_scan builds the same tree, whatever the bytes;
  *  - when lua-cjson decodes the text (what a worker hands it), the tree is
  *    the one normalize.lua's own scan (M.key_order) gives, key for key;
  *  - when lua-cjson decodes the text, th_json_encode writes what lua-cjson
@@ -69,6 +70,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   th_key_order(L, text, size, key, strlen(key));
   FUZZ_CHECK(lua_gettop(L) == top + 1, "the stack grew by %d", lua_gettop(L) - top);
   FUZZ_CHECK(lua_istable(L, -1) || lua_isnil(L, -1), "a %s", luaL_typename(L, -1));
+
+  /* th_order_scan: th_key_order's tree, whatever the bytes. */
+  th_order *o = th_order_scan(text, size, key, strlen(key));
+  FUZZ_CHECK(o != NULL, "out of memory");
+  lua_pushvalue(L, 3);  /* same(key_order's, order_scan's, key) */
+  lua_pushvalue(L, -2);
+  th_order_push(L, o);
+  th_order_free(o);
+  lua_pushstring(L, key);
+  lua_call(L, 3, 2);
+  FUZZ_CHECK(lua_toboolean(L, -2), "th_order_scan and th_key_order differ at %s", lua_tostring(L, -1));
+  lua_pop(L, 2);
 
   lua_pushvalue(L, 2);  /* does lua-cjson take it? */
   lua_pushlstring(L, text, size);
