@@ -80,15 +80,14 @@ end
 
 -- The id of an alert: the rule and the event's identity (CloudTrail's
 -- eventID, else where the event was read).
-function M.id(rule_id, doc, src)
+local function identity(doc, src)
   local eid = event.get(doc, "event.id")
-  local identity
-  if eid ~= nil then
-    identity = "event.id=" .. tostring(eid)
-  else
-    identity = string.format("source=%s@%d#%d", src.path, src.offset, src.index or 0)
-  end
-  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity)
+  if eid ~= nil then return "event.id=" .. tostring(eid) end
+  return string.format("source=%s@%d#%d", src.path, src.offset, src.index or 0)
+end
+
+function M.id(rule_id, doc, src)
+  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity(doc, src))
 end
 
 local DENIED = { "AccessDenied", "Unauthorized", "Forbidden", "NotAuthorized" }
@@ -254,6 +253,14 @@ local NEEDLE = "\\u0000trailhound: kibana.alert."
 local OVERLAID = { ["@timestamp"] = true, event = true, kibana = true, trailhound = true }
 local raw_rules = setmetatable({}, { __mode = "k" })
 local last = {}  -- the event of the last alert built the fast way
+local find = string.find
+
+local function has_null(v)
+  for _, x in pairs(v) do
+    if x == null or (type(x) == "table" and has_null(x)) then return true end
+  end
+  return false
+end
 
 -- What the alerts of the event (doc, src) share, or nil when doc is not one the normalizer built
 -- for this event alone, as top() requires (then the marker way: nest).
@@ -262,14 +269,23 @@ local function shared(doc, src)
     return last
   end
   for k, v in pairs(doc) do
-    if v == null or type(k) ~= "string" or (k ~= "@timestamp" and k:find(".", 1, true)) then return nil end
+    if v == null or type(k) ~= "string" or (k ~= "@timestamp" and find(k, ".", 1, true)) then return nil end
   end
-  local ev = type(doc.event) == "table" and copy(doc.event) or {}
-  local original = copy(ev)
+  -- M.build's copies of the event object drop JSON nulls; without any, the object itself encodes
+  -- as its copy, and a shallow copy takes event.kind.
+  local e, ev, original = doc.event, {}
+  if type(e) == "table" and not has_null(e) then
+    for k, v in pairs(e) do ev[k] = v end
+    original = e
+  else
+    ev = type(e) == "table" and copy(e) or ev
+    original = copy(ev)
+  end
   ev.kind = "signal"
   last = { doc = doc, path = src.path, offset = src.offset, index = src.index, alerts = 0,
     event = ev, original = original, eid = event.get(doc, "event.id"), time = event.get(doc, "@timestamp"),
-    about = about(doc), trailhound = { source = { path = src.path, offset = src.offset, index = src.index } } }
+    about = about(doc), identity = identity(doc, src),
+    trailhound = { source = { path = src.path, offset = src.offset, index = src.index } } }
   return last
 end
 
@@ -313,7 +329,7 @@ local function fast_line(rule, block, doc, src, now, suppression)
     if not stext then return nil end
     sup = c_raw(stext)
   end
-  local id = M.id(meta.rule_id, doc, src)
+  local id = uuid.v5(M.NAMESPACE, meta.rule_id .. "|" .. s.identity)  -- M.id
   a["@timestamp"] = now
   a.event = s.event
   a.trailhound = s.trailhound
