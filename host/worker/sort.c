@@ -7,19 +7,27 @@
  * _SC_PHYS_PAGES: sysinfo) the first time: a system call the worker's seccomp
  * filter forbids, so an alert on an event with such an object killed its
  * worker (SIGSYS) and the event was skipped. This one is a heap sort in
- * place: n log n, no allocation, no system call; insertion sort below 12. */
+ * place: n log n, no allocation, no system call; insertion sort to 16. */
 #include "sort.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static void swap(unsigned char *a, unsigned char *b, size_t size) {
-  unsigned char t[64];
-  while (size > 0) {
-    size_t k = size < sizeof t ? size : sizeof t;
-    memcpy(t, a, k);
-    memcpy(a, b, k);
-    memcpy(b, t, k);
-    a += k, b += k, size -= k;
+  if (size % sizeof(uint64_t) == 0) {  /* the worker's keys: words */
+    for (size_t k = 0; k < size; k += sizeof(uint64_t)) {
+      uint64_t x, y;
+      memcpy(&x, a + k, sizeof x);
+      memcpy(&y, b + k, sizeof y);
+      memcpy(a + k, &y, sizeof y);
+      memcpy(b + k, &x, sizeof x);
+    }
+    return;
+  }
+  for (size_t k = 0; k < size; k++) {
+    unsigned char t = a[k];
+    a[k] = b[k];
+    b[k] = t;
   }
 }
 
@@ -38,9 +46,16 @@ static void sift(unsigned char *b, size_t i, size_t n, size_t size, int (*cmp)(c
 void th_sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *)) {
   unsigned char *b = base;
   if (n < 2) return;
-  if (n < 12) {
-    for (size_t i = 1; i < n; i++)
-      for (size_t j = i; j > 0 && cmp(b + (j - 1) * size, b + j * size) > 0; j--) swap(b + (j - 1) * size, b + j * size, size);
+  if (n <= 16 && size <= 64) {  /* insertion: each element moved once to its place */
+    unsigned char t[64];
+    for (size_t i = 1; i < n; i++) {
+      if (cmp(b + (i - 1) * size, b + i * size) <= 0) continue;
+      memcpy(t, b + i * size, size);
+      size_t j = i - 1;
+      while (j > 0 && cmp(b + (j - 1) * size, t) > 0) j--;
+      memmove(b + (j + 1) * size, b + j * size, (i - j) * size);
+      memcpy(b + j * size, t, size);
+    }
     return;
   }
   for (size_t i = n / 2; i-- > 0;) sift(b, i, n, size, cmp);
