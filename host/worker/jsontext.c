@@ -610,13 +610,20 @@ static void jput(jbuf *b, const char *s, size_t n) {
   b->len += n;
 }
 
+/* The bytes a JSON string holds escaped, as lua-cjson escapes them: the
+ * controls, '"', '\\' and DEL. */
+static const unsigned char ESCAPED[256] = {
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  ['"'] = 1, ['\\'] = 1, [0x7f] = 1,
+};
+
 static void jstr(jbuf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   jput(b, "\"", 1);
   size_t run = 0;  /* bytes that need no escape, written in one go */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) continue;
+    if (!ESCAPED[c]) continue;
     jput(b, s + run, i - run);
     run = i + 1;
     char e[6] = {'\\', 0, 0, 0, 0, 0};
