@@ -593,21 +593,31 @@ typedef struct jbuf {
  * many slots in use, leaving room for the nesting beneath (a few a level). */
 #define JSON_STACK_VALUES 100000
 
-static void jput(jbuf *b, const char *s, size_t n) {
-  if (b->err) return;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n) cap *= 2;
-    char *p = cap <= JSON_MAX_BYTES ? realloc(b->p, cap) : NULL;
-    if (p == NULL) {
-      b->err = "the alert is too large to write";
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
+/* Room for n more bytes, or b->err set: 0 or -1. */
+static int jroom(jbuf *b, size_t n) {
+  if (b->err) return -1;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + n) cap *= 2;
+  char *p = cap <= JSON_MAX_BYTES ? realloc(b->p, cap) : NULL;
+  if (p == NULL) {
+    b->err = "the alert is too large to write";
+    return -1;
   }
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+/* Appends n bytes; in line, since a text is written in thousands of small pieces. */
+static inline void jput(jbuf *b, const char *s, size_t n) {
+  if (n == 0 || (b->cap - b->len < n && jroom(b, n))) return;
   memcpy(b->p + b->len, s, n);
   b->len += n;
+}
+
+static inline void jputc(jbuf *b, char c) {
+  if (b->cap == b->len && jroom(b, 1)) return;
+  b->p[b->len++] = c;
 }
 
 /* The bytes a JSON string holds escaped, as lua-cjson escapes them: the
@@ -619,7 +629,7 @@ static const unsigned char ESCAPED[256] = {
 
 static void jstr(jbuf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
-  jput(b, "\"", 1);
+  jputc(b, '"');
   size_t run = 0;  /* bytes that need no escape, written in one go */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -643,7 +653,7 @@ static void jstr(jbuf *b, const char *s, size_t n) {
     jput(b, e, en);
   }
   jput(b, s + run, n - run);
-  jput(b, "\"", 1);
+  jputc(b, '"');
 }
 
 /* A number as lua-cjson writes it (14 significant digits) when that reads
@@ -757,24 +767,24 @@ static void jtable(jbuf *b, lua_State *L, int idx, int depth) {
   /* lua-cjson's arrays: positive integer keys, not too sparse (holes are null). */
   if (count > 0 && all_positive_ints && !(max > 2 * (lua_Integer)count && max > 10)) {
     lua_settop(L, top);
-    jput(b, "[", 1);
+    jputc(b, '[');
     for (lua_Integer i = 1; i <= max && !b->err; i++) {
-      if (i > 1) jput(b, ",", 1);
+      if (i > 1) jputc(b, ',');
       lua_rawgeti(L, idx, i);
       jvalue(b, L, lua_gettop(L), depth + 1);
       lua_pop(L, 1);
     }
-    jput(b, "]", 1);
+    jputc(b, ']');
     goto done;
   }
   /* An object, its keys in byte order: the same alert is the same text. */
   th_sort(b->ks + base, count, sizeof *b->ks, jkey_cmp);
-  jput(b, "{", 1);
+  jputc(b, '{');
   for (size_t i = 0; i < count && !b->err; i++) {
     const jkey *k = &b->ks[base + i];  /* again each time: a nested table may move the stack */
-    if (i > 0) jput(b, ",", 1);
+    if (i > 0) jputc(b, ',');
     jstr(b, jkey_text(k), k->n);
-    jput(b, ":", 1);
+    jputc(b, ':');
     if (k->value) {
       jvalue(b, L, k->value, depth + 1);
       continue;
@@ -786,7 +796,7 @@ static void jtable(jbuf *b, lua_State *L, int idx, int depth) {
     jvalue(b, L, lua_gettop(L), depth + 1);
     lua_pop(L, 1);
   }
-  jput(b, "}", 1);
+  jputc(b, '}');
 done:
   lua_settop(L, top);
   b->kn = base;
