@@ -453,10 +453,15 @@ int th_engine_init(th_engine *e, const th_engine_opts *o) {
   th_limits_worker(&e->limits, o->heap_cap, o->status);
   lua_State *L = e->L;
   lua_atpanic(L, panic);
-  /* A worker's heap is mostly long-lived (rules, their sandboxes and tests)
-   * beside short-lived garbage (each event's tables): the generational
-   * collector does not mark the rules again for every event's garbage. */
-  lua_gc(L, LUA_GCGEN, 0, 0);
+  /* Lua's incremental collector, with its defaults (a cycle each time the
+   * heap doubles). The generational one was chosen when all rules ran on
+   * every event, making young garbage by the event; since the rule index,
+   * most garbage is an alert's (its document, strings of kilobytes), and
+   * with it the generational collector cost more. Bench corpus, --workers 1,
+   * best of 7: 500 rules (12,302 alerts) 2.47 -> 2.32 CPU s, the 500 silent
+   * ones 1.71 -> 1.60, the 2 of rules/ 0.88 -> 0.86; the quiet corpus the
+   * same; the worker's peak the same (22 MiB with 500 rules). */
+  lua_gc(L, LUA_GCINC, 0, 0, 0);
   start_args a = {e, o};
   lua_pushcfunction(L, start);
   lua_pushlightuserdata(L, &a);
