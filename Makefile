@@ -16,10 +16,12 @@ DESTDIR ?=
 VERSION := 0.1.0
 
 DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-dev libseccomp-dev pkg-config valgrind \
-        libcurl4-openssl-dev python3
+        libcurl4-openssl-dev python3 lua-yaml
 
 # libcurl (libcurl4-openssl-dev) is not linked: its headers are used, and the library is opened
 # with dlopen when an HTTP output is (host/curlloop.h).
+# lua-yaml (LibYAML's binding, module lyaml) reads Sigma rules' YAML in the specs; the host
+# does not load it.
 PKGS    := lua5.4 libuv zlib libseccomp
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -95,13 +97,14 @@ build/fuzz/%: tests/fuzz/%_fuzz.c tests/fuzz/driver.c $(FUZZ_COMMON) $(SAN_OBJS)
 	  $< tests/fuzz/driver.c tests/fuzz/fuzz.c $(SAN_OBJS) $(PKG_LIBS)
 
 # The same harnesses linked with libFuzzer, for long runs by hand: needs clang
-# (apt-get install clang; not installed by `make deps`).
+# (apt-get install clang; not installed by `make deps`). clang warns of the
+# fields libseccomp's SCMP_A0(op, value) leaves to zero (seccomp.c); gcc does not.
 FUZZ_CC    ?= clang
 LIBFUZZERS := $(addprefix build/libfuzzer/,$(FUZZ_NAMES))
 
 build/libfuzzer/%: tests/fuzz/%_fuzz.c $(FUZZ_COMMON) $(LIB_SRCS) $(HDRS) | deps
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	$(FUZZ_CC) $(WARN) -Wno-missing-field-initializers -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -fno-omit-frame-pointer $(DEFS) -Ihost $(PKG_CFLAGS) -o $@ \
 	  $< tests/fuzz/fuzz.c $(LIB_SRCS) $(PKG_LIBS)
 

@@ -14,10 +14,14 @@ _trailhound() {
     --output) COMPREPLY=($(compgen -W "stdout file: exec: http:// https:// elasticsearch:http:// elasticsearch:https:// syslog syslog:udp:// syslog:tcp://" -- "$cur")); compopt -o nospace; return ;;
     -o) COMPREPLY=($(compgen -W "rules= rule= max_line= workers= max_time= max_worker_memory= max_instructions= max_memory= quarantine_after= no_prefilter= no_max_signals= output_buffer= outputs= metrics= paths= state= no_state= from_end= from_beginning= exclude= ignore_older= max_open_files= rotate_wait= rescan= poll= stats_interval=" -- "$cur")); compopt -o nospace; return ;;
     --metrics) COMPREPLY=($(compgen -W "127.0.0.1:9464 [::1]:9464 0.0.0.0:9464" -- "$cur")); return ;;
-    --rule|--max-line|--workers|--max-time|--max-worker-memory|--max-instructions|--max-memory|--quarantine-after|--output-buffer|--exclude|--ignore-older|--max-open-files|--rotate-wait|--rescan|--poll|--stats-interval) return ;;
+    --record|--rule|--max-line|--workers|--max-time|--max-worker-memory|--max-instructions|--max-memory|--quarantine-after|--output-buffer|--exclude|--ignore-older|--max-open-files|--rotate-wait|--rescan|--poll|--stats-interval) return ;;
   esac
   if [[ $cmd == help ]]; then
     COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+    return
+  fi
+  if [[ $cur == -* && $cmd == explain ]]; then
+    COMPREPLY=($(compgen -W "--record --help" -- "$cur"))
     return
   fi
   if [[ $cur == -* ]]; then

@@ -21,4 +21,6 @@ return {
   stats_interval = "10m",
   -- Prometheus metrics at http://127.0.0.1:9464/metrics (loopback only: no authentication).
   -- metrics = "127.0.0.1:9464",
+  -- Every alert written, whatever a rule's max_signals says (suppression and duplicates apply).
+  -- no_max_signals = true,
 }

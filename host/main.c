@@ -23,6 +23,7 @@
 #include "replay.h"
 #include "rules.h"
 #include "stats.h"
+#include "stdin.h"
 #include "tail.h"
 #include "worker/engine.h"
 #include "worker/worker.h"
@@ -40,7 +41,7 @@ static const char usage[] =
   "       trailhound run    [--rules DIR] [--state FILE | --no-state] [--from-beginning | --from-end]\n"
   "                         [--exclude GLOB]... [--ignore-older DURATION] [--max-open-files N]\n"
   "                         [--rotate-wait SECONDS] [--rescan SECONDS] [--poll MS]\n"
-  "                         [--stats-interval SECONDS] PATH...\n"
+  "                         [--stats-interval SECONDS] PATH|-...\n"
   "       (both also take [--config FILE] [-o KEY=VALUE]... [--output SINK]... [--output-buffer BYTES]\n"
   "                           [--metrics ADDR:PORT] [--workers N] [--max-time MS]\n"
   "                           [--max-worker-memory BYTES]\n"
@@ -55,8 +56,13 @@ static const char usage[] =
   "  FILE, PATH   CloudTrail or ECS records, one JSON object per line (NDJSON), or CloudTrail\n"
   "               S3 objects {\"Records\":[...]} (plain or gzip), read whole. For run, a PATH\n"
   "               may be a file, a directory (every file in it) or a glob ('*', '**'). For\n"
-  "               replay, a FILE may be a directory (its files, by name) or - (standard input:\n"
-  "               NDJSON, or gzip, found by its first bytes).\n"
+  "               replay, a FILE may be a directory (its files, by name).\n"
+  "  -            standard input: NDJSON, or gzip found by its first bytes (an S3 object\n"
+  "               from aws s3 cp ... -). run reads it as it comes (gzip inflated as it\n"
+  "               arrives) and, once it ends and its alerts are delivered, exits 0, unless\n"
+  "               other PATHs are followed too. Nothing is saved for it in the state: a pipe\n"
+  "               has no offset to resume from, so what it held before a stop is not read\n"
+  "               again. Messages and alerts name it 'standard input' (a file named - is ./-).\n"
   "  --config FILE        options from a Lua file that returns a table: a key for every option\n"
   "                       (max_line = \"4M\", from_end = true, exclude = { ... }), paths for the PATHs,\n"
   "                       outputs = { \"SINK\", { \"SINK\", user = , password = , bearer = , headers = ,\n"
@@ -78,7 +84,7 @@ static const char usage[] =
   "  --state FILE         where run keeps each file's progress (default: $XDG_STATE_HOME or\n"
   "                       ~/.local/state, trailhound/state-ID, ID naming the configuration file,\n"
   "                       else the PATHs, so that two different runs never share one); --no-state\n"
-  "                       keeps none\n"
+  "                       keeps none; - alone keeps none unless --state names one\n"
   "  --from-end           files the state does not know: skip what they hold at start\n"
   "  --from-beginning     ... or read them from their start (the default)\n"
   "  --exclude GLOB       never follow paths (or file names) matching GLOB; repeatable\n"
@@ -145,6 +151,7 @@ typedef struct options {
   const th_config *config;  /* --config and -o: the outputs' options */
   char **files;
   int nfiles;
+  int stdin_path;         /* run: "-" is one of the PATHs (standard input) */
 } options;
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -330,6 +337,11 @@ static int parse(int argc, char **argv, options *o) {
     }
   }
   if (o->nfiles == 0) return usage_error("%s: no FILE given", o->command);
+  for (int i = 0; run && i < o->nfiles; i++) {
+    if (strcmp(o->files[i], "-") != 0) continue;
+    if (o->stdin_path) return usage_error("%s", "run: - (standard input) given twice");
+    o->stdin_path = 1;
+  }
   return 0;
 }
 
@@ -371,7 +383,8 @@ static uint64_t fnv(uint64_t h, const char *s, size_t n) {
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* What names a run for its default state file: its configuration file, else
- * the set of its PATHs (absolute, sorted); two different runs never share one. */
+ * the set of its PATHs (absolute, sorted; - is not one: nothing is saved for
+ * standard input); two different runs never share one. */
 static uint64_t run_identity(const options *o) {
   char cwd[PATH_MAX], abs[PATH_MAX * 2];
   if (getcwd(cwd, sizeof cwd) == NULL) cwd[0] = '\0';
@@ -383,15 +396,17 @@ static uint64_t run_identity(const options *o) {
   }
   char **paths = calloc((size_t)o->nfiles + 1, sizeof *paths);
   if (paths == NULL) return h;
+  size_t n = 0;
   for (int i = 0; i < o->nfiles; i++) {
+    if (strcmp(o->files[i], "-") == 0) continue;  /* standard input: nothing of it is saved */
     snprintf(abs, sizeof abs, "%s%s%s", o->files[i][0] == '/' ? "" : cwd, o->files[i][0] == '/' ? "" : "/",
              o->files[i]);
-    paths[i] = strdup(abs);
+    if ((paths[n] = strdup(abs)) != NULL) n++;
   }
-  qsort(paths, (size_t)o->nfiles, sizeof *paths, by_name);
+  qsort(paths, n, sizeof *paths, by_name);
   h = fnv(h, "paths:", 6);
-  for (int i = 0; i < o->nfiles; i++) {
-    if (paths[i]) h = fnv(h, paths[i], strlen(paths[i]) + 1);
+  for (size_t i = 0; i < n; i++) {
+    h = fnv(h, paths[i], strlen(paths[i]) + 1);
     free(paths[i]);
   }
   free(paths);
@@ -443,6 +458,9 @@ typedef struct host {
   th_dispatch *d;
   th_replay rp;             /* replay's reader */
   th_tail tail;             /* run's reader */
+  th_stdin in;              /* run -: standard input */
+  int has_in;               /* ... in is initialised */
+  int finished;             /* run: standard input, the only PATH, has ended: stop once it is written */
   th_reload reload;         /* run: rules and normalizer changed while running */
   th_httpd metrics;         /* --metrics: GET /metrics */
   int metrics_on;           /* ... it listens (or its handles are closing) */
@@ -490,6 +508,7 @@ static void close_handles(host *h) {
   th_limiter_close(h->lim);
   if (h->replay) th_replay_close(&h->rp);
   else th_reload_close(&h->reload);
+  if (h->has_in) th_stdin_close(&h->in);
 }
 
 /* run: the tailer has saved the state and closed its handles. */
@@ -512,20 +531,22 @@ static void on_drained(int all, void *ud) {
 }
 
 /* The dispatcher is done: what came back is queued, the workers are gone.
- * replay waits for every output to deliver (a second Ctrl-C ends it); run
- * gives them a moment, and leaves the rest uncommitted for the next start. */
+ * replay, and run once its standard input has ended, wait for every output
+ * to deliver (a second Ctrl-C ends it); run otherwise gives them a moment,
+ * and leaves the rest uncommitted for the next start. */
 static void on_stopped(void *ud) {
   host *h = ud;
   h->draining = 1;
   th_limiter_flush(h->lim);  /* every suppressed group's count */
   th_outputs_kick(&h->out);
-  th_outputs_drain(&h->out, h->replay && h->rc == 0 ? 0 : DRAIN_MS, on_drained, h);
+  th_outputs_drain(&h->out, (h->replay || h->finished) && h->rc == 0 ? 0 : DRAIN_MS, on_drained, h);
 }
 
 static void on_stopper(uv_timer_t *t) {
   host *h = t->data;
   if (h->replay) th_replay_stop(&h->rp);
   else if (h->live) th_tail_stop(&h->tail);  /* no more reading: what is unread waits for the next start */
+  if (h->has_in) th_stdin_stop(&h->in);
   th_dispatch_stop(h->d, h->grace, on_stopped, h);
 }
 
@@ -563,9 +584,26 @@ static void on_hup(uv_signal_t *s, int signum) {
   th_outputs_reopen(&h->out);
 }
 
+/* run: where each file followed is read to, and standard input last, for
+ * the statistics and /metrics (open: only while the tailer is not closed).
+ * Sets *files (caller frees); returns its length. */
+static size_t followed(host *h, int open, th_file_stat **files) {
+  *files = NULL;
+  if (h->replay || !h->live || (open && h->tail.closed)) return 0;
+  size_t n = th_tail_progress(&h->tail, files);
+  if (h->has_in) {
+    th_file_stat *more = realloc(*files, (n + 1) * sizeof **files);
+    if (more != NULL) {
+      *files = more;
+      (*files)[n++] = th_stdin_progress(&h->in);
+    }
+  }
+  return n;
+}
+
 static void print_stats(host *h) {
-  th_file_stat *files = NULL;
-  size_t n = !h->replay && h->live ? th_tail_progress(&h->tail, &files) : 0;
+  th_file_stat *files;
+  size_t n = followed(h, 0, &files);
   th_stats_print(&h->rules, h->d, &h->out, &h->pool, files, n, (double)(uv_now(&h->loop) - h->started) / 1000.0);
   free(files);
 }
@@ -592,8 +630,8 @@ static void on_stats(uv_timer_t *t) { print_stats(t->data); }
 static void render_metrics(th_buf *b, void *ud) {
   host *h = ud;
   if (h->d == NULL) return;
-  th_file_stat *files = NULL;
-  size_t n = !h->replay && h->live && !h->tail.closed ? th_tail_progress(&h->tail, &files) : 0;
+  th_file_stat *files;
+  size_t n = followed(h, 1, &files);
   th_metrics_src src = {
     .rules = &h->rules, .d = h->d, .out = &h->out, .pool = &h->pool, .run = !h->replay,
     .files = files, .nfiles = n, .started = h->started_wall, .version = TH_VERSION,
@@ -628,7 +666,7 @@ static void on_read(void *ud) {
 
 static void on_idle(void *ud) {
   host *h = ud;
-  if (h->replay && h->rp.done) stop(h, 0);
+  if ((h->replay && h->rp.done) || h->finished) stop(h, 0);
 }
 
 static void on_room(void *ud) {
@@ -636,6 +674,21 @@ static void on_room(void *ud) {
   if (!h->live) return;
   if (h->replay) th_replay_room(&h->rp);
   else th_tail_kick(&h->tail);
+  if (h->has_in) th_stdin_kick(&h->in);
+}
+
+/* run -: standard input has ended, every record of it handed over. Alone,
+ * run stops once they are written and delivered; beside other PATHs, it
+ * goes on following those. */
+static void on_stdin_end(int ok, void *ud) {
+  host *h = ud;
+  if (h->o->nfiles > 1) {
+    th_log("standard input: at its end; following the other PATHs");
+    return;
+  }
+  if (!ok) h->rc = 1;  /* nothing more to read: as for a file that cannot be read */
+  h->finished = 1;
+  if (th_dispatch_pending(h->d) == 0) stop(h, 0);  /* else on_idle, once it is written */
 }
 
 static void on_broken(const char *why, void *ud) {
@@ -663,6 +716,7 @@ static void on_live(void *ud) {
   } else {
     th_tail_start(&h->tail);
     th_reload_start(&h->reload);
+    if (h->has_in) th_stdin_start(&h->in);
   }
 }
 
@@ -678,7 +732,12 @@ static int start_run(host *h, const char *rules, const char *home) {
   };
   if (th_tail_init(&h->tail, &h->loop, &to) < 0) return -1;
   for (int i = 0; i < o->nfiles; i++)
-    if (th_tail_watch(&h->tail, o->files[i]) < 0) return -1;
+    if (strcmp(o->files[i], "-") != 0 && th_tail_watch(&h->tail, o->files[i]) < 0) return -1;
+  if (o->stdin_path) {
+    th_stdin_opts so = {.dispatch = h->d, .max_line = o->max_line, .on_end = on_stdin_end, .ud = h};
+    if (th_stdin_init(&h->in, &h->loop, &so) < 0) return -1;
+    h->has_in = 1;
+  }
   char scripts[PATH_MAX];
   snprintf(scripts, sizeof scripts, "%s/scripts", home);
   th_reload_init(&h->reload, &h->loop, &h->rules, rules, scripts);
@@ -738,7 +797,11 @@ static int host_main(const options *o, const char *rules, const char *home) {
     .on_live = on_live, .on_fatal = on_fatal, .ud = &h,
   };
   static char statebuf[PATH_MAX];
-  if (!h.replay && !o->no_state) h.state = o->state ? o->state : default_state(statebuf, sizeof statebuf, o);
+  /* - alone has no file whose progress to keep: no default state file (it
+   * would be one for every such run); one named by --state keeps the limits'. */
+  int files = o->nfiles - o->stdin_path;
+  if (!h.replay && !o->no_state)
+    h.state = o->state ? o->state : files > 0 ? default_state(statebuf, sizeof statebuf, o) : NULL;
   if ((h.lim = th_limiter_new(&h.loop, &h.out, h.state, o->no_max_signals)) == NULL) {
     th_log("cannot start: out of memory");
     th_outputs_free(&h.out);
@@ -797,11 +860,13 @@ static int host_main(const options *o, const char *rules, const char *home) {
     th_stats_summary(&h.rules, h.d, &h.out, h.rp.ok, h.rp.failed, updates);
     if (rc == 0 && h.rp.ok == 0) rc = 1;
   } else if (h.live) {
-    th_stats_summary(&h.rules, h.d, &h.out, h.tail.files_seen, h.tail.files_failed, updates);
+    unsigned in_ok = h.has_in && !h.in.failed, in_failed = h.has_in && h.in.failed;
+    th_stats_summary(&h.rules, h.d, &h.out, h.tail.files_seen + in_ok, h.tail.files_failed + in_failed, updates);
   }
   if (th_outputs_fatal(&h.out)) rc = 1;
 cleanup:
   if (!h.replay) th_tail_free(&h.tail);  /* lets go of its streams */
+  if (h.has_in) th_stdin_free(&h.in);
   th_dispatch_free(h.d);
   th_rules_free(&h.rules);
   th_pool_free(&h.pool);

@@ -14,6 +14,8 @@ enum { MAX_CLAUSES = 1 << 16, MAX_ALTS = 1 << 16 };
 
 struct th_prefilter {
   int all;              /* a rule requires nothing: every record passes */
+  int fold;             /* a clause asks for ASCII case to be ignored (TH_PF_FOLD): then every
+                         * literal is looked for in any case, a superset of what exact ones need */
   uint32_t nrules;
   uint32_t *rule_at;    /* rule r's clauses are [rule_at[r], rule_at[r + 1]) */
   uint32_t *clause_at;  /* clause c's literals are alts[clause_at[c] .. clause_at[c + 1]) */
@@ -130,7 +132,7 @@ long th_prefilter_span(const char *p, size_t len) {
   uint32_t nc = th_rd_u32(&r);
   if (nc > MAX_CLAUSES) return -1;
   for (uint32_t c = 0; c < nc && !r.bad; c++) {
-    uint32_t na = th_rd_u32(&r);
+    uint32_t na = th_rd_u32(&r) & ~TH_PF_FOLD;
     if (na > MAX_ALTS) return -1;
     for (uint32_t a = 0; a < na && !r.bad; a++) {
       size_t n;
@@ -150,16 +152,26 @@ typedef struct lit {
 } lit;
 
 typedef struct builder {
-  lit *lits;             /* distinct literals */
+  lit *lits;             /* distinct literals (ASCII case aside, when folding) */
   uint32_t nlits, cap;
   uint32_t *slots;       /* open-addressing set of literal ids + 1 */
   size_t nslots;
+  int fold;              /* literals that differ in ASCII case only are one */
 } builder;
 
-static uint64_t hash(const char *p, size_t n) {
+static uint8_t lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c; }
+
+static uint64_t hash(const char *p, size_t n, int fold) {
   uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (fold ? lower((uint8_t)p[i]) : (uint8_t)p[i])) * 1099511628211ull;
   return h;
+}
+
+static int same(const char *a, const char *b, size_t n, int fold) {
+  if (!fold) return memcmp(a, b, n) == 0;
+  for (size_t i = 0; i < n; i++)
+    if (lower((uint8_t)a[i]) != lower((uint8_t)b[i])) return 0;
+  return 1;
 }
 
 /* The id of a literal, added if new; UINT32_MAX when out of memory. */
@@ -169,7 +181,7 @@ static uint32_t intern(builder *b, const char *p, size_t n) {
     uint32_t *s = calloc(ns, sizeof *s);
     if (s == NULL) return UINT32_MAX;
     for (uint32_t i = 0; i < b->nlits; i++) {
-      size_t k = hash(b->lits[i].p, b->lits[i].len) & (ns - 1);
+      size_t k = hash(b->lits[i].p, b->lits[i].len, b->fold) & (ns - 1);
       while (s[k]) k = (k + 1) & (ns - 1);
       s[k] = i + 1;
     }
@@ -177,10 +189,10 @@ static uint32_t intern(builder *b, const char *p, size_t n) {
     b->slots = s;
     b->nslots = ns;
   }
-  size_t k = hash(p, n) & (b->nslots - 1);
+  size_t k = hash(p, n, b->fold) & (b->nslots - 1);
   for (; b->slots[k]; k = (k + 1) & (b->nslots - 1)) {
     const lit *l = &b->lits[b->slots[k] - 1];
-    if (l->len == n && memcmp(l->p, p, n) == 0) return b->slots[k] - 1;
+    if (l->len == n && same(l->p, p, n, b->fold)) return b->slots[k] - 1;
   }
   if (b->nlits == b->cap) {
     uint32_t cap = b->cap ? b->cap * 2 : 64;
@@ -196,7 +208,10 @@ static uint32_t intern(builder *b, const char *p, size_t n) {
 
 /* Reads every rule's clauses into pf (rule_at, clause_at, alts) and the
  * distinct literals into b. A clause holding "" is met by every record and
- * left out. Returns 0, or -1 when out of memory. */
+ * left out. A clause flagged TH_PF_FOLD makes the whole prefilter ignore
+ * ASCII case (pf->fold, b->fold): one automaton serves all, and an exact
+ * literal found in another case only lets a record through that need not
+ * have been. Returns 0, or -1 when out of memory. */
 static int read_rules(th_prefilter *pf, builder *b, const th_pf_rule *rules, size_t n) {
   size_t nclauses = 0, nalts = 0;
   for (size_t i = 0; i < n; i++) {
@@ -206,6 +221,8 @@ static int read_rules(th_prefilter *pf, builder *b, const th_pf_rule *rules, siz
     nclauses += nc;
     for (uint32_t c = 0; c < nc && !r.bad; c++) {
       uint32_t na = th_rd_u32(&r);
+      if (na & TH_PF_FOLD) pf->fold = b->fold = 1;
+      na &= ~TH_PF_FOLD;
       nalts += na;
       for (uint32_t a = 0; a < na && !r.bad; a++) th_rd_str(&r, &(size_t){0});
     }
@@ -221,7 +238,7 @@ static int read_rules(th_prefilter *pf, builder *b, const th_pf_rule *rules, siz
     th_rd_init(&r, rules[i].p, rules[i].len);
     uint32_t nc = th_rd_u32(&r);
     for (uint32_t c = 0; c < nc && !r.bad; c++) {
-      uint32_t na = th_rd_u32(&r), start = a_out;
+      uint32_t na = th_rd_u32(&r) & ~TH_PF_FOLD, start = a_out;
       int always = 0;
       for (uint32_t a = 0; a < na && !r.bad; a++) {
         size_t len;
@@ -260,9 +277,12 @@ static int build(th_prefilter *pf, const builder *b, const char **why) {
     if (b->lits[i].len > pf->maxlen) pf->maxlen = b->lits[i].len;
     for (size_t k = 0; k < b->lits[i].len; k++) {
       uint8_t c = (uint8_t)b->lits[i].p[k];
+      if (pf->fold) c = lower(c);
       if (pf->cls[c] == 0) pf->cls[c] = (uint8_t)++pf->nclass;
     }
   }
+  if (pf->fold)  /* an upper-case letter is its lower-case one, in literals and in records */
+    for (int c = 'A'; c <= 'Z'; c++) pf->cls[c] = pf->cls[c + 32];
   uint32_t nclass = ++pf->nclass;  /* class 0 too */
   if (pf->nclass > 256 || total > TH_PREFILTER_MAX_STATES || total * nclass > MAX_ENTRIES) {
     if (why) *why = "the rules require too many distinct values to look for";

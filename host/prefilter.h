@@ -20,6 +20,12 @@
  *
  * All the literals are searched for in one pass: an Aho-Corasick automaton,
  * compiled to a table (one lookup per byte).
+ *
+ * A clause whose count carries TH_PF_FOLD (a Sigma rule's: Sigma compares
+ * ASCII letters regardless of case) is met by its literals in any ASCII case.
+ * Then the whole automaton ignores ASCII case: exact literals found in
+ * another case let through records that need not have been, never the other
+ * way round.
  */
 #ifndef TH_PREFILTER_H
 #define TH_PREFILTER_H

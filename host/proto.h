@@ -52,7 +52,8 @@
  *   GATE        items (the gate's log lines), u32 n live, n x { str path, u8 new,
  *               str id, str name, str version, prefilter }, u8 normalizer accepted
  *     prefilter: u32 n, n x { u32 m, m x str }: what a record the rule matches holds
- *               in its text (prefilter.h); n = 0: any record may match
+ *               in its text (prefilter.h); n = 0: any record may match; m with
+ *               TH_PF_FOLD (the high bit) set: the clause's literals in any ASCII case
  *   RULES       u32 generation, items (rules that did not load)
  *   MEMORY      u32 slot, u32 load, str message: a rule keeps more than its
  *               share of the heap; the worker exits after this reply
@@ -90,6 +91,9 @@ enum {
 };
 
 enum { TH_ITEM_ALERT = 1, TH_ITEM_LOG, TH_ITEM_FAIL, TH_ITEM_QUARANTINED };
+
+/* In a prefilter clause's literal count: its literals match in any ASCII case (prefilter.h). */
+#define TH_PF_FOLD 0x80000000u
 
 /* A reply to a batch stops growing past this: the rest of the batch is
  * left for another (so the host holds a bounded amount per batch, whatever

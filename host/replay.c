@@ -102,11 +102,14 @@ static int open_stdin(th_replay *r) {
   return 1;
 }
 
+/* How messages and alerts name a FILE: "-" is standard input, as run says it. */
+static const char *shown(const char *path) { return strcmp(path, "-") == 0 ? "standard input" : path; }
+
 /* Open the next file; 0 when there is none left. */
 static int open_next(th_replay *r) {
   while (r->next < r->nfiles) {
     const char *path = r->files[r->next++];
-    if (th_stream_rename(r->stream, path) < 0) {
+    if (th_stream_rename(r->stream, shown(path)) < 0) {
       th_log("%s: out of memory", path);
       r->failed++;
       continue;
@@ -192,7 +195,7 @@ int th_replay_init(th_replay *r, uv_loop_t *loop, th_dispatch *d, char **files, 
   r->on_read = on_read;
   r->ud = ud;
   r->buf = malloc(CHUNK);
-  r->stream = th_stream_open(d, nfiles > 0 ? files[0] : "-", 0);
+  r->stream = th_stream_open(d, shown(nfiles > 0 ? files[0] : "-"), 0);
   if (r->buf == NULL || r->stream == NULL) return -ENOMEM;
   uv_idle_init(loop, &r->idle);
   r->idle.data = r;

@@ -12,6 +12,31 @@ local M = {}
 
 local null = require("cjson").null
 
+-- The key that asks a getter for the whole document, not one field: get(event.DOCUMENT).
+-- KQL reads every field through it (a value with no field, a field name with a wildcard).
+-- Rules cannot ask for it: the view passes string keys only.
+local DOCUMENT = setmetatable({}, { __name = "event.DOCUMENT" })
+M.DOCUMENT = DOCUMENT
+
+-- The key that asks a getter for the event's raw CloudTrail record: get(event.RAW). Sigma
+-- rules read raw paths (userIdentity.type) through it. For a raw CloudTrail record, the
+-- record itself; for an ECS document, the record its event.original holds (as Elastic's
+-- integration keeps it with preserve_original_event), decoded, when it is one; else nil.
+-- Rules cannot ask for it either.
+local RAW = setmetatable({}, { __name = "event.RAW" })
+M.RAW = RAW
+
+local decoder = require("cjson").new()
+decoder.decode_max_depth(128)
+decoder.decode_invalid_numbers(false)
+
+-- A raw CloudTrail record as normalize.is_cloudtrail recognizes one.
+local function is_raw(rec)
+  if type(rec) ~= "table" then return false end
+  if type(rawget(rec, "eventSource")) == "string" or type(rawget(rec, "eventName")) == "string" then return true end
+  return type(rawget(rec, "insightDetails")) == "table" and rawget(rec, "eventVersion") ~= nil
+end
+
 -- "a.b.c" -> { "a", "b", "c" }, computed once per distinct name.
 -- Rules may compute names, so the cache is emptied when it grows large.
 local segments, cached = {}, 0
@@ -65,8 +90,10 @@ search = function(t, parts, i)
   return nil
 end
 
--- The value of a dotted field in a document (a plain table), or nil.
+-- The value of a dotted field in a document (a plain table), or nil; the document itself
+-- for event.DOCUMENT.
 function M.get(doc, name)
+  if name == DOCUMENT then return doc end
   local v = rawget(doc, name)
   if v ~= nil then
     if v == null then return nil end
@@ -84,9 +111,66 @@ function M.get(doc, name)
   return search(doc, parts, 1)
 end
 
--- A function name -> value over one document, for compiled queries.
-function M.getter(doc)
-  return function(name) return M.get(doc, name) end
+-- Every field of a document: calls fn(name, value) for each string, number and boolean in
+-- it, name the dotted path of keys that leads there (array elements have their array's
+-- name: {"a":[{"b":1},{"b":2}]} gives a.b 1 and a.b 2). Stops at the first call that
+-- returns true, and returns true then. Every value is visited: the cost is the document's
+-- size, for each call.
+local function leaves(t, prefix, fn)
+  if rawget(t, 1) ~= nil then
+    for i = 1, #t do
+      local v = rawget(t, i)
+      if type(v) == "table" then
+        if leaves(v, prefix, fn) then return true end
+      elseif v ~= nil and v ~= null and prefix and fn(prefix, v) then
+        return true
+      end
+    end
+    return false
+  end
+  for k, v in next, t do
+    if type(k) == "string" then
+      local name = prefix and prefix .. "." .. k or k
+      if type(v) == "table" then
+        if leaves(v, name, fn) then return true end
+      elseif v ~= null and fn(name, v) then
+        return true
+      end
+    end
+  end
+  return false
+end
+
+function M.leaves(doc, fn, prefix)
+  if type(doc) ~= "table" then return false end
+  return leaves(doc, prefix, fn)
+end
+
+-- The raw CloudTrail record in an ECS document's event.original, or nil.
+function M.original(doc)
+  local text = type(doc) == "table" and M.get(doc, "event.original")
+  if type(text) ~= "string" or text:sub(1, 1) ~= "{" then return nil end
+  local ok, rec = pcall(decoder.decode, text)
+  if ok and is_raw(rec) then return rec end
+  return nil
+end
+
+-- A function name -> value over one document, for compiled queries. rec: the record doc
+-- was normalized from (get(event.RAW) returns it when it is a raw CloudTrail record; for
+-- an ECS document, which the normalizer passes on as it is, the record of its
+-- event.original).
+function M.getter(doc, rec)
+  local raw, looked = nil, false
+  return function(name)
+    if name == RAW then
+      if not looked then
+        looked = true
+        if rec ~= nil and rec ~= doc and is_raw(rec) then raw = rec else raw = M.original(rec or doc) end
+      end
+      return raw
+    end
+    return M.get(doc, name)
+  end
 end
 
 local readonly
@@ -142,7 +226,9 @@ end
 --
 --   local ev = event.lazy()
 --   ev.start(rec, ctx, normalize, norm_call)
---   ev.get(name)   the field's value, computed on first ask and remembered for this event
+--   ev.get(name)   the field's value, computed on first ask and remembered for this event;
+--                  ev.get(event.DOCUMENT): the whole normalized document (ev.whole());
+--                  ev.get(event.RAW): the raw CloudTrail record (see M.RAW)
 --   ev.view        the read-only view over ev.get (the same table for every event)
 --   ev.whole()     the whole normalized document (built once per event)
 --
@@ -174,6 +260,20 @@ function M.lazy()
   end
 
   local function get(name)
+    if name == DOCUMENT then
+      if raw then return whole() end
+      return rec
+    end
+    if name == RAW then
+      if raw then return rec end
+      local v = memo[RAW]
+      if v == nil then
+        v = M.original(rec) or NIL
+        memo[RAW] = v
+      end
+      if v == NIL then return nil end
+      return v
+    end
     local v = memo[name]
     if v ~= nil then
       if v == NIL then return nil end

@@ -9,7 +9,12 @@
 --   rule.id       meta.rule_id
 --   rule.name     meta.name
 --   rule.query    the compiled KQL query (kql.compile), or nil
---   rule.match(get, view) -> boolean  get(name): a field of the event; view: the read-only
+--   rule.sigma    the compiled Sigma detection (sigma.compile), or nil: a rule with
+--                 language = "sigma" and a `sigma` table (the Sigma rule's own keys)
+--   rule.match(get, view) -> boolean  get(name): a field of the event (get(event.DOCUMENT):
+--                                     the whole document, which KQL reads for a value with
+--                                     no field; get(event.RAW): the raw CloudTrail record,
+--                                     which a Sigma detection reads); view: the read-only
 --                                     event a Lua match function is handed (event.lua)
 --
 -- Every error names the file and line: "rules/x.lua:12: ...".
@@ -17,6 +22,7 @@
 local kql = require "kql"
 local event = require "event"
 local sandbox = require "sandbox"
+local sigma = require "sigma"
 
 -- The host lists folders in C (thsys); specs running under plain lua5.4 list
 -- them with ls, the folder name quoted for the shell.
@@ -71,6 +77,7 @@ local OPTIONAL = {
   max_signals = "number", timestamp_override = "string", author = "table", license = "string",
   version = "number", language = "string", query = "string", match = "function",
   tests = "table", type = "string", metadata = "table", interval = "string", alert_suppression = "table",
+  sigma = "table",
 }
 local SEVERITIES = { low = true, medium = true, high = true, critical = true }
 
@@ -160,8 +167,16 @@ local function validate(path, src, mod)
   if mod.risk_score < 0 or mod.risk_score > 100 then
     return fail("risk_score", "risk_score must be between 0 and 100")
   end
-  if mod.query == nil and mod.match == nil then
-    return nil, string.format("%s:1: a rule needs a 'query' or a 'match' function", path)
+  if mod.language == "sigma" or mod.sigma ~= nil then
+    if mod.language ~= "sigma" then
+      return fail("sigma", "a rule with a 'sigma' table needs language = \"sigma\"")
+    end
+    if mod.sigma == nil then return fail("language", "language \"sigma\" needs a 'sigma' table (the Sigma rule)") end
+    if mod.query ~= nil then
+      return fail("query", "a Sigma rule has no 'query': its detection is in sigma.detection")
+    end
+  elseif mod.query == nil and mod.match == nil then
+    return nil, string.format("%s:1: a rule needs a 'query', a 'match' function or a 'sigma' table", path)
   end
   if mod.interval ~= nil and not M.seconds(mod.interval) then
     return fail("interval", string.format("interval must be like 5m (s, m, h or d), not '%s'", mod.interval))
@@ -173,13 +188,16 @@ local function validate(path, src, mod)
   if mod.query ~= nil and mod.language ~= nil and mod.language ~= "kuery" then
     return fail("language", string.format("language '%s' is not supported (only kuery)", mod.language))
   end
+  if mod.query == nil and mod.language ~= nil and mod.language ~= "kuery" and mod.language ~= "sigma" then
+    return fail("language", string.format("language '%s' is not supported (kuery or sigma)", mod.language))
+  end
   return true
 end
 
 -- A copy made with next (raw): whatever metatables the rule's tables carry,
 -- the host never runs rule code when it reads metadata.
 local function plain(v, depth)
-  if type(v) ~= "table" then return v end
+  if type(v) ~= "table" or v == sigma.NULL then return v end
   if depth > 32 then error("metadata nested more than 32 levels deep", 0) end
   local c = {}
   local k, x = next(v)
@@ -188,6 +206,40 @@ local function plain(v, depth)
     k, x = next(v, k)
   end
   return c
+end
+
+-- A Sigma rule's metadata, where the module leaves it out, from the Sigma rule's own keys
+-- (the importer writes both): rule_id from id, name from title, description, severity and
+-- risk_score from level, tags, author, references, false_positives from falsepositives.
+-- Returns nil, or a message about the sigma table.
+local function sigma_defaults(mod)
+  local sg = mod.sigma
+  if type(sg) ~= "table" then return nil end
+  local function str(v) return type(v) == "string" and v or nil end
+  mod.rule_id = mod.rule_id or str(sg.id)
+  mod.name = mod.name or str(sg.title)
+  mod.description = mod.description or str(sg.description) or str(sg.title)
+  if mod.severity == nil then
+    local lv = sigma.LEVELS[sg.level]
+    if sg.level == nil then return "level", "a Sigma rule without severity needs sigma.level" end
+    if not lv then
+      return "level", string.format("sigma.level '%s' is not one of informational, low, medium, high, critical",
+        tostring(sg.level))
+    end
+    mod.severity = lv.severity
+  end
+  local band = sigma.LEVELS[mod.severity]
+  if mod.risk_score == nil and band then mod.risk_score = band.risk_score end
+  local function list(v)
+    if type(v) == "string" then return { v } end
+    if type(v) == "table" then return v end
+    return nil
+  end
+  mod.tags = mod.tags or list(sg.tags)
+  mod.author = mod.author or list(sg.author)
+  mod.references = mod.references or list(sg.references)
+  mod.false_positives = mod.false_positives or list(sg.falsepositives)
+  return nil
 end
 
 -- A match function's answer; anything but a boolean is an error at the
@@ -224,6 +276,10 @@ function M.load_file(path, opts)
   local cok, copy = pcall(plain, mod, 0)
   if not cok then return nil, string.format("%s:1: %s", path, tostring(copy)) end
   mod = copy
+  if mod.language == "sigma" then
+    local key, why = sigma_defaults(mod)
+    if key then return nil, string.format("%s:%d: %s", path, sigma.locate_key(src, key), why) end
+  end
   local valid, verr = validate(path, src, mod)
   if not valid then return nil, verr end
 
@@ -235,6 +291,23 @@ function M.load_file(path, opts)
     if not q then return nil, qerr end
     query = q.match
     rule.query = q
+  end
+  if mod.sigma then
+    local det = type(mod.sigma.detection) == "table" and mod.sigma.detection or nil
+    local d, derr = sigma.compile(mod.sigma.detection)
+    if not d then
+      return nil, string.format("%s:%d: %s", path, det and sigma.locate(src, derr) or sigma.locate_key(src, "sigma"),
+        sigma.message(derr))
+    end
+    rule.sigma = d
+    local sigma_match = d.match
+    -- A record with no raw CloudTrail form (an ECS document without event.original) is
+    -- nothing a Sigma rule's raw paths can be read from: it does not match.
+    query = function(get)
+      local rec = get(event.RAW)
+      if rec == nil then return false end
+      return sigma_match(rec)
+    end
   end
   -- get(name) reads a field of the event; view is what a Lua match function sees.
   local at = lua_match and path .. ":" .. math.max(debug.getinfo(lua_match, "S").linedefined, 1)
@@ -317,7 +390,7 @@ function M.run_tests(rule, normalize)
     else
       local ok, got = pcall(function()
         local doc = normalize(t.event)
-        return rule.match(event.getter(doc), event.view(doc))
+        return rule.match(event.getter(doc, t.event), event.view(doc))
       end)
       if ok then
         r.got, r.ok = got, got == t.expect

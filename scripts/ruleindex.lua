@@ -1,6 +1,7 @@
 -- ruleindex.lua: which rules an event can concern, before any of them runs.
 --
--- Two uses of what a rule's query requires (kql.requirements):
+-- Two uses of what a rule's query requires (kql.requirements), or a Sigma rule's detection
+-- (sigma.lua, "Requirements"):
 --
 --   ruleindex.prefilter(rule, normalize) -> clauses
 --     What the host's prefilter (host/prefilter.c) looks for in a record's raw text before
@@ -11,6 +12,12 @@
 --     A computed field's value may name what the text then holds (normalize.IMPLIED:
 --     event.outcome "failure" needs an errorCode, an errorMessage, a ConsoleLogin or the
 --     word itself). An empty list: the rule may match any record (a Lua match alone).
+--     A Sigma rule's clauses are its detection's requirements (eventName, and any text an
+--     item requires of a value), marked fold: Sigma compares ASCII letters regardless of
+--     case, so the host looks for them so too. Only literals of characters no JSON writer
+--     escapes qualify (an ECS document's event.original holds the record's text escaped
+--     once more), and none that a number's text could hold (1e2 is 100): of a value with
+--     other characters, its longest such run (:assumed-role of :assumed-role/aws:).
 --
 --   local ix = ruleindex.build(rules, cheap)
 --   ix.candidates(get) -> rules
@@ -23,23 +30,47 @@
 --     (kql.exclusions: not aws.cloudtrail.user_identity.type: "AssumedRole"). An event asks
 --     for each field once, and gets the rules filed under its pairs of values whose checks
 --     hold, plus the rules filed under nothing. A rule that cannot match costs no call of
---     its own.
+--     its own. A Sigma rule is filed under the values it requires of the raw record's
+--     eventName and eventSource (sigma:eventName, read through get(event.RAW)), lower-cased.
 
+local event = require "event"
 local kql = require "kql"
+local sigma = require "sigma"
 
 local M = {}
 
 local type, ipairs, sort = type, ipairs, table.sort
 
+-- A Sigma rule's exact clauses on eventName and eventSource, as kql.requirements gives
+-- them: fields "sigma:eventName", values lower-cased.
+local SIGMA_FIELD = "sigma:"
+local INDEXED = { eventName = true, eventSource = true }
+
+local function sigma_clauses(d)
+  local out = {}
+  for _, c in ipairs(d.requirements) do
+    if c.exact and INDEXED[c.field] then
+      local alts = {}
+      for i, v in ipairs(c.values) do alts[i] = { field = SIGMA_FIELD .. c.field, value = v:lower(), exact = true } end
+      out[#out + 1] = alts
+    end
+  end
+  return out
+end
+
 -- Worked out once per rule: the index is rebuilt for every change of the rule set.
 local function requirements(rule)
+  if rule.sigma ~= nil then
+    if rule.requirements == nil then rule.requirements = sigma_clauses(rule.sigma) end
+    return rule.requirements
+  end
   if rule.query == nil then return {} end
   if rule.requirements == nil then rule.requirements = kql.requirements(rule.query) end
   return rule.requirements
 end
 
 local function exclusions(rule)
-  if rule.query == nil then return {} end
+  if rule.query == nil or rule.sigma ~= nil then return {} end
   if rule.exclusions == nil then rule.exclusions = kql.exclusions(rule.query) end
   return rule.exclusions
 end
@@ -48,7 +79,40 @@ local function table_of(t, k)
   return type(t) == "table" and type(t[k]) == "table" and t[k] or {}
 end
 
+-- A literal the host may look for on a Sigma rule's behalf: characters no JSON writer
+-- escapes (not " \ / < > & ' or beyond ASCII), and one that no number's text holds.
+local function safe_literal(s)
+  return s:find("^[%w .,:;_@#$%%+=~!^|(){}%[%]%-]+$") ~= nil and s:find("[^%d%.eE%+%-]") ~= nil
+end
+M.safe_literal = safe_literal
+
+-- A value's longest safe run (a record holding the value holds it): the value, or the
+-- longest piece between characters that are not safe; nil when none is.
+local function safe_part(v)
+  if safe_literal(v) then return v end
+  local best
+  for run in v:gmatch("[%w .,:;_@#$%%+=~!^|(){}%[%]%-]+") do
+    if safe_literal(run) and (not best or #run > #best) then best = run end
+  end
+  return best
+end
+
+local function sigma_prefilter(d)
+  local out = {}
+  for _, c in ipairs(d.requirements) do
+    local lits = { fold = true }
+    for _, v in ipairs(c.values) do
+      local part = safe_part(v)
+      if not part then lits = nil break end
+      lits[#lits + 1] = part
+    end
+    if lits and #lits > 0 then out[#out + 1] = lits end
+  end
+  return out
+end
+
 function M.prefilter(rule, normalize)
+  if rule.sigma ~= nil then return sigma_prefilter(rule.sigma) end
   local verbatim, implied = table_of(normalize, "VERBATIM"), table_of(normalize, "IMPLIED")
   local out = {}
   for _, clause in ipairs(requirements(rule)) do
@@ -79,7 +143,8 @@ local function keyed_clauses(rule, cheap)
     for _, alt in ipairs(clause) do
       if not alt.exact or alt.field ~= field then ok = false break end
     end
-    if ok and (cheap == nil or cheap[field]) and (by_field[field] == nil or #clause < #by_field[field]) then
+    local is_cheap = cheap == nil or cheap[field] or field:sub(1, #SIGMA_FIELD) == SIGMA_FIELD
+    if ok and is_cheap and (by_field[field] == nil or #clause < #by_field[field]) then
       by_field[field] = clause
     end
   end
@@ -190,6 +255,29 @@ function M.build(rules, cheap)
   local out, seen, stamp, n = {}, {}, 0, 0
   local get
 
+  -- A field's value: get's, or for sigma:NAME the lower-cased text of the raw record's NAME.
+  local raw_name = {}
+  for _, sig in ipairs(sigs) do
+    for k = 1, 2 do
+      local f = sig[k]
+      if f and f:sub(1, #SIGMA_FIELD) == SIGMA_FIELD then raw_name[f] = f:sub(#SIGMA_FIELD + 1) end
+    end
+  end
+  for _, c in ipairs(checks) do
+    for _, x in ipairs(c) do
+      if x.field:sub(1, #SIGMA_FIELD) == SIGMA_FIELD then raw_name[x.field] = x.field:sub(#SIGMA_FIELD + 1) end
+    end
+  end
+  local has_raw = next(raw_name) ~= nil
+  local fetch
+  local function raw_fetch(field)
+    local name = raw_name[field]
+    if name == nil then return get(field) end
+    local vs = sigma.index_values(get(event.RAW), name)
+    if vs and #vs == 1 then return vs[1] end
+    return vs
+  end
+
   local function consider(list)
     if list == nil then return end
     for i = 1, #list do
@@ -198,7 +286,7 @@ function M.build(rules, cheap)
         seen[pos] = stamp
         local c, ok = checks[pos], true
         for k = 1, #c do
-          if holds(get(c[k].field), c[k].set) == c[k].exclude then ok = false break end
+          if holds(fetch(c[k].field), c[k].set) == c[k].exclude then ok = false break end
         end
         if ok then
           n = n + 1
@@ -214,6 +302,7 @@ function M.build(rules, cheap)
   -- Reuses one table: valid until the next call.
   function ix.candidates(getter)
     get = getter
+    fetch = has_raw and raw_fetch or getter
     stamp = stamp + 1
     n = 0
     for i = 1, #always do
@@ -224,7 +313,7 @@ function M.build(rules, cheap)
     for i = 1, nsigs do
       local sig, map = sigs[i], maps[i]
       local before = n
-      local v1, v2 = get(sig[1]), sig[2] and get(sig[2])
+      local v1, v2 = fetch(sig[1]), sig[2] and fetch(sig[2])
       if type(v1) == "string" and (sig[2] == nil or type(v2) == "string") then
         consider(map[v1 .. "\0" .. (v2 or "")])
       elseif v1 ~= nil and (sig[2] == nil or v2 ~= nil) then  -- arrays: every pair of their strings
@@ -238,7 +327,7 @@ function M.build(rules, cheap)
     for k = n + 1, #out do out[k] = nil end
     if lists > 1 then sort(out) end
     for k = 1, n do out[k] = rules[out[k]] end
-    get = nil
+    get, fetch = nil, nil
     return out
   end
 

@@ -5,7 +5,8 @@
 -- table, math and utf8, and os.time/os.date/os.clock. Everything else a rule
 -- might reach for (io, the rest of os, package, require, debug, load of binary
 -- chunks, collectgarbage) is there only as a function that raises
--- "blocked: NAME", so the rule author learns what happened.
+-- "blocked: NAME", so the rule author learns what happened. require gives one
+-- helper module, "sigma" (its NULL, for Sigma rules), and blocks any other.
 -- Instruction and memory limits come from the C host (issue: sandbox limits).
 
 local M = {}
@@ -74,7 +75,13 @@ function M.env(name, log)
   env.io = blocked_library("io", nil, name)
   env.debug = blocked_library("debug", nil, name)
   env.package = blocked_library("package", nil, name)
-  env.require = blocked("require", name)
+  -- The one helper module a rule may require: "sigma", for sigma.NULL (Sigma's null in a
+  -- rule's sigma table). Each rule gets its own copy of the little it needs.
+  env.require = function(mod)
+    if mod == "sigma" then return { NULL = require("sigma").NULL } end
+    raise(name, "blocked: require" .. (type(mod) == "string" and (" \"" .. mod .. "\"") or "") ..
+      " (a rule may require \"sigma\" only)")
+  end
   env.dofile = blocked("dofile", name)
   env.loadfile = blocked("loadfile", name)
   env.collectgarbage = blocked("collectgarbage", name)

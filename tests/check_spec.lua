@@ -244,7 +244,7 @@ describe("check", function()
         diags(with("risk_score = 21", 'risk_score = "21"')))
       assert.same({ "8 error severity must be low, medium, high or critical, not 'urgent'" },
         diags(with('"low"', '"urgent"')))
-      assert.same({ "13:34 error found ')' with no matching '('" },
+      assert.same({ '13:34 error Expected end of input but ")" found.' },
         diags(with('event.action: "DeleteBucket"', 'event.action: "DeleteBucket" )')))
     end)
 

@@ -8,6 +8,7 @@
 local cjson = require "cjson"
 local th = require "support.th"
 local ev = require "support.events"
+local sigma_module = require "support.sigma_module"
 
 local function rule(id, name, query, match)
   return table.concat({
@@ -122,6 +123,148 @@ describe("the prefilter", function()
     assert.is_true(tonumber(skipped) > tonumber(n) / 2, pre_err)
     assert.not_matches("prefilter:", full_err)
   end)
+
+  it("changes no alert with rules on addresses, values with no field, field name wildcards and nested queries",
+    function()
+      local d = th.tmpdir()
+      os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
+      local corpus = d .. "/corpus.ndjson"
+      assert.is_truthy(th.read(corpus), "no corpus")
+      -- Addresses written otherwise than the rules write them.
+      local extra = {}
+      local function add(e, id, ip)
+        e.eventID, e.sourceIPAddress = id, ip
+        extra[#extra + 1] = ev.line(e)
+      end
+      add(ev.denied("PutResourcePolicy", "AccessDenied", "x"), "v6-long", "2001:0db8:0000::0001")
+      add(ev.denied("PutResourcePolicy", "AccessDenied", "x"), "v4-mapped", "::ffff:10.1.2.3")
+      add(ev.denied("PutResourcePolicy", "AccessDenied", "x"), "v4-plain", "10.200.0.1")
+      add(ev.denied("PutResourcePolicy", "AccessDenied", "x"), "v4-zero", "010.1.2.3")
+      extra[#extra + 1] = cjson.encode({ ["@timestamp"] = "2024-10-17T20:09:52.000Z",
+        event = { provider = "bedrock.amazonaws.com", action = "PutResourcePolicy", id = "ecs-v6" },
+        source = { ip = "2001:DB8::1" }, deltas = { { a = "x", b = "y" }, { a = "y", b = "x" } } })
+      local text = adversarial()
+      th.write(d .. "/adversarial.ndjson", text .. table.concat(extra))
+      local rules = rules_dir({
+        ["cidr.lua"] = rule("11111111-2222-4333-8444-000000000111", "CIDR",
+          'event.provider: "bedrock.amazonaws.com" and source.ip: (10.0.0.0/8 or "2001:db8::/32")'),
+        ["ip.lua"] = rule("11111111-2222-4333-8444-000000000112", "IP",
+          'event.action: PutResourcePolicy and source.ip: "2001:db8::1" and not related.ip: 10.1.2.3'),
+        ["anyfield.lua"] = rule("11111111-2222-4333-8444-000000000113", "Any field",
+          'event.provider: "bedrock.amazonaws.com" and "AccessDenied"'),
+        ["anyfield_alone.lua"] = rule("11111111-2222-4333-8444-000000000114", "Any field alone",
+          '"sts.amazonaws.com" and (*stratus-red-team* or 10.0.0.0/8)'),
+        ["fieldglob.lua"] = rule("11111111-2222-4333-8444-000000000115", "Field glob",
+          'event.action: PutResourcePolicy and aws.cloudtrail.*: Access*'),
+        ["nested.lua"] = rule("11111111-2222-4333-8444-000000000116", "Nested",
+          'deltas:{ a: x and b: y } and not event.action: GetUser'),
+      })
+      local files = { corpus, d .. "/adversarial.ndjson" }
+      local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
+      local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
+      assert.equal(0, rc1, full_err)
+      assert.equal(0, rc2, pre_err)
+      local full, pre = stripped(full_out), stripped(pre_out)
+      assert.equal(#full, #pre)
+      for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+      local by = {}
+      for _, a in ipairs(pre) do
+        local name = a.kibana.alert.rule.name
+        by[name] = by[name] or {}
+        by[name][a.event.id] = true
+      end
+      for _, id in ipairs({ "esc-source", "all-escaped", "spaced", "array" }) do
+        assert.is_true(by["Any field"][id], id)
+      end
+      assert.is_nil(by["Any field"]["ecs-nested"])   -- AccessDeniedException is another value
+      for _, id in ipairs({ "v6-long", "v4-mapped", "v4-plain", "ecs-v6" }) do assert.is_true(by.CIDR[id], id) end
+      assert.is_nil(by.CIDR["v4-zero"])          -- 010.1.2.3 is no address: no source.ip
+      assert.same({ ["v6-long"] = true, ["ecs-v6"] = true }, by.IP)
+      assert.is_true(by["Field glob"]["esc-code"])
+      assert.same({ ["ecs-v6"] = true }, by.Nested)
+      assert.is_true(next(by["Any field alone"]) ~= nil)
+    end)
+
+  it("changes no alert with Sigma rules: values in any case, escaped, inside an ECS document's event.original",
+    function()
+      local d = th.tmpdir()
+      os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
+      local corpus = d .. "/corpus.ndjson"
+      assert.is_truthy(th.read(corpus), "no corpus")
+      local stop = cjson.decode(th.read("tests/fixtures/stratus-red-team/aws.defense-evasion.cloudtrail-stop.json"))[1]
+      local lines = {}
+      local function add(e, id, edit)
+        e = cjson.decode(cjson.encode(e))
+        e.eventID = id
+        local text = cjson.encode(e)
+        if edit then text = edit(text) end
+        lines[#lines + 1] = text
+      end
+      add(stop, "stop-upper", function(t) return (t:gsub('"StopLogging"', '"STOPLOGGING"')) end)
+      add(stop, "stop-escaped", function(t) return (t:gsub('"StopLogging"', '"Stop\\u004cogging"')) end)
+      add(stop, "stop-source-upper", function(t)
+        return (t:gsub('"cloudtrail%.amazonaws%.com"', '"CloudTrail.AmazonAWS.com"'))
+      end)
+      local imds = cjson.decode(cjson.encode(stop))
+      imds.userIdentity.arn = "arn:aws:sts::1:assumed-role/aws:ec2-instance/i-0a"
+      imds.eventSource, imds.eventName = "ec2.amazonaws.com", "DescribeInstances"
+      add(imds, "imds")
+      add(imds, "imds-upper", function(t) return (t:gsub("assumed%-role", "ASSUMED-ROLE")) end)  -- re: no match
+      local root = cjson.decode(cjson.encode(stop))
+      root.userIdentity = { type = "ROOT", arn = "arn:aws:iam::1:root" }
+      add(root, "root")
+      local th_ua = cjson.decode(cjson.encode(stop))
+      th_ua.userAgent = "TRUFFLEHOG"  -- the rule wants the whole value TruffleHog
+      add(th_ua, "trufflehog")
+      -- ECS documents, the raw record in event.original (escaped once more), or not there
+      local function ecs(rec, id, keep)
+        rec = cjson.decode(cjson.encode(rec))
+        rec.eventID = id
+        return cjson.encode({ ["@timestamp"] = rec.eventTime, event = { id = id, action = rec.eventName,
+          provider = rec.eventSource, original = keep and cjson.encode(rec) or nil },
+          data_stream = { dataset = "aws.cloudtrail" } })
+      end
+      lines[#lines + 1] = ecs(stop, "ecs-stop", true)
+      lines[#lines + 1] = ecs(imds, "ecs-imds", true)
+      lines[#lines + 1] = ecs(stop, "ecs-stop-no-original", false)
+      th.write(d .. "/sigma.ndjson", table.concat(lines, "\n") .. "\n")
+      local extra = {}
+      for _, name in ipairs({ "aws_cloudtrail_disable_logging", "aws_cloudtrail_imds_malicious_usage",
+        "aws_root_account_usage", "aws_cloudtrail_pua_trufflehog", "aws_sts_assumerole_misuse",
+        "aws_cloudtrail_console_login_success_without_mfa" }) do
+        extra[name .. ".lua"] = sigma_module.convert(th.read("tests/fixtures/sigma-cloudtrail/" .. name .. ".yml"))
+      end
+      local rules = rules_dir(extra)
+      local files = { corpus, d .. "/sigma.ndjson" }
+      local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
+      local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
+      assert.equal(0, rc1, full_err)
+      assert.equal(0, rc2, pre_err)
+      local full, pre = stripped(full_out), stripped(pre_out)
+      assert.equal(#full, #pre)
+      for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+      local by = {}
+      for _, a in ipairs(pre) do
+        local name = a.kibana.alert.rule.name
+        by[name] = by[name] or {}
+        by[name][a.event.id] = true
+      end
+      local logging = by["AWS CloudTrail Important Change"] or {}
+      for _, id in ipairs({ "stop-upper", "stop-escaped", "stop-source-upper", "ecs-stop" }) do
+        assert.is_true(logging[id], id)
+      end
+      assert.is_nil(logging["ecs-stop-no-original"])
+      local imds_alerts = by["Malicious Usage Of IMDS Credentials Outside Of AWS Infrastructure"] or {}
+      assert.is_true(imds_alerts.imds and imds_alerts["ecs-imds"])
+      assert.is_nil(imds_alerts["imds-upper"])  -- re is case-sensitive
+      assert.is_true((by["AWS Root Credentials"] or {}).root)
+      assert.is_true((by["PUA - AWS TruffleHog Execution"] or {}).trufflehog)
+      -- the prefilter still skips most of the corpus with these rules loaded
+      local skipped, of = pre_err:match("prefilter: (%d+) of (%d+) records skipped undecoded")
+      assert.is_truthy(skipped, pre_err)
+      assert.is_true(tonumber(skipped) > 0, pre_err)
+      assert.equal(full_err:match("(%d+) records"), of)
+    end)
 
   it("passes every record when a rule requires nothing it can look for (a Lua match alone)", function()
     local d = th.tmpdir()

@@ -78,5 +78,82 @@ describe("event", function()
       assert.equal("A", doc.event.action)
       assert.equal("m", doc.aws.cloudtrail.flattened.request_parameters.modelId)
     end)
+
+    it("gives a rule no way to the whole document", function()
+      assert.is_nil(event.view(doc)[event.DOCUMENT])
+    end)
+  end)
+
+  describe("DOCUMENT", function()
+    it("asks a getter for the whole document", function()
+      local d = { event = { action = "A" } }
+      assert.equal(d, event.get(d, event.DOCUMENT))
+      assert.equal(d, event.getter(d)(event.DOCUMENT))
+    end)
+  end)
+
+  describe("RAW", function()
+    local raw = { eventSource = "s3.amazonaws.com", eventName = "ListBuckets", userIdentity = { type = "Root" } }
+
+    it("asks a getter for the raw CloudTrail record a document was normalized from", function()
+      local doc = { event = { action = "ListBuckets" } }
+      assert.equal(raw, event.getter(doc, raw)(event.RAW))
+      assert.equal("ListBuckets", event.getter(doc, raw)("event.action"))
+      assert.is_nil(event.getter(doc)(event.RAW))
+    end)
+
+    it("reads an ECS document's raw record from event.original, decoded once", function()
+      local text = cjson.encode(raw)
+      for _, ecs in ipairs({ { event = { original = text } }, { ["event.original"] = text } }) do
+        local get = event.getter(ecs, ecs)
+        local got = get(event.RAW)
+        assert.same(raw, got)
+        assert.equal(got, get(event.RAW))
+        assert.same(raw, event.original(ecs))
+      end
+    end)
+
+    it("gives nil for an ECS document without a raw CloudTrail record in event.original", function()
+      for _, ecs in ipairs({ { event = { action = "A" } }, { event = { original = "not json" } },
+        { event = { original = '{"message":"not CloudTrail"}' } }, { event = { original = 42 } },
+        { event = { original = '{"eventName":' } } }) do
+        assert.is_nil(event.getter(ecs, ecs)(event.RAW))
+      end
+    end)
+
+    it("gives a rule no way to the raw record", function()
+      assert.is_nil(event.view({ a = 1 })[event.RAW])
+    end)
+  end)
+
+  describe("leaves()", function()
+    local function all(d, prefix)
+      local out = {}
+      event.leaves(d, function(name, v)
+        out[#out + 1] = name .. "=" .. (type(v) == "number" and ("%g"):format(v) or tostring(v))
+        return false
+      end, prefix)
+      table.sort(out)
+      return out
+    end
+
+    it("visits every string, number and boolean by its dotted name", function()
+      local d = cjson.decode('{"a":{"b":"x","c":[1,2],"d":[{"e":true},{"e":null,"f":"y"}]},'
+        .. '"g.h":"z","n":null,"o":{},"p":[]}')
+      assert.same({ "a.b=x", "a.c=1", "a.c=2", "a.d.e=true", "a.d.f=y", "g.h=z" }, all(d))
+      assert.same({ "top.k=v" }, all({ k = "v" }, "top"))
+    end)
+
+    it("stops at the first call that returns true", function()
+      local calls = 0
+      local hit = event.leaves({ a = { 1, 2, 3, 4 } }, function(_, v)
+        calls = calls + 1
+        return v == 2
+      end)
+      assert.is_true(hit)
+      assert.equal(2, calls)
+      assert.is_false(event.leaves({}, function() return true end))
+      assert.is_false(event.leaves(nil, function() return true end))
+    end)
   end)
 end)

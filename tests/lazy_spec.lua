@@ -126,6 +126,48 @@ describe("the lazy event view", function()
     assert.has_error(function() ev.view["x"] = 1 end, "the event is read-only")
   end)
 
+  it("hands out the whole document for event.DOCUMENT: normalized once, or the ECS document", function()
+    local built = 0
+    local counting = setmetatable({ normalize = function(...)
+      built = built + 1
+      return normalize.normalize(...)
+    end }, { __index = normalize })
+    local ev = event.lazy()
+    local rec = cjson.decode(io.lines("examples/cloudtrail/bedrock-denied-derived.ndjson")())
+    ev.start(rec, CTX, counting, call)
+    local doc = ev.get(event.DOCUMENT)
+    assert.equal(1, built)
+    assert.equal(doc, ev.whole())
+    assert.equal("test-role", event.get(doc, "user.name"))
+    assert.equal(1, built)
+    local ecs = { event = { action = "A" } }
+    ev.start(ecs, CTX, counting, call)
+    assert.equal(ecs, ev.get(event.DOCUMENT))
+    assert.equal(1, built)
+  end)
+
+  it("hands out the raw CloudTrail record for event.RAW: the record, or an ECS document's event.original", function()
+    local built = 0
+    local counting = setmetatable({ normalize = function(...)
+      built = built + 1
+      return normalize.normalize(...)
+    end }, { __index = normalize })
+    local ev = event.lazy()
+    local rec = cjson.decode(io.lines("examples/cloudtrail/bedrock-denied-derived.ndjson")())
+    ev.start(rec, CTX, counting, call)
+    assert.equal(rec, ev.get(event.RAW))
+    assert.equal(0, built)
+    local ecs = { event = { action = "PutResourcePolicy", original = cjson.encode(rec) } }
+    ev.start(ecs, CTX, counting, call)
+    local got = ev.get(event.RAW)
+    assert.same(rec, got)
+    assert.equal(got, ev.get(event.RAW))  -- decoded once per event
+    ev.start({ event = { action = "A" } }, CTX, counting, call)
+    assert.is_nil(ev.get(event.RAW))
+    assert.is_nil(ev.get(event.RAW))
+    assert.equal(0, built)
+  end)
+
   it("raises FAILED, with the reason, when the normalizer fails: no rule is blamed", function()
     local broken = setmetatable({ normalize = function() error("boom") end }, { __index = normalize })
     local ev = event.lazy()
@@ -159,6 +201,22 @@ describe("kql.requirements", function()
     assert.same({}, req('a: x or not b: y'))
   end)
 
+  it("names nothing for a value with no field, a field name with wildcards, a nested query", function()
+    assert.same({}, req('"AccessDenied"'))
+    assert.same({}, req('event.*: "AccessDenied"'))
+    assert.same({}, req('a:{ b: "x" }'))
+    assert.same({ { alt("e", "x") } }, req('a:{ b: "x" } and e: x and "y"'))
+    assert.same({}, req('e: x or "y"'))
+  end)
+
+  it("names nothing of an ip or numeric field: 2001:0db8::1 is 2001:db8::1, \"443.0\" is 443", function()
+    assert.same({}, req('source.ip: "2001:db8::1"'))
+    assert.same({}, req("source.ip: 10.0.0.0/8"))
+    assert.same({}, req("related.ip: (10.1.2.3 or 10.1.2.4)"))
+    assert.same({}, req("ip: 10.0.0.0/8"))                 -- outside ECS: a CIDR holds IP-shaped values
+    assert.same({ { alt("ip", "10.1.2.3") } }, req("ip: 10.1.2.3"))
+  end)
+
   it("takes the longest segment of a wildcard that no number's text can hold", function()
     assert.same({ { alt("ua", "aws-cli", false) } }, req('ua: *aws-cli*/2*'))
     assert.same({}, req('n: 12*34'))
@@ -172,6 +230,14 @@ describe("kql.exclusions", function()
     assert.same({ { field = "t", values = { "AssumedRole", "AWSService" } } },
       ex('a: x and not t: ("AssumedRole" or "AWSService")'))
     assert.same({ { field = "t", values = { "Root" } } }, ex("not t: Root"))
+  end)
+
+  it("names nothing for a not of an ip field, a CIDR block, a nested query or a value with no field", function()
+    assert.same({}, ex('not source.ip: "10.1.2.3"'))
+    assert.same({}, ex("not ip: 10.0.0.0/8"))
+    assert.same({}, ex('not a:{ b: "x" }'))
+    assert.same({}, ex('not "x"'))
+    assert.same({}, ex('not a*: "x"'))
   end)
 
   it("names nothing for a not of a wildcard, of two fields, of an and, or under an or", function()

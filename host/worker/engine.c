@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../log.h"
+#include "gunzip.h"
 #include "javatext.h"
 #include "jsontext.h"
 #include "sha1.h"
@@ -145,11 +146,33 @@ static int l_encode(lua_State *L) {
   return th_json_encode(L, 1, lua_isnoneornil(L, 2) ? 0 : 2);
 }
 
+/* The most content thsys.gunzip gives: what the host reads of a whole
+ * document (source.h, TH_MAX_DOCUMENT). */
+#define GUNZIP_MAX ((size_t)1 << 30)
+
+/* thsys.gunzip(s) -> the content of the gzip data s, or nil and why
+ * ("truncated gzip (unexpected end of input) after 120 bytes of content").
+ * samples.lua: a .json.gz CloudTrail object or gzip NDJSON for explain and dev. */
+static int l_gunzip(lua_State *L) {
+  size_t n, len;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  char *out, err[160];
+  if (th_gunzip(s, n, GUNZIP_MAX, &out, &len, err, sizeof err) < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  /* A memory error here would leak out; the command ends on it anyway. */
+  lua_pushlstring(L, out, len);
+  free(out);
+  return 1;
+}
+
 /* The authoring commands' thsys: they read rule files and draw on a terminal. */
 static const luaL_Reg command_funcs[] = {
   {"sleep", l_sleep},     {"now", l_now},         {"stat", l_stat},
   {"isatty", l_isatty},   {"columns", l_columns}, {"listdir", l_listdir},
-  {"encode", l_encode},   {NULL, NULL},
+  {"encode", l_encode},   {"gunzip", l_gunzip},   {NULL, NULL},
 };
 
 /* thsys.step(i): the gate works on its i-th item (the watchdog blames it). */
@@ -788,7 +811,8 @@ static void put_field(th_buf *b, lua_State *L, int t, const char *k) {
 }
 
 /* t.prefilter, a list of clauses of literal strings (ruleindex.lua), as
- * u32 n, n x { u32 m, m x str }; none: 0 (the rule may match any record). */
+ * u32 n, n x { u32 m, m x str }; none: 0 (the rule may match any record).
+ * A clause with fold = true has TH_PF_FOLD in its m (proto.h). */
 static void put_prefilter(th_buf *b, lua_State *L, int t) {
   lua_getfield(L, t, "prefilter");
   int pf = lua_gettop(L);
@@ -802,7 +826,13 @@ static void put_prefilter(th_buf *b, lua_State *L, int t) {
   for (lua_Integer i = 1; i <= nc; i++) {
     lua_rawgeti(L, pf, i);
     lua_Integer na = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
-    th_buf_u32(b, (uint32_t)na);
+    int fold = 0;
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "fold");
+      fold = lua_toboolean(L, -1);
+      lua_pop(L, 1);  /* fold */
+    }
+    th_buf_u32(b, (uint32_t)na | (fold ? TH_PF_FOLD : 0));
     for (lua_Integer k = 1; k <= na; k++) {
       lua_rawgeti(L, -1, k);
       size_t n = 0;

@@ -17,10 +17,16 @@
 --   - the fields the query and investigation_fields name: one that no source
 --     produces is a warning, with the nearest field that exists;
 --   - embedded tests: an event table and a boolean expect each.
+-- A Sigma rule (language = "sigma") is held to the same metadata schema; its fields are
+-- raw CloudTrail paths, not ECS names, and are checked as such (M.sigma): the Sigma
+-- rule's keys, level and status, logsource, that its id, title and level agree with
+-- rule_id, name and severity, the compiler's warnings, field names a CloudTrail record
+-- does not have, and values that name a field where |fieldref was meant.
 
 local loader = require "loader"
 local normalize = require "normalize"
 local ruleset = require "ruleset"
+local sigma = require "sigma"
 local srcpos = require "srcpos"
 
 local M = {}
@@ -257,9 +263,9 @@ function M.rule(rule, src, add)
     local function walk(node)
       if node.children then
         for _, child in ipairs(node.children) do walk(child) end
-      elseif not seen[node.field] then
-        seen[node.field] = true
-        local problem = M.field_problem(node.field)
+      elseif node.path and not seen[node.path] then   -- a value with no field names none
+        seen[node.path] = true
+        local problem = M.field_problem(node.path)
         if problem then add(node.line, node.col, "warning", problem) end
       end
     end
@@ -278,8 +284,159 @@ function M.rule(rule, src, add)
     end
   end
 
+  if rule.sigma then M.sigma(rule, src, add) end
+
   -- Tests
   M.tests(meta.tests, src, err, warn, key_line)
+end
+
+------------------------------------------------------------------------------
+-- Sigma rules
+------------------------------------------------------------------------------
+
+-- The keys of a Sigma rule (sigma-rules-specification.md, "File Structure"), and those
+-- Sigma tools add (pySigma, the SigmaHQ repository).
+local SIGMA_KEYS = {
+  "author", "date", "description", "detection", "falsepositives", "fields", "id", "level", "license",
+  "logsource", "modified", "name", "references", "related", "scope", "status", "tags", "taxonomy", "title",
+}
+local SIGMA_STATUS = { stable = true, test = true, experimental = true, deprecated = "deprecated",
+  unsupported = "unsupported" }
+
+-- The fields of a CloudTrail record (AWS CloudTrail User Guide, "CloudTrail record contents
+-- for management, data, and network activity events", and Insights events), and those of its
+-- userIdentity element.
+M.CLOUDTRAIL_FIELDS = {
+  "additionalEventData", "addendum", "apiVersion", "awsRegion", "edgeDeviceDetails", "errorCode", "errorMessage",
+  "eventCategory", "eventID", "eventName", "eventSource", "eventTime", "eventType", "eventVersion", "insightDetails",
+  "managementEvent", "readOnly", "recipientAccountId", "requestID", "requestParameters", "resources",
+  "responseElements", "serviceEventDetails", "sessionCredentialFromConsole", "sharedEventID", "sourceIPAddress",
+  "tlsDetails", "userAgent", "userIdentity", "vpcEndpointAccountId", "vpcEndpointId",
+}
+M.USER_IDENTITY_FIELDS = {
+  "accessKeyId", "accountId", "arn", "credentialId", "identityProvider", "inScopeOf", "invokedBy", "onBehalfOf",
+  "principalId", "sessionContext", "type", "userName",
+}
+local CT_FIELDS, UI_FIELDS = {}, {}
+for _, f in ipairs(M.CLOUDTRAIL_FIELDS) do CT_FIELDS[f] = true end
+for _, f in ipairs(M.USER_IDENTITY_FIELDS) do UI_FIELDS[f] = true end
+
+-- nil when a CloudTrail record may have the raw path; else the warning text.
+function M.raw_field_problem(path)
+  local top, rest = path:match("^([^.]+)%.?(.*)$")
+  if not top then return nil end
+  if not CT_FIELDS[top] then
+    local near = M.nearest(top, M.CLOUDTRAIL_FIELDS)
+    return string.format("%s: a CloudTrail record has no field %s%s", path, top,
+      near and ("; did you mean " .. near .. "?") or "")
+  end
+  if top == "userIdentity" and rest ~= "" then
+    local sub = rest:match("^[^.]+")
+    if not UI_FIELDS[sub] then
+      local near = M.nearest(sub, M.USER_IDENTITY_FIELDS)
+      return string.format("%s: a CloudTrail userIdentity has no field %s%s", path, sub,
+        near and ("; did you mean userIdentity." .. near .. "?") or "")
+    end
+  end
+  return nil
+end
+
+-- Items of a compiled detection, each once: { ident, item }.
+local function sigma_items(d)
+  local out = {}
+  local function walk(node, ident)
+    if node.match then
+      out[#out + 1] = { ident = ident, item = node }
+    else
+      for _, it in ipairs(node.items) do walk(it, ident) end
+    end
+  end
+  for _, name in ipairs(d.identifiers) do walk(d.defs[name], name) end
+  return out
+end
+
+function M.sigma(rule, src, add)
+  local meta, sg, d = rule.meta, rule.meta.sigma, rule.sigma
+  local function at(where) return sigma.locate(src, where) end
+  local function key_at(key) return sigma.locate_key(src, key) end
+  local function err(line, fmt, ...) add(line, nil, "error", string.format(fmt, ...)) end
+  local function warn(line, fmt, ...) add(line, nil, "warning", string.format(fmt, ...)) end
+
+  -- The Sigma rule's own keys
+  local keys = {}
+  for k in pairs(sg) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local is_key = {}
+  for _, k in ipairs(SIGMA_KEYS) do is_key[k] = true end
+  for _, k in ipairs(keys) do
+    if not is_key[k] then
+      local near = M.nearest(k, SIGMA_KEYS)
+      warn(key_at(k), "sigma.%s is no key of a Sigma rule%s", k, near and ("; did you mean " .. near .. "?") or "")
+    end
+  end
+  for _, k in ipairs({ "title", "id", "description", "status", "level", "author", "date", "modified", "license" }) do
+    if sg[k] ~= nil and type(sg[k]) ~= "string" then err(key_at(k), "sigma.%s must be text", k) end
+  end
+  for _, k in ipairs({ "tags", "references", "falsepositives", "fields" }) do
+    if sg[k] ~= nil and not is_list_of_strings(sg[k]) then err(key_at(k), "sigma.%s must be a list of texts", k) end
+  end
+  if sg.level ~= nil and not sigma.LEVELS[sg.level] then
+    err(key_at("level"), "sigma.level '%s' is not one of informational, low, medium, high, critical",
+      tostring(sg.level))
+  end
+  if type(sg.status) == "string" then
+    if not SIGMA_STATUS[sg.status] then
+      warn(key_at("status"), "sigma.status '%s' is not one of stable, test, experimental, deprecated, unsupported",
+        sg.status)
+    elseif SIGMA_STATUS[sg.status] ~= true then
+      warn(key_at("status"), "sigma.status is %s: SigmaHQ no longer maintains this rule", sg.status)
+    end
+  end
+  local ls = sg.logsource
+  if type(ls) ~= "table" then
+    warn(key_at("sigma"), "sigma.logsource is missing: a Sigma rule says which logs it reads (product: aws, " ..
+      "service: cloudtrail)")
+  elseif (ls.product ~= nil and ls.product ~= "aws") or (ls.service ~= nil and ls.service ~= "cloudtrail") then
+    warn(key_at("logsource"), "sigma.logsource is %s/%s: trailhound reads AWS CloudTrail, whose records may not " ..
+      "have this rule's fields", tostring(ls.product), tostring(ls.service))
+  end
+
+  -- Agreement with the rule's own metadata
+  if type(sg.id) == "string" and sg.id ~= meta.rule_id then
+    warn(M.key_line(src, "rule_id"), "rule_id %s is not the Sigma rule's id %s", meta.rule_id, sg.id)
+  end
+  if type(sg.title) == "string" and sg.title ~= meta.name then
+    warn(M.key_line(src, "name"), "name '%s' is not the Sigma rule's title '%s'", meta.name, sg.title)
+  end
+  local lv = sigma.LEVELS[sg.level]
+  if lv and lv.severity ~= meta.severity then
+    warn(M.key_line(src, "severity"), "severity %s is not the Sigma rule's level %s (%s)", meta.severity, sg.level,
+      lv.severity)
+  end
+
+  -- The detection: the compiler's warnings, fields, values that name a field
+  for _, w in ipairs(d.warnings) do warn(at(w), "%s", w.msg) end
+  local seen = {}
+  for _, x in ipairs(sigma_items(d)) do
+    local it = x.item
+    local where = { ident = x.ident, key = it.key }
+    if it.field and not seen[it.field] then
+      seen[it.field] = true
+      local problem = M.raw_field_problem(it.field)
+      if problem then warn(at(where), "%s", problem) end
+    end
+    local is_ref = false
+    for _, m in ipairs(it.mods) do if m == "fieldref" then is_ref = true end end
+    for _, v in ipairs(it.raws) do
+      if is_ref then
+        local problem = type(v) == "string" and M.raw_field_problem(v)
+        if problem then warn(at(where), "|fieldref %s", problem) end
+      elseif type(v) == "string" and v:find("^[%a_][%w_]*%.[%w_.]+$") and CT_FIELDS[v:match("^[^.]+")] then
+        warn(at(where), "%s: the value '%s' is the name of a field, compared as text; to compare with that " ..
+          "field's value, use |fieldref", it.key, v)
+      end
+    end
+  end
 end
 
 function M.threat(threat, err, warn, key_line, value_line)

@@ -2,7 +2,7 @@
 --
 --   trailhound test    [--format text|tap|junit] [RULE|DIR]...
 --   trailhound check   [--strict] [RULE|DIR]...
---   trailhound explain RULE EVENT
+--   trailhound explain [--record N] RULE EVENTS[:LINE]
 --   trailhound show    RULE
 --   trailhound new     NAME
 --   trailhound dev     RULE [EVENTS...]
@@ -24,9 +24,14 @@ local USAGE = {
   check = "trailhound check [--strict] [RULE|DIR]...\n"
     .. "  compile each rule and validate it against Elastic's rule schema; a field that no\n"
     .. "  source produces is a warning (--strict: warnings fail too). Exit 1 on an error.",
-  explain = "trailhound explain RULE EVENT\n"
-    .. "  show the fields RULE reads in EVENT (a JSON file of raw CloudTrail or ECS, or -\n"
-    .. "  for standard input), each clause of its query with its truth value, and the verdict.",
+  explain = "trailhound explain [--record N] RULE EVENTS[:LINE]\n"
+    .. "  show the fields RULE reads in each event of EVENTS, each clause of its query with its\n"
+    .. "  truth value, and the verdict. EVENTS is a file (or - for standard input) of raw\n"
+    .. "  CloudTrail or ECS: one JSON object, NDJSON, or a CloudTrail S3 object {\"Records\":[...]};\n"
+    .. "  plain or gzip (found by its first bytes). :LINE picks the record on that line (from 1;\n"
+    .. "  a name holding a colon is taken whole when such a file exists); --record N the record\n"
+    .. "  of index N (from 0, as messages and alerts' trailhound.source.index count) of a\n"
+    .. "  CloudTrail S3 object or array.",
   show = "trailhound show RULE\n  print the rule's metadata and its investigation guide.",
   new = "trailhound new NAME\n"
     .. "  write rules/NAME.lua (snake_case; or the path NAME) from a template that passes\n"
@@ -86,7 +91,7 @@ local function parse(cmd, args, spec)
         if value ~= nil then usage_error(cmd, "option --" .. name .. " takes no value") end
         opts[name] = true
       end
-    elseif a ~= "-" and a:sub(1, 1) == "-" then
+    elseif a ~= "-" and a:sub(1, 1) == "-" and not a:match("^%-:%d+$") then  -- -:LINE is standard input's line
       usage_error(cmd, "unknown option '" .. a .. "'")
     else
       pos[#pos + 1] = a
@@ -179,16 +184,35 @@ function commands.check(args)
   return (failed or bad) and 1 or 0
 end
 
+-- EVENTS[:LINE] to the file and the line (nil: every record). The whole
+-- argument is a file name when such a file exists: a:b:3 is line 3 of a:b.
+local function events_arg(arg)
+  if arg == "-" or ruleset.exists(arg) then return arg end
+  local file, line = arg:match("^(.+):(%d+)$")
+  if not file then return arg end
+  line = math.tointeger(tonumber(line))
+  if not line or line < 1 then usage_error("explain", "'" .. arg .. "': lines are counted from 1") end
+  return file, line
+end
+
 function commands.explain(args)
-  local opts, pos = parse("explain", args, {})
+  local opts, pos = parse("explain", args, { record = "value" })
   if opts.help then out:write(usage_text("explain")) return 0 end
   if #pos ~= 2 then usage_error("explain", "expected a rule and an event file, got " .. #pos .. " argument" ..
     (#pos == 1 and "" or "s")) end
+  local record
+  if opts.record then
+    record = opts.record:match("^%d+$") and math.tointeger(tonumber(opts.record))
+    if not record then
+      usage_error("explain", "--record takes a record's index, from 0 (as in 'record 17'), not '" .. opts.record .. "'")
+    end
+  end
   local explain = require "explain"
   local normalize = require "normalize"
   local samples = require "samples"
+  local file, line = events_arg(pos[2])
   local rule = load_rule("explain", pos[1])
-  local list, msg = samples.read(pos[2])
+  local list, msg = samples.read(file, { line = line, record = record })
   if not list then fail(1, "trailhound explain: " .. msg) end
   local t, w = styler(), width()
   local code = 0
@@ -196,7 +220,7 @@ function commands.explain(args)
     if i > 1 then out:write("\n", string.rep("-", math.min(w, 72)), "\n\n") end
     local ok, doc = pcall(normalize.normalize, s.record, { now = os.date("!%Y-%m-%dT%H:%M:%S.000Z") })
     if not ok then fail(1, "trailhound explain: " .. s.where .. ": the normalizer failed: " .. tostring(doc)) end
-    local gok, x = ruleset.guard(explain.run, rule, doc)
+    local gok, x = ruleset.guard(explain.run, rule, doc, s.record)
     if not gok then x = { err = tostring(x), fields = {} } end
     local lines = {}
     local function say(l) lines[#lines + 1] = l end

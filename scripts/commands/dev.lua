@@ -69,7 +69,7 @@ local function sample_lines(rule, paths, t, say)
           row.err = "normalizer failed: " .. tostring(doc)
         else
           row.text = summary(doc)
-          local mok, hit = ruleset.guard(rule.match, event.getter(doc), event.view(doc))
+          local mok, hit = ruleset.guard(rule.match, event.getter(doc, s.record), event.view(doc))
           if mok then
             row.hit = hit == true
             if row.hit then hits = hits + 1 end

@@ -4,6 +4,7 @@
 --   show.lines(rule, t, width) -> lines      t: a term styler
 
 local render = require "render"
+local sigma = require "sigma"
 local style = require "style"
 
 local M = {}
@@ -14,6 +15,76 @@ local function list_text(v)
   for i, x in ipairs(v) do parts[i] = tostring(x) end
   if #parts == 0 then return nil end
   return table.concat(parts, ", ")
+end
+
+-- A Sigma value as YAML writes it.
+local function yaml_scalar(v)
+  if v == sigma.NULL then return "null" end
+  if type(v) == "string" then return "'" .. v:gsub("'", "''") .. "'" end
+  if math.type(v) == "float" and v == math.floor(v) and v == v then return string.format("%.1f", v) end
+  return tostring(v)
+end
+
+local function is_seq(v)
+  return type(v) == "table" and v ~= sigma.NULL and (v[1] ~= nil or next(v) == nil)
+end
+
+-- A Sigma detection as YAML, each key in the order the rule file writes it (else by name),
+-- the condition last.
+function M.detection_lines(detection, src)
+  local out = {}
+  local function ordered(t, from)
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    local pos = {}
+    for _, k in ipairs(keys) do pos[k] = src and type(k) == "string" and sigma.key_pos(src, k, from) or math.huge end
+    table.sort(keys, function(a, b)
+      if a == "condition" or b == "condition" then return b == "condition" and a ~= "condition" end
+      if pos[a] ~= pos[b] then return pos[a] < pos[b] end
+      return tostring(a) < tostring(b)
+    end)
+    return keys, pos
+  end
+  local function emit(v, indent, from)
+    if is_seq(v) then
+      if next(v) == nil then out[#out + 1] = indent .. "[]" return end
+      for _, x in ipairs(v) do
+        if type(x) == "table" and x ~= sigma.NULL and not is_seq(x) then
+          local keys, pos = ordered(x, from)
+          for i, k in ipairs(keys) do
+            local lead = (i == 1 and "- " or "  ")
+            local val = x[k]
+            if type(val) == "table" and val ~= sigma.NULL then
+              out[#out + 1] = indent .. lead .. tostring(k) .. ":"
+              emit(val, indent .. "      ", pos[k])
+            else
+              out[#out + 1] = indent .. lead .. tostring(k) .. ": " .. yaml_scalar(val)
+            end
+          end
+        else
+          out[#out + 1] = indent .. "- " .. (type(x) == "table" and x ~= sigma.NULL and "[...]" or yaml_scalar(x))
+        end
+      end
+      return
+    end
+    local keys, pos = ordered(v, from)
+    for _, k in ipairs(keys) do
+      local val = v[k]
+      if type(val) == "table" and val ~= sigma.NULL then
+        out[#out + 1] = indent .. tostring(k) .. ":"
+        emit(val, indent .. "    ", pos[k] ~= math.huge and pos[k] or from)
+      elseif k == "condition" and type(val) == "string" then
+        out[#out + 1] = indent .. "condition: " .. val
+      else
+        out[#out + 1] = indent .. tostring(k) .. ": " .. yaml_scalar(val)
+      end
+    end
+  end
+  if type(detection) == "table" then
+    local from = src and sigma.key_pos(src, "detection", sigma.key_pos(src, "sigma"))
+    emit(detection, "", from)
+  end
+  return out
 end
 
 function M.lines(rule, t, width)
@@ -48,8 +119,23 @@ function M.lines(rule, t, width)
   field("rule_id", meta.rule_id)
   field("severity", string.format("%s, risk score %s", meta.severity, tostring(meta.risk_score)))
   field("type", string.format("%s (%s)", meta.type or "query",
+    meta.sigma and ("Sigma detection" .. (meta.match and " and a Lua match function" or "")) or
     meta.query and (meta.language or "kuery") .. (meta.match and " and a Lua match function" or "")
     or "Lua match function"))
+  local sg = type(meta.sigma) == "table" and meta.sigma or nil
+  if sg then
+    local ls = type(sg.logsource) == "table" and sg.logsource or {}
+    local parts = {}
+    for _, k in ipairs({ "id", "level", "status" }) do
+      if sg[k] ~= nil then parts[#parts + 1] = k .. " " .. tostring(sg[k]) end
+    end
+    for _, k in ipairs({ "product", "service", "category" }) do
+      if ls[k] ~= nil then parts[#parts + 1] = k .. " " .. tostring(ls[k]) end
+    end
+    field("sigma", table.concat(parts, ", "))
+    field("dates", sg.date and (tostring(sg.date) .. (sg.modified and (", modified " .. tostring(sg.modified)) or ""))
+      or nil)
+  end
   field("version", meta.version and tostring(meta.version))
   field("author", list_text(meta.author))
   field("license", meta.license)
@@ -94,6 +180,17 @@ function M.lines(rule, t, width)
   section("Description")
   for _, l in ipairs(render.markdown(meta.description, t, width)) do say(l) end
 
+  if sg and type(sg.detection) == "table" then
+    section("Detection (Sigma)")
+    local f = io.open(rule.file, "rb")
+    local src = f and f:read("a")
+    if f then f:close() end
+    for _, l in ipairs(M.detection_lines(sg.detection, src)) do say("  " .. l) end
+    if type(sg.fields) == "table" and #sg.fields > 0 then
+      section("Fields (Sigma)")
+      for _, l in ipairs(style.wrap(list_text(sg.fields) or "", width - 2)) do say("  " .. l) end
+    end
+  end
   if meta.query then
     section("Query")
     for l in (render.dedent(meta.query):gsub("^\n+", ""):gsub("%s+$", "") .. "\n"):gmatch("([^\n]*)\n") do

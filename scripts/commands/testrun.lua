@@ -26,7 +26,7 @@ local CTX = { now = "2024-01-01T00:00:00.000Z" }
 local function norm(rec) return normalize.normalize(rec, CTX) end
 
 local function explain_failure(rule, test, file)
-  local ok, x = ruleset.guard(function() return explain.run(rule, norm(test.event)) end)
+  local ok, x = ruleset.guard(function() return explain.run(rule, norm(test.event), test.event) end)
   if not ok or x.err then return nil, nil end
   return x.fields, explain.because(x, file)
 end

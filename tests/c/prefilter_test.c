@@ -8,7 +8,8 @@
 #include "proto.h"
 #include "tap.h"
 
-/* One rule's requirements from a spec: clauses cut by '|', literals by ','. */
+/* One rule's requirements from a spec: clauses cut by '|', literals by ','; a clause
+ * that starts with '~' is flagged TH_PF_FOLD (its literals in any ASCII case). */
 static void rule_blob(th_buf *b, const char *spec) {
   th_buf_init(b);
   uint32_t nc = 0;
@@ -19,11 +20,16 @@ static void rule_blob(th_buf *b, const char *spec) {
   th_buf_u32(b, nc);
   const char *p = spec;
   for (uint32_t i = 0; i < nc; i++) {
+    uint32_t fold = 0;
+    if (*p == '~') {
+      fold = TH_PF_FOLD;
+      p++;
+    }
     const char *end = strchr(p, '|');
     size_t clen = end ? (size_t)(end - p) : strlen(p);
     uint32_t na = 1;
     for (size_t k = 0; k < clen; k++) na += p[k] == ',';
-    th_buf_u32(b, na);
+    th_buf_u32(b, na | fold);
     const char *q = p;
     for (uint32_t a = 0; a < na; a++) {
       const char *comma = memchr(q, ',', clen - (size_t)(q - p));
@@ -109,6 +115,29 @@ int main(void) {
   CHECK(pass(pf, "{\"a\":"), "no rules: a broken record still passes, to be reported");
   th_prefilter_free(pf);
 
+  /* Sigma's clauses: ASCII case aside. */
+  pf = make("~s3.amazonaws.com|~ListBuckets", NULL, NULL, NULL);
+  CHECK(pass(pf, "{\"eventSource\":\"S3.AmazonAWS.com\",\"eventName\":\"listbuckets\"}"),
+        "a folded clause is met in any ASCII case");
+  CHECK(pass(pf, "{\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"List\\u0042UCKETS\"}"),
+        "... escapes undone first");
+  CHECK(!pass(pf, "{\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"ListObjects\"}"),
+        "a record without one of its values is skipped");
+  th_prefilter_free(pf);
+  pf = make(BEDROCK, "~s3.amazonaws.com|~ListBuckets", NULL, NULL);
+  CHECK(pass(pf, "{\"eventSource\":\"bedrock.amazonaws.com\",\"eventName\":\"PutResourcePolicy\","
+                 "\"errorCode\":\"AccessDenied\"}"), "beside a folded rule, an exact rule's record passes");
+  CHECK(pass(pf, "{\"eventSource\":\"Bedrock.amazonaws.com\",\"eventName\":\"PutResourcePolicy\","
+                 "\"errorCode\":\"AccessDenied\"}"), "... and one in another case too (more, never less)");
+  CHECK(!pass(pf, "{\"eventSource\":\"ec2.amazonaws.com\",\"eventName\":\"ListBuckets\"}"),
+        "a record neither rule could match is skipped");
+  th_prefilter_free(pf);
+  pf = make("Abc|q", "~aBC|zzz", NULL, NULL);
+  CHECK(pass(pf, "{\"x\":\"Abc q\"}"), "literals equal but for case are one: the exact one is found");
+  CHECK(pass(pf, "{\"x\":\"abc zZz\"}"), "... and the folded one in any case");
+  CHECK(!pass(pf, "{\"x\":\"abc\"}"), "... and each rule's other clause still counts");
+  th_prefilter_free(pf);
+
   char out[64];
   const char *esc = "a\\\"b\\\\c\\/d\\n\\u00e9\\ud83d\\ude00\\x\\u12";
   size_t n = th_json_unescape(esc, strlen(esc), out);
@@ -122,6 +151,9 @@ int main(void) {
   CHECK(th_prefilter_check(b.p, b.len - 1) < 0, "check: one cut short");
   th_buf_u8(&b, 0);
   CHECK(th_prefilter_check(b.p, b.len) < 0, "check: one with a byte more");
+  th_buf_free(&b);
+  rule_blob(&b, "~s3.amazonaws.com|ListBuckets");
+  CHECK(th_prefilter_check(b.p, b.len) == 0, "check: a folded clause is well-formed");
   th_buf_free(&b);
   return TAP_END();
 }

@@ -110,6 +110,7 @@ end
 -- opts.limits: the rules' max_signals apply (see unlimited).
 -- opts.stdout: where alerts go (default: a file of the handle's folder);
 -- opts.append: open it with >> (O_APPEND), as `trailhound run >> alerts` does.
+-- opts.stdin: a file (or FIFO) for its standard input (default /dev/null).
 function M.start(args, opts)
   opts = opts or {}
   args = unlimited(args, opts)
@@ -117,9 +118,10 @@ function M.start(args, opts)
   local out = opts.stdout or (d .. "/out")
   -- The default state file goes to a folder of the spec's own.
   local cmd = string.format(
-    "( XDG_STATE_HOME=%s/xdg %s %s %s %s%s 2>%s/err </dev/null & echo $! >%s/pid; wait $!; " ..
+    "( XDG_STATE_HOME=%s/xdg %s %s %s %s%s 2>%s/err <%s & echo $! >%s/pid; wait $!; " ..
     "echo $? >%s/rc.tmp; mv %s/rc.tmp %s/rc ) >/dev/null 2>&1 &",
-    d, opts.env or "", quote(opts.bin or M.bin), argv(args), opts.append and ">>" or ">", quote(out), d, d, d, d, d)
+    d, opts.env or "", quote(opts.bin or M.bin), argv(args), opts.append and ">>" or ">", quote(out), d,
+    quote(opts.stdin or "/dev/null"), d, d, d, d)
   os.execute(cmd)
   local h = { dir = d, stdout = out }
   local deadline = os.time() + 10
