@@ -80,21 +80,20 @@ end
 
 -- The id of an alert: the rule and the event's identity (CloudTrail's
 -- eventID, else where the event was read).
-function M.id(rule_id, doc, src)
+local function identity(doc, src)
   local eid = event.get(doc, "event.id")
-  local identity
-  if eid ~= nil then
-    identity = "event.id=" .. tostring(eid)
-  else
-    identity = string.format("source=%s@%d#%d", src.path, src.offset, src.index or 0)
-  end
-  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity)
+  if eid ~= nil then return "event.id=" .. tostring(eid) end
+  return string.format("source=%s@%d#%d", src.path, src.offset, src.index or 0)
+end
+
+function M.id(rule_id, doc, src)
+  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity(doc, src))
 end
 
 local DENIED = { "AccessDenied", "Unauthorized", "Forbidden", "NotAuthorized" }
 
--- A sentence a person can read in a terminal.
-function M.reason(meta, doc)
+-- What happened, for the reason: the same in every alert of an event.
+local function about(doc)
   local function g(name) local v = event.get(doc, name) return type(v) == "table" and nil or v end
   local parts = {}
   local provider, action = g("event.provider"), g("event.action")
@@ -117,8 +116,16 @@ function M.reason(meta, doc)
   local account, region = g("cloud.account.id"), g("cloud.region")
   if account then parts[#parts + 1] = " in account " .. tostring(account) end
   if region then parts[#parts + 1] = (account and " " or " in ") .. "(" .. tostring(region) .. ")" end
-  parts[#parts + 1] = string.format(" created %s alert %s.", tostring(meta.severity), tostring(meta.name))
   return table.concat(parts)
+end
+
+local function verdict(meta)
+  return string.format(" created %s alert %s.", tostring(meta.severity), tostring(meta.name))
+end
+
+-- A sentence a person can read in a terminal.
+function M.reason(meta, doc)
+  return about(doc) .. verdict(meta)
 end
 
 -- The kibana.alert.rule object of a rule: the same in each of its alerts.
@@ -233,11 +240,131 @@ local function place(text, mark, with)
   return text:sub(1, at - 1) .. with .. text:sub(last + 1), at - 1
 end
 
+-- The fast way, in a worker (thsys.raw): the alert encoded from the document itself (only its
+-- event object is copied, as M.build does), with the rule's object and the suppression object
+-- spliced in as raw JSON whose place the encoder reports: no marker to search for. What the
+-- alerts of one event share (its members, event objects, source, the reason's first half) is
+-- kept for the next rule that alerts on it, its members encoded once from the second alert on.
+-- Byte for byte the marker way's text whenever that text holds no marker: a text holding
+-- "\u0000trailhound: kibana.alert." (an event or a rule that carries a marker's text, where
+-- the marker way may give up the splice or the suppression) is built the marker way instead.
+local c_raw = has_sys and type(sys) == "table" and sys.raw
+local NEEDLE = "\\u0000trailhound: kibana.alert."
+local OVERLAID = { ["@timestamp"] = true, event = true, kibana = true, trailhound = true }
+local raw_rules = setmetatable({}, { __mode = "k" })
+local last = {}  -- the event of the last alert built the fast way
+local find = string.find
+
+local function has_null(v)
+  for _, x in pairs(v) do
+    if x == null or (type(x) == "table" and has_null(x)) then return true end
+  end
+  return false
+end
+
+-- What the alerts of the event (doc, src) share, or nil when doc is not one the normalizer built
+-- for this event alone, as top() requires (then the marker way: nest).
+local function shared(doc, src)
+  if last.doc == doc and last.path == src.path and last.offset == src.offset and last.index == src.index then
+    return last
+  end
+  for k, v in pairs(doc) do
+    if v == null or type(k) ~= "string" or (k ~= "@timestamp" and find(k, ".", 1, true)) then return nil end
+  end
+  -- M.build's copies of the event object drop JSON nulls; without any, the object itself encodes
+  -- as its copy, and a shallow copy takes event.kind.
+  local e, ev, original = doc.event, {}
+  if type(e) == "table" and not has_null(e) then
+    for k, v in pairs(e) do ev[k] = v end
+    original = e
+  else
+    ev = type(e) == "table" and copy(e) or ev
+    original = copy(ev)
+  end
+  ev.kind = "signal"
+  last = { doc = doc, path = src.path, offset = src.offset, index = src.index, alerts = 0,
+    event = ev, original = original, eid = event.get(doc, "event.id"), time = event.get(doc, "@timestamp"),
+    about = about(doc), identity = identity(doc, src),
+    trailhound = { source = { path = src.path, offset = src.offset, index = src.index } } }
+  return last
+end
+
+-- The event's members as raw JSON, and its event, original event and source: from the second
+-- alert of an event on, its alerts encode only what is theirs. nil if one cannot be encoded.
+local function encode_shared(s)
+  local members = {}
+  for k, v in pairs(s.doc) do
+    if not OVERLAID[k] then
+      local text = c_encode(v)
+      if not text then return nil end
+      members[k] = c_raw(text)
+    end
+  end
+  local ev, original, th = c_encode(s.event), c_encode(s.original), c_encode(s.trailhound)
+  if not (ev and original and th) then return nil end
+  s.members, s.event, s.original, s.trailhound = members, c_raw(ev), c_raw(original), c_raw(th)
+  return true
+end
+
+local function fast_line(rule, block, doc, src, now, suppression)
+  local s = shared(doc, src)
+  if not s then return nil end
+  s.alerts = s.alerts + 1
+  local a = {}
+  if s.alerts == 1 then
+    for k, v in pairs(doc) do a[k] = v end  -- the encoder only reads them
+  else
+    if not s.members and not encode_shared(s) then return nil end
+    for k, v in pairs(s.members) do a[k] = v end
+  end
+  local meta = rule.meta
+  local rule_raw = raw_rules[rule]
+  if rule_raw == nil then
+    rule_raw = c_raw(block)
+    raw_rules[rule] = rule_raw
+  end
+  local sup
+  if suppression then
+    local stext = c_encode(suppression)
+    if not stext then return nil end
+    sup = c_raw(stext)
+  end
+  local id = uuid.v5(M.NAMESPACE, meta.rule_id .. "|" .. s.identity)  -- M.id
+  a["@timestamp"] = now
+  a.event = s.event
+  a.trailhound = s.trailhound
+  a.kibana = {
+    alert = {
+      uuid = id,
+      status = "active",
+      workflow_status = "open",
+      depth = 1,
+      reason = s.about .. verdict(meta),
+      severity = meta.severity,
+      risk_score = meta.risk_score,
+      original_time = s.time,
+      original_event = s.original,
+      start = now,
+      ancestors = { { id = s.eid, type = "event", depth = 0 } },
+      rule = rule_raw,
+      suppression = sup,
+    },
+  }
+  local text, at, len = c_encode(a, sup)
+  if not text or text:find(NEEDLE, 1, true) then return nil end
+  if sup then return text, id, at, len end
+  return text, id, 0, 0
+end
+
 function M.line(rule, doc, src, now, fresh, suppression)
   local block = encoded_rules[rule]
   if block == nil then
     block = M.encode(rule_block(rule.meta))
     encoded_rules[rule] = block
+  end
+  if fresh and c_raw then
+    local text, id, at, len = fast_line(rule, block, doc, src, now, suppression)
+    if text then return text, id, at, len end
   end
   local a = M.build(rule, doc, src, now, MARK, fresh, suppression and SUPPRESSION)
   local id = a.kibana.alert.uuid

@@ -5,8 +5,8 @@
 -- followed in their order. ECS documents (anything that is not a raw record) pass through.
 -- A raw record has a string eventSource or eventName (M.is_cloudtrail); CloudTrail Insights
 -- records, which only have them inside insightDetails, count as raw records too.
--- M.iso_date(text), M.key_order(raw, key) and M.ORDER (see "Map.toString") are exported for the
--- specs.
+-- M.iso_date(text), M.key_order(raw, key), M.ORDER, M.convert and M.RENDER (see "Map.toString")
+-- are exported for the specs.
 --
 --   local doc = normalize.normalize(rec, ctx)
 --   ctx.now  ISO-8601 ingest time for event.ingested (and @timestamp when eventTime is missing
@@ -279,7 +279,9 @@ end
 -- The pipeline's clean-up and Map.toString in one walk. Returns the cleaned copy of v (nil when
 -- the pipeline drops it: null, "", "-", "none", empty object or array, after cleaning the
 -- children) and its Java text. `order` is the node of the ctx.raw key-order tree for v, if any;
--- `skip` is a top-level key renamed away before toString.
+-- `skip` is a top-level key renamed away before toString. In a worker, render() below runs the
+-- same walk in C first: change this walk (or jdouble, java_hash, hashmap_order, DROPPED's use) and
+-- change host/worker/javatext.c alike, or turn the C one off there (M.RENDER.c = nil).
 local function convert(v, order, skip)
   local tv = type(v)
   if tv == "string" then
@@ -504,6 +506,71 @@ local ORDER = M.ORDER
 local function scan_raw(raw, key)
   if type(raw) ~= "string" then return nil end
   return ORDER.scan(raw, key)
+end
+
+-- convert(v, order, skip), in a worker by thsys.map_text (host/worker/javatext.c): the same
+-- walk in C, which gives convert's answer byte for byte or says it cannot (then convert runs).
+-- convert stays the reference, what plain lua5.4 and the authoring commands run;
+-- tests/c/javatext_test.c and the javatext fuzz harness hold the two equal. The C walk costs
+-- a fifth of the Lua one, most of what normalizing an event that alerts cost. As a guard
+-- against an edit of convert alone, the two are compared on a few payloads when this file
+-- loads: any difference turns the C one off (M.RENDER.c = nil) and convert runs everywhere.
+M.RENDER = { c = has_sys and type(sys) == "table" and sys.map_text or nil }
+
+-- The reference, for the specs and the C tests: cv, text, and whether two keys of one bucket
+-- were ordered by name (their order in the text unknown).
+function M.convert(v, order, skip)
+  local was = ambiguous
+  ambiguous = false
+  local cv, text = convert(v, order, skip)
+  local amb = ambiguous
+  ambiguous = was
+  return cv, text, amb
+end
+
+local RENDER = M.RENDER
+local function render(v, order, skip)
+  local c = RENDER.c
+  if c then
+    local done, cv, text, amb = c(v, order, skip, DROPPED)
+    if done then
+      if amb then ambiguous = true end
+      return cv, text
+    end
+  end
+  return convert(v, order, skip)
+end
+M.render = render
+
+-- render(v, scan_raw(raw, key), skip): with the C scan, done inside the C walk, which reads
+-- the key order from the text into arrays of its own instead of a tree of Lua tables.
+local function render_scanned(v, raw, key, skip)
+  local c = RENDER.c
+  if c and ORDER.scan == c_key_order and type(raw) == "string" then
+    local done, cv, text, amb = c(v, nil, skip, DROPPED, raw, key)
+    if done then
+      if amb then ambiguous = true end
+      return cv, text
+    end
+  end
+  return render(v, scan_raw(raw, key), skip)
+end
+
+if RENDER.c then
+  local SAMPLES = {
+    { { b = 1, a = { "x", "", { c = "-", d = 0.5 }, 1e300, -2.5e-7, true }, Aa = false, BB = "none", e = {} } },
+    { { b = 1, a = 2, Aa = 3, BB = 4, c = 5.0, ["\u{e9}"] = 6, ["\u{1F600}"] = 7, zz = cjson.null },
+      { index = { Aa = 2, BB = 1, zz = 3 } }, "c" },
+    { { 1.25, "none", { 3 } } }, { "text" }, { 123456789.0 }, { 0.001 },
+  }
+  for _, s in ipairs(SAMPLES) do
+    local lv, lt, la = M.convert(s[1], s[2], s[3])
+    local done, cv, ct, ca = RENDER.c(s[1], s[2], s[3], DROPPED)
+    if done and (ct ~= lt or ca ~= la or type(cv) ~= type(lv)) then
+      RENDER.c = nil
+      break
+    end
+  end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -1107,11 +1174,15 @@ function M.normalize(rec, ctx)
       ambiguous = false
       local skip = from == "additionalEventData" and aed_skip or nil
       local raw = ctx and ctx.raw
-      local node = ORDER.eager and raw and type(v) == "table" and scan_raw(raw, from) or nil
-      local cv, text = convert(v, node, skip)
-      if cv ~= nil and ambiguous and raw and not ORDER.eager then
-        node = scan_raw(raw, from)  -- only the payload whose key order matters
-        if node then cv, text = convert(v, node, skip) end
+      local cv, text
+      if ORDER.eager and raw and type(v) == "table" then
+        cv, text = render_scanned(v, raw, from, skip)
+      else
+        cv, text = render(v, nil, skip)
+        if cv ~= nil and ambiguous and raw and not ORDER.eager then
+          local node = scan_raw(raw, from)  -- only the payload whose key order matters
+          if node then cv, text = render(v, node, skip) end
+        end
       end
       if cv ~= nil then
         cleaned[from] = cv

@@ -66,13 +66,11 @@ end
 
 -- Version 5 UUID of name in the namespace (a UUID string).
 function M.v5(namespace, name)
-  local h = sha1(parse(namespace) .. name)
-  local b = { h:byte(1, 16) }
-  b[7] = (b[7] & 0x0f) | 0x50  -- version 5
-  b[9] = (b[9] & 0x3f) | 0x80  -- RFC 4122 variant
-  local hex = string.format(string.rep("%02x", 16), table.unpack(b))
-  return hex:sub(1, 8) .. "-" .. hex:sub(9, 12) .. "-" .. hex:sub(13, 16) .. "-" ..
-    hex:sub(17, 20) .. "-" .. hex:sub(21, 32)
+  local a, b, c, d, e, f = string.unpack(">I4I2I2I2I2I4", sha1(parse(namespace) .. name))
+  return string.format("%08x-%04x-%04x-%04x-%04x%08x", a, b,
+    (c & 0x0fff) | 0x5000,  -- version 5
+    (d & 0x3fff) | 0x8000,  -- RFC 4122 variant
+    e, f)
 end
 
 return M

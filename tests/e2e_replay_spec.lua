@@ -128,6 +128,25 @@ describe("trailhound replay", function()
     assert.equal(#l1, alerts[2].trailhound.source.offset)
   end)
 
+  it("alerts on an event with wide objects (100 keys, 100 elements) without losing its worker", function()
+    -- A worker sorted keys with glibc's qsort, which asks the kernel for the memory size (sysinfo)
+    -- past 1 KiB: the sandbox killed the worker (SIGSYS) and the event was skipped.
+    local d = th.tmpdir()
+    local rec = ev.denied("PutResourcePolicy", "AccessDenied", "wide")
+    rec.requestParameters = { resourceArn = rec.requestParameters.resourceArn, tags = {} }
+    for i = 1, 100 do rec.requestParameters["key" .. i] = i end
+    for i = 1, 100 do rec.requestParameters.tags[i] = { key = "k" .. i, value = "v" .. i } end
+    th.write(d .. "/wide.ndjson", ev.line(rec))
+    local out, err, rc = th.run({ "replay", d .. "/wide.ndjson" })
+    assert.equal(0, rc, err)
+    assert.not_matches("SIGSYS", err)
+    local alerts = th.alerts(out)
+    assert.equal(1, #alerts, err)
+    local rp = alerts[1].aws.cloudtrail.flattened.request_parameters
+    assert.equal(100, rp.key100)
+    assert.equal(100, #rp.tags)
+  end)
+
   it("reads a CloudTrail S3 object, plain and gzip, each record an event", function()
     local d = th.tmpdir()
     local recs = { ev.real("PutUseCaseForModelAccess"), ev.denied("PutUseCaseForModelAccess", "AccessDenied", "s3-1"),

@@ -7,7 +7,9 @@
  * escaped keys, duplicate keys, odd spacing, brackets inside strings and deep
  * nesting. th_json_encode must write what lua-cjson reads back as the same
  * value, keys in byte order whatever the table's own order, "/" as it is,
- * 1e999 for a number past a double, cjson.null and lua-cjson's arrays. Run
+ * 1e999 for a number past a double, cjson.null and lua-cjson's arrays, and
+ * raw JSON (th_json_raw) as it is, saying where it went. th_order_scan must
+ * build th_key_order's tree, wherever th_key_order is tested. Run
  * from the repository root; prints TAP. */
 #include <string.h>
 
@@ -25,11 +27,45 @@ static int c_key_order(lua_State *L) {
   return 1;
 }
 
-static int c_encode(lua_State *L) { return th_json_encode(L, 1); }
+/* th_order_scan's tree, as Lua tables (false when out of memory). */
+static int c_order(lua_State *L) {
+  size_t n, len;
+  const char *text = luaL_checklstring(L, 1, &n);
+  const char *key = luaL_checklstring(L, 2, &len);
+  th_order *o = th_order_scan(text, n, key, len);
+  if (o == NULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  th_order_push(L, o);
+  th_order_free(o);
+  return 1;
+}
+
+static int c_encode(lua_State *L) { return th_json_encode(L, 1, lua_isnoneornil(L, 2) ? 0 : 2); }
 
 /* Returns a list of { what, ok, detail }. */
 static const char *SCRIPT =
-    "local c_key_order, c_encode = ...\n"
+    "local lua_c_key_order, c_encode, c_raw, c_order = ...\n"
+    /* Every comparison of C's tree with Lua's is made with th_order_scan's too. */
+    "local c_mismatch\n"
+    "local function c_key_order(text, key)\n"
+    "  local a, b = lua_c_key_order(text, key), c_order(text, key)\n"
+    "  if not c_mismatch then\n"
+    "    local ok, why = (function(x, y)\n"
+    "      local function eq(p, q, path)\n"
+    "        if type(p) ~= type(q) then return false, path end\n"
+    "        if type(p) ~= 'table' then return p == q, path end\n"
+    "        for k, v in pairs(p) do local o, w = eq(v, q[k], path .. '.' .. tostring(k)) if not o then return false, w end end\n"
+    "        for k in pairs(q) do if p[k] == nil then return false, path .. '.' .. tostring(k) end end\n"
+    "        return true\n"
+    "      end\n"
+    "      return eq(x, y, key)\n"
+    "    end)(a, b)\n"
+    "    if not ok then c_mismatch = 'th_order_scan differs from th_key_order at ' .. why .. ' in ' .. text:sub(1, 200) end\n"
+    "  end\n"
+    "  return a\n"
+    "end\n"
     "package.path = 'scripts/?.lua;' .. package.path\n"
     "local N = require 'normalize'\n"
     "local cjson = require 'cjson'\n"
@@ -168,6 +204,15 @@ static const char *SCRIPT =
     "check('encode: refuses what is nested past 1000, and says so', none == nil and why:find('deep'), why)\n"
     "local none2, why2 = c_encode({ f = print })\n"
     "check('encode: refuses a function, and says so', none2 == nil and why2:find('function'), why2)\n"
+    "check('th_order_scan: the same tree as th_key_order, on every text above', c_mismatch == nil, c_mismatch)\n"
+    "local inner = c_raw('{\"x\":[1,2]}')\n"
+    "local rt, at, len = c_encode({ b = 2, a = inner, c = { inner } }, inner)\n"
+    "check('encode: raw JSON as it is, wherever it is, and where it first went',\n"
+    "      rt == '{\"a\":{\"x\":[1,2]},\"b\":2,\"c\":[{\"x\":[1,2]}]}' and at == 5 and len == 11, rt .. ' ' .. tostring(at))\n"
+    "local nt, nat, nlen = c_encode({ a = 1 }, inner)\n"
+    "check('encode: a mark not written is at -1', nt == '{\"a\":1}' and nat == -1 and nlen == 0, tostring(nat))\n"
+    "local none3, why3 = c_encode({ u = io.stdout })\n"
+    "check('encode: refuses a userdata that is not raw JSON, and says so', none3 == nil and why3:find('userdata'), why3)\n"
     "return out\n";
 
 int main(void) {
@@ -179,7 +224,9 @@ int main(void) {
   }
   lua_pushcfunction(L, c_key_order);
   lua_pushcfunction(L, c_encode);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+  lua_pushcfunction(L, th_json_raw);
+  lua_pushcfunction(L, c_order);
+  if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
     CHECK(0, "the test script runs: %s", lua_tostring(L, -1));
     lua_close(L);
     return TAP_END();

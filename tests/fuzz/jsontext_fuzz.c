@@ -6,6 +6,7 @@
  *
  *  - th_key_order returns a table or nil, and leaves the Lua stack as it was
  *    plus that one value, whatever the bytes;
+ *  - th_order_scan builds the same tree, whatever the bytes;
  *  - when lua-cjson decodes the text (what a worker hands it), the tree is
  *    the one normalize.lua's own scan (M.key_order) gives, key for key;
  *  - when lua-cjson decodes the text, th_json_encode writes what lua-cjson
@@ -70,6 +71,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(lua_gettop(L) == top + 1, "the stack grew by %d", lua_gettop(L) - top);
   FUZZ_CHECK(lua_istable(L, -1) || lua_isnil(L, -1), "a %s", luaL_typename(L, -1));
 
+  /* th_order_scan: th_key_order's tree, whatever the bytes. */
+  th_order *o = th_order_scan(text, size, key, strlen(key));
+  FUZZ_CHECK(o != NULL, "out of memory");
+  lua_pushvalue(L, 3);  /* same(key_order's, order_scan's, key) */
+  lua_pushvalue(L, -2);
+  th_order_push(L, o);
+  th_order_free(o);
+  lua_pushstring(L, key);
+  lua_call(L, 3, 2);
+  FUZZ_CHECK(lua_toboolean(L, -2), "th_order_scan and th_key_order differ at %s", lua_tostring(L, -1));
+  lua_pop(L, 2);
+
   lua_pushvalue(L, 2);  /* does lua-cjson take it? */
   lua_pushlstring(L, text, size);
   if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
@@ -93,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_pushlstring(L, text, size);
   if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
     int v = lua_gettop(L);
-    FUZZ_CHECK(th_json_encode(L, v) == 1, "could not encode: %s", lua_tostring(L, -1));
+    FUZZ_CHECK(th_json_encode(L, v, 0) == 1, "could not encode: %s", lua_tostring(L, -1));
     size_t n1;
     const char *t1 = lua_tolstring(L, -1, &n1);
     lua_pushvalue(L, 2);
@@ -107,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lua_call(L, 3, 2);
     FUZZ_CHECK(lua_toboolean(L, -2), "read back differently at %s", lua_tostring(L, -1));
     lua_pop(L, 2);
-    FUZZ_CHECK(th_json_encode(L, back) == 1, "could not encode again");
+    FUZZ_CHECK(th_json_encode(L, back, 0) == 1, "could not encode again");
     size_t n2;
     const char *t2 = lua_tolstring(L, -1, &n2);
     FUZZ_CHECK(n1 == n2 && memcmp(t1, t2, n1) == 0, "written again, not the same bytes");
