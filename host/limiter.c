@@ -278,15 +278,19 @@ static int window_add(window *w, uint64_t pos) {
   return 0;
 }
 
-/* Positions at most acked are acknowledged: into the base. */
-static void window_prune(window *w, uint64_t acked) {
+/* Drop the positions at most acked from the front of an ascending list;
+ * returns how many went. */
+static size_t prune(uint64_t *pos, size_t *n, uint64_t acked) {
   size_t k = 0;
-  while (k < w->npos && w->pos[k] <= acked) k++;
-  if (k == 0) return;
-  w->base += k;
-  memmove(w->pos, w->pos + k, (w->npos - k) * sizeof *w->pos);
-  w->npos -= k;
+  while (k < *n && pos[k] <= acked) k++;
+  if (k == 0) return 0;  /* also: none at all, pos NULL */
+  memmove(pos, pos + k, (*n - k) * sizeof *pos);
+  *n -= k;
+  return k;
 }
+
+/* Positions at most acked are acknowledged: into the base. */
+static void window_prune(window *w, uint64_t acked) { w->base += prune(w->pos, &w->npos, acked); }
 
 /* ---- suppression -------------------------------------------------------------------- */
 
@@ -545,14 +549,6 @@ void th_limiter_flush(th_limiter *l) { sweep(l, 1); }
 
 #define MAGIC "trailhound-limits 1\n"
 
-static void pend_prune(group *g, uint64_t acked) {
-  size_t k = 0;
-  while (k < g->npend && g->pend[k] <= acked) k++;
-  if (k == 0) return;  /* also: none at all, pend NULL */
-  memmove(g->pend, g->pend + k, (g->npend - k) * sizeof *g->pend);
-  g->npend -= k;
-}
-
 static int save_to(th_limiter *l, FILE *f) {
   uint64_t acked = th_outputs_acked(l->out);
   fputs(MAGIC, f);
@@ -576,7 +572,7 @@ static int save_to(th_limiter *l, FILE *f) {
   }
   for (group *g = l->oldest; g; g = g->next) {
     if (g->first_pos > acked) continue;
-    pend_prune(g, acked);
+    prune(g->pend, &g->npend, acked);
     if (g->written_pos <= acked) g->written_acked = g->written;
     fprintf(f, "g %" PRId64 " %" PRId64 " %" PRId64 " %u %" PRIu64 " %" PRIu64 " %u %zu %zu %zu %zu %s\n", g->t0,
             g->start, g->end, g->dur_s, g->count - g->npend, g->written_acked, g->severity, g->at, g->tlen, g->klen,

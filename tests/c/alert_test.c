@@ -17,6 +17,7 @@
 #include <lualib.h>
 
 #include "tap.h"
+#include "tap_lua.h"
 #include "worker/javatext.h"
 #include "worker/jsontext.h"
 #include "worker/sha1.h"
@@ -203,33 +204,9 @@ static const char *SCRIPT =
     "return out\n";
 
 int main(void) {
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  if (luaL_loadstring(L, SCRIPT) != LUA_OK) {
-    CHECK(0, "the test script loads: %s", lua_tostring(L, -1));
-    return TAP_END();
-  }
-  lua_pushcfunction(L, c_encode);
-  lua_pushcfunction(L, th_json_raw);
-  lua_pushcfunction(L, c_key_order);
-  lua_pushcfunction(L, c_sha1);
-  lua_pushcfunction(L, th_map_text);
-  if (lua_pcall(L, 5, 1, 0) != LUA_OK) {
-    CHECK(0, "the test script runs: %s", lua_tostring(L, -1));
-    lua_close(L);
-    return TAP_END();
-  }
-  lua_Integer n = luaL_len(L, -1);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_geti(L, -1, i);
-    lua_geti(L, -1, 1);
-    lua_geti(L, -2, 2);
-    lua_geti(L, -3, 3);
-    const char *detail = lua_tostring(L, -1);
-    CHECK(lua_toboolean(L, -2), "%s%s%s", lua_tostring(L, -3), detail && *detail ? ": " : "",
-          detail ? detail : "");
-    lua_pop(L, 4);
-  }
+  static const lua_CFunction fns[] = {c_encode, th_json_raw, c_key_order, c_sha1, th_map_text};
+  lua_State *L = tap_lua(SCRIPT, fns, (int)(sizeof fns / sizeof fns[0]));
+  if (L == NULL) return TAP_END();
   lua_close(L);
   return TAP_END();
 }
