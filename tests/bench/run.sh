@@ -14,6 +14,8 @@
 #                         the machine only ever adds time, so the best run is the least disturbed)
 #   BENCH_RULES="50 500"  also replay the corpus with these many rules: rules/ and generated
 #                         ones (tests/bench/make-rules.lua), beside rules/ alone; 0: none
+#   BENCH_IMPORTED=1      with BENCH_RULES, also replay with every rule `trailhound import` makes
+#                         of tests/fixtures' Elastic AWS and Sigma CloudTrail rules that loads; 0: no
 #   BENCH_S3=1            also replay the corpus as gzip CloudTrail S3 objects
 #   BENCH_STAGES=1        also time trailhound's stages in plain Lua
 #   BENCH_CPU_SPLIT=1     also split trailhound's CPU time between the host and its workers
@@ -36,6 +38,7 @@ QUIET=${BENCH_QUIET:-10000}
 QUIET_CORPUS=$B/quiet.ndjson
 RULE_COUNTS=${BENCH_RULES-50 500}
 [[ $RULE_COUNTS == 0 ]] && RULE_COUNTS=
+WITH_IMPORTED=${BENCH_IMPORTED:-1}
 WITH_STAGES=${BENCH_STAGES:-1}
 WITH_LATENCY=${BENCH_LATENCY:-1}
 WITH_CPU_SPLIT=${BENCH_CPU_SPLIT:-1}
@@ -442,6 +445,21 @@ if [[ -n $RULE_COUNTS ]]; then
     R_KEYS+=("rules-$n-silent") R_NAMES+=("$n rules ($BUNDLED_RULES + $((n - BUNDLED_RULES)) generated, silent)")
     R_ARGS+=("--workers 1") R_BINS+=("$BIN") R_RULES+=("$B/rules-$n-silent")
   done
+  # The rules people bring: Elastic's AWS rules and SigmaHQ's CloudTrail rules, as imported
+  # (those of a type the host cannot run yet are refused at load, and counted out).
+  if [[ $WITH_IMPORTED != 0 ]]; then
+    say "importing Elastic's AWS rules and Sigma's CloudTrail rules to $B/rules-imported"
+    rm -rf "$B/rules-imported"
+    "$BIN" import tests/fixtures/elastic-detection-rules-aws tests/fixtures/sigma-cloudtrail \
+      --out "$B/rules-imported" >"$B/import.out" 2>&1 || true
+    tail -n 1 "$B/import.out" | sed 's/^/bench: import: /' >&2
+    # what loads: the modules written, less those check finds an error in
+    "$BIN" check "$B/rules-imported" >"$B/import.check" 2>&1 || true  # errors: the types not run yet
+    IMPORTED=$(( $(find "$B/rules-imported" -name '*.lua' | wc -l) -
+      $(sed -n 's/^\([^:]*\.lua\):[0-9]*: error:.*/\1/p' "$B/import.check" | sort -u | wc -l) ))
+    R_KEYS+=("rules-imported") R_NAMES+=("$IMPORTED rules (imported: Elastic AWS, Sigma CloudTrail)")
+    R_ARGS+=("--workers 1") R_BINS+=("$BIN") R_RULES+=("$B/rules-imported")
+  fi
   replays rules "$CORPUS" "$BYTES" ">=$EXPECTED"
   for k in "${!R_KEYS[@]}"; do  # the host must have taken every rule of the folder
     n=$(sed -n 's/^trailhound: \([0-9]*\) rules\{0,1\} loaded.*/\1/p' "$B/out.rules-${R_KEYS[k]}.err")
@@ -610,12 +628,14 @@ else
   summary "quiet corpus: events per CPU second, trailhound --workers 1" "-" "(BENCH_QUIET=0)"
 fi
 if [[ -n $RULE_COUNTS ]]; then
-  first=$(head -n 1 "$B/rules.tsv") last=$(grep -v ', silent)' "$B/rules.tsv" | tail -n 1)
+  first=$(head -n 1 "$B/rules.tsv") last=$(grep -v -e ', silent)' -e '(imported' "$B/rules.tsv" | tail -n 1)
   us_first=$(cut -f2 <<<"$first")
-  for row in "$last" "$(tail -n 1 "$B/rules.tsv")"; do
+  for row in "$last" "$(grep ', silent)' "$B/rules.tsv" | tail -n 1)" "$(grep '(imported' "$B/rules.tsv")"; do
+    [[ -n $row ]] || continue
     us_row=$(cut -f2 <<<"$row")
     what=${row%% (*}
     [[ $row == *", silent)"* ]] && what+=", silent"
+    [[ $row == *"(imported"* ]] && what+=" imported"
     summary "time, $what over ${first%% (*} (--workers 1)" "$(ratio "$us_row" "$us_first")" \
       "($(awk -v a="$us_row" -v b="$us_first" 'BEGIN { printf "%.2f s / %.2f s", a / 1e6, b / 1e6 }'))"
   done
