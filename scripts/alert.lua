@@ -130,10 +130,11 @@ end
 
 -- The kibana.alert.rule object of a rule: the same in each of its alerts.
 local function rule_block(meta)
+  local eql = meta.type == "eql" or meta.language == "eql"   -- as Elastic names an EQL rule's alerts
   return {
     rule_id = meta.rule_id,
     name = meta.name,
-    type = meta.type or "query",
+    type = meta.type or (eql and "eql") or "query",
     version = meta.version,
     tags = copy(meta.tags),
     threat = copy(meta.threat),
@@ -144,8 +145,8 @@ local function rule_block(meta)
     from = meta.from,
     author = copy(meta.author),
     license = meta.license,
-    category = "Custom Query Rule",
-    rule_type_id = "siem.queryRule",
+    category = eql and "Event Correlation Rule" or "Custom Query Rule",
+    rule_type_id = eql and "siem.eqlRule" or "siem.queryRule",
     producer = "siem",
   }
 end

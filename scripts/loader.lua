@@ -9,6 +9,9 @@
 --   rule.id       meta.rule_id
 --   rule.name     meta.name
 --   rule.query    the compiled KQL query (kql.compile), or nil
+--   rule.eql      the compiled EQL query (eql.compile), or nil: a rule with language = "eql"
+--                 (type = "eql"), its query an event query; the category field is the rule's
+--                 event_category_override, else event.category. rule.query is then nil.
 --   rule.sigma    the compiled Sigma detection (sigma.compile), or nil: a rule with
 --                 language = "sigma" and a `sigma` table (the Sigma rule's own keys)
 --   rule.match(get, view) -> boolean  get(name): a field of the event (get(event.DOCUMENT):
@@ -19,6 +22,7 @@
 --
 -- Every error names the file and line: "rules/x.lua:12: ...".
 
+local eql = require "eql"
 local kql = require "kql"
 local event = require "event"
 local sandbox = require "sandbox"
@@ -185,13 +189,21 @@ local function validate(path, src, mod)
     local why = suppression_error(mod.alert_suppression)
     if why then return fail("alert_suppression", why) end
   end
-  -- new_terms, threshold and EQL need state this host does not keep yet: such a rule (imported
-  -- from Elastic) is refused, rather than run as if it were a plain query.
-  if mod.type ~= nil and mod.type ~= "query" then
-    return fail("type", string.format("type '%s' is not supported here (only query rules run)", tostring(mod.type)))
+  -- new_terms and threshold need state this host does not keep yet: such a rule (imported
+  -- from Elastic) is refused, rather than run as if it were a plain query. An EQL rule runs
+  -- (its sequences are refused in load_file).
+  if mod.type ~= nil and mod.type ~= "query" and mod.type ~= "eql" then
+    return fail("type", string.format("type '%s' is not supported here (query and eql rules run)", tostring(mod.type)))
   end
-  if mod.query ~= nil and mod.language ~= nil and mod.language ~= "kuery" then
-    return fail("language", string.format("language '%s' is not supported (only kuery)", mod.language))
+  if (mod.type == "eql" and mod.language ~= "eql") or (mod.language == "eql" and (mod.type or "eql") ~= "eql") then
+    return fail(mod.type == "eql" and "type" or "language", "an EQL rule has type = \"eql\" and language = \"eql\"")
+  end
+  if mod.language == "eql" and mod.query == nil then return fail("language", "language \"eql\" needs a 'query'") end
+  if mod.event_category_override ~= nil and type(mod.event_category_override) ~= "string" then
+    return fail("event_category_override", "event_category_override must be a field name (a string)")
+  end
+  if mod.query ~= nil and mod.language ~= nil and mod.language ~= "kuery" and mod.language ~= "eql" then
+    return fail("language", string.format("language '%s' is not supported (kuery or eql)", mod.language))
   end
   if mod.query == nil and mod.language ~= nil and mod.language ~= "kuery" and mod.language ~= "sigma" then
     return fail("language", string.format("language '%s' is not supported (kuery or sigma)", mod.language))
@@ -290,7 +302,19 @@ function M.load_file(path, opts)
 
   local rule = { file = path, meta = mod, id = mod.rule_id, name = mod.name, limits = limits(mod) }
   local query, lua_match = nil, mod.match
-  if mod.query then
+  if mod.query and mod.language == "eql" then
+    local line, col = query_position(src)
+    local q, qerr = eql.compile(mod.query, { chunkname = path, line = line, col = col,
+      category_field = mod.event_category_override })
+    if not q then return nil, qerr end
+    -- A sequence needs state kept across events, which the workers do not keep yet.
+    if q.kind == "sequence" then
+      return nil, string.format("%s:%d:%d: an EQL sequence is not supported yet (it needs state across events, "
+        .. "which trailhound does not keep yet); only single-event EQL queries run", path, q.ast.line, q.ast.col)
+    end
+    query = q.match
+    rule.eql = q
+  elseif mod.query then
     local line, col = query_position(src)
     local q, qerr = kql.compile(mod.query, { chunkname = path, line = line, col = col })
     if not q then return nil, qerr end

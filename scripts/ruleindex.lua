@@ -1,7 +1,7 @@
 -- ruleindex.lua: which rules an event can concern, before any of them runs.
 --
--- Two uses of what a rule's query requires (kql.requirements), or a Sigma rule's detection
--- (sigma.lua, "Requirements"):
+-- Two uses of what a rule's query requires (kql.requirements, eql.requirements), or a Sigma
+-- rule's detection (sigma.lua, "Requirements"):
 --
 --   ruleindex.prefilter(rule, normalize) -> clauses
 --     What the host's prefilter (host/prefilter.c) looks for in a record's raw text before
@@ -12,6 +12,8 @@
 --     A computed field's value may name what the text then holds (normalize.IMPLIED:
 --     event.outcome "failure" needs an errorCode, an errorMessage, a ConsoleLogin or the
 --     word itself). An empty list: the rule may match any record (a Lua match alone).
+--     An EQL requirement marked fold (event.action : "AddPermission*") makes its clause
+--     fold too: met in any ASCII case.
 --     A Sigma rule's clauses are its detection's requirements (eventName, and any text an
 --     item requires of a value), marked fold: Sigma compares ASCII letters regardless of
 --     case, so the host looks for them so too. Only literals of characters no JSON writer
@@ -33,6 +35,7 @@
 --     its own. A Sigma rule is filed under the values it requires of the raw record's
 --     eventName and eventSource (sigma:eventName, read through get(event.RAW)), lower-cased.
 
+local eql = require "eql"
 local event = require "event"
 local kql = require "kql"
 local sigma = require "sigma"
@@ -64,12 +67,17 @@ local function requirements(rule)
     if rule.requirements == nil then rule.requirements = sigma_clauses(rule.sigma) end
     return rule.requirements
   end
+  if rule.eql ~= nil then return eql.requirements(rule.eql) end
   if rule.query == nil then return {} end
   if rule.requirements == nil then rule.requirements = kql.requirements(rule.query) end
   return rule.requirements
 end
 
 local function exclusions(rule)
+  if rule.eql ~= nil then
+    if rule.exclusions == nil then rule.exclusions = eql.exclusions(rule.eql) end
+    return rule.exclusions
+  end
   if rule.query == nil or rule.sigma ~= nil then return {} end
   if rule.exclusions == nil then rule.exclusions = kql.exclusions(rule.query) end
   return rule.exclusions
@@ -121,6 +129,7 @@ function M.prefilter(rule, normalize)
       local also = alt.exact and type(implied[alt.field]) == "table" and implied[alt.field][alt.value]
       if verbatim[alt.field] and alt.value ~= "" then  -- "" is in every record: it says nothing
         lits[#lits + 1] = alt.value
+        if alt.fold then lits.fold = true end
       elseif type(also) == "table" and #also > 0 then  -- a computed value: what the text then holds
         for _, lit in ipairs(also) do lits[#lits + 1] = lit end
       else

@@ -266,6 +266,66 @@ describe("the prefilter", function()
       assert.equal(full_err:match("(%d+) records"), of)
     end)
 
+  it("changes no alert with EQL rules: values in another case, wildcards, regex~, the category", function()
+    local d = th.tmpdir()
+    os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
+    local corpus = d .. "/corpus.ndjson"
+    assert.is_truthy(th.read(corpus), "no corpus")
+    local text = adversarial()
+    local function denied(id) return cjson.encode(ev.denied("PutResourcePolicy", "AccessDenied", id)) end
+    local more = {
+      (denied("action-upper"):gsub('"PutResourcePolicy"', '"PUTRESOURCEPOLICY"')),
+      (denied("action-escaped-upper"):gsub('"PutResourcePolicy"', '"\\u0050UTRESOURCEPOLICY"')),
+      (denied("source-upper"):gsub('"bedrock%.amazonaws%.com"', '"BEDROCK.AmazonAWS.com"')),
+    }
+    th.write(d .. "/adversarial.ndjson", text .. table.concat(more, "\n") .. "\n")
+    local function eql_rule(id, name, query)
+      return table.concat({ "return {",
+        string.format("  rule_id = %q, name = %q,", id, name),
+        '  description = "d", severity = "low", risk_score = 1, version = 1, type = "eql", language = "eql",',
+        string.format("  query = %q,", query), "}", "" }, "\n")
+    end
+    local rules = rules_dir({
+      ["eql_fold.lua"] = eql_rule("11111111-2222-4333-8444-000000000121", "EQL fold",
+        'any where event.provider == "bedrock.amazonaws.com" and event.action : "putresource*" '
+          .. 'and event.outcome == "failure"'),
+      ["eql_in.lua"] = eql_rule("11111111-2222-4333-8444-000000000122", "EQL in~",
+        'any where event.action in~ ("createaccesskey", "PUTRESOURCEPOLICY") and cloud.region like "*-northeast-*"'),
+      ["eql_contains.lua"] = eql_rule("11111111-2222-4333-8444-000000000123", "EQL contains",
+        'any where stringContains(user_agent.original, "stratus-red-team") and event.provider == "sts.amazonaws.com"'),
+      ["eql_category.lua"] = eql_rule("11111111-2222-4333-8444-000000000124", "EQL category",
+        'iam where event.action in ("CreateUser", "CreateAccessKey")'),
+      ["eql_regex.lua"] = eql_rule("11111111-2222-4333-8444-000000000125", "EQL regex",
+        'any where event.provider regex~ "BEDROCK\\\\.amazonaws\\\\.com" and not event.action == "GetUser"'),
+    })
+    local files = { corpus, d .. "/adversarial.ndjson" }
+    local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
+    local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
+    assert.equal(0, rc1, full_err)
+    assert.equal(0, rc2, pre_err)
+    local full, pre = stripped(full_out), stripped(pre_out)
+    assert.equal(#full, #pre)
+    for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+    local by = {}
+    for _, a in ipairs(pre) do
+      local name = a.kibana.alert.rule.name
+      by[name] = by[name] or {}
+      by[name][a.event.id] = true
+    end
+    for _, id in ipairs({ "action-upper", "action-escaped-upper", "esc-action", "ecs-nested" }) do
+      assert.is_true((by["EQL fold"] or {})[id], id)
+    end
+    assert.is_nil((by["EQL fold"] or {})["source-upper"])       -- == is case-sensitive
+    assert.is_true((by["EQL regex"] or {})["source-upper"])     -- regex~ is not
+    assert.is_true((by["EQL regex"] or {})["upper"])
+    assert.is_true((by["EQL in~"] or {})["action-upper"])
+    assert.is_truthy(by["EQL contains"], "no alert of EQL contains")
+    assert.is_truthy(by["EQL category"], "no alert of EQL category")
+    local skipped = pre_err:match("prefilter: (%d+) of %d+ records skipped undecoded")
+    assert.is_truthy(skipped, pre_err)
+    assert.is_true(tonumber(skipped) > 0, pre_err)
+  end)
+
   it("passes every record when a rule requires nothing it can look for (a Lua match alone)", function()
     local d = th.tmpdir()
     local text = adversarial()

@@ -155,3 +155,56 @@ describe("loader", function()
     end)
   end)
 end)
+
+describe("loader and EQL rules", function()
+  after_each(th.cleanup)
+
+  local function eql_rule(query, extra)
+    return table.concat({
+      "return {",
+      '  rule_id = "11111111-2222-4333-8444-555555555556", name = "EQL", description = "d",',
+      '  severity = "low", risk_score = 1, type = "eql", language = "eql",',
+      extra or "",
+      "  query = [[",
+      query,
+      "]],",
+      "}", "" }, "\n")
+  end
+
+  it("runs an event query on the event's fields, the category in event_category_override's field", function()
+    local path = rule_file(eql_rule('info where event.action : "addpermission*"\n  and event.outcome == "success"',
+      '  event_category_override = "event.type",'))
+    local rule, err = loader.load_file(path)
+    assert(rule, err)
+    assert.is_nil(rule.query)
+    assert.equal("event", rule.eql.kind)
+    local get = function(n)
+      return ({ ["event.type"] = { "info" }, ["event.action"] = "AddPermission20150331v2",
+        ["event.outcome"] = "success" })[n]
+    end
+    assert.is_true(rule.match(get))
+    assert.is_false(rule.match(function(n) return n ~= "event.type" and get(n) or nil end))
+  end)
+
+  it("reports an EQL syntax error at its line and column in the rule file", function()
+    local path = rule_file(eql_rule('any where event.action == "X"\n  and event.outcome = "success"'))
+    local rule, err = loader.load_file(path)
+    assert.is_nil(rule)
+    assert.equal(path .. ":7:21: '=' is not an operator in EQL: use == (case-sensitive) or : (case-insensitive)", err)
+  end)
+
+  it("refuses a sequence, at its line, until sequences run", function()
+    local path = rule_file(eql_rule('sequence by user.name with maxspan=5m\n  [any where true]\n  [any where true]'))
+    local rule, err = loader.load_file(path)
+    assert.is_nil(rule)
+    assert.matches("^" .. path:gsub("%p", "%%%0") .. ":6:1: an EQL sequence is not supported yet", err)
+  end)
+
+  it("wants type and language eql together", function()
+    local _, err = loader.load_file(rule_file((eql_rule('any where true'):gsub('language = "eql"',
+      'language = "kuery"'))))
+    assert.matches(':3: an EQL rule has type = "eql" and language = "eql"', err)
+    local rule = loader.load_file(rule_file((eql_rule('any where true'):gsub('type = "eql", ', ''))))
+    assert.is_truthy(rule)
+  end)
+end)

@@ -247,8 +247,8 @@ function M.rule(rule, src, add)
   if meta.max_signals ~= nil and (math.type(meta.max_signals) ~= "integer" or meta.max_signals < 1) then
     err(key_line("max_signals"), "max_signals must be an integer of 1 or more, not %s", tostring(meta.max_signals))
   end
-  if meta.type ~= nil and meta.type ~= "query" then
-    err(key_line("type"), "type '%s' is not supported here (only query rules run)", meta.type)
+  if meta.type ~= nil and meta.type ~= "query" and meta.type ~= "eql" then
+    err(key_line("type"), "type '%s' is not supported here (query and eql rules run)", meta.type)
   end
   if meta.from ~= nil and not meta.from:find("^now%-%d+[smhd]$") then
     err(key_line("from"), "from must be date math like now-6m, not '%s'", meta.from)
@@ -263,7 +263,7 @@ function M.rule(rule, src, add)
   if meta.threat ~= nil then M.threat(meta.threat, err, warn, key_line, value_line) end
 
   -- Fields: the query's, then the investigation fields.
-  if rule.query then
+  if rule.query or rule.eql then
     local seen = {}
     local function walk(node)
       if node.children then
@@ -274,7 +274,7 @@ function M.rule(rule, src, add)
         if problem then add(node.line, node.col, "warning", problem) end
       end
     end
-    walk(rule.query.ast)
+    walk((rule.query or rule.eql).ast)
   end
   local inv = meta.investigation_fields
   if inv ~= nil then

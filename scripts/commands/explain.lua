@@ -12,6 +12,8 @@
 --   x.tree      the clause tree: { op, text, value, line, col, children } (see below)
 --   x.decider   the node that decided the verdict (explain.decider)
 --
+-- An EQL rule's tree is its query's and/or/not, then each comparison or function as written
+-- (eql.lua, explain).
 -- Tree nodes: op "and" | "or" | "not" for clauses combining other fields;
 -- op "clause" for one field's condition (`event.action: ("A" or "B")` is one
 -- clause, as the rule author wrote it); op "lua" for the rule's match function.
@@ -231,6 +233,15 @@ function M.run(rule, doc, rec)
     end
     query_fields(rule.query.ast, names, seen)
     nodes[#nodes + 1] = convert(tree)
+  end
+  if rule.eql then  -- an EQL query explains itself in explain's tree shape (eql.lua)
+    local ok, tree = pcall(rule.eql.explain, get)
+    if not ok then
+      x.err = tostring(tree)
+      return x
+    end
+    query_fields(rule.eql.ast, names, seen)
+    nodes[#nodes + 1] = tree
   end
   local lua_match = rule.meta and rule.meta.match
   if type(lua_match) == "function" then

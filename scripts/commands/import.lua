@@ -462,9 +462,13 @@ end
 
 -- What keeps a module that check refuses from running, in a word: its type or
 -- its language, when it is not a KQL query rule.
-local RUNS = { kuery = true, sigma = true }  -- the languages the loader runs
+local RUNS = { kuery = true, sigma = true, eql = true }  -- the languages the loader runs
+local TYPES = { query = true, eql = true }                -- and the rule types
 local function blocker(mod)
-  if mod.type ~= nil and mod.type ~= "query" then return "type " .. tostring(mod.type) end
+  if mod.language == "eql" and type(mod.query) == "string" and mod.query:find("^%s*sequence[%s%[]") then
+    return "eql sequence"
+  end
+  if mod.type ~= nil and not TYPES[mod.type] then return "type " .. tostring(mod.type) end
   if mod.language ~= nil and not RUNS[mod.language] then return "language " .. tostring(mod.language) end
   return "check errors"
 end
