@@ -916,6 +916,7 @@ M.OPEN_FIELDS = {
   "aws.cloudtrail.flattened.request_parameters", "aws.cloudtrail.flattened.response_elements",
   "aws.cloudtrail.flattened.service_event_details",
   "aws.cloudtrail.user_identity.session_context.web_id_federation_data.attributes",
+  "aws.cloudtrail.resources", -- the record's resources: arn, account_id, type, ...
 }
 
 local PAYLOADS = {
