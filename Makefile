@@ -16,13 +16,15 @@ DESTDIR ?=
 VERSION := 0.1.0
 
 DEBS := liblua5.4-dev lua5.4 lua-cjson libuv1-dev lua-busted lua-check zlib1g-dev libseccomp-dev pkg-config valgrind \
-        libcurl4-openssl-dev python3 lua-yaml
+        libcurl4-openssl-dev python3 lua-yaml libmaxminddb-dev
 
 # libcurl (libcurl4-openssl-dev) is not linked: its headers are used, and the library is opened
 # with dlopen when an HTTP output is (host/curlloop.h).
 # lua-yaml (LibYAML's binding, module lyaml) reads Sigma rules' YAML: `trailhound import`, in the
 # command's own Lua state, and the specs; the host process and the workers never load it.
-PKGS    := lua5.4 libuv zlib libseccomp
+# libmaxminddb (libmaxminddb-dev) reads MaxMind's GeoLite2/GeoIP2 databases for source.as.* and
+# source.geo.* (--geoip-asn, --geoip-city), in the workers.
+PKGS    := lua5.4 libuv zlib libseccomp libmaxminddb
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_XOPEN_SOURCE=700

@@ -10,7 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-enum { K_VALUE, K_BOOL, K_LIST, K_PATHS, K_OUTPUTS };
+enum { K_VALUE, K_BOOL, K_LIST, K_PATHS, K_OUTPUTS, K_GEOIP };
 
 typedef struct key {
   const char *name;
@@ -34,6 +34,7 @@ static const key KEYS[] = {
   {"output_buffer", "--output-buffer", K_VALUE, 0},
   {"outputs", "--output", K_OUTPUTS, 0},
   {"metrics", "--metrics", K_VALUE, 0},
+  {"geoip", NULL, K_GEOIP, 0},
   {"paths", NULL, K_PATHS, 0},
   {"state", "--state", K_VALUE, 1},
   {"no_state", "--no-state", K_BOOL, 1},
@@ -285,6 +286,26 @@ static int output_table(const ctx *x, lua_State *L) {
   return arg(c, "--output") < 0 || arg(c, spec) < 0 ? bad(x, NULL, "%s", "out of memory") : 0;
 }
 
+/* geoip = { asn = "GeoLite2-ASN.mmdb", city = "GeoLite2-City.mmdb" }, at the top of the
+ * stack: --geoip-asn and --geoip-city. */
+static int geoip(const ctx *x, lua_State *L) {
+  static const char *const SUBKEYS[] = {"asn", "city"};
+  if (!lua_istable(L, -1))
+    return bad(x, "geoip", "%s", "geoip: expected a table { asn = \"...mmdb\", city = \"...mmdb\" }");
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+    int which = strcmp(k, "asn") == 0 ? 0 : strcmp(k, "city") == 0 ? 1 : -1;
+    if (which < 0) return unknown(x, k, SUBKEYS, 2, sizeof SUBKEYS[0]);
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? scalar(L, -1, x->c) : NULL;
+    if (v == NULL) return bad(x, k, "geoip.%s: expected the path of a MaxMind database (.mmdb)", k);
+    if (arg(x->c, which == 0 ? "--geoip-asn" : "--geoip-city") < 0 || arg(x->c, v) < 0)
+      return bad(x, NULL, "%s", "out of memory");
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* One key and its value, at the top of the stack. */
 static int one(const ctx *x, lua_State *L, const char *name) {
   th_config *c = x->c;
@@ -298,6 +319,7 @@ static int one(const ctx *x, lua_State *L, const char *name) {
     if (t != LUA_TBOOLEAN) return bad(x, name, "%s: expected true or false", name);
     return lua_toboolean(L, -1) && arg(c, k->flag) < 0 ? bad(x, NULL, "%s", "out of memory") : 0;
   }
+  if (k->kind == K_GEOIP) return geoip(x, L);
   if (k->kind == K_VALUE) {
     const char *v = scalar(L, -1, c);
     if (v == NULL) return bad(x, name, "%s: expected a string or a number", name);

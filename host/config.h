@@ -7,7 +7,8 @@
  * the repeatable ones (rule, exclude), paths for the PATHs, and outputs: a
  * list of sinks, each a string or a table with the sink first and its
  * options (headers, user, password, bearer, ca_file, insecure, timeout,
- * connect_timeout, facility, app_name):
+ * connect_timeout, facility, app_name), and geoip = { asn = FILE, city = FILE }
+ * (the MaxMind databases of --geoip-asn and --geoip-city):
  *
  *   return {
  *     rules = "/etc/trailhound/rules",

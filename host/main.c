@@ -46,7 +46,8 @@ static const char usage[] =
   "                           [--metrics ADDR:PORT] [--workers N] [--max-time MS]\n"
   "                           [--max-worker-memory BYTES]\n"
   "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
-  "                           [--no-prefilter] [--no-max-signals])\n"
+  "                           [--no-prefilter] [--no-max-signals]\n"
+  "                           [--geoip-asn FILE] [--geoip-city FILE])\n"
   "       trailhound test|check|explain|show|new|dev|import|export ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
   "\n"
@@ -111,6 +112,9 @@ static const char usage[] =
   "                       and skipped undecoded, which changes no alert\n"
   "  --no-max-signals     write every alert: no rule's max_signals holds any back (suppression\n"
   "                       and duplicates still apply); for a hunt through old logs, or a benchmark\n"
+  "  --geoip-asn FILE     a MaxMind ASN database (GeoLite2-ASN.mmdb): source.as.number and\n"
+  "                       source.as.organization.name for each source.ip, as Elastic's pipeline\n"
+  "  --geoip-city FILE    a MaxMind City database (GeoLite2-City.mmdb): source.geo.* likewise\n"
   "\n"
   "Rules run in worker processes, never in the process that reads files and keeps checkpoints.\n"
   "run reloads a rule file or scripts/normalize.lua when it changes, once the new version\n"
@@ -147,6 +151,8 @@ typedef struct options {
   int noutputs;
   size_t output_buffer;   /* --output-buffer */
   const char *metrics;    /* --metrics ADDR:PORT, or NULL: no server */
+  const char *geoip_asn;  /* --geoip-asn FILE: MaxMind ASN database, or NULL */
+  const char *geoip_city; /* --geoip-city FILE: MaxMind City database, or NULL */
   struct sockaddr_storage metrics_addr;  /* ... parsed */
   const th_config *config;  /* --config and -o: the outputs' options */
   char **files;
@@ -253,7 +259,8 @@ static int parse(int argc, char **argv, options *o) {
                                          "--exclude", "--rule", "--max-instructions", "--max-memory",
                                          "--quarantine-after", "--stats-interval", "--workers",
                                          "--max-time", "--max-worker-memory", "--output",
-                                         "--output-buffer", "--metrics", NULL};
+                                         "--output-buffer", "--metrics", "--geoip-asn",
+                                         "--geoip-city", NULL};
     int takes = 0;
     for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
@@ -288,6 +295,14 @@ static int parse(int argc, char **argv, options *o) {
       char err[256];
       if (th_httpd_addr(val, &o->metrics_addr, err, sizeof err) < 0) return usage_error("--metrics: %s", err);
       o->metrics = val;
+    } else if (strcmp(a, "--geoip-asn") == 0 || strcmp(a, "--geoip-city") == 0) {
+      char err[512];
+      if (th_geoip_check(val, err, sizeof err) < 0) {
+        fprintf(stderr, "trailhound: %s: not a MaxMind database: %s\n(see trailhound --help)\n", a, err);
+        return 2;
+      }
+      if (a[8] == 'a') o->geoip_asn = val;
+      else o->geoip_city = val;
     } else if (strcmp(a, "--no-prefilter") == 0) {
       o->no_prefilter = 1;
     } else if (strcmp(a, "--no-max-signals") == 0) {
@@ -788,6 +803,7 @@ static int host_main(const options *o, const char *rules, const char *home) {
     .max_memory = o->max_memory, .heap_cap = o->heap_cap,
     .quarantine_after = o->quarantine_after < 0 ? 20 : (uint32_t)o->quarantine_after,
     .max_time_ms = o->max_time_ms, .only = o->only, .nonly = (uint32_t)o->nonly,
+    .geoip_asn = o->geoip_asn, .geoip_city = o->geoip_city,
     .on_ready = th_dispatch_on_ready, .on_reply = th_dispatch_on_reply, .on_lost = th_dispatch_on_lost,
     .on_fatal = on_fatal, .fatal_ud = &h, .pending = th_dispatch_owed,
   };

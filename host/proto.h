@@ -16,7 +16,9 @@
  *   INIT        u32 role (TH_ROLE_*), u32 index, str home (the folder of
  *               scripts/), str mode, u64 max_instructions, u64 max_memory,
  *               u64 heap_cap, u32 quarantine_after (0: never), u32 nonly,
- *               nonly x str (--rule)
+ *               nonly x str (--rule), str geoip_asn, str geoip_city (MaxMind
+ *               database paths, "" for none; the worker opens them before its
+ *               seccomp filter)
  *   RULES       u32 generation, u8 normalizer given, [str path, str text,
  *               u8 reloaded], u32 n, n x { u32 slot, str path, str text,
  *               u8 quarantined, u32 load (bumped at every reload of the rule:

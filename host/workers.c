@@ -321,6 +321,8 @@ static void spawn(th_worker *w) {
   th_buf_u32(&b, p->o.quarantine_after);
   th_buf_u32(&b, p->o.nonly);
   for (uint32_t i = 0; i < p->o.nonly; i++) th_buf_cstr(&b, p->o.only[i]);
+  th_buf_cstr(&b, p->o.geoip_asn ? p->o.geoip_asn : "");
+  th_buf_cstr(&b, p->o.geoip_city ? p->o.geoip_city : "");
   th_buf_end(&b);
   if (b.oom || th_worker_send(w, b.p, b.len, free_copy, b.p) < 0) {
     th_buf_free(&b);

@@ -55,6 +55,8 @@ typedef struct th_pool_opts {
   unsigned max_time_ms;       /* wall-clock limit of a rule call */
   char **only;                /* --rule; not owned */
   uint32_t nonly;
+  const char *geoip_asn;      /* --geoip-asn database for the workers, or NULL; not owned */
+  const char *geoip_city;     /* --geoip-city database, or NULL; not owned */
   void (*on_ready)(th_worker *w, void *ud);  /* started: send it the rules */
   void (*on_reply)(th_worker *w, uint32_t type, const char *p, size_t len, void *ud);
   void (*on_lost)(th_worker *w, const th_lost *why, void *ud);  /* ended; what it had in flight is lost */

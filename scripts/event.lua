@@ -284,7 +284,7 @@ function M.lazy()
     else
       local f = fields[name]
       if f then
-        local ok, r = call(f, rec)
+        local ok, r = call(f, rec, ctx)
         if not ok then fail(r) end
         v = r
         if v == whole_mark then v = M.get(whole(), name) end

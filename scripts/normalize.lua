@@ -15,6 +15,11 @@
 --   ctx.raw  optional: the record's own JSON text. Only read when two keys of one object fall in
 --            the same Java HashMap bucket (see "Map.toString" below); without it such keys are
 --            ordered by name.
+--   ctx.geoip optional: { asn = function(ip), city = function(ip) }, each giving the MaxMind
+--            database's record for an address (a worker's thsys.geoip, when the configuration
+--            names the databases: --geoip-asn, --geoip-city, or geoip = { asn =, city = }).
+--            source.as.* and source.geo.* are set from them as the pipeline's geoip processors
+--            set them; without one, they are left out.
 --
 -- Map.toString: request_parameters, response_elements, additional_eventdata and
 -- service_event_details are rendered as Elasticsearch renders them: the json processor parses
@@ -30,17 +35,24 @@
 -- octets with leading zeros ("035.249.253.232") are rejected, so such values stay in
 -- source.address only; IPv6 strings are kept as written, like the convert processor does.
 --
+-- event.dataset ("aws.cloudtrail") and event.module ("aws") are not the pipeline's: Elastic's
+-- agent sets them (the data stream's constant fields); a raw record gets them here as Elastic
+-- indexes it. user_agent.name/version/os/device come from useragent.lua (ua-parser's patterns
+-- as Elasticsearch reads them, for the agents seen in CloudTrail), parsed once per distinct
+-- string. related.hosts follows the pipeline's appends (tls.client.server_name, a source.address
+-- that is a host name, requestParameters.computerName, EC2 instance ids).
+--
 -- Left out on purpose:
 --   event.original (not wanted), event.created (the shipper's read time, which has no
---   equivalent here), user_agent.name/version/os/device (needs the ua-parser regex set),
---   source.geo/source.as (GeoIP/ASN databases), related.entity, related.hosts, actor.*,
---   target.*, *.entity.id and *.target.entity.id (the entity script is gated by the
---   `actor_target_mapping` tag and changes between pipeline generations), the digest-file
+--   equivalent here), related.entity, actor.*, target.*, *.entity.id and *.target.entity.id
+--   (the entity script runs only when the integration's opt-in `actor_target_mapping` tag is
+--   set, and changes between pipeline generations), the digest-file
 --   fields (digest records have no eventSource/eventName, so they are passed through), the
 --   `_conf.retain` modes (we always behave as the default, `all`), and error.message /
 --   event.kind "pipeline_error" (we never fail a record: an unparsable date is just left out).
 
 local cjson = require "cjson"
+local useragent = require "useragent"
 
 local M = {}
 
@@ -880,18 +892,31 @@ M.FIELDS = {
   "aws.cloudtrail.vpc_endpoint_id",
   "cloud.account.id", "cloud.provider", "cloud.region", "cloud.service.name",
   "data_stream.dataset", "ecs.version",
-  "event.action", "event.category", "event.id", "event.ingested", "event.kind", "event.outcome",
-  "event.provider", "event.type",
-  "group.id", "group.name", "related.ip", "related.user", "service.name", "source.address", "source.ip",
+  "event.action", "event.category", "event.dataset", "event.id", "event.ingested", "event.kind", "event.module",
+  "event.outcome", "event.provider", "event.type",
+  "group.id", "group.name", "related.hosts", "related.ip", "related.user", "service.name", "source.address",
+  "source.ip",
   "tls.cipher", "tls.client.server_name", "tls.version", "tls.version_protocol",
   "user.changes.name", "user.email", "user.id", "user.name", "user.target.id", "user.target.name",
-  "user_agent.original",
+  "user_agent.device.name", "user_agent.name", "user_agent.original", "user_agent.os.full", "user_agent.os.name",
+  "user_agent.os.version", "user_agent.version",
+  -- only with a MaxMind database (M.CONFIGURED)
+  "source.as.number", "source.as.organization.name",
+  "source.geo.city_name", "source.geo.continent_name", "source.geo.country_iso_code", "source.geo.country_name",
+  "source.geo.location.lat", "source.geo.location.lon", "source.geo.region_iso_code", "source.geo.region_name",
+}
+-- Fields of M.FIELDS produced only when the configuration names a database: field prefix ->
+-- the configuration key that must be set (`trailhound check` warns about them otherwise).
+M.CONFIGURED = {
+  ["source.as"] = "geoip.asn",
+  ["source.geo"] = "geoip.city",
 }
 M.OPEN_FIELDS = {
   "aws.cloudtrail.flattened.additional_eventdata", "aws.cloudtrail.flattened.insight_details",
   "aws.cloudtrail.flattened.request_parameters", "aws.cloudtrail.flattened.response_elements",
   "aws.cloudtrail.flattened.service_event_details",
   "aws.cloudtrail.user_identity.session_context.web_id_federation_data.attributes",
+  "aws.cloudtrail.resources", -- the record's resources: arn, account_id, type, ...
 }
 
 local PAYLOADS = {
@@ -902,7 +927,7 @@ local PAYLOADS = {
 }
 
 -- Fields on demand, for the lazy event view (event.lua): a rule that reads event.action gets
--- it without the rest of the document being built. Each function(rec) returns the field's
+-- it without the rest of the document being built. Each function(rec, ctx) returns the field's
 -- value in M.normalize's document (nil: absent), or M.WHOLE when this record needs the whole
 -- mapping. A field not listed here is read from the whole document, built once per event
 -- when first needed (and for every event that alerts). M.normalize writes these fields with
@@ -951,6 +976,125 @@ local function outcome_of(rec)
   return "success"
 end
 ON_DEMAND["event.outcome"] = outcome_of
+
+ON_DEMAND["event.dataset"] = function() return "aws.cloudtrail" end
+ON_DEMAND["event.module"] = function() return "aws" end
+
+-- user_agent.*: useragent.parse caches its answer per string, so each costs a table read.
+local function agent_of(rec)
+  return useragent.parse(ON_DEMAND["user_agent.original"](rec))
+end
+ON_DEMAND["user_agent.name"] = function(rec)
+  local a = agent_of(rec)
+  return a and a.name
+end
+ON_DEMAND["user_agent.version"] = function(rec)
+  local a = agent_of(rec)
+  return a and a.version
+end
+ON_DEMAND["user_agent.device.name"] = function(rec)
+  local a = agent_of(rec)
+  return a and a.device.name
+end
+for _, k in ipairs({ "name", "version", "full" }) do
+  ON_DEMAND["user_agent.os." .. k] = function(rec)
+    local a = agent_of(rec)
+    return a and a.os and a.os[k]
+  end
+end
+
+-- source.ip: source.address when it is an IP address (the `convert` processor, type ip).
+local function source_ip(rec)
+  local text = jtext(ON_DEMAND["source.address"](rec))
+  if text and is_ip(text) then return text end
+  return nil
+end
+ON_DEMAND["source.ip"] = source_ip
+
+-- The geoip processors. City: source.geo.{continent_name, country_iso_code, country_name,
+-- region_iso_code, region_name, city_name, location} from the record's English names, the
+-- most specific subdivision (the last) and latitude/longitude; ASN: source.as.number and
+-- source.as.organization.name. Only what the record has; nothing for an address it lacks.
+local function english(t)
+  local names = type(t) == "table" and t.names
+  local en = type(names) == "table" and names.en
+  return type(en) == "string" and en or nil
+end
+
+local GEO_MAP = {
+  city = function(r)
+    local g = {}
+    local country = type(r.country) == "table" and r.country or nil
+    g.continent_name = english(r.continent)
+    g.country_iso_code = country and type(country.iso_code) == "string" and country.iso_code or nil
+    g.country_name = english(country)
+    local subs = type(r.subdivisions) == "table" and r.subdivisions or nil
+    local sub1 = subs and subs[#subs]
+    if type(sub1) == "table" then
+      if g.country_iso_code and type(sub1.iso_code) == "string" then
+        g.region_iso_code = g.country_iso_code .. "-" .. sub1.iso_code
+      end
+      g.region_name = english(sub1)
+    end
+    g.city_name = english(r.city)
+    local loc = type(r.location) == "table" and r.location or nil
+    if loc and type(loc.latitude) == "number" and type(loc.longitude) == "number" then
+      g.location = { lat = loc.latitude, lon = loc.longitude }
+    end
+    return next(g) and g or nil
+  end,
+  asn = function(r)
+    local as = {}
+    if math.type(r.autonomous_system_number) == "integer" then as.number = r.autonomous_system_number end
+    if type(r.autonomous_system_organization) == "string" then
+      as.organization = { name = r.autonomous_system_organization }
+    end
+    return next(as) and as or nil
+  end,
+}
+
+-- Per lookup function, address -> mapped table or false; emptied when it grows large.
+local geo_cache = setmetatable({}, { __mode = "k" })
+M.GEO_CACHE_MAX = 4096
+
+-- source.geo (which = "city") or source.as ("asn") of the record, shared: copy before changing.
+local function geo_of(rec, ctx, which)
+  local g = type(ctx) == "table" and ctx.geoip
+  local lookup = type(g) == "table" and g[which]
+  if not lookup then return nil end
+  local ip = source_ip(rec)
+  if ip == nil then return nil end
+  local c = geo_cache[lookup]
+  if c == nil or c.n >= M.GEO_CACHE_MAX then
+    c = { n = 0, by_ip = {} }
+    geo_cache[lookup] = c
+  end
+  local v = c.by_ip[ip]
+  if v == nil then
+    local r = lookup(ip)
+    v = type(r) == "table" and GEO_MAP[which](r) or false
+    c.by_ip[ip] = v
+    c.n = c.n + 1
+  end
+  return v or nil
+end
+
+for _, k in ipairs({ "city_name", "continent_name", "country_iso_code", "country_name", "region_iso_code",
+  "region_name" }) do
+  ON_DEMAND["source.geo." .. k] = function(rec, ctx)
+    local g = geo_of(rec, ctx, "city")
+    return g and g[k]
+  end
+end
+ON_DEMAND["source.as.number"] = function(rec, ctx)
+  local as = geo_of(rec, ctx, "asn")
+  return as and as.number
+end
+ON_DEMAND["source.as.organization.name"] = function(rec, ctx)
+  local as = geo_of(rec, ctx, "asn")
+  return as and as.organization and as.organization.name
+end
+
 M.ON_DEMAND = ON_DEMAND
 
 -- Fields whose string values are always the record's own strings, or parts of one, as the
@@ -997,6 +1141,49 @@ local function java_length(s)
   return cps + astral
 end
 
+-- related.hosts, in the pipeline's order: tls.client.server_name (not an AWS endpoint), a
+-- source.address that is a host name rather than an IP (not an AWS service, not "AWS
+-- Internal"), requestParameters.computerName, then EC2 instance ids ("i-" and at least 10
+-- characters) from resource ARNs (":instance/"), and from requestParameters and
+-- responseElements: instanceId, target, resourceId, instanceIds[], instancesSet.items[].instanceId.
+local HOST_KEYS = { "instanceId", "target", "resourceId" }
+local function related_hosts(rec, doc, src_ip, address, resources)
+  local hosts = {}
+  local server = doc.tls and doc.tls.client and doc.tls.client.server_name
+  if type(server) == "string" and sub(server, -14) ~= ".amazonaws.com" then add_unique(hosts, server) end
+  if src_ip == nil and type(address) == "string" and find(address, ".", 1, true) and not find(address, " ", 1, true)
+    and sub(address, -14) ~= ".amazonaws.com" then
+    add_unique(hosts, address)
+  end
+  local request, response = tbl(rec.requestParameters), tbl(rec.responseElements)
+  if request then add_unique(hosts, jtext(val(request.computerName))) end
+  local function instance(v)
+    if type(v) == "string" and #v >= 10 and sub(v, 1, 2) == "i-" then add_unique(hosts, v) end
+  end
+  if type(resources) == "table" then
+    for _, r in ipairs(resources) do
+      local arn = type(r) == "table" and r.arn
+      if type(arn) == "string" and find(arn, ":instance/", 1, true) then instance(arn:match("([^/]*)$")) end
+    end
+  end
+  for _, container in ipairs({ request or false, response or false }) do
+    if container then
+      container = val(container) or {}
+      for _, k in ipairs(HOST_KEYS) do instance(container[k]) end
+      if type(container.instanceIds) == "table" then
+        for _, id in ipairs(container.instanceIds) do instance(id) end
+      end
+      local set = tbl(container.instancesSet)
+      if set and type(set.items) == "table" then
+        for _, item in ipairs(set.items) do
+          if type(item) == "table" then instance(item.instanceId) end
+        end
+      end
+    end
+  end
+  return hosts
+end
+
 function M.normalize(rec, ctx)
   if not is_cloudtrail(rec) then return rec end
   local now = ctx and ctx.now
@@ -1018,6 +1205,7 @@ function M.normalize(rec, ctx)
     data_stream = { dataset = "aws.cloudtrail" },
     ecs = { version = "8.11.0" },
   }
+  event.dataset, event.module = "aws.cloudtrail", "aws"
 
   doc["@timestamp"] = iso_date(str(rec.eventTime)) or now
   ct.event_version = ON_DEMAND["aws.cloudtrail.event_version"](rec)
@@ -1155,12 +1343,25 @@ function M.normalize(rec, ctx)
   local address = ON_DEMAND["source.address"](rec)
   local src_ip
   if address ~= nil then
-    local text = jtext(address)
-    if text and is_ip(text) then src_ip = text end
-    doc.source = { address = address, ip = src_ip }
+    src_ip = source_ip(rec)
+    local src = { address = address, ip = src_ip }
+    local geo, as = geo_of(rec, ctx, "city"), geo_of(rec, ctx, "asn")
+    if geo then
+      src.geo = {}
+      for k, v in next, geo do src.geo[k] = v end
+      if geo.location then src.geo.location = { lat = geo.location.lat, lon = geo.location.lon } end
+    end
+    if as then
+      src.as = { number = as.number, organization = as.organization and { name = as.organization.name } }
+    end
+    doc.source = src
   end
   local ua = ON_DEMAND["user_agent.original"](rec)
-  if ua then doc.user_agent = { original = ua } end
+  if ua then
+    local a = useragent.parse(ua)
+    local os = a.os and { name = a.os.name, version = a.os.version, full = a.os.full }
+    doc.user_agent = { original = ua, name = a.name, version = a.version, os = os, device = { name = a.device.name } }
+  end
   ct.error_code = ON_DEMAND["aws.cloudtrail.error_code"](rec)
   ct.error_message = ON_DEMAND["aws.cloudtrail.error_message"](rec)
 
@@ -1337,6 +1538,8 @@ function M.normalize(rec, ctx)
   local sed_ip = sed and str(sed.sourceIpAddress)
   if sed_ip and is_ip(sed_ip) then add_unique(ips, sed_ip) end
   if ips[1] then related.ip = ips end
+  local hosts = related_hosts(rec, doc, src_ip, address, ct.resources)
+  if hosts[1] then related.hosts = hosts end
   if next(related) then doc.related = related end
 
   return doc

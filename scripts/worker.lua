@@ -252,9 +252,10 @@ local function rule_failed(rule, pr, err, path, offset, index)
   end
 end
 
--- Handed to the normalizer with each event: the ingest time, and the record's
--- JSON text (request_parameters keeps Elastic's key order with it). Reused.
-local ctx = { now = nil, raw = nil }
+-- Handed to the normalizer with each event: the ingest time, the record's
+-- JSON text (request_parameters keeps Elastic's key order with it), and the
+-- MaxMind lookups when the configuration names databases (thsys.geoip). Reused.
+local ctx = { now = nil, raw = nil, geoip = has_sys and sys.geoip or nil }
 
 local function call_normalizer(fn, ...)
   if norm_reloaded then return limited(norm_acct, fn, ...) end

@@ -173,8 +173,34 @@ describe("check", function()
 
     it("tells a field only Elastic's integration adds from one nothing produces", function()
       assert.matches("does not produce this field (Elastic's integration adds it); only ECS input can match it",
-        check.field_problem("source.geo.country_iso_code"), 1, true)
+        check.field_problem("related.entity"), 1, true)
       assert.equal("process.name: no source produces this field", check.field_problem("process.name"))
+    end)
+
+    it("knows the fields the normalizer now writes: event.dataset, user_agent.*, related.hosts", function()
+      for _, f in ipairs({ "event.dataset", "event.module", "user_agent.name", "user_agent.os.full",
+        "user_agent.device.name", "related.hosts" }) do
+        assert.is_nil(check.field_problem(f), f)
+      end
+    end)
+
+    it("warns about source.as and source.geo unless the configuration names their database", function()
+      check.configure({})
+      assert.matches("source.as.number: produced only when the configuration names a MaxMind ASN database",
+        check.field_problem("source.as.number"), 1, true)
+      assert.matches("MaxMind City database", check.field_problem("source.geo.country_iso_code"), 1, true)
+      check.configure({ asn = true })
+      assert.is_nil(check.field_problem("source.as.organization.name"))
+      assert.is_not_nil(check.field_problem("source.geo.city_name"))
+      check.configure({ asn = true, city = true })
+      assert.is_nil(check.field_problem("source.geo.city_name"))
+      assert.matches("no source produces this field", check.field_problem("source.geo.nothing"), 1, true)
+      check.configure({})
+    end)
+
+    it("says what a missing field does under not", function()
+      assert.matches("under 'not', the clause is then true for every CloudTrail event",
+        check.field_problem("related.entity", true), 1, true)
     end)
   end)
 
@@ -189,18 +215,24 @@ describe("check", function()
         if text:find('\nlanguage = "kuery"') and query then
           n = n + 1
           for _, field in ipairs(assert(kql.compile(query)).fields) do
+            check.configure({ asn = true, city = true })
             local problem = check.field_problem(field)
             if problem then
               assert.matches("Elastic's integration adds it", problem, 1, true)
               only_elastic[field] = true
+            end
+            check.configure({})
+            problem = check.field_problem(field)
+            if problem and not only_elastic[field] then
+              assert.matches("produced only when the configuration names a MaxMind ASN database", problem, 1, true)
+              assert.truthy(field:match("^source%.as%."), field)
             end
           end
         end
       end
       p:close()
       assert.equal(139, n)
-      assert.same({ ["event.dataset"] = true, ["related.entity"] = true, ["source.as.number"] = true,
-        ["source.as.organization.name"] = true, ["user_agent.name"] = true }, only_elastic)
+      assert.same({ ["related.entity"] = true }, only_elastic)
     end)
   end)
 

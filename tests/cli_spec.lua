@@ -75,7 +75,8 @@ describe("cli", function()
       assert.equal("", out)
       assert.matches("trailhound frobnicate: unknown command", err, 1, true)
       assert.matches("usage: trailhound test [--format text|tap|junit] [RULE|DIR]...\n"
-        .. "       trailhound check [--strict] [RULE|DIR]...\n", err, 1, true)
+        .. "       trailhound check [--strict] [--config FILE] [--geoip-asn FILE] [--geoip-city FILE] [RULE|DIR]...\n",
+        err, 1, true)
       assert.equal(2, (main({})))
     end)
 

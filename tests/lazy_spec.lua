@@ -6,7 +6,11 @@ local cjson = require "cjson"
 local lfs = require "lfs"
 local event = require "event"
 local kql = require "kql"
+local mmdb = require "support.mmdb"
 local normalize = require "normalize"
+
+-- The specs' MaxMind databases (tests/fixtures/geoip), so that source.geo/as are compared too.
+local GEOIP = mmdb.geoip("tests/fixtures/geoip/test-asn.mmdb", "tests/fixtures/geoip/test-city.mmdb")
 local ruleindex = require "ruleindex"
 
 local CTX = { now = "2026-01-02T03:04:05.000Z" }
@@ -73,7 +77,7 @@ describe("the lazy event view", function()
     local ev = event.lazy()
     local asked = 0
     for i, r in ipairs(recs) do
-      local ctx = { now = CTX.now, raw = r[2] }
+      local ctx = { now = CTX.now, raw = r[2], geoip = i % 2 == 0 and GEOIP or nil }
       local whole = normalize.normalize(r[1], ctx)
       local want = names(whole, nil, {})
       for _, f in ipairs(normalize.FIELDS) do want[f] = true end
@@ -88,6 +92,31 @@ describe("the lazy event view", function()
       assert.same(whole, ev.whole(), "record " .. i .. ": the whole document")
     end
     assert.is_true(asked > 10000)
+  end)
+
+  it("computes user_agent.*, event.dataset/module and source.geo/as alone too", function()
+    local built = 0
+    local counting = setmetatable({ normalize = function(...)
+      built = built + 1
+      return normalize.normalize(...)
+    end }, { __index = normalize })
+    local ev = event.lazy()
+    local rec = cjson.decode(io.lines("examples/cloudtrail/bedrock-denied-derived.ndjson")())
+    rec.sourceIPAddress = "89.160.20.156"
+    rec.userAgent = "aws-cli/1.16.248 Python/3.4.7 Linux/4.9.184-0.1.ac.235.83.329.metal1.x86_64 botocore/1.12.239"
+    local ctx = { now = CTX.now, geoip = GEOIP }
+    ev.start(rec, ctx, counting, call)
+    local want = {
+      ["event.dataset"] = "aws.cloudtrail", ["event.module"] = "aws", ["user_agent.name"] = "aws-cli",
+      ["user_agent.version"] = "1.16.248", ["user_agent.os.full"] = "Linux 4.9.184",
+      ["user_agent.device.name"] = "Spider", ["source.geo.city_name"] = "Link\u{f6}ping",
+      ["source.geo.region_iso_code"] = "SE-E", ["source.as.number"] = 29518,
+      ["source.as.organization.name"] = "Bredband2 AB",
+    }
+    for f, v in pairs(want) do assert.equal(v, ev.get(f), f) end
+    assert.equal(0, built)
+    local whole = ev.whole()
+    for f, v in pairs(want) do assert.equal(v, event.get(whole, f), f) end
   end)
 
   it("computes a field on demand without building the document", function()

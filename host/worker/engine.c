@@ -282,6 +282,7 @@ static int open_sys(lua_State *L) {
   if (e) {
     lua_pushlightuserdata(L, e);
     luaL_setfuncs(L, worker_funcs, 1);
+    if (th_geoip_push_lib(L, &((th_engine *)e)->geo)) lua_setfield(L, -2, "geoip");
 #ifdef TH_TEST_HOLE
     luaL_newlib(L, hole_funcs);
     lua_setfield(L, -2, "hole");
@@ -468,6 +469,12 @@ int th_engine_init(th_engine *e, const th_engine_opts *o) {
   e->memory_slot = -1;
   e->status = o->status;
   th_buf_init(&e->items);
+  /* Before the state: thsys, opened by the scripts, offers what is open. */
+  char err[512];
+  if (th_geoip_open(&e->geo, o->geoip_asn, o->geoip_city, err, sizeof err) < 0) {
+    th_log("geoip database %s", err);
+    return -1;
+  }
   e->L = th_limits_state(&e->limits, o->home, o->max_instructions, o->max_memory, 1);
   if (e->L == NULL) {
     th_log("cannot create a Lua state: out of memory");
@@ -502,6 +509,7 @@ void th_engine_close(th_engine *e) {
   if (e->L) lua_close(e->L);
   e->L = NULL;
   th_limits_free(&e->limits);  /* after the state: lua_close frees through the allocator */
+  th_geoip_close(&e->geo);     /* after the state too: its closures point at the databases */
   th_buf_free(&e->items);
   free(e->memory_why);
   e->memory_why = NULL;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../proto.h"
+#include "geoip.h"
 #include "limits.h"
 
 typedef struct th_engine_opts {
@@ -26,6 +27,8 @@ typedef struct th_engine_opts {
   size_t max_memory;      /* bytes one rule call may add to the heap; 0: the default */
   size_t heap_cap;        /* bytes the whole heap may hold; 0: no cap */
   uint32_t quarantine_after;  /* failures in a row that quarantine a rule; 0: never */
+  const char *geoip_asn;  /* MaxMind ASN database (thsys.geoip.asn), or NULL; not kept */
+  const char *geoip_city; /* MaxMind City database (thsys.geoip.city), or NULL; not kept */
   th_status *status;      /* the status page; not owned */
 } th_engine_opts;
 
@@ -35,6 +38,7 @@ typedef struct th_engine {
   int record;             /* registry ref: worker.record */
   int document;           /* registry ref: worker.document */
   th_limits limits;       /* the allocator's and the hook's state (must outlive L) */
+  th_geoip geo;           /* the MaxMind databases thsys.geoip reads (must outlive L) */
   th_status *status;      /* not owned */
   th_buf items;           /* items of the reply at hand, in order */
   uint32_t nitems;

@@ -68,7 +68,8 @@ static int send_reply(th_buf *b) {
 }
 
 /* INIT: the options the engine starts with. Strings point into p. */
-static int parse_init(const char *p, size_t len, th_engine_opts *o, char **strs, size_t nstrs) {
+static int parse_init(const char *p, size_t len, th_engine_opts *o, char **strs, size_t nstrs, char **geo_asn,
+                      char **geo_city) {
   th_rd r;
   th_rd_init(&r, p, len);
   memset(o, 0, sizeof *o);
@@ -88,7 +89,14 @@ static int parse_init(const char *p, size_t len, th_engine_opts *o, char **strs,
   o->only = strs + 2;
   for (uint32_t i = 0; i < o->nonly; i++)
     if ((strs[2 + i] = th_rd_strdup(&r)) == NULL) return -1;
-  return r.bad ? -1 : 0;
+  /* the MaxMind databases: after the --rule names, "" for none */
+  char *asn = th_rd_strdup(&r), *city = th_rd_strdup(&r);
+  *geo_asn = asn;
+  *geo_city = city;
+  if (r.bad || asn == NULL || city == NULL) return -1;
+  o->geoip_asn = asn[0] ? asn : NULL;
+  o->geoip_city = city[0] ? city : NULL;
+  return 0;
 }
 
 int th_worker_lock(void) {
@@ -132,7 +140,8 @@ int th_worker_main(void) {
   enum { MAX_ONLY = 256 };
   char *strs[MAX_ONLY + 2] = {0};
   th_engine_opts o;
-  if (parse_init(buf, len, &o, strs, MAX_ONLY + 2) < 0) {
+  char *geo_asn = NULL, *geo_city = NULL;  /* kept for the process's life, as strs */
+  if (parse_init(buf, len, &o, strs, MAX_ONLY + 2, &geo_asn, &geo_city) < 0) {
     th_log("worker: a start message that does not parse");
     _exit(1);
   }
@@ -141,7 +150,8 @@ int th_worker_main(void) {
   if (th_engine_init(&e, &o) < 0) _exit(1);  /* reported */
 
   /* From here on, nothing from the file system: the host hands over every
-   * text. The filter makes that true even for a hole in the Lua sandbox. */
+   * text (and the MaxMind databases are mapped already, th_engine_init). The
+   * filter makes that true even for a hole in the Lua sandbox. */
   if (th_worker_lock() < 0) _exit(1);  /* reported */
 
   th_buf reply;

@@ -68,9 +68,17 @@ local ELASTIC_KEYS = {
 -- carries them.
 local ELASTIC_ONLY = {
   "agent", "aws.cloudtrail.digest", "data_stream.namespace", "data_stream.type", "error.message",
-  "event.created", "event.dataset", "event.module", "event.original", "file.path", "host", "input.type",
-  "log", "message", "related.entity", "related.hash", "related.hosts", "source.as", "source.geo", "tags",
-  "user_agent.device", "user_agent.name", "user_agent.os", "user_agent.version", "actor", "target",
+  "event.created", "event.original", "file.path", "host", "input.type",
+  "log", "message", "related.entity", "related.hash", "tags", "actor", "target",
+  "user.entity", "user.target.entity", "service.entity", "service.target.entity", "host.target.entity",
+  "entity",
+}
+
+-- What the configuration provides (M.files' opts.geoip): { asn = true, city = true }.
+local configured = {}
+local CONFIG_HELP = {
+  ["geoip.asn"] = "a MaxMind ASN database (--geoip-asn FILE, or geoip = { asn = FILE } in the configuration)",
+  ["geoip.city"] = "a MaxMind City database (--geoip-city FILE, or geoip = { city = FILE } in the configuration)",
 }
 
 -- Raw CloudTrail names a rule author may reach for, and the ECS field the
@@ -148,8 +156,25 @@ local function has_prefix(name, list)
   return nil
 end
 
--- nil when some source produces the field; else the warning text.
-function M.field_problem(name)
+-- nil when some source produces the field; else the warning text. negated: the field is read
+-- under `not`, where a field that is never there makes the clause always true.
+function M.field_problem(name, negated)
+  local problem = M.field_problem_of(name)
+  if problem and negated then
+    problem = problem .. "; under 'not', the clause is then true for every CloudTrail event"
+  end
+  return problem
+end
+
+function M.field_problem_of(name)
+  for prefix, key in pairs(normalize.CONFIGURED or {}) do
+    if (name == prefix or name:sub(1, #prefix + 1) == prefix .. ".") and not configured[key:match("%.(.*)$")] then
+      if known[name] then
+        return string.format("%s: produced only when the configuration names %s; without one no source "
+          .. "produces it", name, CONFIG_HELP[key] or key)
+      end
+    end
+  end
   if known[name] or has_prefix(name, normalize.OPEN_FIELDS) then return nil end
   if RAW_NAMES[name] then
     return string.format("%s: no source produces this field (it is the raw CloudTrail name); did you mean %s?",
@@ -265,16 +290,16 @@ function M.rule(rule, src, add)
   -- Fields: the query's, then the investigation fields.
   if rule.query or rule.eql then
     local seen = {}
-    local function walk(node)
+    local function walk(node, negated)
       if node.children then
-        for _, child in ipairs(node.children) do walk(child) end
+        for _, child in ipairs(node.children) do walk(child, negated or node.op == "not") end
       elseif node.path and not seen[node.path] then   -- a value with no field names none
         seen[node.path] = true
-        local problem = M.field_problem(node.path)
+        local problem = M.field_problem(node.path, negated)
         if problem then add(node.line, node.col, "warning", problem) end
       end
     end
-    walk((rule.query or rule.eql).ast)
+    walk((rule.query or rule.eql).ast, false)
   end
   local inv = meta.investigation_fields
   if inv ~= nil then
@@ -533,7 +558,11 @@ end
 -- Files
 ------------------------------------------------------------------------------
 
+-- What the configuration provides, for field_problem: geoip = { asn = true, city = true }.
+function M.configure(geoip) configured = geoip or {} end
+
 function M.files(paths, opts)
+  M.configure(opts and opts.geoip)
   opts = opts or {}
   local diags, stats = {}, { rules = 0, errors = 0, warnings = 0 }
   local ids = {}

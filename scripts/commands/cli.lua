@@ -23,7 +23,7 @@ local USAGE = {
   test = "trailhound test [--format text|tap|junit] [RULE|DIR]...\n"
     .. "  run every rule's embedded tests; a failing test shows the fields the rule reads\n"
     .. "  and the clause that decided its verdict. Exit 1 when a test fails.",
-  check = "trailhound check [--strict] [RULE|DIR]...\n"
+  check = "trailhound check [--strict] [--config FILE] [--geoip-asn FILE] [--geoip-city FILE] [RULE|DIR]...\n"
     .. "  compile each rule and validate it against Elastic's rule schema; a field that no\n"
     .. "  source produces is a warning (--strict: warnings fail too). Exit 1 on an error.",
   explain = "trailhound explain [--record N] RULE EVENTS[:LINE]\n"
@@ -181,12 +181,27 @@ function commands.test(args)
 end
 
 function commands.check(args)
-  local opts, pos = parse("check", args, { strict = "flag" })
+  local opts, pos = parse("check", args, { strict = "flag", config = "value", ["geoip-asn"] = "value",
+    ["geoip-city"] = "value" })
   if opts.help then out:write(usage_text("check")) return 0 end
   local check = require "check"
   local t = styler()
+  -- What the configuration makes the normalizer produce: source.as/geo with MaxMind databases.
+  local geoip = { asn = opts["geoip-asn"] ~= nil, city = opts["geoip-city"] ~= nil }
+  if opts.config then
+    local chunk, why = loadfile(opts.config, "t", {})
+    local ok, conf = false, why
+    if chunk then ok, conf = pcall(chunk) end
+    if not ok or type(conf) ~= "table" then
+      usage_error("check", "--config " .. opts.config .. ": " .. tostring(conf))
+    end
+    if type(conf.geoip) == "table" then
+      geoip.asn = geoip.asn or conf.geoip.asn ~= nil
+      geoip.city = geoip.city or conf.geoip.city ~= nil
+    end
+  end
   local paths, bad = rule_files("check", pos)
-  local diags, stats = check.files(paths, { log = log })
+  local diags, stats = check.files(paths, { log = log, geoip = geoip })
   for _, d in ipairs(diags) do
     local level = d.level == "error" and t.red("error") or t.yellow("warning")
     out:write(ruleset.where(d), ": ", level, ": ", d.msg, "\n")
