@@ -10,6 +10,7 @@ _trailhound() {
   local cmd=${words[1]}
   case $prev in
     --config|--state) _filedir; return ;;
+    --geoip-asn|--geoip-city) _filedir mmdb; return ;;
     --rules|--out) _filedir -d; return ;;
     --output) COMPREPLY=($(compgen -W "stdout file: exec: http:// https:// elasticsearch:http:// elasticsearch:https:// syslog syslog:udp:// syslog:tcp://" -- "$cur")); compopt -o nospace; return ;;
     -o) COMPREPLY=($(compgen -W "rules= rule= max_line= workers= max_time= max_worker_memory= max_instructions= max_memory= quarantine_after= no_prefilter= no_max_signals= output_buffer= outputs= metrics= paths= state= no_state= from_end= from_beginning= exclude= ignore_older= max_open_files= rotate_wait= rescan= poll= stats_interval=" -- "$cur")); compopt -o nospace; return ;;
@@ -41,7 +42,7 @@ _trailhound() {
     return
   fi
   if [[ $cur == -* ]]; then
-    local opts="--config -o --output --output-buffer --metrics --rules --rule --max-line --workers --max-time --max-worker-memory --max-instructions --max-memory --quarantine-after --no-prefilter --no-max-signals --help"
+    local opts="--config -o --output --output-buffer --metrics --rules --rule --max-line --workers --max-time --max-worker-memory --max-instructions --max-memory --quarantine-after --no-prefilter --no-max-signals --geoip-asn --geoip-city --help"
     [[ $cmd == run ]] && opts+=" --state --no-state --from-end --from-beginning --exclude --ignore-older --max-open-files --rotate-wait --rescan --poll --stats-interval"
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     return
