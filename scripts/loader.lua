@@ -33,6 +33,7 @@ local sigma = require "sigma"
 local has_sys, sys = pcall(require, "thsys")
 
 local M = {}
+local find, byte = string.find, string.byte
 
 local function read(path)
   local f, err = io.open(path, "rb")
@@ -52,19 +53,48 @@ end
 
 -- Where the query's text starts in the file: line and column of its first
 -- character, so KQL errors point into the rule file.
+--
+-- The end of the first "query = " and its opening in src, preceded as "[\n{,]%s*query" has
+-- it, or nil. Plain finds of "query": a pattern that starts with a class is tried at every
+-- byte, and a rule's file is often kilobytes of description and guide before its query.
+local function after_query(src, opening)
+  local at = 1
+  while true do
+    local q = find(src, "query", at, true)
+    if not q then return nil end
+    local p, newline = q - 1, false
+    while p >= 1 do
+      local c = byte(src, p)
+      if c == 10 then newline = true end
+      if c ~= 32 and (c < 9 or c > 13) then break end
+      p = p - 1
+    end
+    local c = p >= 1 and byte(src, p) or nil
+    if newline or c == 123 or c == 44 then  -- \n (in the spaces), { or ,
+      local _, e = find(src, opening, q + 5)
+      if e then return e end
+    end
+    at = q + 1
+  end
+end
+
 local function query_position(src)
-  local s, e, eq = src:find("[\n{,]%s*query%s*=%s*%[(=*)%[")
-  local quote
-  if not s then
-    s, e = src:find("[\n{,]%s*query%s*=%s*[\"']")
+  local quote = false
+  local e = after_query(src, "^%s*=%s*%[=*%[")
+  if not e then
+    e = after_query(src, "^%s*=%s*[\"']")
     quote = true
   end
-  if not s then return 1, 1 end
-  local _ = eq
-  local before = src:sub(1, e)
-  local _, lines = before:gsub("\n", "")
-  local line = lines + 1
-  local col = e - (before:match(".*()\n") or 0) + 1
+  if not e then return 1, 1 end
+  -- The newlines before e, counted with plain finds: a pattern anchored at the last one
+  -- (".*()\n") backtracks over the whole prefix, and a rule's file is often kilobytes.
+  local line, last = 1, 0
+  local nl = find(src, "\n", 1, true)
+  while nl and nl <= e do
+    line, last = line + 1, nl
+    nl = find(src, "\n", nl + 1, true)
+  end
+  local col = e - last + 1
   if not quote and src:sub(e + 1, e + 1) == "\n" then  -- a long string skips its first newline
     line, col = line + 1, 1
   end
