@@ -15,6 +15,7 @@
 #include "dispatch.h"
 #include "httpd.h"
 #include "limiter.h"
+#include "stateful.h"
 #include "log.h"
 #include "metrics.h"
 #include "outputs.h"
@@ -46,7 +47,7 @@ static const char usage[] =
   "                           [--metrics ADDR:PORT] [--workers N] [--max-time MS]\n"
   "                           [--max-worker-memory BYTES]\n"
   "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
-  "                           [--no-prefilter] [--no-max-signals])\n"
+  "                           [--no-prefilter] [--no-max-signals] [--max-state BYTES])\n"
   "       trailhound test|check|explain|show|new|dev|import|export ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
   "\n"
@@ -111,6 +112,9 @@ static const char usage[] =
   "                       and skipped undecoded, which changes no alert\n"
   "  --no-max-signals     write every alert: no rule's max_signals holds any back (suppression\n"
   "                       and duplicates still apply); for a hunt through old logs, or a benchmark\n"
+  "  --max-state BYTES    memory the state of new_terms and threshold rules may hold (default\n"
+  "                       256M); past it the least recently used terms and groups are dropped,\n"
+  "                       counted and logged\n"
   "\n"
   "Rules run in worker processes, never in the process that reads files and keeps checkpoints.\n"
   "run reloads a rule file or scripts/normalize.lua when it changes, once the new version\n"
@@ -143,6 +147,7 @@ typedef struct options {
   size_t heap_cap;        /* bytes one worker's heap may hold */
   int no_prefilter;       /* --no-prefilter */
   int no_max_signals;     /* --no-max-signals */
+  size_t max_state;       /* --max-state; 0: TH_STATE_BYTES */
   char **outputs;         /* --output */
   int noutputs;
   size_t output_buffer;   /* --output-buffer */
@@ -253,7 +258,7 @@ static int parse(int argc, char **argv, options *o) {
                                          "--exclude", "--rule", "--max-instructions", "--max-memory",
                                          "--quarantine-after", "--stats-interval", "--workers",
                                          "--max-time", "--max-worker-memory", "--output",
-                                         "--output-buffer", "--metrics", NULL};
+                                         "--output-buffer", "--metrics", "--max-state", NULL};
     int takes = 0;
     for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
@@ -300,6 +305,9 @@ static int parse(int argc, char **argv, options *o) {
       long long n = parse_count(val);
       if (n < 10 || n > 3600000) return usage_error("--max-time: bad time '%s' (milliseconds, 10 to 3600000)", val);
       o->max_time_ms = (unsigned)n;
+    } else if (strcmp(a, "--max-state") == 0) {
+      if ((o->max_state = parse_size(val)) < ((size_t)4 << 10))
+        return usage_error("--max-state: bad size '%s' (at least 4K; K, M, G suffixes)", val);
     } else if (strcmp(a, "--max-worker-memory") == 0) {
       if ((o->heap_cap = parse_size(val)) < ((size_t)16 << 20))
         return usage_error("--max-worker-memory: bad size '%s' (at least 16M; K, M, G suffixes)", val);
@@ -452,6 +460,7 @@ typedef struct host {
   int replay;               /* replay, else run */
   th_outputs out;
   th_limiter *lim;          /* between the workers' alerts and the outputs */
+  th_stateful *sf;          /* stateful rules' candidates, before the limiter */
   const char *state;        /* run: the state file, NULL: none */
   th_pool pool;
   th_rules rules;
@@ -506,6 +515,7 @@ static void close_handles(host *h) {
   th_dispatch_close(h->d);
   th_outputs_close(&h->out);
   th_limiter_close(h->lim);
+  th_stateful_close(h->sf);
   if (h->replay) th_replay_close(&h->rp);
   else th_reload_close(&h->reload);
   if (h->has_in) th_stdin_close(&h->in);
@@ -519,6 +529,7 @@ static void on_drained(int all, void *ud) {
   host *h = ud;
   h->draining = 0;
   th_limiter_save(h->lim);  /* what the outputs have now: a restart goes on from it */
+  th_stateful_save(h->sf);
   uint64_t left = th_outputs_next(&h->out) - th_outputs_acked(&h->out);
   if (!all && left > 0)
     th_log("%llu alert%s not delivered by every output; %s", (unsigned long long)left, left == 1 ? "" : "s",
@@ -802,14 +813,16 @@ static int host_main(const options *o, const char *rules, const char *home) {
   int files = o->nfiles - o->stdin_path;
   if (!h.replay && !o->no_state)
     h.state = o->state ? o->state : files > 0 ? default_state(statebuf, sizeof statebuf, o) : NULL;
-  if ((h.lim = th_limiter_new(&h.loop, &h.out, h.state, o->no_max_signals)) == NULL) {
+  if ((h.lim = th_limiter_new(&h.loop, &h.out, h.state, o->no_max_signals)) == NULL ||
+      (h.sf = th_stateful_new(&h.loop, &h.out, h.lim, h.state, o->max_state)) == NULL) {
     th_log("cannot start: out of memory");
+    th_limiter_free(h.lim);
     th_outputs_free(&h.out);
     uv_loop_close(&h.loop);
     return 1;
   }
   th_dispatch_opts dop = {
-    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .limiter = h.lim, .on_room = on_room, .on_idle = on_idle,
+    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .limiter = h.lim, .stateful = h.sf, .on_room = on_room, .on_idle = on_idle,
     .on_broken = on_broken, .ud = &h,
   };
   int rc = 1;
@@ -872,6 +885,7 @@ cleanup:
   th_pool_free(&h.pool);
   th_outputs_free(&h.out);
   th_limiter_free(h.lim);
+  th_stateful_free(h.sf);
   if (h.metrics_on) th_httpd_free(&h.metrics);
   uv_loop_close(&h.loop);
   for (int i = 0; expanded && i < nexpanded; i++) free(expanded[i]);

@@ -281,7 +281,7 @@ describe("check", function()
         "11 error tags must be a list of strings",
       }, diags(src))
       -- A type the host cannot run is the loader's refusal: said alone, at its line.
-      assert.same({ "8 error type 'eql' is not supported here (only query rules run)" },
+      assert.same({ "8 error type 'eql' is not supported here (query, new_terms and threshold rules run)" },
         diags(with('  severity = "low",', '  type = "eql",\n  severity = "low",')))
     end)
 

@@ -42,6 +42,7 @@ local luasource = require "luasource"
 local loader = require "loader"
 local ruleset = require "ruleset"
 local sandbox = require "sandbox"
+local stateful = require "stateful"
 
 local M = {}
 
@@ -464,7 +465,9 @@ end
 -- its language, when it is not a KQL query rule.
 local RUNS = { kuery = true, sigma = true }  -- the languages the loader runs
 local function blocker(mod)
-  if mod.type ~= nil and mod.type ~= "query" then return "type " .. tostring(mod.type) end
+  if mod.type ~= nil and mod.type ~= "query" and not stateful.TYPES[mod.type] then
+    return "type " .. tostring(mod.type)
+  end
   if mod.language ~= nil and not RUNS[mod.language] then return "language " .. tostring(mod.language) end
   return "check errors"
 end
