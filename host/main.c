@@ -549,6 +549,7 @@ static void on_stopped(void *ud) {
   host *h = ud;
   h->draining = 1;
   th_limiter_flush(h->lim);  /* every suppressed group's count */
+  th_stateful_flush(h->sf);
   th_outputs_kick(&h->out);
   th_outputs_drain(&h->out, (h->replay || h->finished) && h->rc == 0 ? 0 : DRAIN_MS, on_drained, h);
 }
@@ -821,6 +822,7 @@ static int host_main(const options *o, const char *rules, const char *home) {
     uv_loop_close(&h.loop);
     return 1;
   }
+  th_stats_state(th_stateful_store(h.sf));
   th_dispatch_opts dop = {
     .pool = &h.pool, .rules = &h.rules, .out = &h.out, .limiter = h.lim, .stateful = h.sf, .on_room = on_room, .on_idle = on_idle,
     .on_broken = on_broken, .ud = &h,

@@ -254,6 +254,16 @@ int th_state_part(const th_state *s, size_t i, th_state_part_info *out) {
   return 0;
 }
 
+int th_state_rule(const th_state *s, const char *rule_id, th_state_part_info *out) {
+  for (size_t j = 0; j < s->nparts; j++) {
+    const part *p = &s->parts[j];
+    if (p->rule_id == NULL || p->superseded || strcmp(p->rule_id, rule_id) != 0) continue;
+    *out = (th_state_part_info){p->rule_id, p->type, p->entries, p->bytes, p->evicted};
+    return 1;
+  }
+  return 0;
+}
+
 void th_state_totals(const th_state *s, th_state_counts *t) { *t = s->t; }
 
 /* ---- deciding -------------------------------------------------------------------- */

@@ -122,6 +122,8 @@ typedef struct th_state_part_info {
 } th_state_part_info;
 /* The i-th live partition; 0 past the end. */
 int th_state_part(const th_state *s, size_t i, th_state_part_info *out);
+/* The live partition of a rule; 0 if it has none. */
+int th_state_rule(const th_state *s, const char *rule_id, th_state_part_info *out);
 
 typedef struct th_state_totals {
   uint64_t entries, bytes, evicted, expired, cleared;

@@ -44,6 +44,8 @@ static void sweep(th_stateful *sf) {
   }
 }
 
+void th_stateful_flush(th_stateful *sf) { sweep(sf); }
+
 static void on_tick(uv_timer_t *h) {
   th_stateful *sf = h->data;
   if (uv_now(sf->loop) - sf->swept_ms >= SWEEP_MS) sweep(sf);

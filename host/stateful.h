@@ -45,6 +45,8 @@ enum { TH_STATE_QUIET = 100 };  /* the store kept no alert */
 int th_stateful_item(th_stateful *sf, th_state_item *it);
 
 void th_stateful_save(th_stateful *sf);
+/* A stop: expired entries dropped, evictions said. */
+void th_stateful_flush(th_stateful *sf);
 const th_state *th_stateful_store(const th_stateful *sf);
 void th_stateful_close(th_stateful *sf);  /* its timer; before the loop ends */
 void th_stateful_free(th_stateful *sf);
