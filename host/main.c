@@ -647,6 +647,7 @@ static void render_metrics(th_buf *b, void *ud) {
   th_metrics_src src = {
     .rules = &h->rules, .d = h->d, .out = &h->out, .pool = &h->pool, .run = !h->replay,
     .files = files, .nfiles = n, .started = h->started_wall, .version = TH_VERSION,
+    .state = th_stateful_store(h->sf),
   };
   th_metrics_render(b, &src);
   free(files);
@@ -824,7 +825,8 @@ static int host_main(const options *o, const char *rules, const char *home) {
   }
   th_stats_state(th_stateful_store(h.sf));
   th_dispatch_opts dop = {
-    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .limiter = h.lim, .stateful = h.sf, .on_room = on_room, .on_idle = on_idle,
+    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .limiter = h.lim, .stateful = h.sf, .on_room = on_room,
+    .on_idle = on_idle,
     .on_broken = on_broken, .ud = &h,
   };
   int rc = 1;

@@ -236,11 +236,20 @@ describe("the state of stateful rules", function()
     local path = r .. "/" .. NEW_TERMS .. ".lua"
     local src = th.read(path)
     th.write(dir .. "/a.ndjson", records())
-    local h = start(r, state, dir)
+    local h = start(r, state, dir, { "--metrics", "127.0.0.1:0" })
     read_all(h, state, dir .. "/a.ndjson")
     local function terms() return #of_rule(th.alerts(th.complete_lines(h.out())), "GetCallerIdentity API Called") end
     local n = terms()
     assert.truthy(n > 0)
+    -- --metrics: what each stateful rule keeps
+    local port = th.wait_for(function() return h.err():match("metrics: http://127%.0%.0%.1:(%d+)/metrics") end, 10)
+    local p = io.popen("python3 tests/support/httpclient.py get 127.0.0.1 " .. port)
+    local body = cjson.decode(p:read("a")).body
+    p:close()
+    assert.equal(tostring(n), body:match('\ntrailhound_rule_state_entries{rule_id="[^"]+",rule="AWS STS '
+      .. 'GetCallerIdentity API Called for the First Time"} (%d+)\n'), body)
+    assert.truthy(body:find('\ntrailhound_rule_state_bytes{rule_id="[^"]+",rule="AWS Secrets Manager Rapid Secrets '
+      .. 'Retrieval"} %d+\n'), body)
     -- Another description: the same rule as far as its state goes.
     th.write(path, (src:gsub("\n  description = %[%[", "\n  description = [[Edited. ", 1)))
     local function reloads() return select(2, h.err():gsub('First Time" %(no version%) reloaded', "")) end
