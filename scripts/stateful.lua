@@ -68,7 +68,7 @@ end
 local function new_terms(mod)
   local nt = mod.new_terms
   if type(nt) ~= "table" then
-    return nil, "new_terms", "a new_terms rule needs new_terms = { field = \"new_terms_fields\", value = { ... }, " ..
+    return nil, "type", "a new_terms rule needs new_terms = { field = \"new_terms_fields\", value = { ... }, " ..
       "history_window_start = { { field = \"history_window_start\", value = \"now-7d\" } } }"
   end
   if nt.field ~= nil and nt.field ~= "new_terms_fields" then
@@ -90,7 +90,7 @@ end
 local function threshold(mod)
   local th = mod.threshold
   if type(th) ~= "table" then
-    return nil, "threshold", "a threshold rule needs threshold = { field = { ... }, value = N }"
+    return nil, "type", "a threshold rule needs threshold = { field = { ... }, value = N }"
   end
   local fields = th.field
   if fields == nil or fields == "" then fields = {} end
