@@ -99,9 +99,12 @@ static int64_t wall_ms(void) {
 
 int th_stateful_item(th_stateful *sf, th_state_item *it) {
   th_limit_alert *a = &it->a;
+  /* An event without a time we read is taken as of the newest one seen: the
+   * wall clock would move the store's clock years on in a replay, and expire it. */
   int64_t t = th_iso_ms(a->ts, a->tlen);
+  if (t < 0) t = th_state_clock(sf->s) != INT64_MIN ? th_state_clock(sf->s) : wall_ms();
   th_state_event e = {
-    .rule_id = a->rule_id, .fp = it->fp, .type = it->type, .t = t >= 0 ? t : wall_ms(), .key = it->key,
+    .rule_id = a->rule_id, .fp = it->fp, .type = it->type, .t = t, .key = it->key,
     .klen = it->klen, .ev = a->ulen ? th_fnv1a(a->uuid, a->ulen) : 0, .distinct = it->dlen ? it->distinct : NULL,
     .dlen = it->dlen, .window_s = it->window_s, .value = it->value, .cardinality = it->cardinality,
   };

@@ -33,7 +33,7 @@ tap() {
 }
 
 # 1. luacheck
-luafiles=$(ls scripts/*.lua scripts/commands/*.lua rules/*.lua tests/*.lua examples/*.lua examples/rules/*.lua tests/bench/*.lua 2>/dev/null)
+luafiles=$(ls scripts/*.lua scripts/commands/*.lua rules/*.lua tests/*.lua examples/*.lua examples/rules/*.lua examples/stateful/*.lua tests/bench/*.lua 2>/dev/null)
 : > "$log/luacheck.tap"
 for f in $luafiles; do
   if out=$(luacheck -q "$f" 2>&1); then echo "ok - luacheck $f"; else echo "not ok - luacheck $f"; echo "$out"; fi
