@@ -7,7 +7,8 @@
 #      (FUZZ_ITERATIONS, default 20000 each; tests/fuzz/README.md), TAP
 #   3. busted specs: Lua units and the binary end to end, TAP
 #   4. the end-to-end specs again, driving the ASan+UBSan build
-#   5. a replay of the examples and the Stratus data under valgrind
+#   5. a replay of the examples and the Stratus data under valgrind (the bundled rules, then
+#      the stateful examples)
 # Exit status 0 only when nothing failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -79,7 +80,10 @@ fi
 : > "$log/valgrind.tap"
 if valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
      build/trailhound replay examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz \
-     tests/fixtures/stratus-red-team/*.json > /dev/null 2> "$log/valgrind.err"; then
+     tests/fixtures/stratus-red-team/*.json > /dev/null 2> "$log/valgrind.err" &&
+   valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+     build/trailhound replay --rules examples/stateful tests/fixtures/stratus-red-team/*.json \
+     > /dev/null 2>> "$log/valgrind.err"; then
   echo "ok - valgrind replay: no errors, no leaks" >> "$log/valgrind.tap"
   tap "valgrind replay" "$log/valgrind.tap" 0
 else
