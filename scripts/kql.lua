@@ -569,6 +569,16 @@ local ESCAPED_WS = { t = "\t", r = "\r", n = "\n" }
 local KEYWORDS = { "or", "and", "not" }
 local KEYWORD_SET = { ["or"] = true, ["and"] = true, ["not"] = true }
 local NBSP = "\194\160"
+-- How a failure names a literal it expected: "(" as "\"(\"", made once.
+local QUOTED = setmetatable({}, { __index = function(t, s)
+  local q = '"' .. s .. '"'
+  t[s] = q
+  return q
+end })
+-- A run of characters an unquoted literal takes as they are: printable ASCII that is no
+-- special character, no backslash or wildcard, no whitespace (where " or " and " and "
+-- begin) and no n (where "not " begins). The rest go one at a time.
+local PLAIN_RUN = "^[^%c%s\\():<>\"*{}nN\128-\255]+"
 
 -- JavaScript's String.prototype.trim: its whitespace, at both ends.
 local JS_SPACE = {}
@@ -598,13 +608,14 @@ local function trim_end(s)
   return sub(s, 1, e)
 end
 
-local function parse(src, opts)
-  local n = #src
-  local chunk = opts.chunkname or "query"
-  local line0, col0 = opts.line or 1, opts.col or 1
-
-  local starts = { 1 }
-  for p in src:gmatch("()\n") do starts[#starts + 1] = p + 1 end
+-- The parser. Its grammar's functions are made once, here, and work on the state of the parse
+-- at hand (parse does not run inside itself): made for each query, as they were, they were
+-- most of what compiling a short query cost (fifty closures, each over a dozen upvalues).
+local parse
+do
+  local src, n, chunk, line0, col0, starts   -- the query, and where it sits in its file
+  local maxp, expected, silent, opened       -- peggy's failure bookkeeping (below)
+  local memos = {}                           -- every named rule's cache, emptied per parse
 
   -- Line and column (in characters) of byte p, in the file.
   local function where(p)
@@ -625,7 +636,6 @@ local function parse(src, opts)
   end
 
   -- peggy's bookkeeping of failures
-  local maxp, expected, silent = 1, {}, 0
   local function expect(p, what)
     if silent > 0 or p < maxp then return end
     if p > maxp then
@@ -636,35 +646,38 @@ local function parse(src, opts)
   -- A named rule, its results cached by position: Kibana builds its parser with
   -- peggy's cache, so a rule that failed once at a place (whitespace after a value,
   -- tried first inside OR) is not recorded again when tried there again.
-  local FAILED = {}
   local function named(name, rule)
-    local memo = {}
+    local ends, values = {}, {}   -- by position: where the rule ended (false: it failed), its value
+    memos[#memos + 1] = ends
+    memos[#memos + 1] = values
     return function(p)
-      local m = memo[p]
-      if m == FAILED then return nil end
-      if m then return m[1], m[2] end
+      local m = ends[p]
+      if m ~= nil then
+        if not m then return nil end
+        return m, values[p]
+      end
       silent = silent + 1
       local e, v = rule(p)
       silent = silent - 1
       if not e then
         expect(p, name)
-        memo[p] = FAILED
+        ends[p] = false
       else
-        memo[p] = { e, v }
+        ends[p], values[p] = e, v
       end
       return e, v
     end
   end
-  local opened = {}   -- where a ')' or '}' expected at a place would close: the '(' or '{'
+  -- opened: where a ')' or '}' expected at a place would close: the '(' or '{'
   local function lit(p, s, open)
     if sub(src, p, p + #s - 1) == s then return p + #s end
-    expect(p, '"' .. s .. '"')
+    if silent == 0 and p >= maxp then expect(p, QUOTED[s]) end
     if open and silent == 0 and p == maxp then opened[p] = open end
     return nil
   end
   local function lit_i(p, s)   -- 'or'i
     if sub(src, p, p + #s - 1):lower() == s then return p + #s end
-    expect(p, '"' .. s .. '"')
+    if silent == 0 and p >= maxp then expect(p, QUOTED[s]) end
     return nil
   end
 
@@ -772,6 +785,13 @@ local function parse(src, opts)
     local segs, buf, q = {}, {}, p
     local any_char = false
     while q <= n do
+      local _, run = find(src, PLAIN_RUN, q)
+      if run then  -- characters none of the cases below can apply to, at once
+        buf[#buf + 1] = sub(src, q, run)
+        any_char = true
+        q = run + 1
+        goto continue
+      end
       local c = byte(src, q)
       local text, e
       if c == 92 then                                   -- \
@@ -807,6 +827,7 @@ local function parse(src, opts)
       end
       any_char = true
       q = e
+      ::continue::
     end
     if not any_char then return nil end
     segs[#segs + 1] = concat(buf)
@@ -1006,50 +1027,61 @@ local function parse(src, opts)
   OrQuery = chain("or", AndQuery, Or)
 
   -- start = Space* OrQuery? OptionalSpace, then the end of the input
-  local p = Spaces(1)
-  local e, root = OrQuery(p)
-  if e then p = e end
-  p = OptionalSpace(p)
-  if p <= n then
-    expect(p, "end of input")
-  elseif root == nil then
-    local l, c = where(n + 1)
-    root = { op = "all", line = l, col = c }
-  end
-  if p > n then return root end
-
-  -- Kibana's message: what was expected at the furthest failure, sorted, and what
-  -- stands there.
-  local seen, list = {}, {}
-  local SAY = { fieldName = "field name" }
-  for _, x in ipairs(expected) do
-    x = SAY[x] or x
-    if not seen[x] then
-      seen[x] = true
-      list[#list + 1] = x
+  function parse(text, opts)
+    src, n = text, #text
+    chunk = opts.chunkname or "query"
+    line0, col0 = opts.line or 1, opts.col or 1
+    starts = { 1 }
+    for p in src:gmatch("()\n") do starts[#starts + 1] = p + 1 end
+    maxp, expected, silent, opened = 1, {}, 0, {}
+    for _, t in ipairs(memos) do
+      for k in pairs(t) do t[k] = nil end
     end
+    local p = Spaces(1)
+    local e, root = OrQuery(p)
+    if e then p = e end
+    p = OptionalSpace(p)
+    if p <= n then
+      expect(p, "end of input")
+    elseif root == nil then
+      local l, c = where(n + 1)
+      root = { op = "all", line = l, col = c }
+    end
+    if p > n then return root end
+
+    -- Kibana's message: what was expected at the furthest failure, sorted, and what
+    -- stands there.
+    local seen, list = {}, {}
+    local SAY = { fieldName = "field name" }
+    for _, x in ipairs(expected) do
+      x = SAY[x] or x
+      if not seen[x] then
+        seen[x] = true
+        list[#list + 1] = x
+      end
+    end
+    sort(list)
+    local found = "end of input"
+    if maxp <= n then
+      found = '"' .. (src:match("^" .. utf8.charpattern, maxp) or sub(src, maxp, maxp)) .. '"'
+    end
+    local hint = ""
+    local before = sub(src, 1, maxp - 1):match("(%S+)%s*$") or ""
+    if maxp <= n and byte(src, maxp) == 34 and not find(src, '"', maxp + 1, true) then
+      hint = " (the string that starts here is not closed)"
+    elseif opened[maxp] and (seen['")"'] or seen['"}"']) then
+      local l, c = where(opened[maxp])
+      hint = format(" (to close the '%s' at %d:%d)", sub(src, opened[maxp], opened[maxp]), l, c)
+    elseif sub(before, -1) == ":" and sub(src, maxp, maxp + 3):lower():match("^not%s") then
+      hint = " (write not field: value, or field: (not value))"
+    elseif byte(src, maxp) == 40 and KEYWORD_SET[before:lower()] and sub(src, maxp - 1, maxp - 1) == before:sub(-1) then
+      hint = format(" (Kibana needs whitespace between '%s' and '(')", before)
+    else
+      local kw = src:match("^(%a%a%a?)%(", maxp)
+      if kw and KEYWORD_SET[kw:lower()] then hint = format(" (Kibana needs whitespace between '%s' and '(')", kw) end
+    end
+    fail_at(maxp, "Expected %s but %s found.%s", concat(list, ", "), found, hint)
   end
-  sort(list)
-  local found = "end of input"
-  if maxp <= n then
-    found = '"' .. (src:match("^" .. utf8.charpattern, maxp) or sub(src, maxp, maxp)) .. '"'
-  end
-  local hint = ""
-  local before = sub(src, 1, maxp - 1):match("(%S+)%s*$") or ""
-  if maxp <= n and byte(src, maxp) == 34 and not find(src, '"', maxp + 1, true) then
-    hint = " (the string that starts here is not closed)"
-  elseif opened[maxp] and (seen['")"'] or seen['"}"']) then
-    local l, c = where(opened[maxp])
-    hint = format(" (to close the '%s' at %d:%d)", sub(src, opened[maxp], opened[maxp]), l, c)
-  elseif sub(before, -1) == ":" and sub(src, maxp, maxp + 3):lower():match("^not%s") then
-    hint = " (write not field: value, or field: (not value))"
-  elseif byte(src, maxp) == 40 and KEYWORD_SET[before:lower()] and sub(src, maxp - 1, maxp - 1) == before:sub(-1) then
-    hint = format(" (Kibana needs whitespace between '%s' and '(')", before)
-  else
-    local kw = src:match("^(%a%a%a?)%(", maxp)
-    if kw and KEYWORD_SET[kw:lower()] then hint = format(" (Kibana needs whitespace between '%s' and '(')", kw) end
-  end
-  fail_at(maxp, "Expected %s but %s found.%s", concat(list, ", "), found, hint)
 end
 
 ------------------------------------------------------------------------------
