@@ -32,6 +32,14 @@
  * A threshold group keeps at most max(value, cardinality) events and values:
  * TH_STATE_VALUE_MAX bounds both (the loader refuses more).
  *
+ * EQL sequences (`sequence by f with maxspan=T [a] [b] ...`) plug in as
+ * TH_STATE_SEQUENCE with a file of their own beside these two: the key is the
+ * `by` values, the payload the partial sequences (the step each reached, the
+ * time and identity of its events), until the first event's time + maxspan;
+ * the worker evaluates the step predicates and sends the step an event
+ * matches in `value`. The store's partitions, cap, expiry and file are theirs
+ * as they are; th_state_decide has the switch where the type joins.
+ *
  * Saving follows the limiter's acknowledged cut: an entry changed by an alert
  * that the outputs have not acknowledged is saved as it was before that
  * alert (or not at all if the alert made it), so after a crash the event is
