@@ -168,7 +168,10 @@ th_sentry *th_state_add(th_state *s, uint32_t part, const char *key, size_t klen
 
 int th_state_keep(th_state *s, th_sentry *x, int existed) {
   s->last = x;
-  if (x->pos) return 0;  /* an alert before it is still unacknowledged: what was before that stays kept */
+  if (x->pos) {  /* an alert before it is still unacknowledged: what was before that stays kept, */
+    x->pos = UINT64_MAX;  /* until this one is acknowledged too */
+    return 0;
+  }
   x->pos = UINT64_MAX;   /* until th_state_written says where */
   x->had = existed;
   if (!existed) return 0;

@@ -125,6 +125,13 @@ static void file(void) {
   nt(s, "r", 1, "[\"pending\"]", T0);
   th_state_written(s, 9);
   for (int i = 0; i < 4; i++) th(s, "[\"g\"]", 10 + (uint64_t)i, NULL, T0 + i * 1000, 5, 0);
+  /* new again 8 days on, twice: the first alert acknowledged, the second not */
+  nt(s, "r", 1, "[\"twice\"]", T0 - 20 * DAY);
+  th_state_written(s, 2);
+  nt(s, "r", 1, "[\"twice\"]", T0 - 10 * DAY);
+  th_state_written(s, 4);
+  nt(s, "r", 1, "[\"twice\"]", T0);
+  th_state_written(s, 8);
   CHECK(th_state_save(s, path, 6) == 0, "saved, acknowledged up to 6");
   th_state_free(s);
 
@@ -132,6 +139,8 @@ static void file(void) {
   CHECK(th_state_load(s, path) == 0, "read back");
   CHECK(nt(s, "r", 1, "[\"acked\"]", T0 + MIN).alert == 0, "a term whose alert was delivered is known");
   CHECK(nt(s, "r", 1, "[\"pending\"]", T0 + MIN).alert == 1, "one whose alert was not delivered alerts again");
+  CHECK(nt(s, "r", 1, "[\"twice\"]", T0).alert == 1,
+        "one alerting again before its last alert was delivered alerts again: its last alert is not lost");
   CHECK(th(s, "[\"g\"]", 12, NULL, T0 + 2000, 5, 0).alert == 0, "a counted event read again is not counted");
   CHECK(th(s, "[\"g\"]", 14, NULL, T0 + 4000, 5, 0).alert == 1, "the group goes on from its count: the 5th alerts");
   th_state_free(s);
