@@ -10,8 +10,9 @@
  *    write_batch does ends exactly at its end, without a bad read, every
  *    rule slot below the limit;
  *  - as the choices that build a well-formed reply (items of every kind,
- *    strings of any length, counters; stateful rules' candidates too): the check must accept it, and refuse
- *    it cut short anywhere, with a byte added, or with a slot at the limit.
+ *    stateful rules' candidates too, strings of any length, counters): the
+ *    check must accept it, and refuse it cut short anywhere, with a byte
+ *    added, or with a slot at the limit.
  */
 #include <string.h>
 
