@@ -12,6 +12,13 @@
 int th_newterms_decide(th_state *s, uint32_t part, const th_state_event *e, th_state_verdict *v) {
   int64_t hist = (int64_t)e->window_s * 1000;
   th_sentry *x = th_state_find(s, part, e->key, e->klen);
+  if (e->touch) {
+    if (x && x->t >= e->t - hist && e->t > x->t) {
+      x->t = e->t;
+      x->until = e->t + hist;
+    }
+    return 0;
+  }
   if (x == NULL) {
     if ((x = th_state_add(s, part, e->key, e->klen, e->t)) == NULL) return -1;
     x->until = e->t + hist;

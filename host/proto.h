@@ -53,7 +53,8 @@
  *                      field's value; "" none), u32 window_s, u32 value, u32
  *                      cardinality, str cardinality field (JSON string; "" none), then
  *                      what ALERT holds from timestamp on (for a threshold, at and len
- *                      are where threshold_result goes in line)
+ *                      are where threshold_result goes in line; a new_terms line ""
+ *                      is a combination the worker sent lately: its time only)
  *   LOADED      u32 n, n x { str path, u8 ok, str id|error, str name, str version,
  *               prefilter },
  *               str fatal (--rule named nothing that loaded; "" if none), items

@@ -91,6 +91,9 @@ typedef struct th_state_event {
   size_t dlen;
   uint32_t window_s;          /* history (new_terms), lookback (threshold) */
   uint32_t value, cardinality;  /* threshold; cardinality 0: none */
+  int touch;                  /* new_terms: a combination the worker knows the host knows (it sent no
+                               * alert): its time is taken if the entry is there and in its window,
+                               * else it is ignored; never an alert */
 } th_state_event;
 
 /* What the store says of a candidate. */

@@ -107,6 +107,7 @@ int th_stateful_item(th_stateful *sf, th_state_item *it) {
     .rule_id = a->rule_id, .fp = it->fp, .type = it->type, .t = t, .key = it->key,
     .klen = it->klen, .ev = a->ulen ? th_fnv1a(a->uuid, a->ulen) : 0, .distinct = it->dlen ? it->distinct : NULL,
     .dlen = it->dlen, .window_s = it->window_s, .value = it->value, .cardinality = it->cardinality,
+    .touch = it->type == TH_STATE_NEW_TERMS && a->len == 0,  /* no alert sent: the worker knew it known */
   };
   th_state_verdict v;
   if (th_state_decide(sf->s, &e, &v) < 0) return -1;

@@ -14,7 +14,8 @@
 --   stateful.keys(rule, doc, src) -> { { key, distinct, values | terms, uuid } }
 --       the candidates of an event that matched (none when a field is missing)
 --   stateful.candidates(rule, doc, src, now, fresh) -> the same, each with its alert:
---       line, at, len (threshold: where kibana.alert.threshold_result goes)
+--       line, at, len (threshold: where kibana.alert.threshold_result goes); a new_terms
+--       candidate this worker sent with its alert lately has none (line nil: see KNOWN)
 --
 -- new_terms: an event alerts when the combination of its new_terms_fields
 -- values was not seen in the history window (history_window_start: now-7d)
@@ -205,10 +206,55 @@ function M.keys(rule, doc, src)
   return out
 end
 
+-- Milliseconds since the epoch of an ISO 8601 time in UTC ("2024-07-31T12:36:52.000Z"), or nil.
+local function ms(iso)
+  if type(iso) ~= "string" then return nil end
+  local y, mo, d, h, mi, se = iso:match("^(%d%d%d%d)-(%d%d)-(%d%d)[T ](%d%d):(%d%d):(%d%d)")
+  if not y or not iso:find("Z$") then return nil end
+  y, mo = tonumber(y), tonumber(mo)
+  if mo <= 2 then y = y - 1 end
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + tonumber(d) - 1
+  local days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000 + tonumber(se) * 1000
+end
+
+-- KNOWN: a new_terms rule's combinations this worker sent with their alert, and the event time
+-- it sent them at (rule.known, at most MAX_KNOWN, then started afresh). Within half the history
+-- window after that, the host knows the combination (it saw it then, or decided on it first),
+-- so the event goes without its alert, which building costs as much as a query rule's alert:
+-- the host only takes its time (it never alerts on one, and ignores one it does not know, or
+-- knows as older than its window: a full one decides those). A term the host evicted at its
+-- cap so alerts again only once this worker sends it whole again.
+M.MAX_KNOWN = 4096
+
+local function known(rule, key, t)
+  if not t then return false end
+  local k = rule.known
+  if not k then
+    k = { n = 0, at = {} }
+    rule.known = k
+  end
+  local sent = k.at[key]
+  if sent and t >= sent and t < sent + rule.state.window_s * 500 then return true end
+  if not sent then
+    if k.n >= M.MAX_KNOWN then
+      k.n, k.at = 0, {}
+    end
+    k.n = k.n + 1
+  end
+  k.at[key] = t
+  return false
+end
+
 function M.candidates(rule, doc, src, now, fresh)
   local list = M.keys(rule, doc, src)
+  local t = rule.state.kind == "new_terms" and ms(event.get(doc, "@timestamp")) or nil
   for _, c in ipairs(list) do
-    if rule.state.kind == "new_terms" then
+    if rule.state.kind == "new_terms" and known(rule, c.key, t) then
+      c.light, c.at, c.len = true, 0, 0  -- no line: the host takes its time only
+    elseif rule.state.kind == "new_terms" then
       local sok, sup, group = pcall(alert.suppression, rule, doc)
       if not sok then sup, group = nil, nil end
       c.line, c.uuid, c.at, c.len = alert.line(rule, doc, src, now, fresh, sup,

@@ -290,10 +290,10 @@ local function candidates(rule, pr, doc, src, built)
   local sev = SYSLOG_SEVERITY[rule.meta.severity] or 5
   local card = st.cardinality
   for _, c in ipairs(list) do
-    if c.line then
+    if c.line or c.light then  -- light: a combination the host knows, its time only (stateful.lua)
       local threshold = st.kind == "threshold"
       cb.candidate(pr.slot, st.type, st.fingerprint, c.key, c.distinct or "", st.window_s, st.value or 0,
-        card and card.value or 0, card and alert.encode(card.field) or "", t, c.uuid, sev, c.line,
+        card and card.value or 0, card and alert.encode(card.field) or "", t, c.uuid, sev, c.line or "",
         lim.max_signals, lim.interval_s, (not threshold and c.len > 0) and lim.suppress.duration_s or 0,
         c.group or "", c.at, c.len)
     end

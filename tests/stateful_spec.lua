@@ -123,6 +123,24 @@ describe("stateful", function()
     end)
   end)
 
+  describe("candidates()", function()
+    it("sends a combination this worker sent whole lately without its alert, for half its window", function()
+      local r = assert(load(NEW_TERMS))
+      local function at(t, id)
+        return stateful.candidates(r, { ["@timestamp"] = t, event = { id = id }, cloud = { account = { id = "1" } },
+          user = { name = "a" } }, { path = "f", offset = 0 }, "2024-08-01T00:00:00.000Z", true)[1]
+      end
+      local first = at("2024-07-31T10:00:00.000Z", "e1")
+      assert.truthy(first.line)
+      assert.matches('"new_terms":%["1","a"%]', first.line)
+      local again = at("2024-07-31T11:00:00.000Z", "e2")
+      assert.is_true(again.light)
+      assert.is_nil(again.line)
+      assert.truthy(at("2024-08-04T11:00:00.000Z", "e3").line, "3.5 days on: whole again")
+      assert.truthy(at("2024-07-30T10:00:00.000Z", "e4").line, "an earlier event: whole")
+    end)
+  end)
+
   describe("tests of several events", function()
     it("need the binary's store under plain lua5.4, and say so", function()
       local r = assert(load(NEW_TERMS))

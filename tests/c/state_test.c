@@ -49,12 +49,36 @@ static void new_terms(void) {
   th_state_sweep(s, UINT64_MAX);
   th_state_counts c;
   th_state_totals(s, &c);
-  CHECK(c.entries == 1 && c.cleared == 1, "the old version's entries are gone at the sweep, and the other rule's expired term (%llu left)",
+  CHECK(c.entries == 1 && c.cleared == 1,
+        "the old version's entries are gone at the sweep, and the other rule's expired term (%llu left)",
         (unsigned long long)c.entries);
   th_state_part_info pi;
   int n = 0;
   while (th_state_part(s, (size_t)n, &pi)) n++;
   CHECK(n == 2, "two live partitions are listed");
+  th_state_free(s);
+}
+
+static th_state_verdict touch(th_state *s, const char *key, int64_t t) {
+  th_state_event e = {.rule_id = "r", .fp = 1, .type = TH_STATE_NEW_TERMS, .t = t, .key = key, .klen = strlen(key),
+                      .window_s = 7 * 86400, .touch = 1};
+  th_state_verdict v;
+  if (th_state_decide(s, &e, &v) < 0) v.alert = -1;
+  return v;
+}
+
+/* A worker's light candidate: a combination it sent whole lately. */
+static void touches(void) {
+  th_state *s = th_state_new(0);
+  CHECK(touch(s, "[\"x\"]", T0).alert == 0, "touch: never an alert");
+  CHECK(nt(s, "r", 1, "[\"x\"]", T0 + MIN).alert == 1,
+        "a touch of an unknown term makes no entry: the whole one alerts");
+  touch(s, "[\"x\"]", T0 + 6 * DAY);
+  CHECK(nt(s, "r", 1, "[\"x\"]", T0 + 12 * DAY).alert == 0,
+        "a touch in the window keeps the term known for another");
+  touch(s, "[\"x\"]", T0 + 30 * DAY);
+  CHECK(nt(s, "r", 1, "[\"x\"]", T0 + 30 * DAY + MIN).alert == 1,
+        "a touch past the window is ignored: the term is new");
   th_state_free(s);
 }
 
@@ -156,6 +180,7 @@ static void file(void) {
 
 int main(void) {
   new_terms();
+  touches();
   threshold();
   bounds();
   file();
