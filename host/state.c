@@ -3,7 +3,7 @@
  * state file.
  *
  * Keys are kept as 64-bit hashes of their text, seeded per partition: an
- * entry costs about 100 bytes whatever its key's length. Two keys of one rule
+ * entry costs about 130 bytes whatever its key's length. Two keys of one rule
  * colliding (about one in 10^8 among a million) would make a new term look
  * known; that is the price of a bounded, small store.
  */
