@@ -303,10 +303,11 @@ return {
     assert.truthy(all > 50, all .. " combinations")
     assert.equal(0, again, "every combination of the second file was seen in the first")
     assert.is_nil(err:find("at its cap", 1, true))
-    -- Capped: the same alerts (a worker sends a combination it sent lately without its alert,
-    -- so an evicted one does not alert again at once), and the evictions counted and said.
+    -- Capped: every combination still alerts, an evicted one again when a worker sends it whole
+    -- (one that sent it lately sends it without its alert: stateful.lua), and the evictions are
+    -- counted and said, the memory within the cap.
     local capped, _, cerr = replay({ "--max-state", "4K" })
-    assert.equal(all, capped)
+    assert.truthy(capped >= all, cerr)
     local n = tonumber(cerr:match("rule state at its cap %(%d+ entries, %d+ KiB%): %d+ entries evicted since the last "
       .. "minute, the least recently used first %((%d+) in all%)"))
     assert.truthy(n and n > 0, cerr)
