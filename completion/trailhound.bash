@@ -42,7 +42,7 @@ _trailhound() {
     return
   fi
   if [[ $cur == -* ]]; then
-    local opts="--config -o --output --output-buffer --metrics --rules --rule --max-line --workers --max-time --max-worker-memory --max-instructions --max-memory --quarantine-after --no-prefilter --no-max-signals --geoip-asn --geoip-city --help"
+    local opts="--config -o --output --output-buffer --metrics --rules --rule --max-line --workers --max-time --max-worker-memory --max-instructions --max-memory --quarantine-after --no-prefilter --no-max-signals --geoip-asn --geoip-city --max-state --help"
     [[ $cmd == run ]] && opts+=" --state --no-state --from-end --from-beginning --exclude --ignore-older --max-open-files --rotate-wait --rescan --poll --stats-interval"
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     return

@@ -31,6 +31,7 @@ static const key KEYS[] = {
   {"quarantine_after", "--quarantine-after", K_VALUE, 0},
   {"no_prefilter", "--no-prefilter", K_BOOL, 0},
   {"no_max_signals", "--no-max-signals", K_BOOL, 0},
+  {"max_state", "--max-state", K_VALUE, 0},
   {"output_buffer", "--output-buffer", K_VALUE, 0},
   {"outputs", "--output", K_OUTPUTS, 0},
   {"metrics", "--metrics", K_VALUE, 0},

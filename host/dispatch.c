@@ -25,6 +25,7 @@
 
 #include "checkpoint.h"
 #include "limiter.h"
+#include "stateful.h"
 #include "log.h"
 #include "outputs.h"
 #include "prefilter.h"
@@ -637,6 +638,22 @@ static void count_alert(th_rule *rule, int got, const char *ts, size_t tlen) {
   }
 }
 
+/* An ALERT item from its timestamp on (proto.h); also the tail of a STATE item. */
+static void read_alert(th_rd *r, th_limit_alert *a, const th_rule *rule) {
+  a->ts = th_rd_str(r, &a->tlen);
+  a->uuid = th_rd_str(r, &a->ulen);
+  a->severity = th_rd_u8(r);
+  a->text = th_rd_str(r, &a->len);
+  a->max_signals = th_rd_u32(r);
+  a->interval_s = th_rd_u32(r);
+  a->suppress_s = th_rd_u32(r);
+  a->group = th_rd_str(r, &a->glen);
+  a->at = th_rd_u32(r);
+  a->slen = th_rd_u32(r);
+  a->rule_id = rule ? rule->id : "";
+  a->rule_name = rule ? rule->name : "";
+}
+
 /* Write a done batch's results: alerts (through the limiter), messages, counts. */
 static void write_batch(th_dispatch *d, th_batch *b) {
   th_rules *rules = d->o.rules;
@@ -664,21 +681,27 @@ static void write_batch(th_dispatch *d, th_batch *b) {
       case TH_ITEM_ALERT: {
         th_limit_alert a;
         th_rule *rule = th_rules_slot(rules, th_rd_u32(&r));
-        a.ts = th_rd_str(&r, &a.tlen);
-        a.uuid = th_rd_str(&r, &a.ulen);
-        a.severity = th_rd_u8(&r);
-        a.text = th_rd_str(&r, &a.len);
-        a.max_signals = th_rd_u32(&r);
-        a.interval_s = th_rd_u32(&r);
-        a.suppress_s = th_rd_u32(&r);
-        a.group = th_rd_str(&r, &a.glen);
-        a.at = th_rd_u32(&r);
-        a.slen = th_rd_u32(&r);
-        a.rule_id = rule ? rule->id : "";
-        a.rule_name = rule ? rule->name : "";
+        read_alert(&r, &a, rule);
         int got = th_limiter_alert(d->o.limiter, &a);
         if (got < 0) broken(d, "out of memory for alerts");
         else if (rule) count_alert(rule, got, a.ts, a.tlen);
+        break;
+      }
+      case TH_ITEM_STATE: {
+        th_state_item it;
+        th_rule *rule = th_rules_slot(rules, th_rd_u32(&r));
+        it.type = th_rd_u8(&r);
+        it.fp = th_rd_u64(&r);
+        it.key = th_rd_str(&r, &it.klen);
+        it.distinct = th_rd_str(&r, &it.dlen);
+        it.window_s = th_rd_u32(&r);
+        it.value = th_rd_u32(&r);
+        it.cardinality = th_rd_u32(&r);
+        it.card_field = th_rd_str(&r, &it.flen);
+        read_alert(&r, &it.a, rule);
+        int got = d->o.stateful ? th_stateful_item(d->o.stateful, &it) : TH_STATE_QUIET;
+        if (got < 0) broken(d, "out of memory for rule state");
+        else if (rule && got != TH_STATE_QUIET) count_alert(rule, got, it.a.ts, it.a.tlen);
         break;
       }
       case TH_ITEM_LOG:

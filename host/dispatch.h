@@ -110,6 +110,7 @@ typedef struct th_dispatch_opts {
   struct th_rules *rules;     /* the rule set and its statistics; not owned */
   struct th_outputs *out;     /* where alerts go; not owned */
   struct th_limiter *limiter; /* duplicates, suppression, max_signals on the way; not owned */
+  struct th_stateful *stateful; /* stateful rules' candidates, before the limiter; not owned */
   void (*on_room)(void *ud);  /* th_dispatch_busy has turned false: readers may go on */
   void (*on_idle)(void *ud);  /* nothing is pending any more (replay waits for this) */
   void (*on_broken)(const char *why, void *ud);  /* alerts can no longer be written: stop */

@@ -156,7 +156,7 @@ int64_t th_iso_ms(const char *s, size_t len) {
 }
 
 /* "2024-05-01T10:00:00.000Z" */
-static void iso(int64_t ms, char out[40]) {
+void th_ms_iso(int64_t ms, char out[40]) {
   time_t sec = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
   struct tm tm;
   if (gmtime_r(&sec, &tm) == NULL) {
@@ -367,8 +367,8 @@ static int pend_add(group *g, uint64_t pos) {
  * Elastic writes it, keys in order (docs_count, end, start, terms). */
 static int write_update(th_limiter *l, group *g) {
   char s[40], e[40];
-  iso(g->start, s);
-  iso(g->end, e);
+  th_ms_iso(g->start, s);
+  th_ms_iso(g->end, e);
   const char *terms = g->key + g->idlen + 1;
   size_t tl = g->klen - g->idlen - 1;
   char head[160];
@@ -451,8 +451,8 @@ static char *group_key(const th_limit_alert *a, size_t *klen) {
 static void say_held(const th_limit_alert *a, const window *w) {
   char from[40], to[40];
   int64_t span = (int64_t)w->interval_s * 1000;
-  iso(w->index * span, from);
-  iso((w->index + 1) * span, to);
+  th_ms_iso(w->index * span, from);
+  th_ms_iso((w->index + 1) * span, to);
   th_log("%s: max_signals (%u) reached in the window %s to %s (event time): its later alerts there are held back "
          "and counted",
          a->rule_name, a->max_signals, from, to);

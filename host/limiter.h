@@ -86,5 +86,7 @@ void th_limiter_free(th_limiter *l);
 /* Milliseconds since the epoch of an ISO 8601 time in UTC or with an offset
  * (2024-05-01T10:00:00Z, 2024-05-01T10:00:00.123+02:00); -1 if it is not one. */
 int64_t th_iso_ms(const char *s, size_t len);
+/* ... and back: "2024-05-01T10:00:00.000Z". */
+void th_ms_iso(int64_t ms, char out[40]);
 
 #endif

@@ -15,6 +15,7 @@
 #include "dispatch.h"
 #include "httpd.h"
 #include "limiter.h"
+#include "stateful.h"
 #include "log.h"
 #include "metrics.h"
 #include "outputs.h"
@@ -46,7 +47,7 @@ static const char usage[] =
   "                           [--metrics ADDR:PORT] [--workers N] [--max-time MS]\n"
   "                           [--max-worker-memory BYTES]\n"
   "                           [--max-instructions N] [--max-memory BYTES] [--quarantine-after N]\n"
-  "                           [--no-prefilter] [--no-max-signals]\n"
+  "                           [--no-prefilter] [--no-max-signals] [--max-state BYTES]\n"
   "                           [--geoip-asn FILE] [--geoip-city FILE])\n"
   "       trailhound test|check|explain|show|new|dev|import|export ...   (trailhound COMMAND --help)\n"
   "       trailhound --help | --version\n"
@@ -115,6 +116,9 @@ static const char usage[] =
   "  --geoip-asn FILE     a MaxMind ASN database (GeoLite2-ASN.mmdb): source.as.number and\n"
   "                       source.as.organization.name for each source.ip, as Elastic's pipeline\n"
   "  --geoip-city FILE    a MaxMind City database (GeoLite2-City.mmdb): source.geo.* likewise\n"
+  "  --max-state BYTES    memory the state of new_terms and threshold rules may hold (default\n"
+  "                       256M); past it the least recently used terms and groups are dropped,\n"
+  "                       counted and logged\n"
   "\n"
   "Rules run in worker processes, never in the process that reads files and keeps checkpoints.\n"
   "run reloads a rule file or scripts/normalize.lua when it changes, once the new version\n"
@@ -147,6 +151,7 @@ typedef struct options {
   size_t heap_cap;        /* bytes one worker's heap may hold */
   int no_prefilter;       /* --no-prefilter */
   int no_max_signals;     /* --no-max-signals */
+  size_t max_state;       /* --max-state; 0: TH_STATE_BYTES */
   char **outputs;         /* --output */
   int noutputs;
   size_t output_buffer;   /* --output-buffer */
@@ -260,7 +265,7 @@ static int parse(int argc, char **argv, options *o) {
                                          "--quarantine-after", "--stats-interval", "--workers",
                                          "--max-time", "--max-worker-memory", "--output",
                                          "--output-buffer", "--metrics", "--geoip-asn",
-                                         "--geoip-city", NULL};
+                                         "--geoip-city", "--max-state", NULL};
     int takes = 0;
     for (int k = 0; valued[k]; k++) takes |= strcmp(a, valued[k]) == 0;
     if (takes) {
@@ -315,6 +320,9 @@ static int parse(int argc, char **argv, options *o) {
       long long n = parse_count(val);
       if (n < 10 || n > 3600000) return usage_error("--max-time: bad time '%s' (milliseconds, 10 to 3600000)", val);
       o->max_time_ms = (unsigned)n;
+    } else if (strcmp(a, "--max-state") == 0) {
+      if ((o->max_state = parse_size(val)) < ((size_t)4 << 10))
+        return usage_error("--max-state: bad size '%s' (at least 4K; K, M, G suffixes)", val);
     } else if (strcmp(a, "--max-worker-memory") == 0) {
       if ((o->heap_cap = parse_size(val)) < ((size_t)16 << 20))
         return usage_error("--max-worker-memory: bad size '%s' (at least 16M; K, M, G suffixes)", val);
@@ -467,6 +475,7 @@ typedef struct host {
   int replay;               /* replay, else run */
   th_outputs out;
   th_limiter *lim;          /* between the workers' alerts and the outputs */
+  th_stateful *sf;          /* stateful rules' candidates, before the limiter */
   const char *state;        /* run: the state file, NULL: none */
   th_pool pool;
   th_rules rules;
@@ -521,6 +530,7 @@ static void close_handles(host *h) {
   th_dispatch_close(h->d);
   th_outputs_close(&h->out);
   th_limiter_close(h->lim);
+  th_stateful_close(h->sf);
   if (h->replay) th_replay_close(&h->rp);
   else th_reload_close(&h->reload);
   if (h->has_in) th_stdin_close(&h->in);
@@ -534,6 +544,7 @@ static void on_drained(int all, void *ud) {
   host *h = ud;
   h->draining = 0;
   th_limiter_save(h->lim);  /* what the outputs have now: a restart goes on from it */
+  th_stateful_save(h->sf);
   uint64_t left = th_outputs_next(&h->out) - th_outputs_acked(&h->out);
   if (!all && left > 0)
     th_log("%llu alert%s not delivered by every output; %s", (unsigned long long)left, left == 1 ? "" : "s",
@@ -553,6 +564,7 @@ static void on_stopped(void *ud) {
   host *h = ud;
   h->draining = 1;
   th_limiter_flush(h->lim);  /* every suppressed group's count */
+  th_stateful_flush(h->sf);
   th_outputs_kick(&h->out);
   th_outputs_drain(&h->out, (h->replay || h->finished) && h->rc == 0 ? 0 : DRAIN_MS, on_drained, h);
 }
@@ -650,6 +662,7 @@ static void render_metrics(th_buf *b, void *ud) {
   th_metrics_src src = {
     .rules = &h->rules, .d = h->d, .out = &h->out, .pool = &h->pool, .run = !h->replay,
     .files = files, .nfiles = n, .started = h->started_wall, .version = TH_VERSION,
+    .state = th_stateful_store(h->sf),
   };
   th_metrics_render(b, &src);
   free(files);
@@ -818,14 +831,18 @@ static int host_main(const options *o, const char *rules, const char *home) {
   int files = o->nfiles - o->stdin_path;
   if (!h.replay && !o->no_state)
     h.state = o->state ? o->state : files > 0 ? default_state(statebuf, sizeof statebuf, o) : NULL;
-  if ((h.lim = th_limiter_new(&h.loop, &h.out, h.state, o->no_max_signals)) == NULL) {
+  if ((h.lim = th_limiter_new(&h.loop, &h.out, h.state, o->no_max_signals)) == NULL ||
+      (h.sf = th_stateful_new(&h.loop, &h.out, h.lim, h.state, o->max_state)) == NULL) {
     th_log("cannot start: out of memory");
+    th_limiter_free(h.lim);
     th_outputs_free(&h.out);
     uv_loop_close(&h.loop);
     return 1;
   }
+  th_stats_state(th_stateful_store(h.sf));
   th_dispatch_opts dop = {
-    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .limiter = h.lim, .on_room = on_room, .on_idle = on_idle,
+    .pool = &h.pool, .rules = &h.rules, .out = &h.out, .limiter = h.lim, .stateful = h.sf, .on_room = on_room,
+    .on_idle = on_idle,
     .on_broken = on_broken, .ud = &h,
   };
   int rc = 1;
@@ -888,6 +905,7 @@ cleanup:
   th_pool_free(&h.pool);
   th_outputs_free(&h.out);
   th_limiter_free(h.lim);
+  th_stateful_free(h.sf);
   if (h.metrics_on) th_httpd_free(&h.metrics);
   uv_loop_close(&h.loop);
   for (int i = 0; expanded && i < nexpanded; i++) free(expanded[i]);

@@ -179,6 +179,38 @@ static void rules(th_buf *b, const th_rules *r) {
   }
 }
 
+/* What each new_terms or threshold rule keeps in the store (state.h). */
+typedef struct state_ctx {
+  th_buf *b;
+  const th_state *s;
+  int which;  /* 0 entries, 1 bytes, 2 evicted */
+} state_ctx;
+
+static void state_sample(const th_rule *r, void *ud) {
+  state_ctx *x = ud;
+  th_state_part_info pi;
+  if (!th_state_rule(x->s, r->id, &pi)) return;
+  static const char *const names[] = {"trailhound_rule_state_entries", "trailhound_rule_state_bytes",
+                                      "trailhound_rule_state_evicted_total"};
+  label l[] = {{"rule_id", r->id}, {"rule", r->name}};
+  sample(x->b, names[x->which], l, 2, (double)(x->which == 0 ? pi.entries : x->which == 1 ? pi.bytes : pi.evicted));
+}
+
+static void rule_state(th_buf *b, const th_rules *r, const th_state *s) {
+  if (s == NULL) return;
+  state_ctx x = {b, s, 0};
+  family(b, "trailhound_rule_state_entries", "gauge",
+         "New terms or threshold groups the rule keeps (new_terms and threshold rules).");
+  th_rules_each(r, state_sample, &x);
+  x.which = 1;
+  family(b, "trailhound_rule_state_bytes", "gauge", "Memory the rule's state holds in the host.");
+  th_rules_each(r, state_sample, &x);
+  x.which = 2;
+  family(b, "trailhound_rule_state_evicted_total", "counter",
+         "Entries of the rule's state dropped, least recently used first, with the store at --max-state.");
+  th_rules_each(r, state_sample, &x);
+}
+
 /* ---- records and batches ----------------------------------------------------------------- */
 
 static void records(th_buf *b, const th_metrics_src *s) {
@@ -354,6 +386,7 @@ void th_metrics_render(th_buf *b, const th_metrics_src *s) {
   process(b, s);
   records(b, s);
   rules(b, s->rules);
+  rule_state(b, s->rules, s->state);
   if (s->run) files(b, s);
   outputs(b, s->out);
   workers(b, s);

@@ -23,6 +23,7 @@
 #include "outputs.h"
 #include "proto.h"
 #include "rules.h"
+#include "state.h"
 #include "workers.h"
 
 enum { TH_METRICS_MAX_FILES = 1000 };
@@ -41,6 +42,7 @@ typedef struct th_metrics_src {
   size_t nfiles;
   double started;             /* the process's start, seconds since the epoch */
   const char *version;        /* trailhound's */
+  const th_state *state;      /* the store of new_terms and threshold rules (state.h), or NULL */
 } th_metrics_src;
 
 /* Append the whole exposition to b (th_buf's out of memory is sticky: check b->oom). */

@@ -154,6 +154,23 @@ int th_proto_check_batch(const char *p, size_t len, uint32_t nslots) {
         at = th_rd_u32(&r);  /* the suppression object: inside the alert */
         if (at + (uint64_t)th_rd_u32(&r) > line) return -1;
         break;
+      case TH_ITEM_STATE:
+        if (th_rd_u32(&r) >= nslots) return -1;
+        th_rd_u8(&r);   /* type */
+        th_rd_u64(&r);  /* fingerprint */
+        th_rd_str(&r, &sl);  /* key */
+        th_rd_str(&r, &sl);  /* distinct */
+        for (int k = 0; k < 3; k++) th_rd_u32(&r);  /* window_s, value, cardinality */
+        th_rd_str(&r, &sl);  /* cardinality field */
+        th_rd_str(&r, &sl);  /* timestamp */
+        th_rd_str(&r, &sl);  /* uuid */
+        th_rd_u8(&r);        /* severity */
+        th_rd_str(&r, &line);
+        for (int k = 0; k < 3; k++) th_rd_u32(&r);
+        th_rd_str(&r, &sl);  /* group */
+        at = th_rd_u32(&r);
+        if (at + (uint64_t)th_rd_u32(&r) > line) return -1;
+        break;
       case TH_ITEM_LOG: th_rd_str(&r, &sl); break;
       case TH_ITEM_FAIL:
       case TH_ITEM_QUARANTINED:

@@ -48,6 +48,15 @@
  *               FAIL: u32 slot, u32 load, str message (the first failure of the rule
  *                 in the batch)
  *               QUARANTINED: u32 slot, u32 load, str message
+ *               STATE: a stateful rule's candidate (stateful.h): u32 slot, u8 type
+ *                      (TH_STATE_*), u64 fingerprint (of the rule's query and type
+ *                      parameters), str key (JSON: the new-terms combination, the
+ *                      threshold group's terms), str distinct (JSON: the cardinality
+ *                      field's value; "" none), u32 window_s, u32 value, u32
+ *                      cardinality, str cardinality field (JSON string; "" none), then
+ *                      what ALERT holds from timestamp on (for a threshold, at and len
+ *                      are where threshold_result goes in line; a new_terms line ""
+ *                      is a combination the worker sent lately: its time only)
  *   LOADED      u32 n, n x { str path, u8 ok, str id|error, str name, str version,
  *               prefilter },
  *               str fatal (--rule named nothing that loaded; "" if none), items
@@ -92,7 +101,7 @@ enum {
   TH_REC_FILTERED = 8,  /* no rule could match it (the prefilter): no bytes; the host counts it */
 };
 
-enum { TH_ITEM_ALERT = 1, TH_ITEM_LOG, TH_ITEM_FAIL, TH_ITEM_QUARANTINED };
+enum { TH_ITEM_ALERT = 1, TH_ITEM_LOG, TH_ITEM_FAIL, TH_ITEM_QUARANTINED, TH_ITEM_STATE };
 
 /* In a prefilter clause's literal count: its literals match in any ASCII case (prefilter.h). */
 #define TH_PF_FOLD 0x80000000u

@@ -45,6 +45,22 @@ static void limits_row(const th_rule *rule, void *ud) {
           held[0] ? sup : "", held[0] || sup[0] ? dup : "");
 }
 
+/* The store of stateful rules (state.h), for their rows; NULL: none. */
+static const th_state *store;
+void th_stats_state(const th_state *s) { store = s; }
+
+/* What a stateful rule keeps: a line, if it keeps anything. */
+static void state_row(const th_rule *rule, void *ud) {
+  sum *s = ud;
+  th_state_part_info pi;
+  if (store == NULL || !th_state_rule(store, rule->id, &pi)) return;
+  char evicted[64] = "";
+  if (pi.evicted) snprintf(evicted, sizeof evicted, ", %llu evicted at the cap", (unsigned long long)pi.evicted);
+  fprintf(s->f, "trailhound: %s: its state holds %llu %s%s (%.1f KiB)%s\n", rule->name,
+          (unsigned long long)pi.entries, pi.type == TH_STATE_THRESHOLD ? "group" : "term", plural(pi.entries),
+          (double)pi.bytes / 1024.0, evicted);
+}
+
 /* Are alerts going anywhere but stdout, or has an output failed? Then the
  * summary has a line per output. */
 static int outputs_worth_saying(const th_outputs *out) {
@@ -69,6 +85,7 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs 
     fprintf(stderr, "  %7s  %6s  %-24s  %-24s  %s\n", "alerts", "errors", "first event", "last event", "rule");
     th_rules_each(r, summary_row, &s);
     th_rules_each(r, limits_row, &s);
+    th_rules_each(r, state_row, &s);
   }
   if (updates > 0)
     fprintf(stderr, "trailhound: %llu alert%s written again with %s group's count (kibana.alert.suppression, same "
@@ -108,6 +125,7 @@ void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *o
   fprintf(stderr, "  %9s  %7s  %7s  %9s  %-11s  %s\n", "events", "alerts", "errors", "time ms", "state", "rule");
   th_rules_each(r, stats_row, &s);
   th_rules_each(r, limits_row, &s);
+  th_rules_each(r, state_row, &s);
   if (nfiles > 0) {
     fprintf(stderr, "  %12s  %12s  %12s  %s\n", "offset", "size", "lag bytes", "file");
     for (size_t i = 0; i < nfiles; i++)

@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "outputs.h"
 #include "rules.h"
+#include "state.h"
 #include "workers.h"
 
 /* files: read to their end (or followed); failed: could not be read;
@@ -19,5 +20,9 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs 
 /* seconds: since the start. */
 void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *out, const th_pool *p,
                     const th_file_stat *files, size_t nfiles, double seconds);
+
+/* The store of stateful rules whose per-rule sizes the summary and the
+ * statistics show (not owned; NULL: none). */
+void th_stats_state(const th_state *s);
 
 #endif

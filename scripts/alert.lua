@@ -86,8 +86,10 @@ local function identity(doc, src)
   return string.format("source=%s@%d#%d", src.path, src.offset, src.index or 0)
 end
 
-function M.id(rule_id, doc, src)
-  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity(doc, src))
+-- tag: what tells apart the alerts one event makes for one rule (a new_terms
+-- rule's combinations), or nil.
+function M.id(rule_id, doc, src, tag)
+  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity(doc, src) .. (tag and ("|" .. tag) or ""))
 end
 
 local DENIED = { "AccessDenied", "Unauthorized", "Forbidden", "NotAuthorized" }
@@ -128,13 +130,22 @@ function M.reason(meta, doc)
   return about(doc) .. verdict(meta)
 end
 
+-- Elastic's names of the rule types, for kibana.alert.rule.
+local CATEGORY = {
+  query = { "Custom Query Rule", "siem.queryRule" },
+  new_terms = { "New Terms Rule", "siem.newTermsRule" },
+  threshold = { "Threshold Rule", "siem.thresholdRule" },
+  eql = { "Event Correlation Rule", "siem.eqlRule" },
+}
+
 -- The kibana.alert.rule object of a rule: the same in each of its alerts.
 local function rule_block(meta)
-  local eql = meta.type == "eql" or meta.language == "eql"   -- as Elastic names an EQL rule's alerts
+  local kind = meta.type or (meta.language == "eql" and "eql") or "query"   -- as Elastic names it
+  local cat = CATEGORY[kind] or CATEGORY.query
   return {
     rule_id = meta.rule_id,
     name = meta.name,
-    type = meta.type or (eql and "eql") or "query",
+    type = kind,
     version = meta.version,
     tags = copy(meta.tags),
     threat = copy(meta.threat),
@@ -145,8 +156,8 @@ local function rule_block(meta)
     from = meta.from,
     author = copy(meta.author),
     license = meta.license,
-    category = eql and "Event Correlation Rule" or "Custom Query Rule",
-    rule_type_id = eql and "siem.eqlRule" or "siem.queryRule",
+    category = cat[1],
+    rule_type_id = cat[2],
     producer = "siem",
   }
 end
@@ -156,14 +167,15 @@ end
 -- rule_as: what kibana.alert.rule holds instead of the rule's object (M.line). fresh: doc was
 -- built by the normalizer for this event alone (not an ECS document as read), so it is not
 -- copied whole. suppression: what kibana.alert.suppression holds (M.suppression), if anything.
-function M.build(rule, doc, src, now, rule_as, fresh, suppression)
+-- extra: { new_terms = values, tag = M.id's } for a new_terms rule's alert, or nil.
+function M.build(rule, doc, src, now, rule_as, fresh, suppression, extra)
   local meta = rule.meta
   local a = fresh and top(doc) or nest(doc, {})
   local ev = type(a.event) == "table" and a.event or {}
   a.event = ev
   local original = copy(ev)
   ev.kind = "signal"
-  local id = M.id(meta.rule_id, doc, src)
+  local id = M.id(meta.rule_id, doc, src, extra and extra.tag)
   local original_time = event.get(doc, "@timestamp")
   a["@timestamp"] = now
   a.kibana = {
@@ -181,6 +193,7 @@ function M.build(rule, doc, src, now, rule_as, fresh, suppression)
       ancestors = { { id = event.get(doc, "event.id"), type = "event", depth = 0 } },
       rule = rule_as or rule_block(meta),
       suppression = suppression,
+      new_terms = extra and extra.new_terms,
     },
   }
   a.trailhound = { source = { path = src.path, offset = src.offset, index = src.index } }
@@ -307,7 +320,7 @@ local function encode_shared(s)
   return true
 end
 
-local function fast_line(rule, block, doc, src, now, suppression)
+local function fast_line(rule, block, doc, src, now, suppression, extra)
   local s = shared(doc, src)
   if not s then return nil end
   s.alerts = s.alerts + 1
@@ -330,7 +343,8 @@ local function fast_line(rule, block, doc, src, now, suppression)
     if not stext then return nil end
     sup = c_raw(stext)
   end
-  local id = uuid.v5(M.NAMESPACE, meta.rule_id .. "|" .. s.identity)  -- M.id
+  local tag = extra and extra.tag
+  local id = uuid.v5(M.NAMESPACE, meta.rule_id .. "|" .. s.identity .. (tag and ("|" .. tag) or ""))  -- M.id
   a["@timestamp"] = now
   a.event = s.event
   a.trailhound = s.trailhound
@@ -349,6 +363,7 @@ local function fast_line(rule, block, doc, src, now, suppression)
       ancestors = { { id = s.eid, type = "event", depth = 0 } },
       rule = rule_raw,
       suppression = sup,
+      new_terms = extra and extra.new_terms,
     },
   }
   local text, at, len = c_encode(a, sup)
@@ -357,17 +372,17 @@ local function fast_line(rule, block, doc, src, now, suppression)
   return text, id, 0, 0
 end
 
-function M.line(rule, doc, src, now, fresh, suppression)
+function M.line(rule, doc, src, now, fresh, suppression, extra)
   local block = encoded_rules[rule]
   if block == nil then
     block = M.encode(rule_block(rule.meta))
     encoded_rules[rule] = block
   end
   if fresh and c_raw then
-    local text, id, at, len = fast_line(rule, block, doc, src, now, suppression)
+    local text, id, at, len = fast_line(rule, block, doc, src, now, suppression, extra)
     if text then return text, id, at, len end
   end
-  local a = M.build(rule, doc, src, now, MARK, fresh, suppression and SUPPRESSION)
+  local a = M.build(rule, doc, src, now, MARK, fresh, suppression and SUPPRESSION, extra)
   local id = a.kibana.alert.uuid
   local text = place(M.encode(a), MARK_JSON, block)
   if text and suppression then
@@ -377,7 +392,55 @@ function M.line(rule, doc, src, now, fresh, suppression)
     if text then return text, id, at, #stext end
   end
   if text then return text, id, 0, 0 end
-  return M.encode(M.build(rule, doc, src, now, nil, false, suppression)), id, 0, 0
+  return M.encode(M.build(rule, doc, src, now, nil, false, suppression, extra)), id, 0, 0
+end
+
+-- A threshold rule's alert (stateful.lua): Elastic's synthetic document, not the event's: the
+-- group-by fields (terms: { { field, value } }), the rule, and kibana.alert.threshold_result,
+-- which the host writes (it alone knows the count) where the marker is: the text, the uuid
+-- (of the event that reached the threshold), and the marker's first byte (from 0) and length.
+local THRESHOLD = "\0trailhound: kibana.alert.threshold_result\0"
+local THRESHOLD_JSON = M.encode(THRESHOLD)
+
+function M.threshold_line(rule, terms, doc, src, now)
+  local meta = rule.meta
+  local block = encoded_rules[rule]
+  if block == nil then
+    block = M.encode(rule_block(meta))
+    encoded_rules[rule] = block
+  end
+  local fields, said = {}, {}
+  for _, t in ipairs(terms) do
+    fields[t.field] = t.value
+    said[#said + 1] = t.field .. " " .. tostring(t.value)
+  end
+  local a = nest(fields, {})
+  local id = M.id(meta.rule_id, doc, src)
+  a["@timestamp"] = now
+  a.event = { kind = "signal" }
+  a.kibana = {
+    alert = {
+      uuid = id,
+      status = "active",
+      workflow_status = "open",
+      depth = 1,
+      reason = (#said > 0 and ("threshold reached by " .. table.concat(said, ", ")) or "threshold reached")
+        .. verdict(meta),
+      severity = meta.severity,
+      risk_score = meta.risk_score,
+      original_time = event.get(doc, "@timestamp"),
+      start = now,
+      rule = MARK,
+      threshold_result = THRESHOLD,
+    },
+  }
+  a.trailhound = { source = { path = src.path, offset = src.offset, index = src.index } }
+  local text = place(M.encode(a), MARK_JSON, block)
+  if text then
+    local at, stop = text:find(THRESHOLD_JSON, 1, true)
+    if at and not text:find(THRESHOLD_JSON, stop + 1, true) then return text, id, at - 1, #THRESHOLD_JSON end
+  end
+  return nil, id, 0, 0  -- a group value holding a marker's text: no alert can be made of it
 end
 
 return M

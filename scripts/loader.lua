@@ -12,6 +12,7 @@
 --   rule.eql      the compiled EQL query (eql.compile), or nil: a rule with language = "eql"
 --                 (type = "eql"), its query an event query; the category field is the rule's
 --                 event_category_override, else event.category. rule.query is then nil.
+--   rule.state    a new_terms or threshold rule's parameters (stateful.params), or nil
 --   rule.sigma    the compiled Sigma detection (sigma.compile), or nil: a rule with
 --                 language = "sigma" and a `sigma` table (the Sigma rule's own keys)
 --   rule.match(get, view) -> boolean  get(name): a field of the event (get(event.DOCUMENT):
@@ -24,6 +25,7 @@
 
 local eql = require "eql"
 local kql = require "kql"
+local stateful = require "stateful"
 local event = require "event"
 local sandbox = require "sandbox"
 local sigma = require "sigma"
@@ -111,7 +113,7 @@ local OPTIONAL = {
   max_signals = "number", timestamp_override = "string", author = "table", license = "string",
   version = "number", language = "string", query = "string", match = "function",
   tests = "table", type = "string", metadata = "table", interval = "string", alert_suppression = "table",
-  sigma = "table",
+  sigma = "table", new_terms = "table", threshold = "table",
 }
 local SEVERITIES = { low = true, medium = true, high = true, critical = true }
 
@@ -219,11 +221,17 @@ local function validate(path, src, mod)
     local why = suppression_error(mod.alert_suppression)
     if why then return fail("alert_suppression", why) end
   end
-  -- new_terms and threshold need state this host does not keep yet: such a rule (imported
-  -- from Elastic) is refused, rather than run as if it were a plain query. An EQL rule runs
-  -- (its sequences are refused in load_file).
-  if mod.type ~= nil and mod.type ~= "query" and mod.type ~= "eql" then
-    return fail("type", string.format("type '%s' is not supported here (query and eql rules run)", tostring(mod.type)))
+  -- new_terms and threshold keep state in the host (stateful.lua); an EQL rule runs (its
+  -- sequences are refused in load_file); other types (ES|QL, machine learning) are refused,
+  -- rather than run as if they were a plain query.
+  if mod.type ~= nil and mod.type ~= "query" and mod.type ~= "eql" and not stateful.TYPES[mod.type] then
+    return fail("type", string.format("type '%s' is not supported here (query, eql, new_terms and threshold " ..
+      "rules run)", tostring(mod.type)))
+  end
+  if stateful.TYPES[mod.type] then
+    if mod.query == nil then return fail("type", string.format("a %s rule needs a 'query'", mod.type)) end
+    local st, key, why = stateful.params(mod)
+    if not st then return fail(key, why) end
   end
   if (mod.type == "eql" and mod.language ~= "eql") or (mod.language == "eql" and (mod.type or "eql") ~= "eql") then
     return fail(mod.type == "eql" and "type" or "language", "an EQL rule has type = \"eql\" and language = \"eql\"")
@@ -330,7 +338,8 @@ function M.load_file(path, opts)
   local valid, verr = validate(path, src, mod)
   if not valid then return nil, verr end
 
-  local rule = { file = path, meta = mod, id = mod.rule_id, name = mod.name, limits = limits(mod) }
+  local rule = { file = path, meta = mod, id = mod.rule_id, name = mod.name, limits = limits(mod),
+    state = stateful.params(mod) }
   local query, lua_match = nil, mod.match
   if mod.query and mod.language == "eql" then
     local line, col = query_position(src)
@@ -436,21 +445,68 @@ function M.load_dir(dir, opts)
   return rules, errors
 end
 
--- Run a rule's embedded tests. normalize(rec) -> ECS document.
+-- The alerts a rule makes of events in order, its state (stateful.lua) starting empty and kept
+-- by the host's own store (thsys.state_new, host/state.h): a test of several events is decided
+-- as a run would decide it. Raises when the rule does or the store is not there (plain lua5.4).
+function M.count_alerts(rule, normalize, events)
+  local st, store = rule.state, nil
+  if st then
+    if not (has_sys and sys.state_new) then error("a test of several events needs the trailhound binary", 0) end
+    store = sys.state_new()
+  end
+  local n = 0
+  for i, rec in ipairs(events) do
+    if type(rec) ~= "table" then error(string.format("events[%d] is not a table", i), 0) end
+    local doc = normalize(rec)
+    if rule.match(event.getter(doc, rec), event.view(doc)) then
+      if not st then
+        n = n + 1
+      else
+        local t = event.get(doc, "@timestamp")
+        local src = { path = "test", offset = 0, index = i - 1 }
+        for _, c in ipairs(stateful.keys(rule, doc, src)) do
+          local card = st.cardinality
+          if store:decide(rule.id, st.fingerprint, st.type, type(t) == "string" and t or "", c.key, c.uuid,
+              c.distinct or "", st.window_s, st.value or 0, card and card.value or 0) then
+            n = n + 1
+          end
+        end
+      end
+    end
+  end
+  return n
+end
+
+-- Run a rule's embedded tests (tests: these instead of rule.meta.tests). normalize(rec) -> ECS
+-- document. A test is { name, expect = true|false, event = {...} } (does the rule match the
+-- event), or { name, expect = N, events = { {...}, ... } } (the number of alerts the events
+-- make, in order: for new_terms and threshold rules, with their state).
 -- Returns a list of { name, expect, got, ok, err }.
-function M.run_tests(rule, normalize)
+function M.run_tests(rule, normalize, tests)
   local results = {}
-  for i, t in ipairs(rule.meta.tests or {}) do
+  for i, t in ipairs(tests or rule.meta.tests or {}) do
     local r = { name = t.name or ("test " .. i), expect = t.expect }
-    if type(t.event) ~= "table" then
+    local run
+    if t.events ~= nil then
+      if type(t.events) ~= "table" or #t.events == 0 then
+        r.ok, r.err = false, "test has no events list"
+      elseif math.type(t.expect) ~= "integer" then
+        r.ok, r.err = false, "test has no whole number 'expect'"
+      else
+        run = function() return M.count_alerts(rule, normalize, t.events) end
+      end
+    elseif type(t.event) ~= "table" then
       r.ok, r.err = false, "test has no event table"
     elseif type(t.expect) ~= "boolean" then
       r.ok, r.err = false, "test has no boolean 'expect'"
     else
-      local ok, got = pcall(function()
+      run = function()
         local doc = normalize(t.event)
         return rule.match(event.getter(doc, t.event), event.view(doc))
-      end)
+      end
+    end
+    if run then
+      local ok, got = pcall(run)
       if ok then
         r.got, r.ok = got, got == t.expect
       else

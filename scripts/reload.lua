@@ -73,8 +73,7 @@ end
 
 -- One embedded test, under the limits. Returns the result { name, ok, err, got, expect }.
 function Reloader:run_test(rule, test, i, normalize)
-  local one = { meta = { tests = { test } }, match = rule.match }
-  local ok, results = self.o.limited(nil, loader.run_tests, one, normalize)
+  local ok, results = self.o.limited(nil, loader.run_tests, rule, normalize, { test })
   local r = ok and results[1] or { ok = false, err = message(results) }
   r.name = type(test) == "table" and type(test.name) == "string" and test.name or ("test " .. i)
   return r
@@ -82,7 +81,10 @@ end
 
 local function problem(r)
   if r.err then return r.err end
-  local function word(v) return v and "a match" or "no match" end
+  local function word(v)
+    if math.type(v) == "integer" then return v .. (v == 1 and " alert" or " alerts") end
+    return v and "a match" or "no match"
+  end
   return string.format("expected %s, got %s", word(r.expect), word(r.got))
 end
 

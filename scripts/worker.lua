@@ -25,7 +25,9 @@
 --   gate(req)                     gate: changed files through the gate (reload.lua)
 -- Callbacks (opts): emit(slot, timestamp, uuid, severity, line, max_signals, interval_s,
 -- suppress_s, group, at, len) (the last six: rule.limits, and the suppression object's place in
--- line, for the host's limits: 0 where none), log(message), fail(slot, load, message),
+-- line, for the host's limits: 0 where none), candidate(slot, type, fingerprint, key, distinct,
+-- window_s, value, cardinality, cardinality_field, and emit's from timestamp on) (a new_terms or
+-- threshold rule's match, for the host to decide: proto.h), log(message), fail(slot, load, message),
 -- quarantined(slot, load, message) (load: which version of the rule), and pressure() (the C
 -- side's heap check). Each but pressure adds an item to the reply of the batch at hand, in
 -- record order; the host writes alerts and messages in that order.
@@ -40,6 +42,7 @@ local event = require "event"
 local loader = require "loader"
 local reload = require "reload"
 local ruleindex = require "ruleindex"
+local stateful = require "stateful"
 
 -- The C side's limited call (limits.c); plain pcall where there is none
 -- (specs under lua5.4).
@@ -58,6 +61,7 @@ cjson.decode_invalid_numbers(false)  -- NaN, Infinity, 0x10 are not JSON
 
 local cb = {
   emit = function() end,
+  candidate = function() end,
   log = function(msg) io.stderr:write("trailhound: ", msg, "\n") end,
   fail = function() end,
   quarantined = function() end,
@@ -122,7 +126,7 @@ end
 
 function W.init(opts)
   opts = opts or {}
-  for _, k in ipairs({ "emit", "log", "fail", "quarantined", "pressure" }) do
+  for _, k in ipairs({ "emit", "candidate", "log", "fail", "quarantined", "pressure" }) do
     if opts[k] then cb[k] = opts[k] end
   end
   -- Reachable from rules through the string metatable ("").dump: close it.
@@ -272,6 +276,31 @@ end
 -- What syslog calls a rule's severity (outputs): crit, err, warning, notice.
 local SYSLOG_SEVERITY = { critical = 2, high = 3, medium = 4, low = 5 }
 
+-- A stateful rule's match (stateful.lua): its candidates, each with the alert it would make,
+-- for the host to decide on.
+local function candidates(rule, pr, doc, src, built)
+  local ok, list = pcall(stateful.candidates, rule, doc, src, now(), built)
+  if not ok then
+    cb.log(string.format("%s: could not build the alert of %s: %s", where(src.path, src.offset, src.index),
+      rule.file, message(list)))
+    return
+  end
+  local st, lim = rule.state, rule.limits
+  local t = event.get(doc, "@timestamp")
+  t = type(t) == "string" and t or ""
+  local sev = SYSLOG_SEVERITY[rule.meta.severity] or 5
+  local card = st.cardinality
+  for _, c in ipairs(list) do
+    if c.line or c.light then  -- light: a combination the host knows, its time only (stateful.lua)
+      local threshold = st.kind == "threshold"
+      cb.candidate(pr.slot, st.type, st.fingerprint, c.key, c.distinct or "", st.window_s, st.value or 0,
+        card and card.value or 0, card and alert.encode(card.field) or "", t, c.uuid, sev, c.line or "",
+        lim.max_signals, lim.interval_s, (not threshold and c.len > 0) and lim.suppress.duration_s or 0,
+        c.group or "", c.at, c.len)
+    end
+  end
+end
+
 -- One event: the rules it can concern run on its lazy view; an alert per
 -- match, built from the whole document.
 local function process(rec, path, offset, index)
@@ -311,6 +340,10 @@ local function process(rec, path, offset, index)
         return
       end
       local lim = rule.limits
+      if rule.state then
+        candidates(rule, pr, doc, src, doc ~= rec)
+        goto next_rule
+      end
       local sok, sup, key = pcall(alert.suppression, rule, doc)
       if not sok then sup, key = nil, nil end
       local aok, line, id, at, len = pcall(alert.line, rule, doc, src, now(), doc ~= rec, sup)

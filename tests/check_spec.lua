@@ -313,8 +313,8 @@ describe("check", function()
         "11 error tags must be a list of strings",
       }, diags(src))
       -- A type the host cannot run is the loader's refusal: said alone, at its line.
-      assert.same({ "8 error type 'threshold' is not supported here (query and eql rules run)" },
-        diags(with('  severity = "low",', '  type = "threshold",\n  severity = "low",')))
+      assert.same({ "8 error type 'esql' is not supported here (query, eql, new_terms and threshold rules run)" },
+        diags(with('  severity = "low",', '  type = "esql",\n  severity = "low",')))
     end)
 
     it("warns about query and investigation fields that no source produces, where they are written", function()

@@ -57,13 +57,13 @@ end
 describe("import of Elastic's 194 AWS rules", function()
   teardown(th.cleanup)
 
-  it("imports the 85 KQL query rules and 26 EQL rules, and the 55 new_terms, threshold and EQL sequence rules "
-    .. "not runnable yet", function()
+  it("imports the 85 KQL query, 26 EQL, 49 new_terms and 5 threshold rules, and the EQL sequence rule not "
+    .. "runnable yet", function()
     local _, s = all()
     assert.equal(194, s.files)
-    assert.equal(111, s.imported)
-    assert.equal(55, s["not runnable"])
-    assert.same({ ["eql sequence"] = 1, ["type new_terms"] = 49, ["type threshold"] = 5 }, s.labels["not runnable"])
+    assert.equal(165, s.imported)
+    assert.equal(1, s["not runnable"])
+    assert.same({ ["eql sequence"] = 1 }, s.labels["not runnable"])
     assert.equal(0, s.failed)
     assert.is_true(s.ok)
   end)
@@ -88,14 +88,13 @@ describe("import of Elastic's 194 AWS rules", function()
     local lines = {}
     for l in text:gmatch("[^\n]+") do lines[#lines + 1] = l end
     assert.equal(195, #lines)
-    assert.equal("194 files: 111 imported; 55 imported, not runnable yet (1 eql sequence, 49 type new_terms, "
-      .. "5 type threshold); 28 not imported (23 type esql, 5 type machine_learning)", lines[195])
+    assert.equal("194 files: 165 imported; 1 imported, not runnable yet (1 eql sequence); "
+      .. "28 not imported (23 type esql, 5 type machine_learning)", lines[195])
     local f = ELASTIC .. "/"
     assert.truthy(text:find("✓ " .. f .. "persistence_bedrock_resource_based_policy_denied_attempt.toml: imported as "
       .. out .. "/persistence_bedrock_resource_based_policy_denied_attempt.lua\n", 1, true))
-    assert.truthy(text:find("~ " .. f .. "persistence_route_table_created.toml: imported as " .. out
-      .. "/persistence_route_table_created.lua, not runnable yet: type new_terms; trailhound check reports: "
-      .. "type 'new_terms' is not supported here (query and eql rules run)\n", 1, true))
+    assert.truthy(text:find("✓ " .. f .. "persistence_route_table_created.toml: imported as " .. out
+      .. "/persistence_route_table_created.lua\n", 1, true))
     assert.truthy(text:find("✓ " .. f .. "persistence_rds_instance_made_public.toml: imported as " .. out
       .. "/persistence_rds_instance_made_public.lua\n", 1, true))
     assert.truthy(text:find("~ " .. f .. "discovery_bedrock_model_recon_and_invocation_via_long_term_key.toml: "
@@ -139,15 +138,16 @@ describe("import of Elastic's 194 AWS rules", function()
     assert.truthy(src:find("\n  note = [[\n## Triage and analysis\n\n### Investigating AWS Bedrock", 1, true))
   end)
 
-  it("writes query and EQL rules that pass check: no error, only the warning that asks for tests", function()
+  it("writes query, EQL, new_terms and threshold rules that pass check: no error, only the warning that asks for "
+    .. "tests", function()
     local r = all()
     local paths = {}
     for _, x in ipairs(r) do
       if x.status == "imported" then paths[#paths + 1] = x.out end
     end
-    assert.equal(111, #paths)
+    assert.equal(165, #paths)
     local diags, stats = check.files(paths)
-    assert.equal(111, stats.rules)
+    assert.equal(165, stats.rules)
     local errors = {}
     for _, d in ipairs(diags) do
       if d.level == "error" then errors[#errors + 1] = d.file .. ":" .. tostring(d.line) .. ": " .. d.msg end
@@ -157,7 +157,7 @@ describe("import of Elastic's 194 AWS rules", function()
     for _, d in ipairs(diags) do
       if d.msg:find("^no tests: ") then no_tests = no_tests + 1 end
     end
-    assert.equal(111, no_tests)
+    assert.equal(165, no_tests)
   end)
 
   it("writes modules that luacheck passes without a warning", function()
@@ -293,7 +293,7 @@ describe("trailhound import", function()
     local dir = th.tmpdir()
     local code, text = main({ "import", "--out", dir, ELASTIC })
     assert.equal(0, code)
-    assert.matches("\n194 files: 111 imported; 55 imported, not runnable yet %(", text)
+    assert.matches("\n194 files: 165 imported; 1 imported, not runnable yet %(", text)
   end)
 
   it("exits 1 when a file could not be imported, 2 without a file", function()
@@ -308,10 +308,10 @@ describe("trailhound import", function()
   end)
 end)
 
-describe("check on the rules import carries over but cannot run yet", function()
+describe("check on the rules import carries over", function()
   teardown(th.cleanup)
 
-  it("reports their type or language, and knows Elastic's keys for them", function()
+  it("passes new_terms and threshold rules, reports EQL's type, and knows Elastic's keys for them", function()
     local dir = th.tmpdir()
     local r = import.run({ ELASTIC .. "/persistence_route_table_created.toml",
       ELASTIC .. "/credential_access_rapid_secret_retrieval_attempts_from_secretsmanager.toml",
@@ -324,9 +324,7 @@ describe("check on the rules import carries over but cannot run yet", function()
       assert.is_nil(d.msg:find("unknown field", 1, true), d.msg)
       if d.level == "error" then errors[#errors + 1] = d.msg end
     end
-    assert.same({ "type 'new_terms' is not supported here (query and eql rules run)",
-      "type 'threshold' is not supported here (query and eql rules run)",
-      "an EQL sequence is not supported yet (it needs state across events, which trailhound does not keep yet); "
+    assert.same({ "an EQL sequence is not supported yet (it needs state across events, which trailhound does not keep yet); "
         .. "only single-event EQL queries run" }, errors)
   end)
 end)

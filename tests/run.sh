@@ -7,7 +7,8 @@
 #      (FUZZ_ITERATIONS, default 20000 each; tests/fuzz/README.md), TAP
 #   3. busted specs: Lua units and the binary end to end, TAP
 #   4. the end-to-end specs again, driving the ASan+UBSan build
-#   5. a replay of the examples and the Stratus data under valgrind
+#   5. a replay of the examples and the Stratus data under valgrind (the bundled rules, then
+#      the stateful examples)
 # Exit status 0 only when nothing failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ tap() {
 }
 
 # 1. luacheck
-luafiles=$(ls scripts/*.lua scripts/commands/*.lua rules/*.lua tests/*.lua examples/*.lua examples/rules/*.lua tests/bench/*.lua 2>/dev/null)
+luafiles=$(ls scripts/*.lua scripts/commands/*.lua rules/*.lua tests/*.lua examples/*.lua examples/rules/*.lua examples/stateful/*.lua tests/bench/*.lua 2>/dev/null)
 : > "$log/luacheck.tap"
 for f in $luafiles; do
   if out=$(luacheck -q "$f" 2>&1); then echo "ok - luacheck $f"; else echo "not ok - luacheck $f"; echo "$out"; fi
@@ -79,7 +80,10 @@ fi
 : > "$log/valgrind.tap"
 if valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
      build/trailhound replay examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz \
-     tests/fixtures/stratus-red-team/*.json > /dev/null 2> "$log/valgrind.err"; then
+     tests/fixtures/stratus-red-team/*.json > /dev/null 2> "$log/valgrind.err" &&
+   valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+     build/trailhound replay --rules examples/stateful tests/fixtures/stratus-red-team/*.json \
+     > /dev/null 2>> "$log/valgrind.err"; then
   echo "ok - valgrind replay: no errors, no leaks" >> "$log/valgrind.tap"
   tap "valgrind replay" "$log/valgrind.tap" 0
 else

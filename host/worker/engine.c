@@ -28,6 +28,7 @@
 #include "javatext.h"
 #include "jsontext.h"
 #include "sha1.h"
+#include "statelua.h"
 
 /* Message handler: turn any error into a string with a traceback. */
 static int msgh(lua_State *L) {
@@ -291,6 +292,7 @@ static int open_sys(lua_State *L) {
     luaL_setfuncs(L, command_funcs, 0);
   }
   luaL_setfuncs(L, th_limits_funcs, 0);
+  luaL_setfuncs(L, th_state_lua_funcs, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setfield(L, -2, "home");
   return 1;
@@ -357,6 +359,32 @@ static int l_emit(lua_State *L) {
   item_str(e, L, 9);
   th_buf_u32(&e->items, opt_u32(L, 10));
   th_buf_u32(&e->items, opt_u32(L, 11));
+  return 0;
+}
+
+/* candidate(slot, type, fingerprint, key, distinct, window_s, value, cardinality,
+ * cardinality_field, timestamp, uuid, severity, line, max_signals, interval_s,
+ * suppress_s, group, at, len): a stateful rule's event for the host to decide
+ * (proto.h, TH_ITEM_STATE; stateful.h). */
+static int l_candidate(lua_State *L) {
+  th_engine *e = engine_of(L);
+  if (full(e)) return 0;
+  item(e, TH_ITEM_STATE);
+  th_buf_u32(&e->items, (uint32_t)luaL_checkinteger(L, 1));
+  th_buf_u8(&e->items, (uint8_t)luaL_checkinteger(L, 2));
+  th_buf_u64(&e->items, (uint64_t)luaL_checkinteger(L, 3));
+  item_str(e, L, 4);
+  item_str(e, L, 5);
+  for (int i = 6; i <= 8; i++) th_buf_u32(&e->items, opt_u32(L, i));
+  item_str(e, L, 9);
+  item_str(e, L, 10);
+  item_str(e, L, 11);
+  th_buf_u8(&e->items, (uint8_t)luaL_optinteger(L, 12, 5));
+  item_str(e, L, 13);
+  for (int i = 14; i <= 16; i++) th_buf_u32(&e->items, opt_u32(L, i));
+  item_str(e, L, 17);
+  th_buf_u32(&e->items, opt_u32(L, 18));
+  th_buf_u32(&e->items, opt_u32(L, 19));
   return 0;
 }
 
@@ -455,6 +483,7 @@ static int start(lua_State *L) {
   }
   lua_setfield(L, -2, "only");
   set_fn(L, e, l_emit, "emit");
+  set_fn(L, e, l_candidate, "candidate");
   set_fn(L, e, l_log, "log");
   set_fn(L, e, l_fail, "fail");
   set_fn(L, e, l_quarantined, "quarantined");

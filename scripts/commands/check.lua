@@ -27,6 +27,7 @@ local loader = require "loader"
 local normalize = require "normalize"
 local ruleset = require "ruleset"
 local sigma = require "sigma"
+local stateful = require "stateful"
 local srcpos = require "srcpos"
 
 local M = {}
@@ -272,8 +273,8 @@ function M.rule(rule, src, add)
   if meta.max_signals ~= nil and (math.type(meta.max_signals) ~= "integer" or meta.max_signals < 1) then
     err(key_line("max_signals"), "max_signals must be an integer of 1 or more, not %s", tostring(meta.max_signals))
   end
-  if meta.type ~= nil and meta.type ~= "query" and meta.type ~= "eql" then
-    err(key_line("type"), "type '%s' is not supported here (query and eql rules run)", meta.type)
+  if meta.type ~= nil and meta.type ~= "query" and meta.type ~= "eql" and not stateful.TYPES[meta.type] then
+    err(key_line("type"), "type '%s' is not supported here (query, eql, new_terms and threshold rules run)", meta.type)
   end
   if meta.from ~= nil and not meta.from:find("^now%-%d+[smhd]$") then
     err(key_line("from"), "from must be date math like now-6m, not '%s'", meta.from)
@@ -540,14 +541,25 @@ function M.tests(tests, src, err, warn, key_line)
       err(line, "%s must be a table { name, expect, event }", label)
     else
       if t.name ~= nil and type(t.name) ~= "string" then err(line, "%s: name must be a string", label) end
-      if type(t.expect) ~= "boolean" then
-        err(line, "%s has no expect = true or false (the verdict the rule must give)", label)
-      elseif t.expect then
-        pos = pos + 1
+      if t.events ~= nil then  -- several events in order, expect: the alerts they make
+        if type(t.events) ~= "table" or #t.events == 0 then err(line, "%s: events must be a list of events", label) end
+        if math.type(t.expect) ~= "integer" or t.expect < 0 then
+          err(line, "%s has events: its expect must be the number of alerts they make", label)
+        elseif t.expect > 0 then
+          pos = pos + 1
+        else
+          neg = neg + 1
+        end
       else
-        neg = neg + 1
+        if type(t.expect) ~= "boolean" then
+          err(line, "%s has no expect = true or false (the verdict the rule must give)", label)
+        elseif t.expect then
+          pos = pos + 1
+        else
+          neg = neg + 1
+        end
+        if type(t.event) ~= "table" then err(line, "%s has no event table", label) end
       end
-      if type(t.event) ~= "table" then err(line, "%s has no event table", label) end
     end
   end
   if pos == 0 then warn(key_line("tests"), "no test expects a match (expect = true)") end

@@ -42,6 +42,7 @@ local luasource = require "luasource"
 local loader = require "loader"
 local ruleset = require "ruleset"
 local sandbox = require "sandbox"
+local stateful = require "stateful"
 
 local M = {}
 
@@ -100,6 +101,11 @@ local TESTS_TODO = [[
   --   { name = "what happened", expect = true, event = { eventSource = "...", eventName = "...", ... } },
   -- Until there is one of each, `trailhound check` warns "no tests"; `trailhound test` runs them.
   tests = {},]]
+
+local STATEFUL_TODO = [[
+  -- A %s rule's alerts depend on the events before: a test may hold several, in order, with
+  -- expect = the number of alerts they make together (its state starting empty):
+  --   { name = "what happened", expect = 1, events = { { eventSource = "...", ... }, { ... } } },]]
 
 ------------------------------------------------------------------------------
 -- Elastic
@@ -235,7 +241,11 @@ function M.elastic(doc, source)
   if #tail > 0 then lines[#lines + 1] = "" end
   for _, k in ipairs(tail) do add(k) end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = TESTS_TODO:format("Elastic rule")
+  local todo = TESTS_TODO:format("Elastic rule")
+  if stateful.TYPES[mod.type] then  -- its alerts depend on the events before: a test of several
+    todo = todo:sub(1, -#"\n  tests = {}," - 1) .. "\n" .. STATEFUL_TODO:format(mod.type) .. "\n  tests = {},"
+  end
+  lines[#lines + 1] = todo
   lines[#lines + 1] = "}"
   mod.tests = {}
   return table.concat(lines, "\n") .. "\n", mod
@@ -468,7 +478,7 @@ local function blocker(mod)
   if mod.language == "eql" and type(mod.query) == "string" and mod.query:find("^%s*sequence[%s%[]") then
     return "eql sequence"
   end
-  if mod.type ~= nil and not TYPES[mod.type] then return "type " .. tostring(mod.type) end
+  if mod.type ~= nil and not TYPES[mod.type] and not stateful.TYPES[mod.type] then return "type " .. tostring(mod.type) end
   if mod.language ~= nil and not RUNS[mod.language] then return "language " .. tostring(mod.language) end
   return "check errors"
 end

@@ -144,6 +144,10 @@ data_stream.dataset: "aws.cloudtrail" and
     event.outcome: "success"
 ]],
 
+  -- Each test: a raw CloudTrail record and whether the rule matches it. For a rule of type
+  -- new_terms or threshold, whose alerts depend on the events before, a test may also hold
+  -- several records in order and the number of alerts they make:
+  --   { name = "...", expect = 1, events = { record { ... }, record { ... } } },
   tests = {
     {
       name = "trail logging stopped", expect = true,

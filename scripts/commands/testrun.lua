@@ -54,17 +54,21 @@ function M.run(paths, opts)
         if type(test) ~= "table" then
           r = { name = "test " .. i, ok = false, err = "must be a table { name, expect, event }" }
         else
-          local ok, results = ruleset.guard(loader.run_tests, { meta = { tests = { test } }, match = rule.match }, norm)
+          local ok, results = ruleset.guard(loader.run_tests, rule, norm, { test })
           r = ok and results[1] or { expect = test.expect, ok = false, err = tostring(results) }
           if r.err == "test has no boolean 'expect'" then
             r.err = "no expect = true or false (the verdict the rule must give)"
           elseif r.err == "test has no event table" then
             r.err = "no event table"
+          elseif r.err == "test has no events list" then
+            r.err = "events must be a list of events"
+          elseif r.err == "test has no whole number 'expect'" then
+            r.err = "a test of several events needs expect = the number of alerts they make"
           elseif r.err then
             r.err = "the rule failed: " .. r.err
           end
           r.name = type(test.name) == "string" and test.name or ("test " .. i)
-          if not r.ok and not r.err then r.fields, r.because = explain_failure(rule, test, path) end
+          if not r.ok and not r.err and test.event then r.fields, r.because = explain_failure(rule, test, path) end
         end
         r.line = check.test_line(src, test)
         report.tests = report.tests + 1
@@ -81,6 +85,7 @@ local function plural(n, word) return n .. " " .. word .. (n == 1 and "" or "s")
 
 local function verdict(v)
   if v == nil then return "an error" end
+  if math.type(v) == "integer" then return plural(v, "alert") end
   return explain.verdict_word(v)
 end
 

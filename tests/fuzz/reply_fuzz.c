@@ -10,8 +10,9 @@
  *    write_batch does ends exactly at its end, without a bad read, every
  *    rule slot below the limit;
  *  - as the choices that build a well-formed reply (items of every kind,
- *    strings of any length, counters): the check must accept it, and refuse
- *    it cut short anywhere, with a byte added, or with a slot at the limit.
+ *    stateful rules' candidates too, strings of any length, counters): the
+ *    check must accept it, and refuse it cut short anywhere, with a byte
+ *    added, or with a slot at the limit.
  */
 #include <string.h>
 
@@ -32,8 +33,15 @@ static void walk(const char *p, size_t len, uint32_t nslots) {
     th_rd_u32(&r);
     if (kind != TH_ITEM_LOG) FUZZ_CHECK(th_rd_u32(&r) < nslots, "a slot past the limit was accepted");
     if (kind == TH_ITEM_FAIL || kind == TH_ITEM_QUARANTINED) th_rd_u32(&r);  /* load */
+    if (kind == TH_ITEM_STATE) {  /* type, fingerprint, key, distinct, parameters, field: then an alert's */
+      th_rd_u8(&r);
+      th_rd_u64(&r);
+      FUZZ_CHECK(th_rd_str(&r, &sl) != NULL && th_rd_str(&r, &sl) != NULL, "a key past the end");
+      for (int k = 0; k < 3; k++) th_rd_u32(&r);
+      FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "a cardinality field past the end");
+    }
     FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "a string past the end was accepted");
-    if (kind == TH_ITEM_ALERT) {  /* uuid, severity, the alert, its limits */
+    if (kind == TH_ITEM_ALERT || kind == TH_ITEM_STATE) {  /* uuid, severity, the alert, its limits */
       FUZZ_CHECK(th_rd_str(&r, &sl) != NULL, "a uuid past the end");
       th_rd_u8(&r);
       size_t line;
@@ -73,7 +81,7 @@ static void build(th_buf *b, fuzz_rng *r, uint32_t nslots, size_t *last_slot) {
   uint32_t n = (uint32_t)fuzz_below(r, 12);
   th_buf_u32(b, n);
   for (uint32_t i = 0; i < n; i++) {
-    uint8_t kind = (uint8_t)(1 + fuzz_below(r, 4));
+    uint8_t kind = (uint8_t)(1 + fuzz_below(r, 5));
     th_buf_u8(b, kind);
     th_buf_u32(b, (uint32_t)fuzz_below(r, 1000));
     if (kind != TH_ITEM_LOG) {
@@ -81,8 +89,16 @@ static void build(th_buf *b, fuzz_rng *r, uint32_t nslots, size_t *last_slot) {
       th_buf_u32(b, (uint32_t)fuzz_below(r, nslots));
     }
     if (kind == TH_ITEM_FAIL || kind == TH_ITEM_QUARANTINED) th_buf_u32(b, (uint32_t)fuzz_next(r));
+    if (kind == TH_ITEM_STATE) {
+      th_buf_u8(b, (uint8_t)fuzz_below(r, 4));
+      th_buf_u64(b, fuzz_next(r));
+      th_buf_str(b, text, (size_t)fuzz_below(r, 64));
+      th_buf_str(b, text, (size_t)fuzz_below(r, 16));
+      for (int k = 0; k < 3; k++) th_buf_u32(b, (uint32_t)fuzz_next(r));
+      th_buf_str(b, text, (size_t)fuzz_below(r, 16));
+    }
     th_buf_str(b, text, (size_t)fuzz_below(r, sizeof text));
-    if (kind == TH_ITEM_ALERT) {
+    if (kind == TH_ITEM_ALERT || kind == TH_ITEM_STATE) {
       th_buf_str(b, text, (size_t)fuzz_below(r, 37));
       th_buf_u8(b, (uint8_t)fuzz_below(r, 8));
       size_t line = (size_t)fuzz_below(r, sizeof text);
