@@ -324,7 +324,7 @@ describe("check on the rules import carries over", function()
       assert.is_nil(d.msg:find("unknown field", 1, true), d.msg)
       if d.level == "error" then errors[#errors + 1] = d.msg end
     end
-    assert.same({ "an EQL sequence is not supported yet (it needs state across events, which trailhound does not keep yet); "
-        .. "only single-event EQL queries run" }, errors)
+    assert.same({ "an EQL sequence is not supported yet (it needs state across events, which trailhound does not "
+        .. "keep yet); only single-event EQL queries run" }, errors)
   end)
 end)

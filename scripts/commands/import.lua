@@ -478,7 +478,9 @@ local function blocker(mod)
   if mod.language == "eql" and type(mod.query) == "string" and mod.query:find("^%s*sequence[%s%[]") then
     return "eql sequence"
   end
-  if mod.type ~= nil and not TYPES[mod.type] and not stateful.TYPES[mod.type] then return "type " .. tostring(mod.type) end
+  if mod.type ~= nil and not TYPES[mod.type] and not stateful.TYPES[mod.type] then
+    return "type " .. tostring(mod.type)
+  end
   if mod.language ~= nil and not RUNS[mod.language] then return "language " .. tostring(mod.language) end
   return "check errors"
 end
