@@ -915,6 +915,10 @@ M.FIELDS = {
   "user.changes.name", "user.email", "user.id", "user.name", "user.target.id", "user.target.name",
   "user_agent.device.name", "user_agent.name", "user_agent.original", "user_agent.os.full", "user_agent.os.name",
   "user_agent.os.version", "user_agent.version",
+  -- entity.lua's (unless ctx.actor_target_mapping is false)
+  "related.entity", "actor.entity.id", "target.entity.id", "user.entity.id", "service.entity.id", "host.entity.id",
+  "entity.id", "user.target.entity.id", "host.target.entity.id", "host.target.id", "service.target.entity.id",
+  "entity.target.id",
   -- only with a MaxMind database (M.CONFIGURED)
   "source.as.number", "source.as.organization.name",
   "source.geo.city_name", "source.geo.continent_name", "source.geo.country_iso_code", "source.geo.country_name",
