@@ -20,8 +20,8 @@
 --            names the databases: --geoip-asn, --geoip-city, or geoip = { asn =, city = }).
 --            source.as.* and source.geo.* are set from them as the pipeline's geoip processors
 --            set them; without one, they are left out.
---   ctx.actor_target_mapping optional: false leaves out the entity fields (see below); default
---            M.ACTOR_TARGET_MAPPING (true).
+--   ctx.actor_target_mapping optional: true or false, the entity fields or not (see below);
+--            default M.ACTOR_TARGET_MAPPING (true).
 --
 -- Map.toString: request_parameters, response_elements, additional_eventdata and
 -- service_event_details are rendered as Elasticsearch renders them: the json processor parses
@@ -54,9 +54,8 @@
 -- Role by Rare User" read entity.target.id; the latter leaves out AWS-managed policies with
 -- `not related.entity: arn:aws:iam::aws:policy*`, so without the field it fires on every
 -- AttachRolePolicy), and they cost nothing unless a rule asks for one or an event alerts.
--- ctx.actor_target_mapping = false (the configuration's `actor_target_mapping = false`) leaves
--- them out, as Elastic does for an untagged event; M.ACTOR_TARGET_MAPPING is the default when
--- ctx does not say.
+-- M.ACTOR_TARGET_MAPPING = false (below; this file is hot-reloaded) leaves them out, as Elastic
+-- does for an untagged event; ctx.actor_target_mapping, when a caller sets it, wins over it.
 --
 -- Left out on purpose:
 --   event.original (not wanted), event.created (the shipper's read time, which has no
@@ -1022,7 +1021,7 @@ for _, k in ipairs({ "name", "version", "full" }) do
   end
 end
 
--- The entity fields (entity.lua): on unless the configuration turns them off.
+-- The entity fields (entity.lua): on unless this says false (or ctx.actor_target_mapping does).
 M.ACTOR_TARGET_MAPPING = true
 local function entity_mapping_on(ctx)
   local on
