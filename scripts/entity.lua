@@ -112,8 +112,13 @@ local function is_array(t) return rawget(t, 1) ~= nil end
 -- The value at a path of keys (a list), through objects only; nil when absent.
 local function at(v, path)
   for i = 1, #path do
-    if type(v) ~= "table" or is_array(v) then return nil end
+    if type(v) ~= "table" or rawget(v, 1) ~= nil then return nil end
     v = v[path[i]]
+    if v == nil then return nil end
+  end
+  if type(v) == "string" then
+    if DROPPED[v] then return nil end
+    return v
   end
   if v == NULL or not present(v) then return nil end
   return v
@@ -227,10 +232,13 @@ end
 
 -- A set as a sorted list; nil when empty.
 local function sorted(s)
-  local out = {}
-  for v in next, s do out[#out + 1] = v end
+  local out, wide = {}, false
+  for v in next, s do
+    out[#out + 1] = v
+    wide = wide or find(v, "[\238-\244]") ~= nil
+  end
   if out[1] == nil then return nil end
-  sort(out, java_less)
+  if wide then sort(out, java_less) else sort(out) end
   return out
 end
 
