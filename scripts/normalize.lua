@@ -20,6 +20,8 @@
 --            names the databases: --geoip-asn, --geoip-city, or geoip = { asn =, city = }).
 --            source.as.* and source.geo.* are set from them as the pipeline's geoip processors
 --            set them; without one, they are left out.
+--   ctx.actor_target_mapping optional: true or false, the entity fields or not (see below);
+--            default M.ACTOR_TARGET_MAPPING (true).
 --
 -- Map.toString: request_parameters, response_elements, additional_eventdata and
 -- service_event_details are rendered as Elasticsearch renders them: the json processor parses
@@ -42,16 +44,28 @@
 -- string. related.hosts follows the pipeline's appends (tls.client.server_name, a source.address
 -- that is a host name, requestParameters.computerName, EC2 instance ids).
 --
+-- The entity fields: related.entity, actor.entity.id, target.entity.id, user.entity.id,
+-- service.entity.id, host.entity.id, entity.id, user.target.entity.id, host.target.entity.id,
+-- host.target.id, service.target.entity.id and entity.target.id come from entity.lua (the
+-- pipeline's entity script; how it reads the record is said there). Elastic runs that script only
+-- for events tagged `actor_target_mapping`, which its integration adds when the policy turns the
+-- option on; it is off unless asked for. Here they are on by default: Elastic's AWS rules read
+-- them ("AWS IAM Assume Role Policy Update" and "AWS IAM Customer-Managed Policy Attached to
+-- Role by Rare User" read entity.target.id; the latter leaves out AWS-managed policies with
+-- `not related.entity: arn:aws:iam::aws:policy*`, so without the field it fires on every
+-- AttachRolePolicy), and they cost nothing unless a rule asks for one or an event alerts.
+-- M.ACTOR_TARGET_MAPPING = false (below; this file is hot-reloaded) leaves them out, as Elastic
+-- does for an untagged event; ctx.actor_target_mapping, when a caller sets it, wins over it.
+--
 -- Left out on purpose:
 --   event.original (not wanted), event.created (the shipper's read time, which has no
---   equivalent here), related.entity, actor.*, target.*, *.entity.id and *.target.entity.id
---   (the entity script runs only when the integration's opt-in `actor_target_mapping` tag is
---   set, and changes between pipeline generations), the digest-file
+--   equivalent here), the digest-file
 --   fields (digest records have no eventSource/eventName, so they are passed through), the
 --   `_conf.retain` modes (we always behave as the default, `all`), and error.message /
 --   event.kind "pipeline_error" (we never fail a record: an unparsable date is just left out).
 
 local cjson = require "cjson"
+local entity = require "entity"
 local useragent = require "useragent"
 
 local M = {}
@@ -900,6 +914,10 @@ M.FIELDS = {
   "user.changes.name", "user.email", "user.id", "user.name", "user.target.id", "user.target.name",
   "user_agent.device.name", "user_agent.name", "user_agent.original", "user_agent.os.full", "user_agent.os.name",
   "user_agent.os.version", "user_agent.version",
+  -- entity.lua's (unless ctx.actor_target_mapping is false)
+  "related.entity", "actor.entity.id", "target.entity.id", "user.entity.id", "service.entity.id", "host.entity.id",
+  "entity.id", "user.target.entity.id", "host.target.entity.id", "host.target.id", "service.target.entity.id",
+  "entity.target.id",
   -- only with a MaxMind database (M.CONFIGURED)
   "source.as.number", "source.as.organization.name",
   "source.geo.city_name", "source.geo.continent_name", "source.geo.country_iso_code", "source.geo.country_name",
@@ -1000,6 +1018,21 @@ for _, k in ipairs({ "name", "version", "full" }) do
   ON_DEMAND["user_agent.os." .. k] = function(rec)
     local a = agent_of(rec)
     return a and a.os and a.os[k]
+  end
+end
+
+-- The entity fields (entity.lua): on unless this says false (or ctx.actor_target_mapping does).
+M.ACTOR_TARGET_MAPPING = true
+local function entity_mapping_on(ctx)
+  local on
+  if type(ctx) == "table" then on = ctx.actor_target_mapping end
+  if on == nil then return M.ACTOR_TARGET_MAPPING ~= false end
+  return on ~= false
+end
+for name in pairs(entity.FIELDS) do
+  ON_DEMAND[name] = function(rec, ctx)
+    if not entity_mapping_on(ctx) then return nil end
+    return entity.get(rec, name)
   end
 end
 
@@ -1182,6 +1215,28 @@ local function related_hosts(rec, doc, src_ip, address, resources)
     end
   end
   return hosts
+end
+
+-- The entity fields of entity.map's answer but user.* and related.entity.
+local function place_entities(doc, m)
+  if m.actor then doc.actor = { entity = { id = m.actor } } end
+  if m.target then doc.target = { entity = { id = m.target } } end
+  local host = {}
+  if m.host_target or m.host_target_id then
+    host.target = { entity = m.host_target and { id = m.host_target } or nil, id = m.host_target_id }
+  end
+  if m["host.entity.id"] then host.entity = { id = m["host.entity.id"] } end
+  if next(host) then doc.host = host end
+  local service_entity, service_target = m["service.entity.id"], m.service_target
+  if service_entity or service_target then
+    local service = doc.service or {}
+    if service_entity then service.entity = { id = service_entity } end
+    if service_target then service.target = { entity = { id = service_target } } end
+    doc.service = service
+  end
+  if m["entity.id"] or m.generic_target then
+    doc.entity = { id = m["entity.id"], target = m.generic_target and { id = m.generic_target } or nil }
+  end
 end
 
 function M.normalize(rec, ctx)
@@ -1529,8 +1584,20 @@ function M.normalize(rec, ctx)
   add_unique(related_user, jtext(name))
   add_unique(related_user, jtext(changes))
   add_unique(related_user, jtext(ui.on_behalf_of and ui.on_behalf_of.user_id))
+  local entities = entity_mapping_on(ctx) and entity.map(rec) or nil
+  if entities then
+    if entities.user_target then
+      user.target = user.target or {}
+      user.target.entity = { id = entities.user_target }
+    end
+    if entities["user.entity.id"] then user.entity = { id = entities["user.entity.id"] } end
+  end
   if next(user) then doc.user = user end
   local related = {}
+  if entities then
+    related.entity = entities.related
+    place_entities(doc, entities)
+  end
   if related_user[1] then related.user = related_user end
   local ips = {}
   add_unique(ips, src_ip)

@@ -119,6 +119,45 @@ describe("the lazy event view", function()
     for f, v in pairs(want) do assert.equal(v, event.get(whole, f), f) end
   end)
 
+  it("computes the entity fields alone, equal to the whole document's, and none when turned off", function()
+    local built = 0
+    local counting = setmetatable({ normalize = function(...)
+      built = built + 1
+      return normalize.normalize(...)
+    end }, { __index = normalize })
+    local rec = {
+      eventSource = "iam.amazonaws.com", eventName = "UpdateAssumeRolePolicy", recipientAccountId = "111122223333",
+      userIdentity = { type = "AssumedRole", arn = "arn:aws:sts::111122223333:assumed-role/Admin/alice",
+        accessKeyId = "ASIAEXAMPLE",
+        sessionContext = { sessionIssuer = { arn = "arn:aws:iam::111122223333:role/Admin", userName = "Admin" } } },
+      requestParameters = { roleName = "backdoor", policyDocument = "{}" },
+    }
+    local want = {
+      ["entity.target.id"] = { "backdoor" }, ["target.entity.id"] = { "backdoor" },
+      ["actor.entity.id"] = { "arn:aws:sts::111122223333:assumed-role/Admin/alice" },
+      ["user.entity.id"] = { "arn:aws:iam::111122223333:role/Admin" },
+      ["related.entity"] = { "ASIAEXAMPLE", "Admin", "arn:aws:iam::111122223333:role/Admin",
+        "arn:aws:sts::111122223333:assumed-role/Admin/alice", "backdoor" },
+    }
+    local ev = event.lazy()
+    ev.start(rec, CTX, counting, call)
+    for f, v in pairs(want) do assert.same(v, ev.get(f), f) end
+    for _, f in ipairs({ "user.target.entity.id", "host.target.entity.id", "host.target.id",
+      "service.target.entity.id", "service.entity.id", "host.entity.id", "entity.id" }) do
+      assert.is_nil(ev.get(f), f)
+    end
+    assert.equal(0, built)
+    local whole = ev.whole()
+    for f, v in pairs(want) do assert.same(v, event.get(whole, f), f) end
+    local off = { now = CTX.now, actor_target_mapping = false }
+    ev.start(rec, off, counting, call)
+    for f in pairs(want) do assert.is_nil(ev.get(f), f) end
+    whole = ev.whole()
+    for f in pairs(want) do assert.is_nil(event.get(whole, f), f) end
+    assert.is_nil(whole.actor)
+    assert.is_nil(whole.entity)
+  end)
+
   it("computes a field on demand without building the document", function()
     local built = 0
     local counting = setmetatable({ normalize = function(...)

@@ -36,8 +36,16 @@
 --    before comparing, as test-common-config.yml's dynamic_fields pattern allows.
 --    source.geo.* and source.as.* are compared with ctx.geoip reading tests/fixtures/geoip/*.mmdb
 --    (support/mmdb.lua), made to hold what Elastic's test databases give for these addresses.
---    Never compared: event.original (not produced), event.created, ecs.version, related.entity,
---    actor/target/entity fields, tags (see the header of normalize.lua).
+--    The entity fields (ENTITY_FIELDS: related.entity, actor.entity.id, target.entity.id and the
+--    type-specific *.entity.id / *.target.entity.id, entity.lua) are the pipeline's only for an event
+--    tagged actor_target_mapping: a document whose tags have it is normalized with
+--    ctx.actor_target_mapping = true and its entity fields compared; the others with false, and
+--    must have none (their expected related.entity & co come from the older entity.yml, which ran
+--    on every event). related.entity is compared as a set: the current script sorts it (a
+--    TreeSet), while the expected files list it in the orders of the generations that made them
+--    (sorted in one, Java HashSet order in others); the same values either way.
+--    Never compared: event.original (not produced), event.created, ecs.version, tags (see the
+--    header of normalize.lua).
 --
 -- 2. Focused unit specs.
 -- 3. All Stratus Red Team detonation records normalize without error and carry the core fields.
@@ -97,6 +105,20 @@ local FIELDS = {
   "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id",
 }
 
+-- The fields of entity.lua, compared on the documents tagged actor_target_mapping.
+local ENTITY_FIELDS = {
+  "related.entity", "actor.entity.id", "target.entity.id", "user.target.entity.id", "host.target.entity.id",
+  "host.target.id", "service.target.entity.id", "entity.target.id", "user.entity.id", "service.entity.id",
+  "host.entity.id", "entity.id",
+}
+local IS_ENTITY_FIELD = {}
+for _, f in ipairs(ENTITY_FIELDS) do
+  FIELDS[#FIELDS + 1] = f
+  IS_ENTITY_FIELD[f] = true
+end
+-- Lists whose order is not the pipeline's to keep (see above).
+local AS_SET = { ["related.entity"] = true }
+
 -- Fields added by the newest pipeline generation, absent from files produced before it.
 local NEWEST_ONLY = { "cloud.provider", "cloud.service.name", "related.ip", "related.hosts" }
 local PRE_NEWEST = {
@@ -122,6 +144,7 @@ local OLDER_GENERATION = {
     ["related.user"] = "generation B appended user.changes.name (the session name) last",
     ["user.changes.name"] = "generation B took it from the STS session name; now only from newUserName",
     ["event.type"] = "generation B had no event.type for Converse",
+    ["user.entity.id"] = "generation B gave an assumed role's session ARN; now the role's ARN (the issuer)",
     ["aws.cloudtrail.user_identity.session_context.ec2_role_delivery"] = "mapped later",
   },
   ["test-create-key-pair-json.log"] = { ["related.user"] = "user.id was not in related.user yet" },
@@ -148,6 +171,7 @@ local OLDER_GENERATION = {
   ["test-update-trail-json.log"] = { ["related.user"] = "user.id was not in related.user yet" },
   ["test-update-user-json.log"] = { ["related.user"] = "user.id was not in related.user yet" },
   ["test-us-gov-arn.log"] = {
+    ["user.entity.id"] = "generation B gave an assumed role's session ARN; now the role's ARN (the issuer)",
     ["aws.cloudtrail.user_identity.session_context.ec2_role_delivery"] = "mapped later",
   },
   ["test-user-authentication.log"] = {
@@ -156,6 +180,8 @@ local OLDER_GENERATION = {
     ["aws.cloudtrail.user_identity.on_behalf_of.user_id"] = "mapped later",
     ["aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn"] = "mapped later",
     ["aws.cloudtrail.user_identity.credential_id"] = "mapped later",
+    ["related.entity"] = "generation B left out IdentityCenterUser's onBehalfOf.identityStoreArn",
+    ["entity.id"] = "generation B had no type-specific actor field (an onBehalfOf.userId actor is entity.id)",
   },
   ["test-copy-object-json-minimal.log"] = {
     ["aws.cloudtrail.flattened.request_parameters"] = "test config sets _conf.retain: minimal",
@@ -210,6 +236,15 @@ local function deep_equal(a, b)
     if a[k] == nil then return false end
   end
   return true
+end
+
+-- A list as the set of its values (a sorted copy), for AS_SET's fields.
+local function as_set(v)
+  if type(v) ~= "table" then return v end
+  local copy = {}
+  for i = 1, #v do copy[i] = v[i] end
+  table.sort(copy)
+  return copy
 end
 
 -- Stable text for messages (sorted keys).
@@ -271,6 +306,23 @@ describe("normalize, against Elastic's pipeline test cases,", function()
     assert.are.equal(18, #files)
   end)
 
+  it("has 8 input events whose expected documents are tagged actor_target_mapping", function()
+    local tagged = 0
+    for _, file in ipairs(files) do
+      local expected = cjson.decode(read_file(PIPELINE_DIR .. file .. "-expected.json")).expected
+      local n = 0
+      for line in io.lines(PIPELINE_DIR .. file) do
+        if line:find("%S") then
+          n = n + 1
+          for _, tag in ipairs(expected[n].tags or {}) do
+            if tag == "actor_target_mapping" then tagged = tagged + 1 end
+          end
+        end
+      end
+    end
+    assert.are.equal(8, tagged)
+  end)
+
   for _, file in ipairs(files) do
     it("matches the expected documents of " .. file, function()
       local expected = cjson.decode(read_file(PIPELINE_DIR .. file .. "-expected.json")).expected
@@ -281,15 +333,24 @@ describe("normalize, against Elastic's pipeline test cases,", function()
           n = n + 1
           local want = expected[n]
           assert.is_table(want, file .. ": no expected document for event " .. n)
-          local got = normalize.normalize(cjson.decode(line), { now = SHIPPER_TIMESTAMP, raw = line, geoip = GEOIP })
+          local tagged = false
+          for _, tag in ipairs(want.tags or {}) do tagged = tagged or tag == "actor_target_mapping" end
+          local got = normalize.normalize(cjson.decode(line),
+            { now = SHIPPER_TIMESTAMP, raw = line, geoip = GEOIP, actor_target_mapping = tagged })
           want.event = want.event or {}
           for k, v in pairs(AGENT_FIELDS.event) do want.event[k] = v end
           if want.user_agent and type(want.user_agent.version) == "string" then
             want.user_agent.version = want.user_agent.version:gsub("%.$", "")
           end
           for _, field in ipairs(FIELDS) do
-            if not skips[field] then
+            if IS_ENTITY_FIELD[field] and not tagged then
+              if get(got, field) ~= nil then
+                problems[#problems + 1] = string.format("%s event %d: %s without the actor_target_mapping tag",
+                  file, n, field)
+              end
+            elseif not skips[field] then
               local e, a = get(want, field), get(got, field)
+              if AS_SET[field] then e, a = as_set(e), as_set(a) end
               if not deep_equal(e, a) then
                 problems[#problems + 1] = string.format("%s event %d, field %s: expected %s, got %s",
                   file, n, field, show(e), show(a))
@@ -788,6 +849,169 @@ describe("normalize", function()
       assert.is_false(normalize.is_cloudtrail({ ["event.action"] = "PutObject" }))
       assert.is_false(normalize.is_cloudtrail("eventName"))
     end)
+  end)
+end)
+
+describe("normalize's entity fields (entity.lua)", function()
+  local entity = require "entity"
+  local IAM_USER = { type = "IAMUser", arn = "arn:aws:iam::111122223333:user/alice", userName = "alice",
+    accessKeyId = "AKIAIOSFODNN7EXAMPLE" }
+
+  local function doc_of(t, ctx)
+    return normalize.normalize(record(t), ctx or CTX)
+  end
+
+  describe("classify_target()", function()
+    it("reads an ARN's resource type: users, roles, assumed roles, instance profiles, MFA devices", function()
+      for _, arn in ipairs({ "arn:aws:iam::111122223333:user/alice", "arn:aws:iam::111122223333:role/Admin",
+        "arn:aws:sts::111122223333:assumed-role/Admin/alice", "arn:aws:sts::111122223333:federated-user/bob",
+        "arn:aws:iam::111122223333:instance-profile/web", "arn:aws:iam::111122223333:mfa/alice" }) do
+        assert.equal("user", entity.classify_target(arn), arn)
+      end
+    end)
+
+    it("makes an instance ARN or an i- id a host", function()
+      assert.equal("host", entity.classify_target("arn:aws:ec2:us-east-1:111122223333:instance/i-0abc"))
+      assert.equal("host", entity.classify_target("i-0123456789abcdef0"))
+    end)
+
+    it("makes trails, functions, keys, log groups, S3 buckets and network ids services", function()
+      for _, t in ipairs({ "arn:aws:cloudtrail:us-east-1:111122223333:trail/main",
+        "arn:aws:lambda:us-east-1:111122223333:function:f", "arn:aws:kms:us-east-1:111122223333:key/1234",
+        "arn:aws:logs:us-east-1:111122223333:log-group:/aws/x:*", "arn:aws:s3:::bucket/key.txt",
+        "arn:aws:s3:::bucket", "sg-0abc", "sgr-0abc", "vpc-1", "subnet-2", "eni-3", "acl-4" }) do
+        assert.equal("service", entity.classify_target(t), t)
+      end
+    end)
+
+    it("makes a service-linked role a service, not a user", function()
+      assert.equal("service", entity.classify_target(
+        "arn:aws:iam::111122223333:role/aws-service-role/guardduty.amazonaws.com/AWSServiceRoleForAmazonGuardDuty"))
+    end)
+
+    it("takes a 20-character AKIA id for a user's key; account ids, names and other ARNs are generic", function()
+      assert.equal("user", entity.classify_target("AKIAIOSFODNN7EXAMPLE"))
+      assert.equal("generic", entity.classify_target("ASIAIOSFODNN7EXAMPLE"))  -- temporary: not classified
+      assert.equal("generic", entity.classify_target("AKIASHORT"))
+      assert.equal("generic", entity.classify_target("111122223333"))
+      assert.equal("generic", entity.classify_target("backdoor-role"))
+      assert.equal("generic", entity.classify_target("arn:aws:bedrock:us-east-1::foundation-model/m"))
+      assert.equal("generic", entity.classify_target("arn:aws:iam"))  -- fewer than six parts
+    end)
+  end)
+
+  describe("classify_actor()", function()
+    it("makes an IAM user, the root user and an assumed role users (the role's ARN for a session)", function()
+      assert.same({ "user.entity.id", "arn:aws:iam::1:user/a" },
+        { entity.classify_actor("arn:aws:iam::1:user/a", "IAMUser") })
+      assert.same({ "user.entity.id", "arn:aws:iam::1:root" },
+        { entity.classify_actor("arn:aws:iam::1:root", "Root") })
+      assert.same({ "user.entity.id", "arn:aws:iam::1:role/R" },
+        { entity.classify_actor("arn:aws:sts::1:assumed-role/R/s", "AssumedRole", "arn:aws:iam::1:role/R") })
+    end)
+
+    it("makes an AWS service and a service-linked role services", function()
+      assert.same({ "service.entity.id", "ec2.amazonaws.com" },
+        { entity.classify_actor("ec2.amazonaws.com", "AWSService") })
+      local slr = "arn:aws:sts::1:assumed-role/AWSServiceRoleForConfig/s"
+      assert.same({ "service.entity.id", slr }, { entity.classify_actor(slr, "AssumedRole", "arn:aws:iam::1:role/x") })
+    end)
+
+    it("reads the ARN when the identity type does not decide, then i- ids, else entity.id", function()
+      assert.same({ "user.entity.id", "arn:aws:sts::1:federated-user/bob" },
+        { entity.classify_actor("arn:aws:sts::1:federated-user/bob", "FederatedUser") })
+      assert.same({ "host.entity.id", "arn:aws:ec2:us-east-1:1:instance/i-1" },
+        { entity.classify_actor("arn:aws:ec2:us-east-1:1:instance/i-1", "Unknown") })
+      assert.same({ "host.entity.id", "i-0abc" }, { entity.classify_actor("i-0abc", nil) })
+      assert.same({ "entity.id", "906754a8e1-58e8" },
+        { entity.classify_actor("906754a8e1-58e8", "IdentityCenterUser") })
+    end)
+  end)
+
+  it("puts an IAM call's target role name in entity.target.id (UpdateAssumeRolePolicy)", function()
+    local doc = doc_of({ eventSource = "iam.amazonaws.com", eventName = "UpdateAssumeRolePolicy",
+      userIdentity = IAM_USER, requestParameters = { roleName = "backdoor", policyDocument = "{}" } })
+    assert.same({ "backdoor" }, doc.entity.target.id)
+    assert.same({ "backdoor" }, doc.target.entity.id)
+    assert.same({ "arn:aws:iam::111122223333:user/alice" }, doc.actor.entity.id)
+    assert.same({ "arn:aws:iam::111122223333:user/alice" }, doc.user.entity.id)
+    assert.same({ "AKIAIOSFODNN7EXAMPLE", "alice", "arn:aws:iam::111122223333:user/alice", "backdoor" },
+      doc.related.entity)
+  end)
+
+  it("splits AttachUserPolicy's targets into user.target.entity.id (the user) and entity.target.id", function()
+    local doc = doc_of({ eventSource = "iam.amazonaws.com", eventName = "AttachUserPolicy", userIdentity = IAM_USER,
+      requestParameters = { userName = "bob", policyArn = "arn:aws:iam::aws:policy/AdministratorAccess" } })
+    assert.same({ "arn:aws:iam::aws:policy/AdministratorAccess", "bob" }, doc.target.entity.id)
+    assert.same({ "arn:aws:iam::aws:policy/AdministratorAccess" }, doc.service.target.entity.id)  -- "policy"
+    assert.same({ "bob" }, doc.entity.target.id)
+    assert.equal("bob", doc.user.target.name)  -- user.target.* of the pipeline's other processors stay
+  end)
+
+  it("puts an instance target in host.target.entity.id and its id in host.target.id", function()
+    local doc = doc_of({ eventSource = "ec2.amazonaws.com", eventName = "GetPasswordData", userIdentity = IAM_USER,
+      requestParameters = { instanceId = "i-0123456789abcdef0" } })
+    assert.same({ "i-0123456789abcdef0" }, doc.host.target.entity.id)
+    assert.same({ "i-0123456789abcdef0" }, doc.host.target.id)
+    local m = entity.map(record({ eventSource = "ssm.amazonaws.com", eventName = "SendCommand",
+      requestParameters = { targets = { { key = "InstanceIds",
+        values = { "arn:aws:ec2:us-east-1:1:instance/i-0aaaaaaaaaaaaaaaa", "i-0bbbbbbbbbbbbbbbb" } } } } }))
+    assert.same({ "arn:aws:ec2:us-east-1:1:instance/i-0aaaaaaaaaaaaaaaa", "i-0bbbbbbbbbbbbbbbb" }, m.host_target)
+    assert.same({ "i-0aaaaaaaaaaaaaaaa", "i-0bbbbbbbbbbbbbbbb" }, m.host_target_id)
+  end)
+
+  it("targets the account on SendCommand to every instance, and the trail on StopLogging", function()
+    local m = entity.map(record({ eventSource = "ssm.amazonaws.com", eventName = "SendCommand",
+      requestParameters = { instanceIds = { "*" } } }))
+    assert.same({ "111111111111" }, m.generic_target)
+    m = entity.map(record({ eventSource = "cloudtrail.amazonaws.com", eventName = "StopLogging",
+      requestParameters = { name = "arn:aws:cloudtrail:us-east-1:1:trail/main" } }))
+    assert.same({ "arn:aws:cloudtrail:us-east-1:1:trail/main" }, m.service_target)
+  end)
+
+  it("takes AssumeRole's actor from the service, or the role behind a session", function()
+    local doc = doc_of({ eventName = "AssumeRole",
+      userIdentity = { type = "AWSService", invokedBy = "ec2.amazonaws.com" },
+      requestParameters = { roleArn = "arn:aws:iam::1:role/web" } })
+    assert.same({ "ec2.amazonaws.com" }, doc.actor.entity.id)
+    assert.same({ "ec2.amazonaws.com" }, doc.service.entity.id)
+    assert.equal("ec2.amazonaws.com", doc.service.name)
+    assert.same({ "arn:aws:iam::1:role/web" }, doc.user.target.entity.id)
+    doc = doc_of({ eventName = "AssumeRole", userIdentity = { type = "AssumedRole",
+      arn = "arn:aws:sts::1:assumed-role/A/s", sessionContext = { sessionIssuer = { arn = "arn:aws:iam::1:role/A" } } },
+      requestParameters = { roleArn = "arn:aws:iam::1:role/B" } })
+    assert.same({ "arn:aws:iam::1:role/A" }, doc.actor.entity.id)
+  end)
+
+  it("stops adding a list at its first value already there, as the script's addValues does", function()
+    local m = entity.map(record({ eventSource = "ec2.amazonaws.com", eventName = "AuthorizeSecurityGroupIngress",
+      requestParameters = { groupId = "sg-1" },
+      responseElements = { securityGroupRuleSet = {
+        items = { { groupId = "sg-1", securityGroupRuleId = "sgr-1" } } } } }))
+    assert.same({ "sg-1", "sgr-1" }, m.related)  -- sgr-1 comes in as a target, not from the list
+    m = entity.map(record({ eventSource = "ec2.amazonaws.com", eventName = "DescribeInstances",
+      responseElements = { securityGroupRuleSet = {
+        items = { { groupId = "sg-1", securityGroupRuleId = "sgr-1" } } } },
+      requestParameters = { groupId = "sg-1" } }))
+    assert.same({ "sg-1" }, m.related)
+  end)
+
+  it("sets none of the fields where the script would fail or not run", function()
+    assert.is_nil(entity.map(record({ eventSource = "iam.amazonaws.com", eventName = "CreateUser",
+      requestParameters = { userName = 42 } })))  -- a number where it adds strings
+    assert.is_nil(entity.map(record({ eventName = "-" })))  -- no eventName after the clean-up
+    assert.is_nil(doc_of({ eventName = "-", userIdentity = IAM_USER }).related.entity)
+  end)
+
+  it("leaves them all out with ctx.actor_target_mapping = false", function()
+    local doc = doc_of({ userIdentity = IAM_USER }, { now = CTX.now, actor_target_mapping = false })
+    assert.is_nil(doc.actor)
+    assert.is_nil(doc.target)
+    assert.is_nil(doc.entity)
+    assert.is_nil(doc.related.entity)
+    assert.is_nil(doc.user.entity)
+    doc = doc_of({ userIdentity = IAM_USER })  -- on by default
+    assert.same({ "111111111111" }, doc.entity.target.id)  -- GetCallerIdentity: the account
   end)
 end)
 

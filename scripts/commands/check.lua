@@ -70,9 +70,7 @@ local ELASTIC_KEYS = {
 local ELASTIC_ONLY = {
   "agent", "aws.cloudtrail.digest", "data_stream.namespace", "data_stream.type", "error.message",
   "event.created", "event.original", "file.path", "host", "input.type",
-  "log", "message", "related.entity", "related.hash", "tags", "actor", "target",
-  "user.entity", "user.target.entity", "service.entity", "service.target.entity", "host.target.entity",
-  "entity",
+  "log", "message", "related.hash", "tags",
 }
 
 -- What the configuration provides (M.files' opts.geoip): { asn = true, city = true }.
