@@ -261,7 +261,17 @@ describe("trailhound run, tailing for real", function()
       for _, a in ipairs(th.alerts(th.complete_lines(k.out()))) do uuids[a.kibana.alert.uuid] = true end
     until th.read(d .. "/writer.done") and runs >= 6
     local last = th.start({ "run", "--state", state, "--poll", "50", f })
-    th.sleep(1)
+    -- Until every line has alerted once, in some run (a loaded machine, the sanitizer build:
+    -- the last run may have a backlog to go through), then a while more for repeats.
+    th.wait_for(function()
+      local seen, n = {}, 0
+      for u in pairs(uuids) do seen[u] = true n = n + 1 end
+      for _, a in ipairs(th.alerts(th.complete_lines(last.out()))) do
+        if not seen[a.kibana.alert.uuid] then seen[a.kibana.alert.uuid] = true n = n + 1 end
+      end
+      return n >= 1500
+    end, 30)
+    th.sleep(0.5)
     last.signal("TERM")
     assert.equal(0, last.wait())
     for _, a in ipairs(th.alerts(last.out())) do uuids[a.kibana.alert.uuid] = true end
@@ -501,7 +511,19 @@ describe("trailhound run, tailing for real", function()
     th.write(logs .. "/b.ndjson", line("q2"))
     local k = th.start({ "run", "--state", state, logs .. "/*.ndjson" })
     assert.truthy(th.wait_for(function() return k.count() >= 2 end, 20), k.err())
-    th.sleep(0.15)  -- well under the periodic checkpoint's second
+    -- Both offsets committed once their alerts are written, well before the periodic
+    -- checkpoint's second: polled, since a loaded machine (and the sanitizer build) takes a
+    -- while for the alerts' acknowledgement and the atomic rename.
+    local function committed(name)
+      local text = th.read(state) or ""
+      for l in text:gmatch("[^\n]+") do
+        local offset, path = l:match("^%S+ %S+ %S+ %S+ (%d+) %S+ %S+ %S+ (.*)$")
+        if path == logs .. "/" .. name and tonumber(offset) > 0 then return true end
+      end
+      return false
+    end
+    assert.truthy(th.wait_for(function() return committed("a.ndjson") and committed("b.ndjson") end, 0.8),
+      th.read(state))
     k.signal("KILL")
     k.wait(5)
     local text = th.read(state) or ""
