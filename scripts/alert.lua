@@ -478,9 +478,10 @@ function M.sequence_block(rule, doc, src, now)
   return text, M.encode(k.ancestors[1])
 end
 
--- The shell alert of a sequence whose last event is doc: fields, the join keys' names, and
--- values, theirs (shared by every event of the sequence). The text, or nil.
-function M.sequence_shell(rule, fields, values, doc, now)
+-- The shell alert of a sequence whose last event is doc (read at src: trailhound.source says
+-- where the sequence completed): fields, the join keys' names, and values, theirs (shared by
+-- every event of the sequence). The text, or nil.
+function M.sequence_shell(rule, fields, values, doc, src, now)
   local meta = rule.meta
   local block = encoded_rules[rule]
   if block == nil then
@@ -514,6 +515,7 @@ function M.sequence_shell(rule, fields, values, doc, now)
       rule = MARK,
     },
   }
+  a.trailhound = { source = { path = src.path, offset = src.offset, index = src.index } }
   return once(place(M.encode(a), MARK_JSON, block), { "uuid", "group", "ancestors", "original_time" })
 end
 

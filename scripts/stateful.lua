@@ -301,7 +301,7 @@ function M.candidates(rule, doc, src, now, fresh)
         if not line then line, anc = alert.sequence_block(rule, doc, src, now) end
         c.line, c.ancestor, c.at, c.len = line, anc, 0, 0
         if c.step == rule.state.nsteps - 1 then
-          c.shell = alert.sequence_shell(rule, c.def.by, c.values, doc, now)
+          c.shell = alert.sequence_shell(rule, c.def.by, c.values, doc, src, now)
           if not c.shell then c.line = nil end
         end
       else

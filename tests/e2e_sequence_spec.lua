@@ -70,6 +70,7 @@ describe("EQL sequences", function()
     assert.same({ { id = "e-list", type = "event", depth = 0 }, { id = "e-invoke", type = "event", depth = 0 } },
       shell.ancestors)
     assert.equal("2024-10-17T20:09:50.000Z", shell.original_time)
+    assert.equal(d .. "/b.ndjson", shells[1].trailhound.source.path)  -- where it completed
     for i, b in ipairs(blocks) do
       local k = b.kibana.alert
       assert.equal("default", k.building_block_type)
