@@ -1,6 +1,6 @@
 /* state.h: what stateful rules remember between events (DESIGN.md, "Limits,
- * suppression and state"): Elastic's new_terms and threshold rule types, and
- * the store under them, where EQL sequences can keep theirs too.
+ * suppression and state"): Elastic's new_terms and threshold rule types, EQL
+ * sequences, and the store under them.
  *
  * The host decides; workers only evaluate a rule's query on one event and
  * send a candidate (proto.h, TH_ITEM_STATE): the rule's state key, the key
