@@ -56,7 +56,13 @@
  *                      cardinality, str cardinality field (JSON string; "" none), then
  *                      what ALERT holds from timestamp on (for a threshold, at and len
  *                      are where threshold_result goes in line; a new_terms line ""
- *                      is a combination the worker sent lately: its time only)
+ *                      is a combination the worker sent lately: its time only).
+ *                      An EQL sequence's (TH_STATE_SEQUENCE): key the join values,
+ *                      distinct the event's ancestor (JSON object), window_s maxspan
+ *                      in ms (0: none), value the step the event matches (from 0;
+ *                      = cardinality: until), cardinality the number of steps,
+ *                      cardinality field the shell alert's text (the last step's;
+ *                      "" else), line the event's building block (seqalert.h)
  *   LOADED      u32 n, n x { str path, u8 ok, str id|error, str name, str version,
  *               prefilter },
  *               str fatal (--rule named nothing that loaded; "" if none), items

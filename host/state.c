@@ -282,7 +282,8 @@ int th_state_decide(th_state *s, const th_state_event *e, th_state_verdict *v) {
   switch (e->type) {
     case TH_STATE_NEW_TERMS: return th_newterms_decide(s, (uint32_t)p, e, v);
     case TH_STATE_THRESHOLD: return th_threshold_decide(s, (uint32_t)p, e, v);
-    default: return 0;  /* a type to come (sequences): nothing decided, no alert */
+    case TH_STATE_SEQUENCE: return th_sequence_decide(s, (uint32_t)p, e, v);
+    default: return 0;  /* a type this binary does not know: nothing decided, no alert */
   }
 }
 
@@ -443,6 +444,7 @@ static int load_from(th_state *s, const char *p, size_t n) {
         goto bad;
       int type = s->parts[map[pi]].type;
       if (type == TH_STATE_THRESHOLD && !th_threshold_valid((const unsigned char *)p, len)) goto bad;
+      if (type == TH_STATE_SEQUENCE && !th_sequence_valid((const unsigned char *)p, len)) goto bad;
       unsigned char *data = NULL;
       if (len && (data = malloc(len)) == NULL) goto bad;
       if (len) memcpy(data, p, len);

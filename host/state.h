@@ -1,6 +1,6 @@
 /* state.h: what stateful rules remember between events (DESIGN.md, "Limits,
- * suppression and state"): Elastic's new_terms and threshold rule types, and
- * the store under them, where EQL sequences can keep theirs too.
+ * suppression and state"): Elastic's new_terms and threshold rule types, EQL
+ * sequences, and the store under them.
  *
  * The host decides; workers only evaluate a rule's query on one event and
  * send a candidate (proto.h, TH_ITEM_STATE): the rule's state key, the key
@@ -32,13 +32,17 @@
  * A threshold group keeps at most max(value, cardinality) events and values:
  * TH_STATE_VALUE_MAX bounds both (the loader refuses more).
  *
- * EQL sequences (`sequence by f with maxspan=T [a] [b] ...`) plug in as
- * TH_STATE_SEQUENCE with a file of their own beside these two: the key is the
- * `by` values, the payload the partial sequences (the step each reached, the
- * time and identity of its events), until the first event's time + maxspan;
- * the worker evaluates the step predicates and sends the step an event
- * matches in `value`. The store's partitions, cap, expiry and file are theirs
- * as they are; th_state_decide has the switch where the type joins.
+ *   sequence   EQL's `sequence [by k] [with maxspan=T] [a] [b] ... [until [u]]`
+ *              (sequence.c): an entry per join key (the `by` values); its
+ *              payload, for each step but the last, the latest partial sequence
+ *              that reached it (its events: time, identity, the alert each would
+ *              make). An event of step k advances the partial at k-1 when it is
+ *              later (event time, then the order candidates come in), not one of
+ *              its events, and within maxspan of its first; at the last step the
+ *              sequence completes (verdict.done) and its partial goes. An event
+ *              of `until` drops the key's partials. The worker evaluates the step
+ *              predicates and sends one candidate per step an event matches, the
+ *              highest step first (so an event never advances a partial it made).
  *
  * Saving follows the limiter's acknowledged cut: an entry changed by an alert
  * that the outputs have not acknowledged is saved as it was before that
@@ -94,7 +98,21 @@ typedef struct th_state_event {
   int touch;                  /* new_terms: a combination the worker knows the host knows (it sent no
                                * alert): its time is taken if the entry is there and in its window,
                                * else it is ignored; never an alert */
+  uint32_t step, nsteps;      /* sequence: the step the event matches (from 0; nsteps: `until`), steps */
+  int64_t span_ms;            /* sequence: maxspan, ms; 0: none */
+  const char *line;           /* sequence: the alert the event would make (a building block), kept */
+  size_t llen;
+  const char *anc;            /* sequence: the event's ancestor (JSON), kept */
+  size_t alen;
 } th_state_event;
+
+/* An event of a partial or completed sequence (th_sequence_next). */
+typedef struct th_seq_event {
+  int64_t t;
+  uint64_t ev;
+  const char *line, *anc;
+  uint32_t llen, alen;
+} th_seq_event;
 
 /* What the store says of a candidate. */
 typedef struct th_state_verdict {
@@ -104,6 +122,9 @@ typedef struct th_state_verdict {
   uint64_t count;             /* threshold: events in the window, distinct values */
   uint64_t distinct;
   int64_t from;               /* threshold: the window's start, ms */
+  unsigned char *done;        /* sequence: the completed sequence's events (th_sequence_next), the
+                               * caller frees; NULL: none */
+  size_t done_len;
 } th_state_verdict;
 
 /* Decide on one candidate. Returns 0, or -1 out of memory (nothing changed). */
@@ -141,7 +162,7 @@ typedef struct th_state_totals {
 } th_state_counts;
 void th_state_totals(const th_state *s, th_state_counts *t);
 
-/* ---- for the type files (newterms.c, threshold.c) ---- */
+/* ---- for the type files (newterms.c, threshold.c, sequence.c) ---- */
 
 /* The partition of (rule_id, fp, type), made if need be; a different
  * fingerprint for the same rule id supersedes the one before (its entries go
@@ -170,5 +191,10 @@ int th_newterms_decide(th_state *s, uint32_t part, const th_state_event *e, th_s
 int th_threshold_decide(th_state *s, uint32_t part, const th_state_event *e, th_state_verdict *v);
 /* A threshold payload that a file gave: usable? */
 int th_threshold_valid(const unsigned char *p, size_t len);
+int th_sequence_decide(th_state *s, uint32_t part, const th_state_event *e, th_state_verdict *v);
+int th_sequence_valid(const unsigned char *p, size_t len);
+/* The events of a completed sequence (verdict.done) one by one: *off starts at
+ * 0; returns 1 and the next in *out (its texts point into p), 0 at the end. */
+int th_sequence_next(const unsigned char *p, size_t len, size_t *off, th_seq_event *out);
 
 #endif

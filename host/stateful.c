@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "log.h"
+#include "seqalert.h"
 
 enum {
   TICK_MS = 1000,
@@ -91,6 +92,42 @@ static char *threshold_text(const th_state_item *it, const th_state_verdict *v, 
   return doc;
 }
 
+/* A completed sequence (verdict.done): a building block per event, then the
+ * shell alert (seqalert.h), through the limiter. Returns the shell's
+ * TH_LIMIT_*, TH_STATE_QUIET when the worker's texts lack their markers, or
+ * -1 out of memory. */
+static int sequence_alerts(th_stateful *sf, const th_state_item *it, const th_state_verdict *v) {
+  const th_limit_alert *a = &it->a;
+  char gid[37], id[37], iso[40];
+  th_seqalert_uuid(a->rule_id, v->done, v->done_len, -1, gid);
+  size_t off = 0, len;
+  th_seq_event ev;
+  for (int i = 0; th_sequence_next(v->done, v->done_len, &off, &ev); i++) {
+    th_seqalert_uuid(a->rule_id, v->done, v->done_len, i, id);
+    char *doc = th_seqalert_block(&ev, i, gid, id, &len);
+    if (doc == NULL) return TH_STATE_QUIET;
+    th_ms_iso(ev.t, iso);
+    th_limit_alert b = *a;
+    b.text = doc, b.len = len, b.uuid = id, b.ulen = 36, b.ts = iso, b.tlen = strlen(iso);
+    b.at = b.slen = 0, b.suppress_s = 0, b.glen = 0;
+    int got = th_limiter_alert(sf->lim, &b);
+    free(doc);
+    if (got < 0) return -1;
+  }
+  char *doc = th_seqalert_shell(it->card_field, it->flen, v->done, v->done_len, gid, &len);
+  if (doc == NULL) return TH_STATE_QUIET;
+  th_limit_alert b = *a;
+  b.text = doc, b.len = len, b.uuid = gid, b.ulen = 36;
+  b.at = b.slen = 0, b.suppress_s = 0, b.glen = 0;
+  int got = th_limiter_alert(sf->lim, &b);
+  free(doc);
+  return got;
+}
+
+static const char *type_name(int type) {
+  return type == TH_STATE_THRESHOLD ? "threshold" : type == TH_STATE_SEQUENCE ? "sequence" : "new_terms";
+}
+
 static int64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -109,15 +146,25 @@ int th_stateful_item(th_stateful *sf, th_state_item *it) {
     .dlen = it->dlen, .window_s = it->window_s, .value = it->value, .cardinality = it->cardinality,
     .touch = it->type == TH_STATE_NEW_TERMS && a->len == 0,  /* no alert sent: the worker knew it known */
   };
+  if (it->type == TH_STATE_SEQUENCE) {  /* its fields as proto.h says of a sequence's candidate */
+    e.step = it->value, e.nsteps = it->cardinality, e.span_ms = it->window_s;
+    e.value = e.cardinality = e.window_s = 0;
+    e.line = a->text, e.llen = a->len, e.anc = it->distinct, e.alen = it->dlen;
+    e.distinct = NULL, e.dlen = 0;
+  }
   th_state_verdict v;
   if (th_state_decide(sf->s, &e, &v) < 0) return -1;
   sf->changed = 1;
   if (v.cleared)
     th_log("%s: its query or %s parameters changed: the state it kept is dropped (%" PRIu64 " entries)",
-           a->rule_name, it->type == TH_STATE_THRESHOLD ? "threshold" : "new_terms", v.cleared_entries);
+           a->rule_name, type_name(it->type), v.cleared_entries);
   if (!v.alert) return TH_STATE_QUIET;
   int got;
-  if (it->type == TH_STATE_THRESHOLD) {
+  if (it->type == TH_STATE_SEQUENCE) {
+    got = sequence_alerts(sf, it, &v);
+    free(v.done);
+    if (got < 0) return -1;
+  } else if (it->type == TH_STATE_THRESHOLD) {
     if (a->slen == 0 || (uint64_t)a->at + a->slen > a->len) return TH_STATE_QUIET;  /* no marker: the worker's fault */
     size_t len;
     char *doc = threshold_text(it, &v, &len);

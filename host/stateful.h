@@ -1,10 +1,12 @@
 /* stateful.h: the host's stage for stateful rules, before the limiter.
  *
  * A worker sends a candidate (proto.h, TH_ITEM_STATE) for every event a
- * new_terms or threshold rule's query matches; the store (state.h) decides,
- * and an alert it keeps goes on to the limiter like any other (duplicates,
- * suppression, max_signals). A threshold alert gets its
- * kibana.alert.threshold_result here: the count is known only here.
+ * new_terms or threshold rule's query matches, and for every step of an EQL
+ * sequence an event matches; the store (state.h) decides, and an alert it
+ * keeps goes on to the limiter like any other (duplicates, suppression,
+ * max_signals). A threshold alert gets its kibana.alert.threshold_result
+ * here: the count is known only here. A completed sequence's alerts are made
+ * here (seqalert.h): a building block per event, then the shell.
  *
  * With a state file (run), the store lives in PATH.rules, saved every second
  * when it changed, with the limiter's cut (what the outputs acknowledged), and
@@ -28,7 +30,7 @@ typedef struct th_state_item {
   uint64_t fp;
   const char *key, *distinct, *card_field;  /* JSON texts; distinct, card_field: len 0 when none */
   size_t klen, dlen, flen;
-  uint32_t window_s, value, cardinality;
+  uint32_t window_s, value, cardinality;  /* a sequence: maxspan ms, step, steps (proto.h) */
   th_limit_alert a;           /* threshold: a.at, a.slen are where threshold_result goes */
 } th_state_item;
 

@@ -56,9 +56,9 @@ static void state_row(const th_rule *rule, void *ud) {
   if (store == NULL || !th_state_rule(store, rule->id, &pi)) return;
   char evicted[64] = "";
   if (pi.evicted) snprintf(evicted, sizeof evicted, ", %llu evicted at the cap", (unsigned long long)pi.evicted);
+  const char *what = pi.type == TH_STATE_THRESHOLD ? "group" : pi.type == TH_STATE_SEQUENCE ? "join key" : "term";
   fprintf(s->f, "trailhound: %s: its state holds %llu %s%s (%.1f KiB)%s\n", rule->name,
-          (unsigned long long)pi.entries, pi.type == TH_STATE_THRESHOLD ? "group" : "term", plural(pi.entries),
-          (double)pi.bytes / 1024.0, evicted);
+          (unsigned long long)pi.entries, what, plural(pi.entries), (double)pi.bytes / 1024.0, evicted);
 }
 
 /* Are alerts going anywhere but stdout, or has an output failed? Then the

@@ -443,4 +443,80 @@ function M.threshold_line(rule, terms, doc, src, now)
   return nil, id, 0, 0  -- a group value holding a marker's text: no alert can be made of it
 end
 
+-- An EQL sequence's alerts (stateful.lua), as Elastic writes them: the building block of an
+-- event (its alert, with kibana.alert.building_block_type "default" and kibana.alert.group), and
+-- the shell alert of the sequence (the join keys, the rule, kibana.alert.group.id, the events'
+-- ancestors). What only the host knows, once a sequence completes (the ids, the group, the
+-- events), it writes where markers are (host/seqalert.h): JSON strings holding a NUL, each once
+-- in its text (an event holding a marker's text makes no candidate: nil).
+local SEQ = {}
+for _, k in ipairs({ "uuid", "group", "ancestors", "original_time" }) do
+  SEQ[k] = "\0trailhound: kibana.alert." .. k .. "\0"
+end
+
+local function once(text, marks)
+  if not text then return nil end
+  for _, m in ipairs(marks) do
+    local json = M.encode(SEQ[m])
+    local at, stop = text:find(json, 1, true)
+    if not at or text:find(json, stop + 1, true) then return nil end
+  end
+  return text
+end
+
+-- The building block of the event (doc, src), and its ancestor's JSON: text, ancestor.
+function M.sequence_block(rule, doc, src, now)
+  local block = encoded_rules[rule]
+  if block == nil then
+    block = M.encode(rule_block(rule.meta))
+    encoded_rules[rule] = block
+  end
+  local a = M.build(rule, doc, src, now, MARK, false)
+  local k = a.kibana.alert
+  k.uuid, k.group, k.building_block_type = SEQ.uuid, SEQ.group, "default"
+  local text = once(place(M.encode(a), MARK_JSON, block), { "uuid", "group" })
+  return text, M.encode(k.ancestors[1])
+end
+
+-- The shell alert of a sequence whose last event is doc (read at src: trailhound.source says
+-- where the sequence completed): fields, the join keys' names, and values, theirs (shared by
+-- every event of the sequence). The text, or nil.
+function M.sequence_shell(rule, fields, values, doc, src, now)
+  local meta = rule.meta
+  local block = encoded_rules[rule]
+  if block == nil then
+    block = M.encode(rule_block(meta))
+    encoded_rules[rule] = block
+  end
+  local keys, said = {}, {}
+  for i, f in ipairs(fields) do
+    if values[i] ~= false then
+      keys[f] = values[i]
+      said[#said + 1] = f .. " " .. tostring(values[i])
+    end
+  end
+  local a = nest(keys, {})
+  a["@timestamp"] = now
+  a.event = { kind = "signal" }
+  a.kibana = {
+    alert = {
+      uuid = SEQ.uuid,
+      group = SEQ.group,
+      ancestors = SEQ.ancestors,
+      original_time = SEQ.original_time,
+      status = "active",
+      workflow_status = "open",
+      depth = 1,
+      reason = "sequence" .. (#said > 0 and (" by " .. table.concat(said, ", ")) or "") .. " (" ..
+        about(doc) .. ")" .. verdict(meta),
+      severity = meta.severity,
+      risk_score = meta.risk_score,
+      start = now,
+      rule = MARK,
+    },
+  }
+  a.trailhound = { source = { path = src.path, offset = src.offset, index = src.index } }
+  return once(place(M.encode(a), MARK_JSON, block), { "uuid", "group", "ancestors", "original_time" })
+end
+
 return M

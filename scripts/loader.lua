@@ -12,7 +12,8 @@
 --   rule.eql      the compiled EQL query (eql.compile), or nil: a rule with language = "eql"
 --                 (type = "eql"), its query an event query; the category field is the rule's
 --                 event_category_override, else event.category. rule.query is then nil.
---   rule.state    a new_terms or threshold rule's parameters (stateful.params), or nil
+--   rule.state    a new_terms or threshold rule's parameters (stateful.params), an EQL sequence's
+--                 (stateful.sequence), or nil
 --   rule.sigma    the compiled Sigma detection (sigma.compile), or nil: a rule with
 --                 language = "sigma" and a `sigma` table (the Sigma rule's own keys)
 --   rule.match(get, view) -> boolean  get(name): a field of the event (get(event.DOCUMENT):
@@ -222,7 +223,7 @@ local function validate(path, src, mod)
     if why then return fail("alert_suppression", why) end
   end
   -- new_terms and threshold keep state in the host (stateful.lua); an EQL rule runs (its
-  -- sequences are refused in load_file); other types (ES|QL, machine learning) are refused,
+  -- sequences with their state in the host too); other types (ES|QL, machine learning) are refused,
   -- rather than run as if they were a plain query.
   if mod.type ~= nil and mod.type ~= "query" and mod.type ~= "eql" and not stateful.TYPES[mod.type] then
     return fail("type", string.format("type '%s' is not supported here (query, eql, new_terms and threshold " ..
@@ -346,12 +347,23 @@ function M.load_file(path, opts)
     local q, qerr = eql.compile(mod.query, { chunkname = path, line = line, col = col,
       category_field = mod.event_category_override })
     if not q then return nil, qerr end
-    -- A sequence needs state kept across events, which the workers do not keep yet.
     if q.kind == "sequence" then
-      return nil, string.format("%s:%d:%d: an EQL sequence is not supported yet (it needs state across events, "
-        .. "which trailhound does not keep yet); only single-event EQL queries run", path, q.ast.line, q.ast.col)
+      -- Its state is the host's (stateful.lua, host/state.h): an event matches when a step or
+      -- until does, and the worker sends the steps it matches.
+      local st, why = stateful.sequence(mod, q)
+      if not st then return nil, string.format("%s:%d:%d: %s", path, q.ast.line, q.ast.col, why) end
+      rule.state = st
+      local defs = { table.unpack(st.steps) }
+      defs[#defs + 1] = st["until"]
+      query = function(get)
+        for _, d in ipairs(defs) do
+          if d.match(get) then return true end
+        end
+        return false
+      end
+    else
+      query = q.match
     end
-    query = q.match
     rule.eql = q
   elseif mod.query then
     local line, col = query_position(src)
@@ -466,10 +478,15 @@ function M.count_alerts(rule, normalize, events)
         local src = { path = "test", offset = 0, index = i - 1 }
         for _, c in ipairs(stateful.keys(rule, doc, src)) do
           local card = st.cardinality
-          if store:decide(rule.id, st.fingerprint, st.type, type(t) == "string" and t or "", c.key, c.uuid,
-              c.distinct or "", st.window_s, st.value or 0, card and card.value or 0) then
-            n = n + 1
+          local alerted
+          if st.kind == "sequence" then  -- a completed sequence counts once (its shell alert)
+            alerted = store:decide(rule.id, st.fingerprint, st.type, type(t) == "string" and t or "", c.key,
+              c.uuid, "", st.span_ms, c.step, st.nsteps)
+          else
+            alerted = store:decide(rule.id, st.fingerprint, st.type, type(t) == "string" and t or "", c.key,
+              c.uuid, c.distinct or "", st.window_s, st.value or 0, card and card.value or 0)
           end
+          if alerted then n = n + 1 end
         end
       end
     end
@@ -480,7 +497,8 @@ end
 -- Run a rule's embedded tests (tests: these instead of rule.meta.tests). normalize(rec) -> ECS
 -- document. A test is { name, expect = true|false, event = {...} } (does the rule match the
 -- event), or { name, expect = N, events = { {...}, ... } } (the number of alerts the events
--- make, in order: for new_terms and threshold rules, with their state).
+-- make, in order: for new_terms and threshold rules, and EQL sequences, with their state; a
+-- sequence counts once when it completes).
 -- Returns a list of { name, expect, got, ok, err }.
 function M.run_tests(rule, normalize, tests)
   local results = {}

@@ -25,6 +25,15 @@
 -- group) within the rule's `from` (now-6m: 6 minutes); the group's alert is
 -- Elastic's synthetic one: the group-by fields, the rule, threshold_result.
 --
+-- An EQL sequence (stateful.sequence): an event sends one candidate per step it matches, the
+-- highest first (the host's store keeps the partial sequences: host/state.h), keyed by its join
+-- values; each with the event's building block, and for the last step the sequence's shell
+-- alert (alert.sequence_block, alert.sequence_shell). An event of `until` sends one too.
+--
+--   stateful.sequence(mod, q) -> state | nil, message
+--       q an EQL sequence (eql.compile); state = { kind = "sequence", type, steps, ["until"],
+--       nsteps, span_ms, fingerprint }
+--
 -- The fingerprint hashes what decides (type, query, parameters): a rule
 -- reloaded with the same keeps its state; with another, it starts afresh.
 
@@ -34,6 +43,8 @@ local event = require "event"
 local M = {}
 
 M.TYPES = { new_terms = 1, threshold = 2 }
+M.SEQUENCE = 3  -- host/state.h, TH_STATE_SEQUENCE; an EQL rule's query, not a rule type
+M.SPAN_MAX_MS = 0xffffffff  -- maxspan goes as a u32 of milliseconds (proto.h): 49 days
 M.MAX_COMBOS = 32
 M.VALUE_MAX = 10000  -- host/state.h, TH_STATE_VALUE_MAX
 M.DEFAULT_FROM = "now-6m"
@@ -147,6 +158,21 @@ function M.params(mod)
   return st
 end
 
+function M.sequence(mod, q)
+  local sq = q.sequence
+  for i, st in ipairs(sq.steps) do
+    if st.missing then
+      return nil, string.format("step %d of the sequence is a missing event ![ ... ], which trailhound does not " ..
+        "run yet (it needs a timer in event time); the other sequences run", i)
+    end
+  end
+  local span = sq.maxspan and math.ceil(sq.maxspan * 1000) or 0
+  if span > M.SPAN_MAX_MS then return nil, "maxspan must be at most 49d here" end
+  local parts = { "sequence", tostring(mod.language), tostring(mod.query), tostring(mod.event_category_override) }
+  return { kind = "sequence", type = M.SEQUENCE, steps = sq.steps, ["until"] = sq["until"], nsteps = #sq.steps,
+    span_ms = span, fields = {}, fingerprint = fnv(table.concat(parts, "\0")) }
+end
+
 -- The values of a field as a list of scalars: nil when missing or empty.
 local function values(doc, field)
   local v = event.get(doc, field)
@@ -182,8 +208,26 @@ local function combinations(doc, fields)
   return out
 end
 
+-- A sequence's candidates of an event: a step it matches (and until), the highest first.
+local function sequence_keys(rule, doc, src)
+  local st = rule.state
+  local function get(name) return event.get(doc, name) end
+  local out = {}
+  local function add(step, def)
+    if not def.match(get) then return end
+    local vals = def.keys(get)
+    if not vals then return end
+    out[#out + 1] = { key = alert.encode(vals), step = step, def = def, values = vals,
+      uuid = alert.id(rule.id, doc, src) }
+  end
+  if st["until"] then add(st.nsteps, st["until"]) end
+  for k = st.nsteps, 1, -1 do add(k - 1, st.steps[k]) end
+  return out
+end
+
 function M.keys(rule, doc, src)
   local st = rule.state
+  if st.kind == "sequence" then return sequence_keys(rule, doc, src) end
   local out = {}
   local base = alert.id(rule.id, doc, src)
   for _, combo in ipairs(combinations(doc, st.fields)) do
@@ -250,6 +294,22 @@ end
 
 function M.candidates(rule, doc, src, now, fresh)
   local list = M.keys(rule, doc, src)
+  if rule.state.kind == "sequence" then
+    local line, anc
+    for _, c in ipairs(list) do
+      if c.step < rule.state.nsteps then
+        if not line then line, anc = alert.sequence_block(rule, doc, src, now) end
+        c.line, c.ancestor, c.at, c.len = line, anc, 0, 0
+        if c.step == rule.state.nsteps - 1 then
+          c.shell = alert.sequence_shell(rule, c.def.by, c.values, doc, src, now)
+          if not c.shell then c.line = nil end
+        end
+      else
+        c.line, c.ancestor, c.at, c.len = "", "", 0, 0  -- until: its key only
+      end
+    end
+    return list
+  end
   local t = rule.state.kind == "new_terms" and ms(event.get(doc, "@timestamp")) or nil
   for _, c in ipairs(list) do
     if rule.state.kind == "new_terms" and known(rule, c.key, t) then

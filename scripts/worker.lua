@@ -290,6 +290,15 @@ local function candidates(rule, pr, doc, src, built)
   t = type(t) == "string" and t or ""
   local sev = SYSLOG_SEVERITY[rule.meta.severity] or 5
   local card = st.cardinality
+  if st.kind == "sequence" then  -- proto.h: a sequence's candidate
+    for _, c in ipairs(list) do
+      if c.line then
+        cb.candidate(pr.slot, st.type, st.fingerprint, c.key, c.ancestor, st.span_ms, c.step, st.nsteps,
+          c.shell or "", t, c.uuid, sev, c.line, lim.max_signals, lim.interval_s, 0, "", 0, 0)
+      end
+    end
+    return
+  end
   for _, c in ipairs(list) do
     if c.line or c.light then  -- light: a combination the host knows, its time only (stateful.lua)
       local threshold = st.kind == "threshold"

@@ -57,13 +57,11 @@ end
 describe("import of Elastic's 194 AWS rules", function()
   teardown(th.cleanup)
 
-  it("imports the 85 KQL query, 26 EQL, 49 new_terms and 5 threshold rules, and the EQL sequence rule not "
-    .. "runnable yet", function()
+  it("imports the 85 KQL query, 27 EQL (1 sequence), 49 new_terms and 5 threshold rules", function()
     local _, s = all()
     assert.equal(194, s.files)
-    assert.equal(165, s.imported)
-    assert.equal(1, s["not runnable"])
-    assert.same({ ["eql sequence"] = 1 }, s.labels["not runnable"])
+    assert.equal(166, s.imported)
+    assert.equal(0, s["not runnable"])
     assert.equal(0, s.failed)
     assert.is_true(s.ok)
   end)
@@ -88,7 +86,7 @@ describe("import of Elastic's 194 AWS rules", function()
     local lines = {}
     for l in text:gmatch("[^\n]+") do lines[#lines + 1] = l end
     assert.equal(195, #lines)
-    assert.equal("194 files: 165 imported; 1 imported, not runnable yet (1 eql sequence); "
+    assert.equal("194 files: 166 imported; "
       .. "28 not imported (23 type esql, 5 type machine_learning)", lines[195])
     local f = ELASTIC .. "/"
     assert.truthy(text:find("✓ " .. f .. "persistence_bedrock_resource_based_policy_denied_attempt.toml: imported as "
@@ -97,9 +95,8 @@ describe("import of Elastic's 194 AWS rules", function()
       .. "/persistence_route_table_created.lua\n", 1, true))
     assert.truthy(text:find("✓ " .. f .. "persistence_rds_instance_made_public.toml: imported as " .. out
       .. "/persistence_rds_instance_made_public.lua\n", 1, true))
-    assert.truthy(text:find("~ " .. f .. "discovery_bedrock_model_recon_and_invocation_via_long_term_key.toml: "
-      .. "imported as " .. out .. "/discovery_bedrock_model_recon_and_invocation_via_long_term_key.lua, not runnable "
-      .. "yet: eql sequence; trailhound check reports: an EQL sequence is not supported yet", 1, true))
+    assert.truthy(text:find("✓ " .. f .. "discovery_bedrock_model_recon_and_invocation_via_long_term_key.toml: "
+      .. "imported as " .. out .. "/discovery_bedrock_model_recon_and_invocation_via_long_term_key.lua\n", 1, true))
     assert.truthy(text:find("- " .. f .. "persistence_sagemaker_lifecycle_config_suspicious_script_content.toml: "
       .. "not imported: type esql: ES|QL is a query language of its own, with no engine in trailhound\n", 1, true))
     assert.truthy(text:find(": not imported: type machine_learning: it runs an Elastic machine learning job", 1, true))
@@ -145,9 +142,9 @@ describe("import of Elastic's 194 AWS rules", function()
     for _, x in ipairs(r) do
       if x.status == "imported" then paths[#paths + 1] = x.out end
     end
-    assert.equal(165, #paths)
+    assert.equal(166, #paths)
     local diags, stats = check.files(paths)
-    assert.equal(165, stats.rules)
+    assert.equal(166, stats.rules)
     local errors = {}
     for _, d in ipairs(diags) do
       if d.level == "error" then errors[#errors + 1] = d.file .. ":" .. tostring(d.line) .. ": " .. d.msg end
@@ -157,7 +154,7 @@ describe("import of Elastic's 194 AWS rules", function()
     for _, d in ipairs(diags) do
       if d.msg:find("^no tests: ") then no_tests = no_tests + 1 end
     end
-    assert.equal(165, no_tests)
+    assert.equal(166, no_tests)
   end)
 
   it("writes modules that luacheck passes without a warning", function()
@@ -293,7 +290,7 @@ describe("trailhound import", function()
     local dir = th.tmpdir()
     local code, text = main({ "import", "--out", dir, ELASTIC })
     assert.equal(0, code)
-    assert.matches("\n194 files: 165 imported; 1 imported, not runnable yet %(", text)
+    assert.matches("\n194 files: 166 imported; 28 not imported %(", text)
   end)
 
   it("exits 1 when a file could not be imported, 2 without a file", function()
@@ -311,7 +308,7 @@ end)
 describe("check on the rules import carries over", function()
   teardown(th.cleanup)
 
-  it("passes new_terms and threshold rules, reports EQL's type, and knows Elastic's keys for them", function()
+  it("passes new_terms, threshold and EQL sequence rules, and knows Elastic's keys for them", function()
     local dir = th.tmpdir()
     local r = import.run({ ELASTIC .. "/persistence_route_table_created.toml",
       ELASTIC .. "/credential_access_rapid_secret_retrieval_attempts_from_secretsmanager.toml",
@@ -324,7 +321,6 @@ describe("check on the rules import carries over", function()
       assert.is_nil(d.msg:find("unknown field", 1, true), d.msg)
       if d.level == "error" then errors[#errors + 1] = d.msg end
     end
-    assert.same({ "an EQL sequence is not supported yet (it needs state across events, which trailhound does not "
-        .. "keep yet); only single-event EQL queries run" }, errors)
+    assert.same({}, errors)
   end)
 end)

@@ -193,11 +193,28 @@ describe("loader and EQL rules", function()
     assert.equal(path .. ":7:21: '=' is not an operator in EQL: use == (case-sensitive) or : (case-insensitive)", err)
   end)
 
-  it("refuses a sequence, at its line, until sequences run", function()
-    local path = rule_file(eql_rule('sequence by user.name with maxspan=5m\n  [any where true]\n  [any where true]'))
+  it("loads a sequence with its state: an event matches when a step or until does", function()
+    local path = rule_file(eql_rule('sequence by user.name with maxspan=5m\n  [any where event.action == "a"]\n' ..
+      '  [any where event.action == "b"]\nuntil [any where event.action == "u"]'))
+    local rule = assert(loader.load_file(path))
+    assert.equal("sequence", rule.state.kind)
+    assert.equal(3, rule.state.type)
+    assert.equal(2, rule.state.nsteps)
+    assert.equal(300000, rule.state.span_ms)
+    for _, action in ipairs({ "a", "b", "u" }) do
+      assert.is_true(rule.match(function(n) return n == "event.action" and action or nil end))
+    end
+    assert.is_false(rule.match(function(n) return n == "event.action" and "c" or nil end))
+    local other = assert(loader.load_file(rule_file(eql_rule('sequence by user.name with maxspan=5m\n' ..
+      '  [any where event.action == "a"]\n  [any where event.action == "c"]'))))
+    assert.are_not.equal(rule.state.fingerprint, other.state.fingerprint)
+  end)
+
+  it("refuses a sequence with a missing event, at its line", function()
+    local path = rule_file(eql_rule('sequence by user.name with maxspan=5m\n  [any where true]\n  ![any where true]'))
     local rule, err = loader.load_file(path)
     assert.is_nil(rule)
-    assert.matches("^" .. path:gsub("%p", "%%%0") .. ":6:1: an EQL sequence is not supported yet", err)
+    assert.matches("^" .. path:gsub("%p", "%%%0") .. ":6:1: step 2 of the sequence is a missing event", err)
   end)
 
   it("wants type and language eql together", function()

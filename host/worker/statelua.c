@@ -7,12 +7,16 @@
  *   store:decide(rule_id, fingerprint, type, timestamp, key, uuid, distinct,
  *                window_s, value, cardinality) -> alert, count, distinct
  *       type: TH_STATE_* (stateful.lua's TYPES); timestamp ISO 8601 (else 0);
- *       distinct: the cardinality value's JSON or "" (none)
+ *       distinct: the cardinality value's JSON or "" (none). A sequence
+ *       (TH_STATE_SEQUENCE): window_s its maxspan in ms, value the step,
+ *       cardinality the number of steps, as proto.h sends them; its alert is
+ *       the completed sequence (counted once)
  *
  * The store is freed with its userdata (__gc); it is bounded like the host's.
  */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../checkpoint.h"
@@ -58,8 +62,14 @@ static int l_decide(lua_State *L) {
   e.window_s = u32(L, 9);
   e.value = u32(L, 10);
   e.cardinality = u32(L, 11);
+  if (e.type == TH_STATE_SEQUENCE) {
+    e.span_ms = e.window_s, e.step = e.value, e.nsteps = e.cardinality;
+    e.window_s = e.value = e.cardinality = 0;
+    e.distinct = NULL, e.dlen = 0;
+  }
   th_state_verdict v;
   if (th_state_decide(b->s, &e, &v) < 0) return luaL_error(L, "out of memory");
+  free(v.done);
   th_state_written(b->s, 1);
   lua_pushboolean(L, v.alert);
   lua_pushinteger(L, (lua_Integer)v.count);

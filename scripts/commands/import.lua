@@ -103,9 +103,14 @@ local TESTS_TODO = [[
   tests = {},]]
 
 local STATEFUL_TODO = [[
-  -- A %s rule's alerts depend on the events before: a test may hold several, in order, with
-  -- expect = the number of alerts they make together (its state starting empty):
+  -- %s alerts depend on the events before: a test may hold several, in order, with
+  -- expect = the number of alerts they make together (its state starting empty%s):
   --   { name = "what happened", expect = 1, events = { { eventSource = "...", ... }, { ... } } },]]
+
+-- An EQL sequence's query: its alerts depend on the events before, as a stateful type's do.
+local function is_sequence(mod)
+  return mod.language == "eql" and type(mod.query) == "string" and mod.query:find("^%s*sequence[%s%[]") ~= nil
+end
 
 ------------------------------------------------------------------------------
 -- Elastic
@@ -242,8 +247,10 @@ function M.elastic(doc, source)
   for _, k in ipairs(tail) do add(k) end
   lines[#lines + 1] = ""
   local todo = TESTS_TODO:format("Elastic rule")
-  if stateful.TYPES[mod.type] then  -- its alerts depend on the events before: a test of several
-    todo = todo:sub(1, -#"\n  tests = {}," - 1) .. "\n" .. STATEFUL_TODO:format(mod.type) .. "\n  tests = {},"
+  if stateful.TYPES[mod.type] or is_sequence(mod) then  -- alerts depend on the events before: several
+    local what, how = "A " .. tostring(mod.type) .. " rule's", ""
+    if is_sequence(mod) then what, how = "An EQL sequence's", "; a sequence, once" end
+    todo = todo:sub(1, -#"\n  tests = {}," - 1) .. "\n" .. STATEFUL_TODO:format(what, how) .. "\n  tests = {},"
   end
   lines[#lines + 1] = todo
   lines[#lines + 1] = "}"
@@ -475,9 +482,6 @@ end
 local RUNS = { kuery = true, sigma = true, eql = true }  -- the languages the loader runs
 local TYPES = { query = true, eql = true }                -- and the rule types
 local function blocker(mod)
-  if mod.language == "eql" and type(mod.query) == "string" and mod.query:find("^%s*sequence[%s%[]") then
-    return "eql sequence"
-  end
   if mod.type ~= nil and not TYPES[mod.type] and not stateful.TYPES[mod.type] then
     return "type " .. tostring(mod.type)
   end
