@@ -351,23 +351,31 @@ static int cut(th_state *s, th_sentry *x, uint64_t acked, int64_t *t, int64_t *u
   return 1;
 }
 
+/* The partitions saved are numbered 0, 1, ... in the file whatever their places here (a
+ * superseded one leaves a hole): a file loaded and saved again is the same bytes. */
 static int save_to(th_state *s, FILE *f, uint64_t acked) {
+  uint32_t *num = calloc(s->nparts + 1, sizeof *num);
+  if (num == NULL) return -1;
   fputs(MAGIC, f);
   fprintf(f, "c %" PRId64 "\n", s->clock);
+  uint32_t n = 0;
   for (size_t i = 0; i < s->nparts; i++) {
     const part *p = &s->parts[i];
     if (p->rule_id == NULL || p->superseded) continue;
-    fprintf(f, "p %zu %d %016" PRIx64 " %zu\n%s\n", i, p->type, p->fp, strlen(p->rule_id), p->rule_id);
+    num[i] = n;
+    fprintf(f, "p %" PRIu32 " %d %016" PRIx64 " %zu\n%s\n", n++, p->type, p->fp, strlen(p->rule_id), p->rule_id);
   }
   for (th_sentry *x = s->oldest; x; x = x->next) {
     int64_t t, until;
     const unsigned char *data;
     size_t len;
-    if (s->parts[x->part].superseded || !cut(s, x, acked, &t, &until, &data, &len)) continue;
-    fprintf(f, "e %u %016" PRIx64 " %" PRId64 " %" PRId64 " %zu\n", x->part, x->key, t, until, len);
+    const part *p = &s->parts[x->part];
+    if (p->rule_id == NULL || p->superseded || !cut(s, x, acked, &t, &until, &data, &len)) continue;
+    fprintf(f, "e %" PRIu32 " %016" PRIx64 " %" PRId64 " %" PRId64 " %zu\n", num[x->part], x->key, t, until, len);
     if (len) fwrite(data, 1, len, f);
     fputc('\n', f);
   }
+  free(num);
   return ferror(f) ? -1 : 0;
 }
 
