@@ -132,11 +132,25 @@ static void account(th_state *s, th_sentry *x, size_t before) {
   evict(s, x);
 }
 
+/* An entry whose time has passed (until before the clock) is, to every rule type, as if it
+ * were not there, whether or not a sweep has dropped it yet: sweeps run on the wall clock and
+ * wait for acknowledgements, and what a replay decides must not depend on when they ran. One
+ * whose last alert is unacknowledged cannot go (its earlier form is what a save keeps): it is
+ * emptied in place, its time far in the past, which each type reads as new. */
 th_sentry *th_state_find(th_state *s, uint32_t part, const char *key, size_t klen) {
   if (s->nb == 0) return NULL;
   uint64_t h = hash(s->parts[part].seed, key, klen);
   for (th_sentry *x = s->b[h & (s->nb - 1)]; x; x = x->hnext) {
     if (x->key == h && x->part == part) {
+      if (x->until < s->clock) {
+        if (x->pos == 0) {
+          s->t.expired++;
+          drop(s, x);
+          return NULL;
+        }
+        th_state_set(s, x, NULL, 0);
+        x->t = x->until = INT64_MIN / 4;
+      }
       lru_unlink(s, x);
       lru_append(s, x);
       return x;

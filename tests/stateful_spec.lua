@@ -117,7 +117,9 @@ describe("stateful", function()
       local r = assert(load(THRESHOLD))
       local keys = stateful.keys(r, { source = { ip = "10.0.0.1" }, user = { name = "alice" } }, src)
       assert.equal(1, #keys)
-      assert.equal('[{"field":"source.ip","value":"10.0.0.1"}]', keys[1].key)
+      -- the key's text: keys in byte order in the binary (thsys.encode); under plain lua5.4,
+      -- lua-cjson's order, which its hash decides: compared as what it says
+      assert.same({ { field = "source.ip", value = "10.0.0.1" } }, require("cjson").decode(keys[1].key))
       assert.equal('"alice"', keys[1].distinct)
       assert.equal("", stateful.keys(r, { source = { ip = "10.0.0.1" } }, src)[1].distinct)
     end)

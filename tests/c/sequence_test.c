@@ -60,7 +60,10 @@ static void order(void) {
   seq(s, "[\"k\"]", 0, 2, 8, T0 + 20 * MIN);
   CHECK(seq(s, "[\"k\"]", 1, 2, 8, T0 + 20 * MIN) == 0, "an event never follows itself");
 
-  /* three steps: the latest partial per step, as Elasticsearch keeps them */
+  /* three steps: the latest partial per step, as Elasticsearch keeps them (a store of its own:
+   * the clock is 20 minutes on, past the maxspan of partials that start at T0) */
+  th_state_free(s);
+  s = th_state_new(0);
   seq(s, "[\"3\"]", 0, 3, 10, T0);
   seq(s, "[\"3\"]", 1, 3, 11, T0 + MIN);
   CHECK(seq(s, "[\"3\"]", 1, 3, 12, T0 + 2 * MIN) == 0, "a second step with no partial at the first: nothing");
@@ -79,6 +82,8 @@ static void maxspan_and_keys(void) {
   CHECK(seq(s, "[\"a\"]", 1, 2, 4, T0 + 35 * MIN) == 1, "15 minutes exactly: within maxspan");
   CHECK(seq_in(s, 1, "[\"b\"]", 0, 2, 5, T0, 0, NULL) == 0 && seq_in(s, 1, "[\"b\"]", 1, 2, 6, T0 + 1000 * MIN, 0, NULL) == 1,
         "without maxspan, any time later");
+  th_state_free(s);  /* the clock is 1000 minutes on: a store of its own for the next */
+  s = th_state_new(0);
   seq(s, "[\"x\"]", 0, 2, 7, T0);
   CHECK(seq(s, "[\"y\"]", 1, 2, 8, T0 + MIN) == 0, "keys do not mix");
   CHECK(seq(s, "[\"x\"]", 1, 2, 9, T0 + MIN) == 1, "... the right key completes");
