@@ -149,39 +149,6 @@ static void model_entry(const uint8_t *data, size_t size, size_t i, th_ckpt *c, 
 
 /* ---- running th_ckpt_load ----------------------------------------------------------- */
 
-static const char *file(const char *name) {
-  static char p[4][PATH_MAX];  /* a few names in use at once */
-  static int next;
-  char *s = p[next++ % 4];
-  snprintf(s, PATH_MAX, "%s/%s", fuzz_tmpdir(), name);
-  return s;
-}
-
-static void write_file(const char *path, const uint8_t *data, size_t n) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  FUZZ_CHECK(fd >= 0, "open %s", path);
-  FUZZ_CHECK(n == 0 || write(fd, data, n) == (ssize_t)n, "write %s", path);
-  close(fd);
-}
-
-/* The whole of a file; caller frees. */
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  FUZZ_CHECK(f != NULL, "open %s", path);
-  size_t cap = 1 << 16, n = 0;
-  char *b = malloc(cap);
-  FUZZ_CHECK(b != NULL, "out of memory");
-  for (;;) {
-    n += fread(b + n, 1, cap - n, f);
-    if (n < cap) break;
-    b = realloc(b, cap *= 2);
-    FUZZ_CHECK(b != NULL, "out of memory");
-  }
-  fclose(f);
-  *len = n;
-  return b;
-}
-
 static void same_entries(const th_ckpt *a, size_t na, const th_ckpt *b, size_t nb, const char *how) {
   FUZZ_CHECK(na == nb, "%zu entries, then %zu %s", na, nb, how);
   for (size_t i = 0; i < na; i++)
@@ -211,7 +178,7 @@ static void loaded(const uint8_t *data, size_t size, const th_ckpt *e, size_t n,
     FUZZ_CHECK(e[i].fp_len <= TH_FP_MAX, "entry %zu fingerprints %" PRIu32 " bytes", i, e[i].fp_len);
   }
 
-  const char *saved = file("saved"), *again = file("again");
+  const char *saved = fuzz_file("saved"), *again = fuzz_file("again");
   FUZZ_CHECK(th_ckpt_save(saved, e, n, 1e9) == 0, "save %s", saved);
   th_ckpt *e2;
   size_t n2;
@@ -221,7 +188,8 @@ static void loaded(const uint8_t *data, size_t size, const th_ckpt *e, size_t n,
   same_entries(e, n, e2, n2, "after a save and a load");
   FUZZ_CHECK(th_ckpt_save(again, e2, n2, 1e9) == 0, "save %s", again);
   size_t la, lb;
-  char *a = read_file(saved, &la), *b = read_file(again, &lb);
+  char *a = fuzz_read_file(saved, &la), *b = fuzz_read_file(again, &lb);
+  FUZZ_CHECK(a != NULL && b != NULL, "the saved files are there");
   FUZZ_CHECK(la == lb && memcmp(a, b, la) == 0, "saving what a saved file loads gives other bytes");
   free(a);
   free(b);
@@ -231,19 +199,19 @@ static void loaded(const uint8_t *data, size_t size, const th_ckpt *e, size_t n,
 static void damaged(const uint8_t *data, size_t size, int bad, size_t lines) {
   FUZZ_CHECK(bad >= 1 && (size_t)bad <= (lines ? lines : 1),
              "damage reported at line %d of a file of %zu lines", bad, lines);
-  const char *cut = file("cut");
+  const char *cut = fuzz_file("cut");
   th_ckpt *e;
   size_t n;
   int bad2, rc;
   if (bad >= 2) {
-    write_file(cut, data, line_end(data, size, bad - 1));
+    fuzz_write_file(cut, data, line_end(data, size, bad - 1));
     rc = th_ckpt_load(cut, &e, &n, &bad2);
     FUZZ_CHECK(rc == 0 && n == (size_t)bad - 2,
                "damage reported at line %d, but the lines before it do not load: rc %d at line %d",
                bad, rc, bad2);
     th_ckpt_free(e, n);
   }
-  write_file(cut, data, line_end(data, size, bad));
+  fuzz_write_file(cut, data, line_end(data, size, bad));
   rc = th_ckpt_load(cut, &e, &n, &bad2);
   FUZZ_CHECK(rc == -EINVAL && bad2 == bad,
              "damage reported at line %d, but the file cut after that line gives rc %d at line %d",
@@ -251,8 +219,8 @@ static void damaged(const uint8_t *data, size_t size, int bad, size_t lines) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  const char *state = file("state");
-  write_file(state, data, size);
+  const char *state = fuzz_file("state");
+  fuzz_write_file(state, data, size);
   size_t lines = 0;
   for (size_t i = 0; i < size; i++)
     if (data[i] == '\n' || i == size - 1) lines++;

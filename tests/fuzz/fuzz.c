@@ -3,6 +3,7 @@
 #include "fuzz.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,4 +53,37 @@ const char *fuzz_tmpdir(void) {
   }
   atexit(fuzz_tmpdir_remove);
   return tmpdir;
+}
+
+const char *fuzz_file(const char *name) {
+  static char p[4][PATH_MAX];
+  static int next;
+  char *s = p[next++ % 4];
+  snprintf(s, PATH_MAX, "%s/%s", fuzz_tmpdir(), name);
+  return s;
+}
+
+void fuzz_write_file(const char *path, const void *data, size_t n) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  FUZZ_CHECK(fd >= 0, "open %s", path);
+  FUZZ_CHECK(n == 0 || write(fd, data, n) == (ssize_t)n, "write %s", path);
+  close(fd);
+}
+
+char *fuzz_read_file(const char *path, size_t *len) {
+  *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return NULL;
+  size_t cap = 1 << 16, n = 0;
+  char *b = malloc(cap);
+  FUZZ_CHECK(b != NULL, "out of memory");
+  for (;;) {
+    n += fread(b + n, 1, cap - n, f);
+    if (n < cap) break;
+    b = realloc(b, cap *= 2);
+    FUZZ_CHECK(b != NULL, "out of memory");
+  }
+  fclose(f);
+  *len = n;
+  return b;
 }

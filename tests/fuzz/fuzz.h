@@ -68,4 +68,12 @@ char *fuzz_dup(const void *p, size_t n);
 const char *fuzz_tmpdir(void);
 void fuzz_tmpdir_remove(void);
 
+/* A file named name in fuzz_tmpdir (a few names stay valid at once). */
+const char *fuzz_file(const char *name);
+/* path made to hold n bytes of data; aborts when it cannot. */
+void fuzz_write_file(const char *path, const void *data, size_t n);
+/* The whole of a file in a malloc'd block (caller frees), *len its size; NULL and 0 when
+ * there is no such file. */
+char *fuzz_read_file(const char *path, size_t *len);
+
 #endif

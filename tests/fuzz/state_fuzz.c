@@ -12,47 +12,11 @@
  *  - a store with a small cap (chosen from the input's hash) loads the same
  *    file without error, keeping what fits.
  */
-#include <fcntl.h>
-#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "fuzz.h"
 #include "state.h"
-
-static const char *file(const char *name) {
-  static char p[4][PATH_MAX];  /* a few names in use at once */
-  static int next;
-  char *s = p[next++ % 4];
-  snprintf(s, PATH_MAX, "%s/%s", fuzz_tmpdir(), name);
-  return s;
-}
-
-static void write_file(const char *path, const uint8_t *data, size_t n) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  FUZZ_CHECK(fd >= 0, "open %s", path);
-  FUZZ_CHECK(n == 0 || write(fd, data, n) == (ssize_t)n, "write %s", path);
-  close(fd);
-}
-
-/* The whole of a file (NULL and 0 when there is none); caller frees. */
-static char *read_file(const char *path, size_t *len) {
-  *len = 0;
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return NULL;
-  size_t cap = 1 << 16, n = 0;
-  char *b = malloc(cap);
-  FUZZ_CHECK(b != NULL, "out of memory");
-  for (;;) {
-    n += fread(b + n, 1, cap - n, f);
-    if (n < cap) break;
-    b = realloc(b, cap *= 2);
-    FUZZ_CHECK(b != NULL, "out of memory");
-  }
-  fclose(f);
-  *len = n;
-  return b;
-}
 
 static size_t lines_in(const uint8_t *data, size_t size) {
   size_t n = 0;
@@ -73,8 +37,8 @@ static int load_save(size_t cap, const char *path, const char *out) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_rng rng = fuzz_rng_of(data, size);
-  const char *in = file("state.in"), *a = file("state.a"), *b = file("state.b");
-  write_file(in, data, size);
+  const char *in = fuzz_file("state.in"), *a = fuzz_file("state.a"), *b = fuzz_file("state.b");
+  fuzz_write_file(in, data, size);
 
   int rc = load_save(0, in, a);
   FUZZ_CHECK(rc <= 0 || (size_t)rc <= lines_in(data, size) + 1, "damage said at line %d of a %zu-line file", rc,
@@ -82,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   FUZZ_CHECK(load_save(0, a, b) == 0, "what was saved does not load again");
   size_t na, nb;
-  char *ta = read_file(a, &na), *tb = read_file(b, &nb);
+  char *ta = fuzz_read_file(a, &na), *tb = fuzz_read_file(b, &nb);
   FUZZ_CHECK(na == nb && (na == 0 || memcmp(ta, tb, na) == 0), "saved %zu bytes, then %zu different ones", na, nb);
   free(ta);
   free(tb);
