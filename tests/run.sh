@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 passed=0
 failed=0
+failures=
 log=build/test-logs
 mkdir -p "$log"
 
@@ -29,7 +30,16 @@ tap() {
   failed=$((failed + notok))
   printf '%-44s %5d passed, %d failed\n' "$name" "$ok" "$notok"
   if [ "$notok" -ne 0 ] || [ "$rc" -ne 0 ]; then
-    grep -vE '^ok ' "$file" | sed 's/^/    /' | head -200
+    # Each failure with the diagnostics under it; a run that failed outside any test shows
+    # its tail instead. The names are listed again above the last line, where a CI log's
+    # tail shows them.
+    if grep -qE '^not ok ' "$file"; then
+      awk '/^not ok /{show=1; n=0} /^ok /{show=0} show && n++ < 60' "$file" | sed 's/^/    /'
+      failures+=$(grep -E '^not ok ' "$file" | sed "s|^|  $name: |")$'\n'
+    else
+      tail -n 60 "$file" | sed 's/^/    /'
+      failures+="  $name: exited $rc outside any test (see $file)"$'\n'
+    fi
   fi
 }
 
@@ -92,5 +102,6 @@ else
 fi
 
 echo
+if [ -n "$failures" ]; then printf 'failed:\n%s\n' "$failures"; fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
