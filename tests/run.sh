@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of the project and ends with one line: "N passed, N failed".
 #
-#   1. luacheck, one check per Lua file
+#   1. luacheck, a line per Lua file
 #   2. C unit tests (built with ASan+UBSan), TAP
 #      and the fuzz harnesses: seed corpus and fixed-seed mutations
 #      (FUZZ_ITERATIONS, default 20000 each; tests/fuzz/README.md), TAP
 #   3. busted specs: Lua units and the binary end to end, TAP
-#   4. the end-to-end specs again, driving the ASan+UBSan build
+#   4. the end-to-end specs again, driving the ASan+UBSan build: started first, it runs
+#      beside 1 to 3
 #   5. a replay of the examples and the Stratus data under valgrind (the bundled rules, then
 #      the stateful examples)
-# Exit status 0 only when nothing failed.
+# Each line says how long its part took; exit status 0 only when nothing failed.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,7 @@ tap() {
   if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then notok=1; fi  # crashed or errored outside a test
   passed=$((passed + ok))
   failed=$((failed + notok))
-  printf '%-44s %5d passed, %d failed\n' "$name" "$ok" "$notok"
+  printf '%-44s %5d passed, %d failed  (%d s)\n' "$name" "$ok" "$notok" $((SECONDS - start))
   if [ "$notok" -ne 0 ] || [ "$rc" -ne 0 ]; then
     # Each failure with the diagnostics under it; a run that failed outside any test shows
     # its tail instead. The names are listed again above the last line, where a CI log's
@@ -43,17 +44,31 @@ tap() {
   fi
 }
 
-# 1. luacheck
+# 4, started first: the end-to-end specs against the sanitizer build. They mostly wait on
+# real processes, files and sockets, so they run beside everything else (the C tests and
+# fuzz runs, then the optimised build's specs) and the suite stays within ten minutes on
+# two cores.
+busted() { lua5.4 /usr/bin/busted -o TAP "$@"; }
+e2e=$(ls tests/e2e_*_spec.lua 2>/dev/null)
+asan_pid=
+if [ -n "$e2e" ]; then
+  asan_start=$SECONDS
+  TRAILHOUND_BIN=build/asan/trailhound ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 busted $e2e > "$log/busted-asan.tap" 2>&1 &
+  asan_pid=$!
+fi
+
+# 1. luacheck: one run, a TAP line per file (a line per warning of a file that has any)
 luafiles=$(ls scripts/*.lua scripts/commands/*.lua rules/*.lua tests/*.lua examples/*.lua examples/rules/*.lua examples/stateful/*.lua tests/bench/*.lua 2>/dev/null)
-: > "$log/luacheck.tap"
-for f in $luafiles; do
-  if out=$(luacheck -q "$f" 2>&1); then echo "ok - luacheck $f"; else echo "not ok - luacheck $f"; echo "$out"; fi
-done >> "$log/luacheck.tap"
+start=$SECONDS
+# shellcheck disable=SC2086
+luacheck --formatter TAP $luafiles > "$log/luacheck.tap" 2>&1
 tap "luacheck" "$log/luacheck.tap" 0
 
 # 2. C unit tests
 for t in build/tests/*; do
   [ -x "$t" ] || continue
+  start=$SECONDS
   "$t" > "$log/c-$(basename "$t").tap" 2>&1
   tap "C: $(basename "$t")" "$log/c-$(basename "$t").tap" $?
 done
@@ -61,32 +76,23 @@ done
 # 2b. fuzz harnesses under driver.c: a short run with a fixed seed
 for t in build/fuzz/*; do
   [ -f "$t" ] && [ -x "$t" ] || continue
+  start=$SECONDS
   "$t" > "$log/fuzz-$(basename "$t").tap" 2>&1
   tap "fuzz: $(basename "$t")" "$log/fuzz-$(basename "$t").tap" $?
 done
 
-# 3 and 4 at once: the end-to-end specs mostly wait on real processes, files and sockets,
-# so the sanitizer build's run goes beside the optimised one and the suite stays well within
-# ten minutes on two cores.
-busted() { lua5.4 /usr/bin/busted -o TAP "$@"; }
-e2e=$(ls tests/e2e_*_spec.lua 2>/dev/null)
-asan_pid=
-if [ -n "$e2e" ]; then
-  # 4. end-to-end specs against the sanitizer build
-  TRAILHOUND_BIN=build/asan/trailhound ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 busted $e2e > "$log/busted-asan.tap" 2>&1 &
-  asan_pid=$!
-fi
-
 # 3. busted: all specs against the optimised build
+start=$SECONDS
 TRAILHOUND_BIN=build/trailhound busted > "$log/busted.tap" 2>&1
 tap "busted (units and end to end)" "$log/busted.tap" $?
 if [ -n "$asan_pid" ]; then
+  start=$asan_start
   wait "$asan_pid"
   tap "busted end to end, ASan+UBSan build" "$log/busted-asan.tap" $?
 fi
 
 # 5. valgrind
+start=$SECONDS
 : > "$log/valgrind.tap"
 if valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
      build/trailhound replay examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz \
@@ -102,6 +108,7 @@ else
 fi
 
 echo
+echo "all in $SECONDS s"
 if [ -n "$failures" ]; then printf 'failed:\n%s\n' "$failures"; fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
