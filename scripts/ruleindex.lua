@@ -245,14 +245,18 @@ function M.build(rules, cheap)
         sig_at[name] = si
         maps[si] = {}
       end
-      local map = maps[si]
+      local map = maps[si]  -- first value -> second value ("" without one) -> rules
       for _, x in ipairs(a.clause) do
+        local inner = map[x.value]
+        if inner == nil then
+          inner = {}
+          map[x.value] = inner
+        end
         for _, y in ipairs(b and b.clause or { { value = "" } }) do
-          local key = x.value .. "\0" .. y.value
-          local list = map[key]
+          local list = inner[y.value]
           if list == nil then
             list = {}
-            map[key] = list
+            inner[y.value] = list
           end
           if list[#list] ~= pos then list[#list + 1] = pos end
         end
@@ -279,11 +283,14 @@ function M.build(rules, cheap)
   end
   local has_raw = next(raw_name) ~= nil
   local fetch
+  local raw_at, raw_val = {}, {}  -- per field: the stamp of the event its value is of; the value
   local function raw_fetch(field)
     local name = raw_name[field]
     if name == nil then return get(field) end
+    if raw_at[field] == stamp then return raw_val[field] end
     local vs = sigma.index_values(get(event.RAW), name)
-    if vs and #vs == 1 then return vs[1] end
+    if vs and #vs == 1 then vs = vs[1] end
+    raw_at[field], raw_val[field] = stamp, vs
     return vs
   end
 
@@ -322,13 +329,31 @@ function M.build(rules, cheap)
     for i = 1, nsigs do
       local sig, map = sigs[i], maps[i]
       local before = n
-      local v1, v2 = fetch(sig[1]), sig[2] and fetch(sig[2])
-      if type(v1) == "string" and (sig[2] == nil or type(v2) == "string") then
-        consider(map[v1 .. "\0" .. (v2 or "")])
-      elseif v1 ~= nil and (sig[2] == nil or v2 ~= nil) then  -- arrays: every pair of their strings
-        local xs, ys = strings_of(v1, {}), sig[2] and strings_of(v2, {}) or NONE
-        for _, x in ipairs(xs) do
-          for _, y in ipairs(ys) do consider(map[x .. "\0" .. y]) end
+      local v1 = fetch(sig[1])
+      if type(v1) == "string" then
+        local inner = map[v1]
+        if inner ~= nil then
+          if sig[2] == nil then
+            consider(inner[""])
+          else
+            local v2 = fetch(sig[2])
+            if type(v2) == "string" then
+              consider(inner[v2])
+            elseif v2 ~= nil then  -- an array: each of its strings
+              for _, y in ipairs(strings_of(v2, {})) do consider(inner[y]) end
+            end
+          end
+        end
+      elseif v1 ~= nil then  -- arrays: every pair of their strings
+        local v2 = sig[2] and fetch(sig[2])
+        if sig[2] == nil or v2 ~= nil then
+          local ys = sig[2] and strings_of(v2, {}) or NONE
+          for _, x in ipairs(strings_of(v1, {})) do
+            local inner = map[x]
+            if inner ~= nil then
+              for _, y in ipairs(ys) do consider(inner[y]) end
+            end
+          end
         end
       end
       if n > before then lists = lists + 1 end
