@@ -5,6 +5,7 @@
 --
 --   local entity = require "entity"
 --   local m = entity.map(rec)   -- nil: the script would not run, or would fail (see below)
+--   entity.mapped(rec)          -- the same, kept for the last record asked about
 --   m.related        related.entity: every identifier the record names (sorted, no duplicates)
 --   m.target         target.entity.id: what the call acted on, or nil
 --   m.user_target, m.host_target, m.service_target, m.generic_target
@@ -708,11 +709,20 @@ function M.map(rec)
   return m
 end
 
+-- M.map's answer, kept for the last record asked about: rules ask for several of its fields,
+-- then the whole document for all of them, event by event. (The record is held, so no other
+-- table can take its place; records are not changed.) Read-only: the document shares it.
+local last_rec, last_map
+function M.mapped(rec)
+  if rec ~= last_rec then last_rec, last_map = rec, M.map(rec) or false end
+  return last_map or nil
+end
+
 -- One field's value (a list), or nil.
 function M.get(rec, name)
   local k = M.FIELDS[name]
   if k == nil then return nil end
-  local m = M.map(rec)
+  local m = M.mapped(rec)
   return m and m[k]
 end
 

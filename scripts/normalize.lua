@@ -1584,7 +1584,7 @@ function M.normalize(rec, ctx)
   add_unique(related_user, jtext(name))
   add_unique(related_user, jtext(changes))
   add_unique(related_user, jtext(ui.on_behalf_of and ui.on_behalf_of.user_id))
-  local entities = entity_mapping_on(ctx) and entity.map(rec) or nil
+  local entities = entity_mapping_on(ctx) and entity.mapped(rec) or nil
   if entities then
     if entities.user_target then
       user.target = user.target or {}
