@@ -80,8 +80,7 @@ end
 
 -- The id of an alert: the rule and the event's identity (CloudTrail's
 -- eventID, else where the event was read).
-local function identity(doc, src)
-  local eid = event.get(doc, "event.id")
+local function identity(eid, src)
   if eid ~= nil then return "event.id=" .. tostring(eid) end
   return string.format("source=%s@%d#%d", src.path, src.offset, src.index or 0)
 end
@@ -89,7 +88,13 @@ end
 -- tag: what tells apart the alerts one event makes for one rule (a new_terms
 -- rule's combinations), or nil.
 function M.id(rule_id, doc, src, tag)
-  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity(doc, src) .. (tag and ("|" .. tag) or ""))
+  local eid = event.get(doc, "event.id")
+  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity(eid, src) .. (tag and ("|" .. tag) or ""))
+end
+
+-- The same from an event's getter (event.lua): no document needed.
+function M.id_of(rule_id, get, src, tag)
+  return uuid.v5(M.NAMESPACE, rule_id .. "|" .. identity(get("event.id"), src) .. (tag and ("|" .. tag) or ""))
 end
 
 local DENIED = { "AccessDenied", "Unauthorized", "Forbidden", "NotAuthorized" }
@@ -298,7 +303,7 @@ local function shared(doc, src)
   ev.kind = "signal"
   last = { doc = doc, path = src.path, offset = src.offset, index = src.index, alerts = 0,
     event = ev, original = original, eid = event.get(doc, "event.id"), time = event.get(doc, "@timestamp"),
-    about = about(doc), identity = identity(doc, src),
+    about = about(doc), identity = identity(event.get(doc, "event.id"), src),
     trailhound = { source = { path = src.path, offset = src.offset, index = src.index } } }
   return last
 end

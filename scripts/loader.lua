@@ -484,7 +484,7 @@ function M.count_alerts(rule, normalize, events)
               c.uuid, "", st.span_ms, c.step, st.nsteps)
           else
             alerted = store:decide(rule.id, st.fingerprint, st.type, type(t) == "string" and t or "", c.key,
-              c.uuid, c.distinct or "", st.window_s, st.value or 0, card and card.value or 0)
+              c.uuid or "", c.distinct or "", st.window_s, st.value or 0, card and card.value or 0)
           end
           if alerted then n = n + 1 end
         end

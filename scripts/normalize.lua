@@ -995,6 +995,15 @@ local function outcome_of(rec)
 end
 ON_DEMAND["event.outcome"] = outcome_of
 
+-- The event's time, else the time it is read (ctx.now).
+ON_DEMAND["@timestamp"] = function(rec, ctx)
+  local t = iso_date(str(rec.eventTime))
+  if t ~= nil then return t end
+  local now = ctx and ctx.now
+  if type(now) ~= "string" then now = now_iso() end
+  return now
+end
+
 ON_DEMAND["event.dataset"] = function() return "aws.cloudtrail" end
 ON_DEMAND["event.module"] = function() return "aws" end
 
@@ -1262,7 +1271,7 @@ function M.normalize(rec, ctx)
   }
   event.dataset, event.module = "aws.cloudtrail", "aws"
 
-  doc["@timestamp"] = iso_date(str(rec.eventTime)) or now
+  doc["@timestamp"] = ON_DEMAND["@timestamp"](rec, { now = now })
   ct.event_version = ON_DEMAND["aws.cloudtrail.event_version"](rec)
 
   -- userIdentity

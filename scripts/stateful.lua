@@ -11,11 +11,15 @@
 --       a module's new_terms or threshold parameters checked; state =
 --       { kind, type (the host's TH_STATE_*), fields, window_s, value,
 --       cardinality = { field, value } | nil, fingerprint }
---   stateful.keys(rule, doc, src) -> { { key, distinct, values | terms, uuid } }
---       the candidates of an event that matched (none when a field is missing)
---   stateful.candidates(rule, doc, src, now, fresh) -> the same, each with its alert:
+--   stateful.keys(rule, ev, src) -> { { key, distinct, values | terms, uuid } }
+--       the candidates of an event that matched (none when a field is missing); ev is its
+--       document or a getter of its fields (event.lua's lazy view). A new_terms candidate's
+--       uuid comes with its alert (candidates): the host's store does not use it.
+--   stateful.candidates(rule, ev, src, now, fresh, whole) -> the same, each with its alert:
 --       line, at, len (threshold: where kibana.alert.threshold_result goes); a new_terms
---       candidate this worker sent with its alert lately has none (line nil: see KNOWN)
+--       candidate this worker sent with its alert lately has none (line nil: see KNOWN).
+--       With ev a getter, whole() -> document, fresh builds the document, only for an event
+--       that needs its alert: a new_terms combination seen lately costs a few field reads.
 --
 -- new_terms: an event alerts when the combination of its new_terms_fields
 -- values was not seen in the history window (history_window_start: now-7d)
@@ -174,8 +178,8 @@ function M.sequence(mod, q)
 end
 
 -- The values of a field as a list of scalars: nil when missing or empty.
-local function values(doc, field)
-  local v = event.get(doc, field)
+local function values(get, field)
+  local v = get(field)
   if v == nil then return nil end
   if type(v) ~= "table" then return { v } end
   local out = {}
@@ -186,10 +190,10 @@ local function values(doc, field)
 end
 
 -- Every combination of one value per field, at most MAX_COMBOS.
-local function combinations(doc, fields)
+local function combinations(get, fields)
   local lists = {}
   for i, f in ipairs(fields) do
-    lists[i] = values(doc, f)
+    lists[i] = values(get, f)
     if not lists[i] then return {} end
   end
   local out = { {} }
@@ -209,37 +213,42 @@ local function combinations(doc, fields)
 end
 
 -- A sequence's candidates of an event: a step it matches (and until), the highest first.
-local function sequence_keys(rule, doc, src)
+local function sequence_keys(rule, get, src)
   local st = rule.state
-  local function get(name) return event.get(doc, name) end
   local out = {}
   local function add(step, def)
     if not def.match(get) then return end
     local vals = def.keys(get)
     if not vals then return end
     out[#out + 1] = { key = alert.encode(vals), step = step, def = def, values = vals,
-      uuid = alert.id(rule.id, doc, src) }
+      uuid = alert.id_of(rule.id, get, src) }
   end
   if st["until"] then add(st.nsteps, st["until"]) end
   for k = st.nsteps, 1, -1 do add(k - 1, st.steps[k]) end
   return out
 end
 
-function M.keys(rule, doc, src)
+-- A getter of ev's fields: ev itself, or its document's.
+local function getter_of(ev)
+  if type(ev) == "function" then return ev end
+  return function(name) return event.get(ev, name) end
+end
+
+function M.keys(rule, ev, src)
   local st = rule.state
-  if st.kind == "sequence" then return sequence_keys(rule, doc, src) end
+  local get = getter_of(ev)
+  if st.kind == "sequence" then return sequence_keys(rule, get, src) end
   local out = {}
-  local base = alert.id(rule.id, doc, src)
-  for _, combo in ipairs(combinations(doc, st.fields)) do
+  local base = st.kind ~= "new_terms" and alert.id_of(rule.id, get, src) or nil
+  for _, combo in ipairs(combinations(get, st.fields)) do
     if st.kind == "new_terms" then
-      local key = alert.encode(combo)
-      out[#out + 1] = { key = key, values = combo, uuid = alert.id(rule.id, doc, src, "new_terms=" .. key) }
+      out[#out + 1] = { key = alert.encode(combo), values = combo }
     else
       local terms = {}
       for i, f in ipairs(st.fields) do terms[i] = { field = f, value = combo[i] } end
       local distinct = ""
       if st.cardinality then
-        local v = event.get(doc, st.cardinality.field)
+        local v = get(st.cardinality.field)
         if v ~= nil then distinct = alert.encode(v) end
       end
       -- terms = {} encodes as {}: Elastic writes an empty list
@@ -292,16 +301,21 @@ local function known(rule, key, t)
   return false
 end
 
-function M.candidates(rule, doc, src, now, fresh)
-  local list = M.keys(rule, doc, src)
+function M.candidates(rule, ev, src, now, fresh, whole)
+  local list = M.keys(rule, ev, src)
+  local doc = type(ev) == "table" and ev or nil
+  local function document()
+    if doc == nil then doc, fresh = whole() end
+    return doc
+  end
   if rule.state.kind == "sequence" then
     local line, anc
     for _, c in ipairs(list) do
       if c.step < rule.state.nsteps then
-        if not line then line, anc = alert.sequence_block(rule, doc, src, now) end
+        if not line then line, anc = alert.sequence_block(rule, document(), src, now) end
         c.line, c.ancestor, c.at, c.len = line, anc, 0, 0
         if c.step == rule.state.nsteps - 1 then
-          c.shell = alert.sequence_shell(rule, c.def.by, c.values, doc, src, now)
+          c.shell = alert.sequence_shell(rule, c.def.by, c.values, document(), src, now)
           if not c.shell then c.line = nil end
         end
       else
@@ -310,18 +324,19 @@ function M.candidates(rule, doc, src, now, fresh)
     end
     return list
   end
-  local t = rule.state.kind == "new_terms" and ms(event.get(doc, "@timestamp")) or nil
+  local t = rule.state.kind == "new_terms" and ms(getter_of(ev)("@timestamp")) or nil
   for _, c in ipairs(list) do
     if rule.state.kind == "new_terms" and known(rule, c.key, t) then
       c.light, c.at, c.len = true, 0, 0  -- no line: the host takes its time only
     elseif rule.state.kind == "new_terms" then
-      local sok, sup, group = pcall(alert.suppression, rule, doc)
+      local d = document()
+      local sok, sup, group = pcall(alert.suppression, rule, d)
       if not sok then sup, group = nil, nil end
-      c.line, c.uuid, c.at, c.len = alert.line(rule, doc, src, now, fresh, sup,
+      c.line, c.uuid, c.at, c.len = alert.line(rule, d, src, now, fresh, sup,
         { new_terms = c.values, tag = "new_terms=" .. c.key })
       c.group = group
     else
-      c.line, c.uuid, c.at, c.len = alert.threshold_line(rule, c.terms, doc, src, now)
+      c.line, c.uuid, c.at, c.len = alert.threshold_line(rule, c.terms, document(), src, now)
     end
   end
   return list

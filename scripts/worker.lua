@@ -276,18 +276,27 @@ end
 -- What syslog calls a rule's severity (outputs): crit, err, warning, notice.
 local SYSLOG_SEVERITY = { critical = 2, high = 3, medium = 4, low = 5 }
 
+local current_rec  -- the record process() is on
+local function whole_doc()
+  local doc = ev.whole()
+  return doc, doc ~= current_rec  -- fresh: normalized, not the record itself
+end
+
 -- A stateful rule's match (stateful.lua): its candidates, each with the alert it would make,
--- for the host to decide on.
-local function candidates(rule, pr, doc, src, built)
-  local ok, list = pcall(stateful.candidates, rule, doc, src, now(), built)
+-- for the host to decide on. The document is built only for a candidate that carries its
+-- alert: a new_terms combination this worker sent lately needs the fields of its key alone.
+-- false: the normalizer failed on the event (ev.FAILED), which is then given up.
+local function candidates(rule, pr, get, src)
+  local ok, list = pcall(stateful.candidates, rule, get, src, now(), nil, whole_doc)
+  local tok, t = pcall(get, "@timestamp")
+  if list == ev.FAILED or t == ev.FAILED then return false end
   if not ok then
     cb.log(string.format("%s: could not build the alert of %s: %s", where(src.path, src.offset, src.index),
       rule.file, message(list)))
-    return
+    return true
   end
+  t = tok and type(t) == "string" and t or ""
   local st, lim = rule.state, rule.limits
-  local t = event.get(doc, "@timestamp")
-  t = type(t) == "string" and t or ""
   local sev = SYSLOG_SEVERITY[rule.meta.severity] or 5
   local card = st.cardinality
   if st.kind == "sequence" then  -- proto.h: a sequence's candidate
@@ -297,17 +306,18 @@ local function candidates(rule, pr, doc, src, built)
           c.shell or "", t, c.uuid, sev, c.line, lim.max_signals, lim.interval_s, 0, "", 0, 0)
       end
     end
-    return
+    return true
   end
   for _, c in ipairs(list) do
     if c.line or c.light then  -- light: a combination the host knows, its time only (stateful.lua)
       local threshold = st.kind == "threshold"
       cb.candidate(pr.slot, st.type, st.fingerprint, c.key, c.distinct or "", st.window_s, st.value or 0,
-        card and card.value or 0, card and alert.encode(card.field) or "", t, c.uuid, sev, c.line or "",
+        card and card.value or 0, card and alert.encode(card.field) or "", t, c.uuid or "", sev, c.line or "",
         lim.max_signals, lim.interval_s, (not threshold and c.len > 0) and lim.suppress.duration_s or 0,
         c.group or "", c.at, c.len)
     end
   end
+  return true
 end
 
 -- One event: the rules it can concern run on its lazy view; an alert per
@@ -319,6 +329,7 @@ local function process(rec, path, offset, index)
   end
   stats.records = stats.records + 1
   ctx.now = now()
+  current_rec = rec
   ev.start(rec, ctx, normalize, call_normalizer)
   local get, view = ev.get, ev.view
   local ok, list = pcall(rule_index.candidates, get)
@@ -343,16 +354,19 @@ local function process(rec, path, offset, index)
     pr.failing = 0
     if hit then
       local src = { path = path, offset = offset, index = index }
+      if rule.state then
+        if not candidates(rule, pr, get, src) then
+          normalizer_failed(ev.FAILED, path, offset, index)
+          return
+        end
+        goto next_rule
+      end
       local dok, doc = pcall(ev.whole)
       if not dok then
         normalizer_failed(doc, path, offset, index)
         return
       end
       local lim = rule.limits
-      if rule.state then
-        candidates(rule, pr, doc, src, doc ~= rec)
-        goto next_rule
-      end
       local sok, sup, key = pcall(alert.suppression, rule, doc)
       if not sok then sup, key = nil, nil end
       local aok, line, id, at, len = pcall(alert.line, rule, doc, src, now(), doc ~= rec, sup)

@@ -100,7 +100,7 @@ describe("stateful", function()
       assert.equal(2, #keys)
       assert.equal('["1","a"]', keys[1].key)
       assert.same({ "1", "b" }, keys[2].values)
-      assert.are_not.equal(keys[1].uuid, keys[2].uuid)
+      assert.is_nil(keys[1].uuid, "a new_terms candidate's uuid comes with its alert")
       assert.same({}, stateful.keys(r, { cloud = { account = { id = "1" } } }, src))
       assert.same({}, stateful.keys(r, { cloud = { account = { id = "1" } }, user = { name = {} } }, src))
     end)
@@ -140,6 +140,35 @@ describe("stateful", function()
       assert.is_nil(again.line)
       assert.truthy(at("2024-08-04T11:00:00.000Z", "e3").line, "3.5 days on: whole again")
       assert.truthy(at("2024-07-30T10:00:00.000Z", "e4").line, "an earlier event: whole")
+    end)
+
+    it("gives each combination of one event its own alert id", function()
+      local r = assert(load(NEW_TERMS))
+      local list = stateful.candidates(r, { ["@timestamp"] = "2024-07-31T10:00:00.000Z", event = { id = "e1" },
+        cloud = { account = { id = "1" } }, user = { name = { "x", "y" } } }, { path = "f", offset = 0 },
+        "2024-08-01T00:00:00.000Z", true)
+      assert.equal(2, #list)
+      assert.matches("^%x+%-%x+%-5", list[1].uuid)
+      assert.are_not.equal(list[1].uuid, list[2].uuid)
+    end)
+
+    it("builds the document from a getter only for a candidate that carries its alert", function()
+      local r = assert(load(NEW_TERMS))
+      local fields = { ["@timestamp"] = "2024-07-31T10:00:00.000Z", ["event.id"] = "g1",
+        ["cloud.account.id"] = "7", ["user.name"] = "z" }
+      local doc = { ["@timestamp"] = fields["@timestamp"], event = { id = "g1" }, cloud = { account = { id = "7" } },
+        user = { name = "z" } }
+      local built = 0
+      local function whole() built = built + 1 return doc, true end
+      local function get(name) return fields[name] end
+      local src = { path = "f", offset = 0 }
+      local first = stateful.candidates(r, get, src, "2024-08-01T00:00:00.000Z", nil, whole)[1]
+      assert.truthy(first.line)
+      assert.equal(1, built)
+      fields["event.id"] = "g2"
+      local again = stateful.candidates(r, get, src, "2024-08-01T00:00:00.000Z", nil, whole)[1]
+      assert.is_true(again.light)
+      assert.equal(1, built, "a combination sent lately: no document")
     end)
   end)
 
