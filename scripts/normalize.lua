@@ -1004,6 +1004,52 @@ ON_DEMAND["@timestamp"] = function(rec, ctx)
   return now
 end
 
+-- service.name of an AWS service acting on its own (AWSService, or a service-linked role),
+-- which then has no user.*; nil for anyone else.
+local function service_name_of(uid, utype, iss)
+  local invoked_by = str(uid.invokedBy)
+  if utype == "AWSService" then return invoked_by end
+  if utype == "AssumedRole" then
+    local issuer_arn = iss and str(iss.arn)
+    local at = issuer_arn and find(issuer_arn, ":role/aws-service-role/", 1, true)
+    if at then
+      local rest = sub(issuer_arn, at + 23)
+      local slash = find(rest, "/", 1, true)
+      return invoked_by or (slash and slash > 1 and sub(rest, 1, slash - 1)) or nil
+    end
+  end
+  return nil
+end
+
+-- user.name: the identity's userName, an assumed role's or federated user's issuer's name
+-- instead, and for a UserAuthentication without either, additionalEventData.UserName (the
+-- normalizer then leaves that key out of additional_eventdata).
+local function user_name(rec)
+  local uid = tbl(rec.userIdentity)
+  local name
+  if uid then
+    local utype = val(uid.type)
+    local session = tbl(uid.sessionContext)
+    local iss = session and tbl(session.sessionIssuer)
+    if not service_name_of(uid, utype, iss) then
+      name = val(uid.userName)
+      if iss and ISSUER_NAME_TYPES[utype] then
+        local issuer_name = val(iss.userName)
+        if issuer_name ~= nil then name = issuer_name end
+      end
+    end
+  end
+  if name == nil and ON_DEMAND["event.action"](rec) == "UserAuthentication" then
+    local aed = tbl(rec.additionalEventData)
+    if aed then
+      local from_aed = val(aed.UserName)
+      if from_aed ~= nil then return from_aed, true end
+    end
+  end
+  return name, false
+end
+ON_DEMAND["user.name"] = user_name
+
 ON_DEMAND["event.dataset"] = function() return "aws.cloudtrail" end
 ON_DEMAND["event.module"] = function() return "aws" end
 
@@ -1287,24 +1333,10 @@ function M.normalize(rec, ctx)
   -- and no user.*.
   local service_name
   if uid then
-    local invoked_by = str(uid.invokedBy)
-    if utype == "AWSService" then
-      service_name = invoked_by
-    elseif utype == "AssumedRole" then
-      local issuer_arn = iss and str(iss.arn)
-      local at = issuer_arn and find(issuer_arn, ":role/aws-service-role/", 1, true)
-      if at then
-        local rest = sub(issuer_arn, at + 23)
-        local slash = find(rest, "/", 1, true)
-        service_name = invoked_by or (slash and slash > 1 and sub(rest, 1, slash - 1)) or nil
-      end
-    end
+    service_name = service_name_of(uid, utype, iss)
     if service_name then doc.service = { name = service_name } end
 
-    if not service_name then
-      user.name = val(uid.userName)
-      user.id = val(uid.principalId)
-    end
+    if not service_name then user.id = val(uid.principalId) end
     ui.arn = val(uid.arn)
     account.id = val(uid.accountId)
     ui.access_key_id = val(uid.accessKeyId)
@@ -1314,10 +1346,6 @@ function M.normalize(rec, ctx)
     end
     if iss then
       issuer.type = val(iss.type)
-      if ISSUER_NAME_TYPES[utype] and not service_name then
-        local name = val(iss.userName)
-        if name ~= nil then user.name = name end
-      end
       issuer.principal_id = val(iss.principalId)
     end
 
@@ -1393,15 +1421,10 @@ function M.normalize(rec, ctx)
   event.action = action
   ct.event_category = ON_DEMAND["aws.cloudtrail.event_category"](rec)
 
-  local aed = tbl(rec.additionalEventData)
   local aed_skip
-  if action == "UserAuthentication" and user.name == nil and aed then
-    local name = val(aed.UserName)
-    if name ~= nil then
-      user.name = name
-      aed_skip = "UserName"
-    end
-  end
+  local name_from_aed
+  user.name, name_from_aed = user_name(rec)
+  if name_from_aed then aed_skip = "UserName" end
 
   cloud.region = ON_DEMAND["cloud.region"](rec)
   local address = ON_DEMAND["source.address"](rec)
