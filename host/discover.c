@@ -377,6 +377,18 @@ static void *followed_prefix(void *ud, const char *prefix) {
   return g;
 }
 
+/* Did a line of the generation whose line ends are e end at size, with the
+ * bytes fd holds before it? */
+static int ended_there(const th_ends *e, int fd, uint64_t size) {
+  if (e == NULL) return 0;
+  for (uint32_t i = 0; i < e->n; i++)
+    if (e->at[i] == size) {
+      uint32_t w = size < TH_BACK_MAX ? (uint32_t)size : TH_BACK_MAX;
+      return th_tfile_hash_before(fd, size, w) == e->hash[i];
+    }
+  return 0;
+}
+
 /* A candidate's size has held still: what is it? */
 static void decide(th_tail *t, th_tfile *f, uint64_t size) {
   int fd = f->fd, temp = fd < 0;  /* temp: opened here, closed here */
@@ -403,6 +415,8 @@ static void decide(th_tail *t, th_tfile *f, uint64_t size) {
     g->stream = NULL;
     free(g->path);
     g->path = NULL;
+    free(g->ends);
+    g->ends = NULL;
     if (temp) close(fd);
     become(t, f, s, start);
     return;
@@ -454,10 +468,13 @@ static void decide(th_tail *t, th_tfile *f, uint64_t size) {
     }
   }
   /* 4. An old copy of a truncated generation, shorter than what was read of
-   *    it: nothing new. */
+   *    it: nothing new. It must end where a line of it ended, with the same
+   *    bytes before: the next generation's copy starts alike and can be as
+   *    long, or be caught while written. */
   for (int i = 0; i < TH_HELD_MAX; i++) {
     th_held *h = &t->held[i];
-    if (h->stream && size < h->at && h->fp_len > 0 && th_fingerprint_matches(fd, h->fp_len, h->fp)) {
+    if (h->stream && size < h->at && h->fp_len > 0 && th_fingerprint_matches(fd, h->fp_len, h->fp) &&
+        ended_there(h->ends, fd, size)) {
       tombstone(t, f, fd, size);
       if (temp) close(fd);
       return;

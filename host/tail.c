@@ -212,6 +212,8 @@ static void on_poll(uv_timer_t *h) {
     g->stream = NULL;
     free(g->path);
     g->path = NULL;
+    free(g->ends);
+    g->ends = NULL;
   }
   th_tail_kick(t);
 }
@@ -334,6 +336,7 @@ void th_tail_free(th_tail *t) {
   for (int i = 0; i < TH_HELD_MAX; i++) {
     if (t->held[i].stream) th_stream_close(t->held[i].stream);
     free(t->held[i].path);
+    free(t->held[i].ends);
   }
   th_scan_free(t);
   th_discover_free(t);

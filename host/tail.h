@@ -73,6 +73,18 @@ enum {
                     so a restart or a rescan does not read it again */
 };
 
+/* The last line ends read of a file, each with the hash of the bytes before it (at most
+ * TH_BACK_MAX, as back_hash): a copy shorter than what was read of a truncated generation
+ * is an old copy of it only if it ends at one of them with the same bytes. (Its first bytes
+ * prove nothing: the lines of an NDJSON log often start alike for more than TH_FP_MAX bytes,
+ * and a copy of the next generation, as long or shorter, would pass for one.) */
+enum { TH_ENDS = 8 };
+typedef struct th_ends {
+  uint64_t at[TH_ENDS];        /* a byte just past a newline */
+  uint64_t hash[TH_ENDS];      /* th_tfile_hash_before(fd, at, min(at, TH_BACK_MAX)) as read */
+  uint32_t n, next;            /* entries used; the slot the next one takes */
+} th_ends;
+
 typedef struct th_tfile {
   struct th_tail *tail;        /* owner */
   struct th_tfile *prev, *next;          /* every tracked file, in discovery order */
@@ -88,6 +100,7 @@ typedef struct th_tfile {
   uint64_t offset;             /* next byte to read */
   uint32_t back_len;           /* min(offset, TH_BACK_MAX): the bytes before offset as read hash */
   uint64_t back_hash;          /* to back_hash; a file rewritten past offset holds others there */
+  th_ends *ends;               /* the last line ends read; owned, NULL until a read has one */
   th_framer framer;            /* the partial line held between reads */
   th_stream *stream;           /* its records; NULL before it is followed and once let go */
   th_commit base;              /* saved while the stream has committed nothing of its own (where it
@@ -121,6 +134,7 @@ typedef struct th_held {
   uint64_t at;                 /* read to there; the copy holds the same back_len bytes */
   uint32_t back_len;           /* before it, hashing to back_hash */
   uint64_t back_hash;
+  th_ends *ends;               /* its last line ends read; owned, may be NULL */
   uint64_t start;              /* the first byte not handed over (a partial line) */
   double since;                /* when the truncation was seen (loop time, s) */
 } th_held;

@@ -319,6 +319,7 @@ void th_tfile_forget(th_tfile *f) {
   else t->files_last = f->prev;
   th_framer_free(&f->framer);
   if (f->stream) th_stream_close(f->stream);  /* what it holds is still written */
+  free(f->ends);
   free(f->path);
   free(f);
 }
@@ -441,17 +442,23 @@ static void rewritten(th_tfile *f, const char *why) {
         if (t->held[i].since < g->since) g = &t->held[i];
       th_stream_close(g->stream);
       free(g->path);
+      free(g->ends);
     }
     *g = (th_held){f->stream, strdup(f->path), f->dev, f->ino, f->fp_len, f->fp, f->offset, f->back_len,
-                   f->back_hash, th_framer_done(&f->framer), now_s(t)};
+                   f->back_hash, f->ends, th_framer_done(&f->framer), now_s(t)};
+    f->ends = NULL;
     if (g->path == NULL) {  /* out of memory: let it go */
       th_stream_close(g->stream);
       g->stream = NULL;
+      free(g->ends);
+      g->ends = NULL;
     }
     f->stream = fresh;
   } else {
     th_stream_reset(f->stream, 0);
   }
+  free(f->ends);  /* NULL when a held generation took them */
+  f->ends = NULL;
   f->offset = 0;
   f->fp_len = 0;
   f->fp = EMPTY_HASH;
@@ -459,6 +466,30 @@ static void rewritten(th_tfile *f, const char *why) {
   f->back_hash = EMPTY_HASH;
   f->base = (th_commit){0, 0, 0, 0};
   th_framer_reset(&f->framer, 0);
+}
+
+/* Keep the last TH_ENDS line ends of a read, each with the hash of the bytes
+ * before it. buf holds the back window (bl bytes, all of the file before
+ * offset when it is shorter than TH_BACK_MAX) then the got bytes read at
+ * offset, so it holds the min(end, TH_BACK_MAX) bytes before any newline read.
+ * Without memory for them, a shorter copy is read whole (duplicates, never
+ * a loss). */
+static void note_ends(th_tfile *f, const unsigned char *buf, uint32_t bl, size_t got) {
+  size_t found[TH_ENDS], n = 0;
+  for (size_t i = bl + got; i > bl && n < TH_ENDS; i--)
+    if (buf[i - 1] == '\n') found[n++] = i;  /* a line ends before buf[i] */
+  if (n == 0) return;
+  if (f->ends == NULL && (f->ends = calloc(1, sizeof *f->ends)) == NULL) return;
+  th_ends *e = f->ends;
+  uint64_t base = f->offset - bl;  /* the file offset of buf[0] */
+  while (n-- > 0) {
+    uint64_t at = base + found[n];
+    uint32_t w = at < TH_BACK_MAX ? (uint32_t)at : TH_BACK_MAX;
+    e->at[e->next] = at;
+    e->hash[e->next] = th_fnv1a(buf + found[n] - w, w);
+    e->next = (e->next + 1) % TH_ENDS;
+    if (e->n < TH_ENDS) e->n++;
+  }
 }
 
 /* Read up to budget bytes of lines. */
@@ -504,6 +535,7 @@ static uint64_t drain(th_tfile *f, uint64_t budget, int *more) {
       th_log("read %s: out of memory at offset %llu", f->path, (unsigned long long)f->offset);
       break;
     }
+    note_ends(f, (const unsigned char *)t->buf, bl, got);
     /* The fingerprint too is taken from the bytes as read (the buffer starts
      * at 0 while the offset is within the back window): read again from the
      * file, it could be the next generation's. */
