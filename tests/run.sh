@@ -6,11 +6,11 @@
 #      and the fuzz harnesses: seed corpus and fixed-seed mutations
 #      (FUZZ_ITERATIONS, default 20000 each; tests/fuzz/README.md), TAP
 #   3. busted specs: Lua units and the binary end to end, TAP
-#   4. the end-to-end specs again, driving the ASan+UBSan build: started first, it runs
-#      beside 1 to 3
+#   4. the end-to-end specs again, driving the ASan+UBSan build
 #   5. a replay of the examples and the Stratus data under valgrind (the bundled rules, then
 #      the stateful examples)
-# Each line says how long its part took; exit status 0 only when nothing failed.
+# 2 to 4 run at once (3 and 4 in two halves each) while 1 runs, then 5. Each line says how
+# long its part took; exit status 0 only when nothing failed.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -22,14 +22,14 @@ mkdir -p "$log"
 
 # Count TAP lines of a run's output file; show failures.
 tap() {
-  local name=$1 file=$2 rc=$3
+  local name=$1 file=$2 rc=$3 secs=$4
   local ok notok
   ok=$(grep -cE '^ok ' "$file")
   notok=$(grep -cE '^not ok ' "$file")
   if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then notok=1; fi  # crashed or errored outside a test
   passed=$((passed + ok))
   failed=$((failed + notok))
-  printf '%-44s %5d passed, %d failed  (%d s)\n' "$name" "$ok" "$notok" $((SECONDS - start))
+  printf '%-46s %5d passed, %d failed  (%d s)\n' "$name" "$ok" "$notok" "$secs"
   if [ "$notok" -ne 0 ] || [ "$rc" -ne 0 ]; then
     # Each failure with the diagnostics under it; a run that failed outside any test shows
     # its tail instead. The names are listed again above the last line, where a CI log's
@@ -44,55 +44,71 @@ tap() {
   fi
 }
 
-# 4, started first: the end-to-end specs against the sanitizer build. They mostly wait on
-# real processes, files and sockets, so they run beside everything else (the C tests and
-# fuzz runs, then the optimised build's specs) and the suite stays within ten minutes on
-# two cores.
+# Every part but luacheck and valgrind runs at once, in the background: the end-to-end specs
+# mostly wait on real processes, files, sockets and clocks (run one after another, the suite
+# kept two cores less than half busy), so the suite stays within ten minutes on two cores.
+# Each job writes its TAP to $log/KEY.tap and "EXIT-STATUS SECONDS" to $log/KEY.rc; the
+# results are printed in a fixed order once all are done.
 busted() { lua5.4 /usr/bin/busted -o TAP "$@"; }
-e2e=$(ls tests/e2e_*_spec.lua 2>/dev/null)
-asan_pid=
-if [ -n "$e2e" ]; then
-  asan_start=$SECONDS
+job() {
+  local key=$1
+  shift
+  ( s=$SECONDS; "$@" > "$log/$key.tap" 2>&1; echo "$? $((SECONDS - s))" > "$log/$key.rc" ) &
+}
+result() {
+  local name=$1 key=$2 rc secs
+  read -r rc secs < "$log/$key.rc" || { rc=1; secs=0; }
+  tap "$name" "$log/$key.tap" "$rc" "$secs"
+}
+
+# The specs in two halves (the tailing, sandbox and authoring specs; the rest), each run
+# against the optimised build (3) and against the sanitizer build (4).
+half0=$(ls tests/e2e_tail_spec.lua tests/e2e_sandbox_spec.lua tests/e2e_authoring_spec.lua 2>/dev/null)
+half1=$(ls tests/*_spec.lua | grep -v -e e2e_tail_spec -e e2e_sandbox_spec -e e2e_authoring_spec)
+e2e1=$(echo "$half1" | grep '/e2e_')
+san() {
   TRAILHOUND_BIN=build/asan/trailhound ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 busted $e2e > "$log/busted-asan.tap" 2>&1 &
-  asan_pid=$!
-fi
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 busted "$@"
+}
+# shellcheck disable=SC2086
+job asan-0 san $half0
+# shellcheck disable=SC2086
+job asan-1 san $e2e1
+# shellcheck disable=SC2086
+job busted-0 env TRAILHOUND_BIN=build/trailhound lua5.4 /usr/bin/busted -o TAP $half0
+# shellcheck disable=SC2086
+job busted-1 env TRAILHOUND_BIN=build/trailhound lua5.4 /usr/bin/busted -o TAP $half1
+
+# 2. C unit tests, then the fuzz harnesses under driver.c (a short run with a fixed seed),
+# one after another in one job.
+c_tests=$(for t in build/tests/*; do [ -f "$t" ] && [ -x "$t" ] && echo "$t"; done)
+fuzzers=$(for t in build/fuzz/*; do [ -f "$t" ] && [ -x "$t" ] && echo "$t"; done)
+(
+  for t in $c_tests; do
+    s=$SECONDS; "$t" > "$log/c-$(basename "$t").tap" 2>&1; echo "$? $((SECONDS - s))" > "$log/c-$(basename "$t").rc"
+  done
+  for t in $fuzzers; do
+    s=$SECONDS; "$t" > "$log/fuzz-$(basename "$t").tap" 2>&1; echo "$? $((SECONDS - s))" > "$log/fuzz-$(basename "$t").rc"
+  done
+) &
 
 # 1. luacheck: one run, a TAP line per file (a line per warning of a file that has any)
 luafiles=$(ls scripts/*.lua scripts/commands/*.lua rules/*.lua tests/*.lua examples/*.lua examples/rules/*.lua examples/stateful/*.lua tests/bench/*.lua 2>/dev/null)
-start=$SECONDS
+s=$SECONDS
 # shellcheck disable=SC2086
 luacheck --formatter TAP $luafiles > "$log/luacheck.tap" 2>&1
-tap "luacheck" "$log/luacheck.tap" 0
+tap "luacheck" "$log/luacheck.tap" 0 $((SECONDS - s))
 
-# 2. C unit tests
-for t in build/tests/*; do
-  [ -x "$t" ] || continue
-  start=$SECONDS
-  "$t" > "$log/c-$(basename "$t").tap" 2>&1
-  tap "C: $(basename "$t")" "$log/c-$(basename "$t").tap" $?
-done
-
-# 2b. fuzz harnesses under driver.c: a short run with a fixed seed
-for t in build/fuzz/*; do
-  [ -f "$t" ] && [ -x "$t" ] || continue
-  start=$SECONDS
-  "$t" > "$log/fuzz-$(basename "$t").tap" 2>&1
-  tap "fuzz: $(basename "$t")" "$log/fuzz-$(basename "$t").tap" $?
-done
-
-# 3. busted: all specs against the optimised build
-start=$SECONDS
-TRAILHOUND_BIN=build/trailhound busted > "$log/busted.tap" 2>&1
-tap "busted (units and end to end)" "$log/busted.tap" $?
-if [ -n "$asan_pid" ]; then
-  start=$asan_start
-  wait "$asan_pid"
-  tap "busted end to end, ASan+UBSan build" "$log/busted-asan.tap" $?
-fi
+wait
+for t in $c_tests; do result "C: $(basename "$t")" "c-$(basename "$t")"; done
+for t in $fuzzers; do result "fuzz: $(basename "$t")" "fuzz-$(basename "$t")"; done
+result "busted, units and end to end (1 of 2)" busted-0
+result "busted, units and end to end (2 of 2)" busted-1
+result "busted end to end, ASan+UBSan build (1 of 2)" asan-0
+result "busted end to end, ASan+UBSan build (2 of 2)" asan-1
 
 # 5. valgrind
-start=$SECONDS
+s=$SECONDS
 : > "$log/valgrind.tap"
 if valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
      build/trailhound replay examples/cloudtrail/*.ndjson examples/ecs/*.ndjson examples/s3/*.json.gz \
@@ -101,10 +117,10 @@ if valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=def
      build/trailhound replay --rules examples/stateful tests/fixtures/stratus-red-team/*.json \
      > /dev/null 2>> "$log/valgrind.err"; then
   echo "ok - valgrind replay: no errors, no leaks" >> "$log/valgrind.tap"
-  tap "valgrind replay" "$log/valgrind.tap" 0
+  tap "valgrind replay" "$log/valgrind.tap" 0 $((SECONDS - s))
 else
   { echo "not ok - valgrind replay"; cat "$log/valgrind.err"; } >> "$log/valgrind.tap"
-  tap "valgrind replay" "$log/valgrind.tap" 1
+  tap "valgrind replay" "$log/valgrind.tap" 1 $((SECONDS - s))
 fi
 
 echo
