@@ -1,4 +1,5 @@
 /* prefilter.c: records no rule could match, found in their raw bytes (see prefilter.h). */
+#define _GNU_SOURCE  /* memmem */
 #include "prefilter.h"
 
 #include <stdlib.h>
@@ -11,6 +12,11 @@ enum { MAX_CLAUSES = 1 << 16, MAX_ALTS = 1 << 16 };
 /* Table entries (states x byte classes) at most: 64 MiB of table. */
 #define MAX_ENTRIES ((size_t)16 << 20)
 #define OUT_BIT 0x80000000u
+
+/* A record without a backslash holds its text as it is: when every rule's lookup clause
+ * (index_rules) has few literals in all, memmem looks for them first, and a record holding
+ * none of them passes no rule without a byte going through the automaton. */
+enum { TH_PF_ANCHORS = 8, TH_PF_ANCHOR_MIN = 4 };
 
 struct th_prefilter {
   int all;              /* a rule requires nothing: every record passes */
@@ -34,6 +40,9 @@ struct th_prefilter {
   uint32_t *delta;      /* [state * nclass + class]: the next state's row, OUT_BIT if it ends a literal */
   int32_t *out;         /* per state: the literal ending there, or -1 */
   uint32_t *dict;       /* per state: the nearest state down its suffix chain that ends one, 0: none */
+  char *anchor[TH_PF_ANCHORS];  /* the literals of every rule's lookup clause, when they are few */
+  size_t anchor_len[TH_PF_ANCHORS];
+  uint32_t nanchors;    /* 0: none (too many, or case ignored) */
 };
 
 /* ---- JSON escapes ----------------------------------------------------------------- */
@@ -347,7 +356,30 @@ static int build(th_prefilter *pf, const builder *b, const char **why) {
 /* Each rule is looked up by one of its clauses, the one whose literals the
  * fewest clauses of all the rules hold: after a scan, only the rules of the
  * literals found are checked, not every rule (500 rules, a few found). */
-static int index_rules(th_prefilter *pf) {
+/* The anchors: the distinct literals of the rules' lookup clauses (by), if at most
+ * TH_PF_ANCHORS, each of at least TH_PF_ANCHOR_MIN bytes, and case counts. */
+static int anchors(th_prefilter *pf, const builder *b, const uint32_t *by) {
+  if (pf->fold) return 0;
+  uint32_t ids[TH_PF_ANCHORS], n = 0;
+  for (uint32_t r = 0; r < pf->nrules; r++)
+    for (uint32_t a = pf->clause_at[by[r]]; a < pf->clause_at[by[r] + 1]; a++) {
+      uint32_t l = pf->alts[a], k = 0;
+      while (k < n && ids[k] != l) k++;
+      if (k < n) continue;
+      if (n == TH_PF_ANCHORS || b->lits[l].len < TH_PF_ANCHOR_MIN) return 0;
+      ids[n++] = l;
+    }
+  for (uint32_t k = 0; k < n; k++) {
+    pf->anchor[k] = malloc(b->lits[ids[k]].len);
+    if (pf->anchor[k] == NULL) return -1;
+    memcpy(pf->anchor[k], b->lits[ids[k]].p, b->lits[ids[k]].len);
+    pf->anchor_len[k] = b->lits[ids[k]].len;
+    pf->nanchors = k + 1;
+  }
+  return 0;
+}
+
+static int index_rules(th_prefilter *pf, const builder *b) {
   uint32_t nlits = pf->nlits, nr = pf->nrules;
   uint32_t *uses = calloc(nlits + 1, sizeof *uses);
   uint32_t *by = malloc((nr + 1) * sizeof *by);  /* per rule: the clause it is looked up by */
@@ -383,6 +415,7 @@ static int index_rules(th_prefilter *pf) {
         pf->lit_rules[pf->lit_at[l] + uses[l]++] = r;
       }
   }
+  if (ok && anchors(pf, b, by) < 0) ok = 0;
   free(uses);
   free(by);
   return ok ? 0 : -1;
@@ -392,7 +425,7 @@ th_prefilter *th_prefilter_new(const th_pf_rule *rules, size_t n, const char **w
   th_prefilter *pf = calloc(1, sizeof *pf);
   builder b = {0};
   if (pf == NULL) return NULL;
-  if (read_rules(pf, &b, rules, n) < 0 || (!pf->all && (build(pf, &b, why) < 0 || index_rules(pf) < 0))) {
+  if (read_rules(pf, &b, rules, n) < 0 || (!pf->all && (build(pf, &b, why) < 0 || index_rules(pf, &b) < 0))) {
     free(b.lits);
     free(b.slots);
     th_prefilter_free(pf);
@@ -544,6 +577,11 @@ int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len) {
     memset(pf->rule_stamp, 0, (pf->nrules + 1) * sizeof *pf->rule_stamp);
     pf->scan = 1;
   }
+  if (pf->nanchors > 0 && memchr(p, '\\', len) == NULL) {
+    uint32_t k = 0;
+    while (k < pf->nanchors && memmem(p, len, pf->anchor[k], pf->anchor_len[k]) == NULL) k++;
+    if (k == pf->nanchors) return 0;  /* no rule's lookup clause is met */
+  }
   pf->nhits = 0;
   scan(pf, (const unsigned char *)p, len);
   /* A rule whose every clause is met has the clause it is looked up by met:
@@ -581,5 +619,6 @@ void th_prefilter_free(th_prefilter *pf) {
   free(pf->delta);
   free(pf->out);
   free(pf->dict);
+  for (uint32_t k = 0; k < pf->nanchors; k++) free(pf->anchor[k]);
   free(pf);
 }
