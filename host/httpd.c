@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "log.h"
 
@@ -262,11 +263,21 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
 }
 
-/* Make room for a newcomer: the oldest connection still sending its request. */
+/* Bytes the kernel holds for c that we have not read yet. */
+static int unread(th_httpd_conn *c) {
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0 || ioctl(fd, FIONREAD, &n) < 0) return 0;
+  return n;
+}
+
+/* Make room for a newcomer: the oldest connection still sending its request.
+ * Not one whose request is there, unread by us yet (accepted in the same burst
+ * as the newcomer): closing it would reset a client that did nothing wrong. */
 static int evict(th_httpd *h) {
   th_httpd_conn *oldest = NULL;
   for (th_httpd_conn *c = h->conns; c; c = c->next)
-    if (c->state == READING && (oldest == NULL || c->since <= oldest->since)) oldest = c;
+    if (c->state == READING && (oldest == NULL || c->since <= oldest->since) && unread(c) == 0) oldest = c;
   if (oldest == NULL) return -1;
   conn_close(oldest);
   return 0;
