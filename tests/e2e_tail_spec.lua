@@ -86,6 +86,26 @@ local function fill(path, n, prefix)
     th.quote(path), n, prefix))
 end
 
+-- Starts a host on LOGS/*.ndjson with one worker once f holds `first` (the lines it
+-- alerts on), then stops the worker and fills LOGS/bulk.ndjson with 16,000 lines (k-1..), more
+-- than the dispatcher holds: the host's reads wait, its discovery goes on. Returns the
+-- host and a function that lets the worker go on (also called when the spec ends).
+local function held_back(logs, f, first)
+  th.write(f, table.concat(first))
+  local host = th.start({ "run", "--no-state", "--poll", "50", "--workers", "1", "--max-time", "3600000",
+    logs .. "/*.ndjson" })
+  assert.truthy(th.wait_for(function() return host.count() >= #first end, 20), host.err())
+  local workers = children(host.pid)
+  local function to_workers(sig)
+    for _, pid in ipairs(workers) do os.execute(string.format("kill -%s %d 2>/dev/null", sig, pid)) end
+  end
+  finally(function() to_workers("CONT") end)
+  to_workers("STOP")
+  fill(logs .. "/bulk.ndjson", 16000, "k-")  -- 21 MB: more than the dispatcher holds
+  th.sleep(1)
+  return host, function() to_workers("CONT") end
+end
+
 describe("trailhound run, tailing for real", function()
   local h
   after_each(th.cleanup)  -- stops the hosts started too
@@ -583,22 +603,12 @@ describe("trailhound run, tailing for real", function()
       local f = logs .. "/app.ndjson"
       local old, new = {}, {}
       for i = 1, 5 do old[i], new[i] = line("a" .. i), line("b" .. i) end
-      th.write(f, table.concat(old))
-      h = th.start({ "run", "--no-state", "--poll", "50", "--workers", "1", "--max-time", "3600000",
-        logs .. "/*.ndjson" })
-      assert.truthy(th.wait_for(function() return h.count() >= 5 end, 20), h.err())
-      local workers = children(h.pid)
-      local function to_workers(sig)
-        for _, pid in ipairs(workers) do os.execute(string.format("kill -%s %d 2>/dev/null", sig, pid)) end
-      end
-      finally(function() to_workers("CONT") end)
-      to_workers("STOP")
-      fill(logs .. "/bulk.ndjson", 16000, "k-")  -- 21 MB: more than the dispatcher holds
-      th.sleep(1)
+      local resume
+      h, resume = held_back(logs, f, old)
       th.write(f .. ".1", table.concat(old, "", 1, copied))  -- the copy,
       th.write(f, table.concat(new))   -- then the truncation, and the next lines
       th.sleep(0.5)                    -- the copy's size holds still for a poll: decided
-      to_workers("CONT")
+      resume()
       assert.truthy(th.wait_for(function() return h.count() >= 16010 end, 60), h.err())
       th.sleep(0.5)
       local seen = per_id(h.out())
@@ -629,24 +639,14 @@ describe("trailhound run, tailing for real", function()
     assert.is_true(#template > 1100 and alike("a1"):sub(1, 1024) == alike("b1"):sub(1, 1024))
     local a, b, c = {}, {}, {}
     for i = 1, 5 do a[i], b[i], c[i] = alike("a" .. i), alike("b" .. i), alike("c" .. i) end
-    th.write(f, table.concat(a))
-    h = th.start({ "run", "--no-state", "--poll", "50", "--workers", "1", "--max-time", "3600000",
-      logs .. "/*.ndjson" })
-    assert.truthy(th.wait_for(function() return h.count() >= 5 end, 20), h.err())
-    local workers = children(h.pid)
-    local function to_workers(sig)
-      for _, pid in ipairs(workers) do os.execute(string.format("kill -%s %d 2>/dev/null", sig, pid)) end
-    end
-    finally(function() to_workers("CONT") end)
-    to_workers("STOP")
-    fill(logs .. "/bulk.ndjson", 16000, "k-")  -- 21 MB: more than the dispatcher holds
-    th.sleep(1)
+    local resume
+    h, resume = held_back(logs, f, a)
     th.write(f, table.concat(b, "", 1, 3))          -- the first generation truncated, the second: 3 lines
     th.sleep(0.5)                                   -- (shorter: the truncation is seen, unread)
     th.write(f .. ".2", table.concat(b, "", 1, 3))  -- its copy,
     th.write(f, table.concat(c))                    -- and the third
     th.sleep(0.5)                                   -- the copy's size holds still for a poll: decided
-    to_workers("CONT")
+    resume()
     assert.truthy(th.wait_for(function() return h.count() >= 16010 end, 60), h.err())
     th.wait_for(function() return h.count() >= 16013 end, 2)
     th.sleep(0.5)
