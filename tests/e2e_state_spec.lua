@@ -15,16 +15,16 @@ local THRESHOLD = "credential_access_rapid_secret_retrieval_attempts_from_secret
 
 -- The fixtures' records, one JSON text each, in file order; suffix: appended to every eventID
 -- (the same activity again, as other events).
--- retime: each record a second after the one before, from one base time, in place of the
+-- Each record a second after the one before, from one base time, in place of the
 -- detonations' own times (years apart, out of order).
-local function records(suffix, retime)
+local function records(suffix)
   local list = {}
   local p = io.popen("ls " .. FIXTURES .. "/*.json")
   for path in p:lines() do
     local doc = cjson.decode(th.read(path))
     for _, rec in ipairs(doc.Records or doc) do
       if suffix and rec.eventID then rec.eventID = rec.eventID .. suffix end
-      if retime then rec.eventTime = os.date("!%Y-%m-%dT%H:%M:%SZ", 1729195800 + #list) end
+      rec.eventTime = os.date("!%Y-%m-%dT%H:%M:%SZ", 1729195800 + #list)
       list[#list + 1] = cjson.encode(rec)
     end
   end
@@ -83,8 +83,8 @@ describe("new_terms rules", function()
     local _, src = import(r, NEW_TERMS)
     th.write(r .. "/twin.lua", twin(src))
     local d = th.tmpdir()
-    th.write(d .. "/a.ndjson", records(nil, true))
-    th.write(d .. "/b.ndjson", records("-again", true))
+    th.write(d .. "/a.ndjson", records())
+    th.write(d .. "/b.ndjson", records("-again"))
     local out, err, rc = th.run({ "replay", "--rules", r, d .. "/a.ndjson", d .. "/b.ndjson" })
     assert.equal(0, rc, err)
     local alerts = th.alerts(out)
@@ -202,7 +202,7 @@ describe("the state of stateful rules", function()
   it("survives a kill -9: a restart alerts for no term again, and counts no group again", function()
     local r, dir, sd = rules(), th.tmpdir(), th.tmpdir()
     local state = sd .. "/state"
-    th.write(dir .. "/a.ndjson", records(nil, true))
+    th.write(dir .. "/a.ndjson", records())
     local h = start(r, state, dir)
     read_all(h, state, dir .. "/a.ndjson")
     assert.truthy(th.wait_for(function() return (th.read(state .. ".rules") or ""):find("\ne ", 1, true) end, 10))
@@ -214,7 +214,7 @@ describe("the state of stateful rules", function()
     assert.truthy(terms > 0)
     assert.equal(1, #of_rule(first, "Rapid Secrets"))
     -- The same activity again, as new events.
-    th.write(dir .. "/b.ndjson", records("-b", true))
+    th.write(dir .. "/b.ndjson", records("-b"))
     local h2 = start(r, state, dir)
     read_all(h2, state, dir .. "/b.ndjson")
     h2.signal("TERM")
@@ -225,7 +225,7 @@ describe("the state of stateful rules", function()
     -- Without the state, the same events alert again.
     os.remove(state .. ".rules")
     os.remove(state .. ".alerts")
-    th.write(dir .. "/c.ndjson", records("-c", true))
+    th.write(dir .. "/c.ndjson", records("-c"))
     local h3 = start(r, state, dir)
     read_all(h3, state, dir .. "/c.ndjson")
     h3.signal("TERM")
@@ -238,7 +238,7 @@ describe("the state of stateful rules", function()
     local state = sd .. "/state"
     local path = r .. "/" .. NEW_TERMS .. ".lua"
     local src = th.read(path)
-    th.write(dir .. "/a.ndjson", records(nil, true))
+    th.write(dir .. "/a.ndjson", records())
     local h = start(r, state, dir, { "--metrics", "127.0.0.1:0" })
     read_all(h, state, dir .. "/a.ndjson")
     local function terms() return #of_rule(th.alerts(th.complete_lines(h.out())), "GetCallerIdentity API Called") end
@@ -257,13 +257,13 @@ describe("the state of stateful rules", function()
     th.write(path, (src:gsub("\n  description = %[%[", "\n  description = [[Edited. ", 1)))
     local function reloads() return select(2, h.err():gsub('First Time" %(no version%) reloaded', "")) end
     assert.truthy(th.wait_for(function() return reloads() == 1 end, 10), h.err())
-    th.write(dir .. "/b.ndjson", records("-b", true))
+    th.write(dir .. "/b.ndjson", records("-b"))
     read_all(h, state, dir .. "/b.ndjson")
     assert.equal(n, terms())
     -- Another query: its state starts afresh.
     th.write(path, (src:gsub('and event.outcome: "success"', 'and event.outcome: "success" and not user.name: "x"', 1)))
     assert.truthy(th.wait_for(function() return reloads() == 2 end, 10), h.err())
-    th.write(dir .. "/c.ndjson", records("-c", true))
+    th.write(dir .. "/c.ndjson", records("-c"))
     read_all(h, state, dir .. "/c.ndjson")
     assert.truthy(th.wait_for(function() return terms() == 2 * n end, 10), terms() .. " alerts")
     assert.matches("API Called for the First Time: its query or new_terms parameters changed: the state it kept is "
@@ -290,8 +290,8 @@ return {
     -- the detonations' own times, years apart, the first file's newest event would put most of
     -- the second's terms beyond their 7 days of history: new again.)
     local d = th.tmpdir()
-    th.write(d .. "/a.ndjson", records(nil, true))
-    th.write(d .. "/b.ndjson", records("-b", true))
+    th.write(d .. "/a.ndjson", records())
+    th.write(d .. "/b.ndjson", records("-b"))
     local function replay(extra)
       local args = { "replay", "--rules", r }
       for _, a in ipairs(extra) do args[#args + 1] = a end
