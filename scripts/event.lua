@@ -311,6 +311,9 @@ function M.lazy()
     return rec
   end
 
+  -- The record the event was started with (ev.whole() is another table once normalized).
+  function ev.record() return rec end
+
   ev.get = get
   ev.view = M.view_of(get)
   return ev

@@ -995,14 +995,16 @@ local function outcome_of(rec)
 end
 ON_DEMAND["event.outcome"] = outcome_of
 
--- The event's time, else the time it is read (ctx.now).
-ON_DEMAND["@timestamp"] = function(rec, ctx)
-  local t = iso_date(str(rec.eventTime))
-  if t ~= nil then return t end
+-- The time the event is read: ctx.now, else the clock's.
+local function now_of(ctx)
   local now = ctx and ctx.now
   if type(now) ~= "string" then now = now_iso() end
   return now
 end
+
+-- @timestamp: the event's time, else the time it is read.
+local function event_time(rec, now) return iso_date(str(rec.eventTime)) or now end
+ON_DEMAND["@timestamp"] = function(rec, ctx) return event_time(rec, now_of(ctx)) end
 
 -- service.name of an AWS service acting on its own (AWSService, or a service-linked role),
 -- which then has no user.*; nil for anyone else.
@@ -1296,8 +1298,7 @@ end
 
 function M.normalize(rec, ctx)
   if not is_cloudtrail(rec) then return rec end
-  local now = ctx and ctx.now
-  if type(now) ~= "string" then now = now_iso() end
+  local now = now_of(ctx)
 
   local event = { kind = "event", ingested = now }
   local ct = {}            -- aws.cloudtrail
@@ -1317,7 +1318,7 @@ function M.normalize(rec, ctx)
   }
   event.dataset, event.module = "aws.cloudtrail", "aws"
 
-  doc["@timestamp"] = ON_DEMAND["@timestamp"](rec, { now = now })
+  doc["@timestamp"] = event_time(rec, now)
   ct.event_version = ON_DEMAND["aws.cloudtrail.event_version"](rec)
 
   -- userIdentity

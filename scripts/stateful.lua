@@ -302,7 +302,8 @@ local function known(rule, key, t)
 end
 
 function M.candidates(rule, ev, src, now, fresh, whole)
-  local list = M.keys(rule, ev, src)
+  local get = getter_of(ev)
+  local list = M.keys(rule, get, src)
   local doc = type(ev) == "table" and ev or nil
   local function document()
     if doc == nil then doc, fresh = whole() end
@@ -324,7 +325,7 @@ function M.candidates(rule, ev, src, now, fresh, whole)
     end
     return list
   end
-  local t = rule.state.kind == "new_terms" and ms(getter_of(ev)("@timestamp")) or nil
+  local t = rule.state.kind == "new_terms" and ms(get("@timestamp")) or nil
   for _, c in ipairs(list) do
     if rule.state.kind == "new_terms" and known(rule, c.key, t) then
       c.light, c.at, c.len = true, 0, 0  -- no line: the host takes its time only

@@ -276,10 +276,9 @@ end
 -- What syslog calls a rule's severity (outputs): crit, err, warning, notice.
 local SYSLOG_SEVERITY = { critical = 2, high = 3, medium = 4, low = 5 }
 
-local current_rec  -- the record process() is on
 local function whole_doc()
   local doc = ev.whole()
-  return doc, doc ~= current_rec  -- fresh: normalized, not the record itself
+  return doc, doc ~= ev.record()  -- fresh: normalized, not the record itself
 end
 
 -- A stateful rule's match (stateful.lua): its candidates, each with the alert it would make,
@@ -329,7 +328,6 @@ local function process(rec, path, offset, index)
   end
   stats.records = stats.records + 1
   ctx.now = now()
-  current_rec = rec
   ev.start(rec, ctx, normalize, call_normalizer)
   local get, view = ev.get, ev.view
   local ok, list = pcall(rule_index.candidates, get)
