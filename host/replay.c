@@ -14,7 +14,10 @@
 #include "progress.h"
 #include "source.h"
 
-enum { CHUNK = 1 << 20 };
+/* Read in 64 KiB, as the tailer does: the chunk stays in the core's L2 cache
+ * between the kernel's copy and the prefilter's scan of it. With 1 MiB reads
+ * the quiet corpus took 0.45 to 0.6 CPU s against 0.30 (one worker). */
+enum { CHUNK = 64 << 10 };
 
 static void on_idle(uv_idle_t *h);
 
