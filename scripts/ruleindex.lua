@@ -13,7 +13,9 @@
 --     event.outcome "failure" needs an errorCode, an errorMessage, a ConsoleLogin or the
 --     word itself). An empty list: the rule may match any record (a Lua match alone).
 --     An EQL requirement marked fold (event.action : "AddPermission*") makes its clause
---     fold too: met in any ASCII case.
+--     fold too: met in any ASCII case. An EQL sequence has one clause: for every step, the
+--     values of its clause with the fewest the text can show (an event that concerns the
+--     sequence concerns some step); none when a step has no such clause.
 --     A Sigma rule's clauses are its detection's requirements (eventName, and any text an
 --     item requires of a value), marked fold: Sigma compares ASCII letters regardless of
 --     case, so the host looks for them so too. Only literals of characters no JSON writer
@@ -119,25 +121,58 @@ local function sigma_prefilter(d)
   return out
 end
 
+-- A requirement clause as literals the text of a record meeting it holds, or nil when a value
+-- cannot be looked for (a field the normalizer computes, with nothing implied).
+local function literals(clause, verbatim, implied)
+  local lits = {}
+  for _, alt in ipairs(clause) do
+    local also = alt.exact and type(implied[alt.field]) == "table" and implied[alt.field][alt.value]
+    if verbatim[alt.field] and alt.value ~= "" then  -- "" is in every record: it says nothing
+      lits[#lits + 1] = alt.value
+      if alt.fold then lits.fold = true end
+    elseif type(also) == "table" and #also > 0 then  -- a computed value: what the text then holds
+      for _, lit in ipairs(also) do lits[#lits + 1] = lit end
+    else
+      return nil
+    end
+  end
+  if #lits == 0 then return nil end
+  return lits
+end
+
+-- An EQL sequence: one clause, for each step (missing and until steps too: their events change
+-- the state) the literals of its clause with the fewest, all together. An event that concerns
+-- the sequence concerns some step, so it holds one of them. eql.requirements' own clause takes
+-- each step's narrowest by alternatives, which may be data_stream.dataset, a constant no record
+-- holds: this picks among the clauses the text can show.
+local function sequence_prefilter(seq, verbatim, implied)
+  local steps = {}
+  for _, st in ipairs(seq.steps) do steps[#steps + 1] = st end
+  if seq["until"] then steps[#steps + 1] = seq["until"] end
+  local union = {}
+  for _, st in ipairs(steps) do
+    local best
+    for _, clause in ipairs(st.requirements) do
+      local lits = literals(clause, verbatim, implied)
+      if lits and (best == nil or #lits < #best) then best = lits end
+    end
+    if best == nil then return {} end  -- a step any event may meet
+    for _, lit in ipairs(best) do union[#union + 1] = lit end
+    if best.fold then union.fold = true end
+  end
+  if #union == 0 then return {} end
+  return { union }
+end
+
 function M.prefilter(rule, normalize)
   if rule.sigma ~= nil then return sigma_prefilter(rule.sigma) end
   local verbatim, implied = table_of(normalize, "VERBATIM"), table_of(normalize, "IMPLIED")
+  local seq = rule.eql ~= nil and rule.eql.sequence
+  if seq then return sequence_prefilter(seq, verbatim, implied) end
   local out = {}
   for _, clause in ipairs(requirements(rule)) do
-    local lits, usable = {}, true
-    for _, alt in ipairs(clause) do
-      local also = alt.exact and type(implied[alt.field]) == "table" and implied[alt.field][alt.value]
-      if verbatim[alt.field] and alt.value ~= "" then  -- "" is in every record: it says nothing
-        lits[#lits + 1] = alt.value
-        if alt.fold then lits.fold = true end
-      elseif type(also) == "table" and #also > 0 then  -- a computed value: what the text then holds
-        for _, lit in ipairs(also) do lits[#lits + 1] = lit end
-      else
-        usable = false
-        break
-      end
-    end
-    if usable and #lits > 0 then out[#out + 1] = lits end
+    local lits = literals(clause, verbatim, implied)
+    if lits then out[#out + 1] = lits end
   end
   return out
 end

@@ -109,6 +109,53 @@ describe("EQL sequences", function()
     assert.equal(1, #shells)
     assert.same({ "c1", "c3" }, { blocks[1].kibana.alert.ancestors[1].id, blocks[2].kibana.alert.ancestors[1].id })
   end)
+
+  it("are looked for by the prefilter: the same alerts, records of other services skipped undecoded", function()
+    local r, d = th.tmpdir(), th.tmpdir()
+    import(r)
+    os.execute("lua5.4 tests/bench/make-corpus.lua 2000 " .. th.quote(d) .. " >/dev/null 2>&1")
+    local function other(time, id)  -- a call of another service, later in event time than what follows it
+      local rec = cjson.decode(call("ListBuckets", time, KEY, id))
+      rec.eventSource = "s3.amazonaws.com"
+      return cjson.encode(rec) .. "\n"
+    end
+    th.write(d .. "/seq.ndjson", table.concat({
+      call("ListFoundationModels", "2024-10-17T20:00:00Z", KEY, "p1"),
+      other("2024-10-17T20:40:00Z", "s1"),
+      call("InvokeModel", "2024-10-17T20:10:00Z", KEY, "p2"),
+      call("ListFoundationModels", "2024-10-17T21:00:00Z", OTHER, "q1"),
+      (call("Converse", "2024-10-17T21:05:00Z", OTHER, "q2")
+        :gsub('"bedrock%.amazonaws%.com"', '"b\\u0065drock.amazonaws.com"')),  -- escaped: found all the same
+    }))
+    local files = { d .. "/corpus.ndjson", d .. "/seq.ndjson" }
+    local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", r, table.unpack(files) })
+    local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", r, table.unpack(files) })
+    assert.equal(0, rc1, full_err)
+    assert.equal(0, rc2, pre_err)
+    local function stripped(out)
+      local list = th.alerts(out)
+      for _, a in ipairs(list) do
+        a["@timestamp"], a.kibana.alert.start = nil, nil
+        if a.event then a.event.ingested = nil end
+        if a.kibana.alert.original_event then a.kibana.alert.original_event.ingested = nil end
+      end
+      return list
+    end
+    local full, pre = stripped(full_out), stripped(pre_out)
+    assert.equal(#full, #pre)
+    for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+    local _, shells = of_sequence(pre)
+    local ids = {}
+    for _, s in ipairs(shells) do
+      local a = s.kibana.alert.ancestors
+      ids[#ids + 1] = a[1].id .. "," .. a[2].id
+    end
+    table.sort(ids)
+    assert.same({ "p1,p2", "q1,q2" }, ids)
+    local skipped, of = pre_err:match("prefilter: (%d+) of (%d+) records skipped undecoded")
+    assert.is_truthy(skipped, pre_err)
+    assert.is_true(tonumber(skipped) > tonumber(of) / 2, pre_err)
+  end)
 end)
 
 describe("the state of EQL sequences", function()

@@ -412,4 +412,23 @@ describe("the rule index", function()
       { "A", "B" } }, ruleindex.prefilter(r, normalize), "event.outcome failure: what the record holds (IMPLIED)")
     assert.same({}, ruleindex.prefilter(r, {}), "a normalizer that names no verbatim field: every record")
   end)
+
+  it("gives the prefilter of an EQL sequence one clause: a value each step's text must show", function()
+    local eql = require "eql"
+    local function seq(q) return { eql = assert(eql.compile(q)) } end
+    local r = seq('sequence by user.name with maxspan=15m ' ..
+      '[any where data_stream.dataset == "aws.cloudtrail" and event.provider == "bedrock.amazonaws.com" ' ..
+      'and event.action == "ListFoundationModels"] ' ..
+      '[any where data_stream.dataset == "aws.cloudtrail" and event.action : ("InvokeModel", "Converse")]')
+    -- Each step's clause with the fewest values the text shows (not data_stream.dataset, a
+    -- constant no record holds); a folded one makes the clause fold.
+    assert.same({ { "bedrock.amazonaws.com", "invokemodel", "converse", fold = true } },
+      ruleindex.prefilter(r, normalize))
+    local open = seq('sequence by user.name [any where event.provider == "sts.amazonaws.com"] ' ..
+      '[any where user_agent.name == "curl"]')
+    assert.same({}, ruleindex.prefilter(open, normalize), "a step the text cannot show: every record")
+    local untl = seq('sequence by user.name [any where event.action == "A1"] [any where event.action == "B1"] ' ..
+      'until [any where event.action == "C1"]')
+    assert.same({ { "A1", "B1", "C1" } }, ruleindex.prefilter(untl, normalize), "the until step's events count")
+  end)
 end)
