@@ -65,6 +65,9 @@ typedef struct th_batch {
   uint8_t *pass;           /* per record: could a rule match it (the prefilter); owned */
   uint64_t pf_version;     /* the prefilter pass was computed with (0: none yet) */
   uint32_t npass;          /* records passing */
+  uint8_t *sets;           /* per record, width bytes: the rules it could concern (th_prefilter_rules); owned */
+  size_t sets_cap;
+  size_t width;            /* 0: no sets (every rule runs on the records sent) */
   int filtered;            /* last sent with the records that pass only */
   char *reply;             /* while B_DONE: the reply's payload; owned */
   size_t reply_len;
@@ -132,6 +135,7 @@ static void batch_free(th_batch *b) {
   free(b->strikes);
   free(b->reply);
   free(b->pass);
+  free(b->sets);
   free(b);
 }
 
@@ -401,35 +405,69 @@ static int usable(const th_dispatch *d, const th_worker *w) {
  * rule index makes the ones no rule wants cheap). Returns the number that pass. */
 static uint32_t look(th_dispatch *d, th_batch *b) {
   th_prefilter *pf = th_rules_prefilter(d->o.rules);
-  if (th_prefilter_passes_all(pf)) return b->n;
+  if (th_prefilter_passes_all(pf)) {
+    b->width = 0;
+    return b->n;
+  }
   uint64_t version = th_rules_prefilter_version(d->o.rules);
   if (b->pass && b->pf_version == version) return b->npass;
-  if (b->pass == NULL && (b->pass = malloc(b->cap ? b->cap : 1)) == NULL) return b->n;  /* cannot look: all go */
+  if (b->pass == NULL && (b->pass = malloc(b->cap ? b->cap : 1)) == NULL) {  /* cannot look: all go */
+    b->width = 0;
+    return b->n;
+  }
+  size_t width = th_prefilter_width(pf), need = (size_t)b->n * width;
+  if (need > b->sets_cap) {
+    uint8_t *sets = realloc(b->sets, need);
+    if (sets) b->sets = sets, b->sets_cap = need;
+    else width = 0;  /* no memory for the sets: the records that pass meet every rule */
+  }
   uint32_t npass = 0;
   for (uint32_t i = 0; i < b->n; i++) {
     uint32_t flags, len;
     memcpy(&flags, b->msg.p + b->flags_at[i], 4);
     memcpy(&len, b->msg.p + b->flags_at[i] + 4, 4);
     const char *bytes = b->msg.p + b->flags_at[i] + 8;
-    int pass = (flags & (TH_REC_REJECT | TH_REC_SKIP | TH_REC_DOCUMENT)) || th_prefilter_pass(pf, bytes, len);
+    uint8_t *set = width ? b->sets + (size_t)i * width : NULL;
+    int pass;
+    if (flags & (TH_REC_REJECT | TH_REC_SKIP | TH_REC_DOCUMENT)) {
+      pass = 1;
+      if (set) memset(set, 0xff, width);
+    } else {
+      pass = set ? th_prefilter_rules(pf, bytes, len, set) : th_prefilter_pass(pf, bytes, len);
+    }
     b->pass[i] = (uint8_t)pass;
     npass += (uint32_t)pass;
   }
   b->pf_version = version;
   b->npass = npass;
+  b->width = width;
   return npass;
 }
 
 /* b's frame with the records that do not pass left empty and flagged: the
- * worker skips them, and record numbers stay those of b. NULL: no memory. */
-static sendbuf *filtered_frame(th_batch *b) {
+ * worker skips them, and record numbers stay those of b. With the sets of
+ * look(), a BATCH_SETS frame: each record's, and the slots of their bits.
+ * NULL: no memory. */
+static sendbuf *filtered_frame(th_dispatch *d, th_batch *b) {
   sendbuf *sb = calloc(1, sizeof *sb);
   if (sb == NULL) return NULL;
   sb->b = b;
   th_buf *f = &sb->buf;
   th_buf_init(f);
   size_t head = b->n ? b->flags_at[0] - 8 : b->msg.len;  /* type, id, path, n */
-  th_buf_bytes(f, b->msg.p, head);  /* th_buf_end sets the length in its header */
+  if (b->width) {
+    th_prefilter *pf = th_rules_prefilter(d->o.rules);
+    const uint32_t *slots = th_rules_prefilter_slots(d->o.rules);
+    uint32_t nrules = th_prefilter_nrules(pf);
+    th_buf_begin(f, TH_MSG_BATCH_SETS);
+    th_buf_bytes(f, b->msg.p + TH_FRAME_HEADER, head - TH_FRAME_HEADER);  /* id, path, n */
+    th_buf_u32(f, nrules);
+    for (uint32_t k = 0; k < nrules; k++) th_buf_u32(f, slots[k]);
+    th_buf_u32(f, (uint32_t)b->width);
+    th_buf_bytes(f, (const char *)b->sets, (size_t)b->n * b->width);
+  } else {
+    th_buf_bytes(f, b->msg.p, head);  /* th_buf_end sets the length in its header */
+  }
   for (uint32_t i = 0; i < b->n; i++) {
     const char *rec = b->msg.p + b->flags_at[i] - 8;  /* offset, flags, length, bytes */
     uint32_t flags, len;
@@ -499,7 +537,7 @@ static void pump(th_dispatch *d) {
       if (usable(d, w) && (best == NULL || d->wq[w->index].n < d->wq[best->index].n)) best = w;
     }
     if (best == NULL) return;
-    sendbuf *sb = npass < b->n ? filtered_frame(b) : NULL;
+    sendbuf *sb = npass < b->n || b->width ? filtered_frame(d, b) : NULL;
     int rc = sb ? th_worker_send(best, sb->buf.p, sb->buf.len, on_sent_copy, sb)
                 : th_worker_send(best, b->msg.p, b->msg.len, on_sent, b);
     if (rc < 0) {  /* it is going away */

@@ -131,7 +131,7 @@ typedef struct rule_row {
 /* One family per row, one sample per rule running (labels rule_id and rule,
  * its name). A per-rule counter th_rule gains is exposed by one more row. */
 static const rule_row RULE_ROWS[] = {
-  {"trailhound_rule_events_total", "counter", "Events the rule was run on (those the rule index handed it).",
+  {"trailhound_rule_events_total", "counter", "Events the rule was run on (those the prefilter and the rule index handed it).",
    r_seen},
   {"trailhound_rule_alerts_total", "counter", "Alerts of the rule written (not held back, suppressed or duplicates).",
    r_alerts},

@@ -19,7 +19,9 @@ enum { MAX_CLAUSES = 1 << 16, MAX_ALTS = 1 << 16 };
 enum { TH_PF_ANCHORS = 8, TH_PF_ANCHOR_MIN = 4 };
 
 struct th_prefilter {
-  int all;              /* a rule requires nothing: every record passes */
+  int all;              /* every record passes, and meets every rule: too much to look for */
+  uint32_t nopen;       /* rules that require nothing: every record passes, and meets them */
+  uint8_t *open_set;    /* their bits (th_prefilter_rules' set) */
   int fold;             /* a clause asks for ASCII case to be ignored (TH_PF_FOLD): then every
                          * literal is looked for in any case, a superset of what exact ones need */
   uint32_t nrules;
@@ -269,11 +271,16 @@ static int read_rules(th_prefilter *pf, builder *b, const th_pf_rule *rules, siz
       pf->clause_at[++c_out] = a_out;
     }
     pf->clause_at[c_out] = a_out;
-    if (c_out == pf->rule_at[i]) pf->all = 1;  /* requires nothing */
+    if (c_out == pf->rule_at[i]) pf->nopen++;  /* requires nothing */
   }
   pf->rule_at[n] = c_out;
   pf->nrules = (uint32_t)n;
   pf->nlits = b->nlits;
+  if (pf->nopen > 0 && (pf->nlits == 0 || pf->nopen == n)) pf->all = 1;  /* nothing worth looking for */
+  pf->open_set = calloc((n + 7) / 8 + 1, 1);
+  if (pf->open_set == NULL) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (pf->rule_at[i] == pf->rule_at[i + 1]) pf->open_set[i / 8] |= (uint8_t)(1u << (i % 8));
   return 0;
 }
 
@@ -361,7 +368,8 @@ static int build(th_prefilter *pf, const builder *b, const char **why) {
 static int anchors(th_prefilter *pf, const builder *b, const uint32_t *by) {
   if (pf->fold) return 0;
   uint32_t ids[TH_PF_ANCHORS], n = 0;
-  for (uint32_t r = 0; r < pf->nrules; r++)
+  for (uint32_t r = 0; r < pf->nrules; r++) {
+    if (by[r] == UINT32_MAX) continue;  /* requires nothing: looked up by no literal */
     for (uint32_t a = pf->clause_at[by[r]]; a < pf->clause_at[by[r] + 1]; a++) {
       uint32_t l = pf->alts[a], k = 0;
       while (k < n && ids[k] != l) k++;
@@ -369,6 +377,7 @@ static int anchors(th_prefilter *pf, const builder *b, const uint32_t *by) {
       if (n == TH_PF_ANCHORS || b->lits[l].len < TH_PF_ANCHOR_MIN) return 0;
       ids[n++] = l;
     }
+  }
   for (uint32_t k = 0; k < n; k++) {
     pf->anchor[k] = malloc(b->lits[ids[k]].len);
     if (pf->anchor[k] == NULL) return -1;
@@ -391,6 +400,10 @@ static int index_rules(th_prefilter *pf, const builder *b) {
     for (uint32_t a = pf->clause_at[c]; a < pf->clause_at[c + 1]; a++) uses[pf->alts[a]]++;
   size_t total = 0;
   for (uint32_t r = 0; ok && r < nr; r++) {
+    if (pf->rule_at[r] == pf->rule_at[r + 1]) {  /* requires nothing: looked up by no literal */
+      by[r] = UINT32_MAX;
+      continue;
+    }
     uint32_t best = pf->rule_at[r], best_n = UINT32_MAX;
     for (uint32_t c = pf->rule_at[r]; c < pf->rule_at[r + 1]; c++) {
       uint32_t most = 0;
@@ -409,11 +422,13 @@ static int index_rules(th_prefilter *pf, const builder *b) {
   }
   if (ok) {
     memset(uses, 0, (nlits + 1) * sizeof *uses);  /* now: how many of each literal's rules are placed */
-    for (uint32_t r = 0; r < nr; r++)
+    for (uint32_t r = 0; r < nr; r++) {
+      if (by[r] == UINT32_MAX) continue;  /* requires nothing */
       for (uint32_t a = pf->clause_at[by[r]]; a < pf->clause_at[by[r] + 1]; a++) {
         uint32_t l = pf->alts[a];
         pf->lit_rules[pf->lit_at[l] + uses[l]++] = r;
       }
+    }
   }
   if (ok && anchors(pf, b, by) < 0) ok = 0;
   free(uses);
@@ -568,46 +583,90 @@ static int looks_like_object(const char *p, size_t len) {
   return z - a >= 2 && p[a] == '{' && p[z - 1] == '}';
 }
 
-int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len) {
-  if (pf == NULL || pf->all) return 1;
-  if (!looks_like_object(p, len)) return 1;
-  if (pf->nrules == 0) return 0;
+/* A new scan: stamps of the last one no longer count. */
+static void begin_scan(th_prefilter *pf) {
   if (++pf->scan == 0) {  /* wrapped: stamps of 2^32 scans ago would look fresh */
     memset(pf->stamp, 0, (pf->nlits + 1) * sizeof *pf->stamp);
     memset(pf->rule_stamp, 0, (pf->nrules + 1) * sizeof *pf->rule_stamp);
     pf->scan = 1;
   }
-  if (pf->nanchors > 0 && memchr(p, '\\', len) == NULL) {
-    uint32_t k = 0;
-    while (k < pf->nanchors && memmem(p, len, pf->anchor[k], pf->anchor_len[k]) == NULL) k++;
-    if (k == pf->nanchors) return 0;  /* no rule's lookup clause is met */
+}
+
+/* Does the record hold none of the literals every rule is looked up by?
+ * Known only for a record without a backslash, when those are few. */
+static int no_anchor(const th_prefilter *pf, const char *p, size_t len) {
+  if (pf->nanchors == 0 || memchr(p, '\\', len) != NULL) return 0;
+  for (uint32_t k = 0; k < pf->nanchors; k++)
+    if (memmem(p, len, pf->anchor[k], pf->anchor_len[k]) != NULL) return 0;
+  return 1;
+}
+
+/* Is every clause of rule r met by the literals of this scan? */
+static int met(const th_prefilter *pf, uint32_t r) {
+  for (uint32_t c = pf->rule_at[r]; c < pf->rule_at[r + 1]; c++) {
+    uint32_t a = pf->clause_at[c], aend = pf->clause_at[c + 1];
+    while (a < aend && pf->stamp[pf->alts[a]] != pf->scan) a++;
+    if (a == aend) return 0;  /* this clause is not met */
   }
-  pf->nhits = 0;
-  scan(pf, (const unsigned char *)p, len);
-  /* A rule whose every clause is met has the clause it is looked up by met:
-   * it is among the rules of a literal found. */
+  return 1;
+}
+
+/* The rules whose every clause the scanned record meets: their bits set in
+ * set, or, with set NULL, whether there is one. A rule whose every clause is
+ * met has the clause it is looked up by met: it is among the rules of a
+ * literal found. */
+static int rules_met(th_prefilter *pf, uint8_t *set) {
+  int any = 0;
   for (uint32_t h = 0; h < pf->nhits; h++) {
     uint32_t l = pf->hits[h];
     for (uint32_t i = pf->lit_at[l]; i < pf->lit_at[l + 1]; i++) {
       uint32_t r = pf->lit_rules[i];
       if (pf->rule_stamp[r] == pf->scan) continue;
       pf->rule_stamp[r] = pf->scan;
-      uint32_t c = pf->rule_at[r], cend = pf->rule_at[r + 1];
-      for (; c < cend; c++) {
-        uint32_t a = pf->clause_at[c], aend = pf->clause_at[c + 1];
-        while (a < aend && pf->stamp[pf->alts[a]] != pf->scan) a++;
-        if (a == aend) break;  /* this clause is not met */
-      }
-      if (c == cend) return 1;
+      if (!met(pf, r)) continue;
+      if (set == NULL) return 1;
+      set[r / 8] |= (uint8_t)(1u << (r % 8));
+      any = 1;
     }
   }
-  return 0;
+  return any;
 }
+
+int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len) {
+  if (pf == NULL || pf->all || pf->nopen > 0) return 1;
+  if (!looks_like_object(p, len)) return 1;
+  if (pf->nrules == 0) return 0;
+  if (no_anchor(pf, p, len)) return 0;  /* no rule's lookup clause is met */
+  begin_scan(pf);
+  pf->nhits = 0;
+  scan(pf, (const unsigned char *)p, len);
+  return rules_met(pf, NULL);
+}
+
+int th_prefilter_rules(th_prefilter *pf, const char *p, size_t len, uint8_t *set) {
+  size_t width = th_prefilter_width(pf);
+  if (pf->all || !looks_like_object(p, len)) {
+    memset(set, 0xff, width);
+    return 1;
+  }
+  memcpy(set, pf->open_set, width);
+  int any = pf->nopen > 0;
+  if (pf->nrules == pf->nopen || no_anchor(pf, p, len)) return any;
+  begin_scan(pf);
+  pf->nhits = 0;
+  scan(pf, (const unsigned char *)p, len);
+  return rules_met(pf, set) || any;
+}
+
+uint32_t th_prefilter_nrules(const th_prefilter *pf) { return pf ? pf->nrules : 0; }
+
+size_t th_prefilter_width(const th_prefilter *pf) { return pf ? ((size_t)pf->nrules + 7) / 8 : 0; }
 
 int th_prefilter_passes_all(const th_prefilter *pf) { return pf == NULL || pf->all; }
 
 void th_prefilter_free(th_prefilter *pf) {
   if (pf == NULL) return;
+  free(pf->open_set);
   free(pf->rule_at);
   free(pf->clause_at);
   free(pf->alts);

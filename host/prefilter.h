@@ -12,7 +12,9 @@
  * matches, and must not drop one a rule would match. So the text searched is
  * the record's with JSON escapes undone (\u0042edrock is Bedrock, \/ is /),
  * every literal is searched for anywhere in it (in any field, any key), a
- * rule with no clause (a Lua match alone) passes every record, and a record
+ * rule with no clause (a Lua match alone) passes every record (the others are
+ * still looked for: th_prefilter_rules says which a record could concern, and
+ * the worker runs only those and the ones that require nothing), and a record
  * that does not look like one JSON object (a cut or garbled line, an array) is
  * passed, for the worker to report or take apart. A record that looks like an
  * object but is broken inside, and holds none of the values, is skipped
@@ -62,7 +64,21 @@ enum { TH_PREFILTER_MAX_STATES = 1 << 20 };
 /* Could a rule match the record p[0..len)? 1: perhaps, 0: no rule can. */
 int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len);
 
-/* Does every record pass (a rule with no requirement)? */
+/* Which rules could match the record: bit r of set (th_prefilter_width
+ * bytes, bit r % 8 of byte r / 8) for rule r of th_prefilter_new's list whose
+ * every clause the record meets, or that requires nothing. Returns 1 when
+ * some rule could, 0 when none can. A record that does not look like one
+ * object, or a prefilter that cannot look (th_prefilter_passes_all), sets
+ * every bit: the worker runs every rule on it. */
+int th_prefilter_rules(th_prefilter *pf, const char *p, size_t len, uint8_t *set);
+
+/* The rules it was made of (th_prefilter_new's n), and the bytes of a set. */
+uint32_t th_prefilter_nrules(const th_prefilter *pf);
+size_t th_prefilter_width(const th_prefilter *pf);
+
+/* Does every record pass, with every rule (nothing to look for, or too
+ * much)? A rule that requires nothing makes every record pass, but the
+ * others' sets still say which of them a record could concern. */
 int th_prefilter_passes_all(const th_prefilter *pf);
 
 /* p[0..len) with JSON string escapes undone, into out (at least len bytes:

@@ -27,6 +27,11 @@
  *   QUARANTINE  u32 slot: stop running this rule
  *   BATCH       u64 id, str path, u32 n, n x { u64 offset, u32 flags
  *               (TH_REC_*), str bytes }
+ *   BATCH_SETS  u64 id, str path, u32 n, u32 m, m x u32 slot, u32 width,
+ *               n x width bytes, then n records as in BATCH: a record's bytes
+ *               are a set of the m rules (bit k % 8 of byte k / 8 for slot k):
+ *               those it could concern (prefilter.h, th_prefilter_rules); a rule
+ *               of the m whose bit is clear does not run on it, the others do
  *   LOAD        (gate) u32 n, n x { str path, str text }: load these, say which load
  *   GATE        (gate) u8 all, u32 n, n x { str path, str text, u64 mtime_ns },
  *               u32 n, n x str removed, u32 n, n x str missing,
@@ -89,6 +94,7 @@ enum {
   TH_MSG_BATCH,
   TH_MSG_LOAD,
   TH_MSG_GATE,
+  TH_MSG_BATCH_SETS,
 
   TH_REP_READY = 101,
   TH_REP_BATCH,

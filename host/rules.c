@@ -219,11 +219,16 @@ static void build_prefilter(th_rules *r) {
   r->pf_version++;
   if (r->o.no_prefilter) return;
   th_pf_rule *v = calloc(r->nslots + 1, sizeof *v);
+  uint32_t *slots = realloc(r->pf_slots, (r->nslots + 1) * sizeof *slots);
+  if (slots) r->pf_slots = slots;
   size_t n = 0;
-  for (uint32_t i = 0; v && i < r->nslots; i++)
-    if (r->slots[i]->live && !r->slots[i]->quarantined) v[n++] = (th_pf_rule){r->slots[i]->pf, r->slots[i]->pflen};
+  for (uint32_t i = 0; v && slots && i < r->nslots; i++)
+    if (r->slots[i]->live && !r->slots[i]->quarantined) {
+      slots[n] = r->slots[i]->slot;
+      v[n++] = (th_pf_rule){r->slots[i]->pf, r->slots[i]->pflen};
+    }
   const char *why = NULL;
-  r->prefilter = v ? th_prefilter_new(v, n, &why) : NULL;
+  r->prefilter = v && slots ? th_prefilter_new(v, n, &why) : NULL;
   free(v);
   if (r->prefilter == NULL) th_log("out of memory for the prefilter: every record goes to the workers");
   else if (why) th_log("prefilter off: %s; every record goes to the workers", why);
@@ -231,6 +236,7 @@ static void build_prefilter(th_rules *r) {
 
 struct th_prefilter *th_rules_prefilter(const th_rules *r) { return r->prefilter; }
 uint64_t th_rules_prefilter_version(const th_rules *r) { return r->pf_version; }
+const uint32_t *th_rules_prefilter_slots(const th_rules *r) { return r->pf_slots; }
 
 static void broadcast(th_rules *r) {
   build_msg(r);
@@ -897,6 +903,7 @@ void th_rules_free(th_rules *r) {
   }
   free(r->slots);
   th_prefilter_free(r->prefilter);
+  free(r->pf_slots);
   free(r->norm_text);
   free(r->seen_norm);
   seen_clear(&r->seen, &r->nseen);

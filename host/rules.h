@@ -72,6 +72,7 @@ typedef struct th_rules {
   th_buf msg;              /* the RULES frame of this generation */
   struct th_prefilter *prefilter;  /* of this generation; NULL: every record passes */
   uint64_t pf_version;     /* bumped at every build of it */
+  uint32_t *pf_slots;      /* the slot of each of its rules, in its order; owned */
   th_seen *seen;           /* the rules folder's files as last considered */
   size_t nseen;
   char *seen_norm;         /* the normalizer's text as last considered; owned */
@@ -114,6 +115,9 @@ int th_rules_owed(const th_rules *r);
 struct th_prefilter *th_rules_prefilter(const th_rules *r);
 /* Changes whenever the prefilter does (never 0). */
 uint64_t th_rules_prefilter_version(const th_rules *r);
+/* The slot of each rule of the prefilter, in its order (th_prefilter_rules'
+ * bits): th_prefilter_nrules of them. */
+const uint32_t *th_rules_prefilter_slots(const th_rules *r);
 
 th_rule *th_rules_slot(const th_rules *r, uint32_t slot);
 

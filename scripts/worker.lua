@@ -12,7 +12,9 @@
 --                                 text, quarantined, load }; norm nil (keep the normalizer) or
 --                                 { path, text, reloaded }. -> errors (rules that did not load)
 --   quarantine(slot)              stop running a rule (the host decided)
---   record(bytes, path, offset)   one record: a JSON line (or a one-line S3 object)
+--   record(bytes, path, offset, set)  one record: a JSON line (or a one-line S3 object); set:
+--                                 the rules it could concern (BATCH_SETS, proto.h), or nil
+--   covers(slots)                 the rules a set's bits stand for, in order (the prefilter's)
 --   document(bytes, path)         a whole file read at once: an S3 object, an array
 --                                 of records, or NDJSON after all if it does not decode
 --   undo()                        forget what the record at hand counted (it is given up)
@@ -319,6 +321,17 @@ local function candidates(rule, pr, get, src)
   return true
 end
 
+-- The rules the host's prefilter looks for (W.covers): slot -> the bit of a record's set
+-- (bit k % 8 of byte k // 8), and the set of the record at hand, or nil: every rule runs.
+local covered = {}
+local record_set
+local byte = string.byte
+
+function W.covers(slots)
+  covered = {}
+  for i = 1, #slots do covered[slots[i]] = i - 1 end
+end
+
 -- One event: the rules it can concern run on its lazy view; an alert per
 -- match, built from the whole document.
 local function process(rec, path, offset, index)
@@ -339,6 +352,10 @@ local function process(rec, path, offset, index)
     local rule = list[i]
     local pr = per_rule[rule]
     if pr.quarantined then goto next_rule end
+    if record_set then  -- the record's text holds none of what the rule requires: it cannot match
+      local k = covered[pr.slot]
+      if k and byte(record_set, (k >> 3) + 1) & (1 << (k & 7)) == 0 then goto next_rule end
+    end
     pr.seen = pr.seen + 1
     local mok, hit = limited(pr, rule.match, get, view)
     if not mok then
@@ -419,8 +436,9 @@ function W.undo()
   stats.records, stats.malformed, stats.failed = mark.records, mark.malformed, mark.failed
 end
 
-function W.record(bytes, path, offset)
+function W.record(bytes, path, offset, set)
   start_record()
+  record_set = set
   local ok, v = pcall(cjson.decode, bytes)
   if not ok then
     reject(path, offset, decode_error(v))
@@ -441,6 +459,7 @@ end
 -- is a record. Otherwise the document is reported once.
 function W.document(bytes, path)
   start_record()
+  record_set = nil
   local base = bytes:sub(1, 3) == "\239\187\191" and 3 or 0  -- skip a UTF-8 byte-order mark
   local text = base == 0 and bytes or bytes:sub(base + 1)
   local ok, v = pcall(cjson.decode, text)

@@ -542,6 +542,8 @@ void th_engine_close(th_engine *e) {
   th_buf_free(&e->items);
   free(e->memory_why);
   e->memory_why = NULL;
+  free(e->covers);
+  e->covers = NULL;
 }
 
 /* Push worker[name]. */
@@ -674,6 +676,8 @@ typedef struct one_args {
   size_t len;
   uint64_t offset;
   int doc;             /* a whole document */
+  const char *set;     /* the rules it could concern (BATCH_SETS), or NULL: every rule */
+  size_t width;
 } one_args;
 
 /* fn(bytes, path[, offset]) inside a protected call: even making the
@@ -682,8 +686,14 @@ static int one(lua_State *L) {
   one_args *a = lua_touserdata(L, 2);
   lua_pushlstring(L, a->bytes, a->len);
   lua_replace(L, 2);  /* fn, bytes, path */
-  if (!a->doc) lua_pushinteger(L, (lua_Integer)a->offset);
-  lua_call(L, a->doc ? 2 : 3, 0);
+  if (a->doc) {
+    lua_call(L, 2, 0);
+    return 0;
+  }
+  lua_pushinteger(L, (lua_Integer)a->offset);
+  if (a->set) lua_pushlstring(L, a->set, a->width);
+  else lua_pushnil(L);
+  lua_call(L, 4, 0);
   return 0;
 }
 
@@ -691,7 +701,39 @@ static void publish_record(th_engine *e, uint64_t batch, uint32_t index) {
   if (e->status) th_status_step(e->status, TH_STEP_PIPELINE, 0, batch, index);
 }
 
-int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply) {
+/* BATCH_SETS: the slots of the sets' bits, told to worker.covers when they
+ * are not the last batch's; *sets the first record's set. Returns 0 or -1. */
+static int read_sets(th_engine *e, th_rd *r, uint32_t n, const char **sets, size_t *width) {
+  uint32_t m = th_rd_u32(r);
+  if (r->bad || m > (r->len - r->pos) / 4) return -1;
+  const char *slots = r->p + r->pos;
+  size_t slots_len = (size_t)m * 4;
+  r->pos += slots_len;
+  uint32_t w = th_rd_u32(r);
+  if (r->bad || w != (m + 7) / 8 || (n && w > (r->len - r->pos) / n)) return -1;
+  *sets = r->p + r->pos;
+  *width = w;
+  r->pos += (size_t)n * w;
+  if (slots_len == e->covers_len && (slots_len == 0 || memcmp(slots, e->covers, slots_len) == 0)) return 0;
+  char *copy = malloc(slots_len ? slots_len : 1);
+  if (copy == NULL) return -1;
+  memcpy(copy, slots, slots_len);
+  free(e->covers);
+  e->covers = copy;
+  e->covers_len = slots_len;
+  lua_State *L = e->L;
+  method(e, "covers");
+  lua_createtable(L, (int)m, 0);
+  for (uint32_t k = 0; k < m; k++) {
+    uint32_t slot;
+    memcpy(&slot, slots + (size_t)k * 4, 4);
+    lua_pushinteger(L, slot);
+    lua_rawseti(L, -2, (lua_Integer)k + 1);
+  }
+  return call(L, 1, 0, "covers");
+}
+
+int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply, int with_sets) {
   lua_State *L = e->L;
   th_rd r;
   th_rd_init(&r, p, len);
@@ -700,6 +742,9 @@ int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply) {
   const char *path = th_rd_str(&r, &plen);
   uint32_t n = th_rd_u32(&r);
   if (r.bad) return -1;
+  const char *sets = NULL;
+  size_t width = 0;
+  if (with_sets && read_sets(e, &r, n, &sets, &width) < 0) return -1;
   lua_pushlstring(L, path, plen);  /* the path, once for every record */
   int pathidx = lua_gettop(L);
   uint32_t done = 0;
@@ -732,7 +777,7 @@ int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply) {
       th_buf_str(&e->items, msg, m > 0 ? ((size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1) : 0);
       continue;
     }
-    one_args a = {bytes, blen, offset, (flags & TH_REC_DOCUMENT) != 0};
+    one_args a = {bytes, blen, offset, (flags & TH_REC_DOCUMENT) != 0, sets ? sets + (size_t)i * width : NULL, width};
     lua_pushcfunction(L, one);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a.doc ? e->document : e->record);
     lua_pushlightuserdata(L, &a);

@@ -49,6 +49,8 @@ typedef struct th_engine {
   int memory_slot;        /* a rule found keeping more than its share, or -1 */
   uint32_t memory_load;   /* ... which load of it */
   char *memory_why;       /* ... and the message saying so; owned */
+  char *covers;           /* the slots of the last BATCH_SETS, as sent (worker.covers was told); owned */
+  size_t covers_len;
 } th_engine;
 
 /* Start Lua and load the pipeline. Returns 0 or -1 (reported on stderr);
@@ -60,7 +62,7 @@ int th_engine_init(th_engine *e, const th_engine_opts *o);
  * not parse or memory ran out (the worker then exits). */
 int th_engine_rules(th_engine *e, const char *p, size_t len, th_buf *reply);
 int th_engine_quarantine(th_engine *e, const char *p, size_t len);
-int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply);
+int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply, int sets);
 int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply);
 int th_engine_gate(th_engine *e, const char *p, size_t len, th_buf *reply);
 

@@ -1,6 +1,7 @@
 /* prefilter_test.c: the raw-bytes prefilter (host/prefilter.c) on the records
  * it must pass and the ones it may skip: the Bedrock rule's requirements, JSON
  * escapes, literals that overlap, several rules, rules that require nothing,
+ * which rules a record could concern (th_prefilter_rules),
  * text that is not JSON. Prints TAP. */
 #include <string.h>
 
@@ -58,7 +59,15 @@ static th_prefilter *make(const char *a, const char *b, const char *c, const cha
 
 static int pass(th_prefilter *pf, const char *rec) { return th_prefilter_pass(pf, rec, strlen(rec)); }
 
+static uint8_t set[8];
+static int rules(th_prefilter *pf, const char *rec) {
+  memset(set, 0xaa, sizeof set);
+  return th_prefilter_rules(pf, rec, strlen(rec), set);
+}
+
 #define BEDROCK "bedrock.amazonaws.com|PutResourcePolicy,DeleteResourcePolicy|AccessDenied,AccessDeniedException"
+#define DENIED                                                                                    \
+  "{\"eventSource\":\"bedrock.amazonaws.com\",\"eventName\":\"PutResourcePolicy\",\"errorCode\":\"AccessDenied\"}"
 
 int main(void) {
   th_prefilter *pf = make(BEDROCK, NULL, NULL, NULL);
@@ -102,8 +111,28 @@ int main(void) {
   th_prefilter_free(pf);
 
   pf = make(BEDROCK, "", NULL, NULL);
-  CHECK(pf && th_prefilter_passes_all(pf), "a rule that requires nothing: every record passes");
-  CHECK(pass(pf, "{\"a\":1}"), "... even one with none of the values");
+  CHECK(pf && !th_prefilter_passes_all(pf), "a rule that requires nothing: the others are still looked for");
+  CHECK(pass(pf, "{\"a\":1}"), "... and every record passes, even one with none of the values");
+  CHECK(rules(pf, "{\"a\":1}") == 1 && set[0] == 2, "... meeting that rule alone");
+  CHECK(rules(pf, DENIED) == 1 && set[0] == 3, "... or both");
+  th_prefilter_free(pf);
+
+  pf = make(BEDROCK, "~s3.amazonaws.com|~ListBuckets", "sts.amazonaws.com|GetCallerIdentity", NULL);
+  CHECK(rules(pf, DENIED) == 1 && set[0] == 1, "rules: the one whose every clause a record meets");
+  CHECK(rules(pf, "{\"eventSource\":\"S3.amazonaws.com\",\"eventName\":\"ListBuckets\"}") == 1 && set[0] == 2,
+        "rules: a folded rule's, in another case");
+  CHECK(rules(pf, "{\"eventSource\":\"sts.amazonaws.com\",\"eventName\":\"GetCallerIdentity\","
+                  "\"x\":\"s3.amazonaws.com ListBuckets\"}") == 1 && set[0] == 6,
+        "rules: two at once, the values in any field");
+  CHECK(rules(pf, "{\"eventSource\":\"st\\u0073.amazonaws.com\",\"eventName\":\"GetCallerIdentity\"}") == 1 &&
+        set[0] == 4, "rules: escapes undone");
+  CHECK(rules(pf, "{\"eventSource\":\"sts.amazonaws.com\"}") == 0 && set[0] == 0, "rules: none, and no bit");
+  CHECK(rules(pf, "[{\"eventSource\":\"sts.amazonaws.com\"}]") == 1 && (set[0] & 7) == 7,
+        "rules: a record that is not an object meets every rule, for the worker to take apart");
+  th_prefilter_free(pf);
+  pf = make(BEDROCK, "sts.amazonaws.com|GetCallerIdentity", NULL, NULL);  /* few literals: memmem first */
+  CHECK(rules(pf, "{\"eventSource\":\"ec2.amazonaws.com\"}") == 0 && set[0] == 0, "rules: memmem finds none");
+  CHECK(rules(pf, DENIED) == 1 && set[0] == 1, "rules: ... or the one it finds");
   th_prefilter_free(pf);
 
   pf = make("x,", NULL, NULL, NULL);

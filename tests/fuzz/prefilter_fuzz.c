@@ -13,6 +13,10 @@
  *    automaton finds every occurrence, overlapping ones included;
  *  - the same inside a long object (padded with spaces), which is looked
  *    at as two halves at once, the middle anywhere in the record;
+ *  - th_prefilter_rules agrees with the same search rule by rule: the bit of
+ *    each rule whose every literal occurs (all of them for a record that is
+ *    not an object), returning whether any is set; beside a rule that
+ *    requires nothing too, every record passing and that rule's bit set;
  *  - th_prefilter_check accepts each rule's list and refuses it cut short.
  */
 #define _GNU_SOURCE
@@ -25,6 +29,28 @@
 enum { MAX_LITS = 64 };
 
 static int ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Checks th_prefilter_rules on record p against the plain search's found[]
+ * (per literal; object: whether p looks like one), for nr rules (n literal
+ * ones and, past them, the one of the first two literals), in pf and in
+ * open, the same rules and one requiring nothing. */
+static void check_rules(th_prefilter *pf, th_prefilter *open, const char *p, size_t len, const int *found,
+                        size_t n, size_t nr, int object) {
+  uint8_t set[MAX_LITS / 8 + 2], oset[MAX_LITS / 8 + 2];
+  int any = th_prefilter_rules(pf, p, len, set);
+  int oany = th_prefilter_rules(open, p, len, oset);
+  int want_any = !object;  /* passed to be reported, rules or none */
+  for (size_t r = 0; r < nr; r++) {
+    int want = !object || (r < n ? found[r] : found[0] && found[1]);
+    want_any |= want;
+    FUZZ_CHECK(((set[r / 8] >> (r % 8)) & 1) == want, "rule %zu: bit %d, a plain search says %d", r,
+               (set[r / 8] >> (r % 8)) & 1, want);
+    FUZZ_CHECK(((oset[r / 8] >> (r % 8)) & 1) == want, "beside a rule requiring nothing, rule %zu: bit %d, not %d", r,
+               (oset[r / 8] >> (r % 8)) & 1, want);
+  }
+  FUZZ_CHECK(any == want_any, "rules says %d, its bits %d", any, want_any);
+  FUZZ_CHECK(oany == 1 && ((oset[nr / 8] >> (nr % 8)) & 1), "a rule that requires nothing is not met");
+}
 
 static int looks_like_object(const char *p, size_t n) {
   size_t a = 0, z = n;
@@ -60,8 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     p += k + 1;
   }
 
-  th_buf bufs[MAX_LITS + 1];
-  th_pf_rule rules[MAX_LITS + 1];
+  th_buf bufs[MAX_LITS + 2];
+  th_pf_rule rules[MAX_LITS + 2];
   size_t nr = 0;
   for (size_t i = 0; i < n; i++, nr++) {
     th_buf_init(&bufs[nr]);
@@ -105,6 +131,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   got = th_prefilter_pass(pf, rec, rlen);  /* again: stamps of the first scan must not count */
   FUZZ_CHECK(got == want, "a second look says %d, not %d", got, want);
 
+  th_buf none;  /* a rule that requires nothing, after the others */
+  th_buf_init(&none);
+  th_buf_u32(&none, 0);
+  FUZZ_CHECK(!none.oom, "out of memory");
+  rules[nr] = (th_pf_rule){none.p, none.len};
+  th_prefilter *open = th_prefilter_new(rules, nr + 1, NULL);
+  FUZZ_CHECK(open != NULL, "no prefilter built");
+  FUZZ_CHECK(th_prefilter_pass(open, rec, rlen), "beside a rule that requires nothing, a record is skipped");
+  int found[MAX_LITS];
+  for (size_t i = 0; i < n; i++) found[i] = memmem(text, tlen, lit[i], len[i]) != NULL;
+  check_rules(pf, open, rec, rlen, found, n, nr, looks_like_object(rec, rlen));
+
   /* The record inside a long object, so that it is looked at as two halves,
    * the middle anywhere in it: padding of spaces before and after. */
   size_t maxlen = 0;
@@ -126,9 +164,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   got = th_prefilter_pass(pf, padded, plen);
   FUZZ_CHECK(got == want, "in a long object: pass %d, a plain search says %d (%zu bytes, the record at %zu)", got,
              want, plen, before + 1);
+  for (size_t i = 0; i < n; i++) found[i] = memmem(ptext, ptlen, lit[i], len[i]) != NULL;
+  check_rules(pf, open, padded, plen, found, n, nr, 1);
   free(padded);
   free(ptext);
   th_prefilter_free(pf);
+  th_prefilter_free(open);
+  th_buf_free(&none);
   free(text);
   for (size_t i = 0; i < nr; i++) th_buf_free(&bufs[i]);
   return 0;
