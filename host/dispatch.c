@@ -69,6 +69,10 @@ typedef struct th_batch {
   size_t sets_cap;
   size_t width;            /* 0: no sets (every rule runs on the records sent) */
   int filtered;            /* last sent with the records that pass only */
+  int redo;                /* a record of a batch being written, evaluated again (redo()): not counted */
+  size_t resume_at;        /* while B_DONE: where writing its reply goes on after a redo (0: at the start) ... */
+  uint32_t resume_left;    /* ... the items left there ... */
+  uint32_t resume_skip;    /* ... and the record redone, whose items are skipped */
   char *reply;             /* while B_DONE: the reply's payload; owned */
   size_t reply_len;
 } th_batch;
@@ -112,6 +116,8 @@ struct th_dispatch {
   int stopping;
   int broken;              /* the output failed */
   int output_waits;        /* done batches wait for the output to drain */
+  int pumping;             /* in pump() ... */
+  int pump_again;          /* ... and called meanwhile: it looks at the queue once more */
   struct pcommit *chead, *ctail;  /* commits waiting for the output, in order */
   void (*stopped)(void *ud);
   void *stopped_ud;
@@ -527,6 +533,11 @@ static int skip_batch(th_dispatch *d, th_batch *b) {
 
 /* Hand queued batches to workers with room, the least loaded first. */
 static void pump(th_dispatch *d) {
+  if (d->pumping) {  /* called from inside it (a batch made while writing one): once it is done */
+    d->pump_again = 1;
+    return;
+  }
+  d->pumping = 1;
   while (d->started && !d->stopping && d->qhead) {
     th_batch *b = d->qhead;
     uint32_t npass = look(d, b);
@@ -536,7 +547,7 @@ static void pump(th_dispatch *d) {
       th_worker *w = &d->o.pool->w[(d->next_worker + k) % d->nworkers];
       if (usable(d, w) && (best == NULL || d->wq[w->index].n < d->wq[best->index].n)) best = w;
     }
-    if (best == NULL) return;
+    if (best == NULL) break;
     sendbuf *sb = npass < b->n || b->width ? filtered_frame(d, b) : NULL;
     int rc = sb ? th_worker_send(best, sb->buf.p, sb->buf.len, on_sent_copy, sb)
                 : th_worker_send(best, b->msg.p, b->msg.len, on_sent, b);
@@ -545,7 +556,7 @@ static void pump(th_dispatch *d) {
         th_buf_free(&sb->buf);
         free(sb);
       }
-      return;
+      break;
     }
     d->next_worker = (unsigned)(best->index + 1) % d->nworkers;
     b->filtered = sb != NULL;
@@ -558,6 +569,11 @@ static void pump(th_dispatch *d) {
     else q->head = b;
     q->tail = b;
     q->n++;
+  }
+  d->pumping = 0;
+  if (d->pump_again) {
+    d->pump_again = 0;
+    pump(d);
   }
 }
 
@@ -574,6 +590,7 @@ static int split(th_dispatch *d, th_batch *b, uint32_t k) {
   c->epoch = b->epoch;
   c->end = b->end;
   c->moves = b->moves;
+  c->redo = b->redo;
   c->crash_rule = -1;
   th_buf_init(&c->msg);
   th_buf_begin(&c->msg, TH_MSG_BATCH);
@@ -692,26 +709,182 @@ static void read_alert(th_rd *r, th_limit_alert *a, const th_rule *rule) {
   a->rule_name = rule ? rule->name : "";
 }
 
-/* Write a done batch's results: alerts (through the limiter), messages, counts. */
-static void write_batch(th_dispatch *d, th_batch *b) {
+/* A STATE item from its type on (proto.h). */
+static void read_state(th_rd *r, th_state_item *it, const th_rule *rule) {
+  it->type = th_rd_u8(r);
+  it->fp = th_rd_u64(r);
+  it->key = th_rd_str(r, &it->klen);
+  it->distinct = th_rd_str(r, &it->dlen);
+  it->window_s = th_rd_u32(r);
+  it->value = th_rd_u32(r);
+  it->cardinality = th_rd_u32(r);
+  it->card_field = th_rd_str(r, &it->flen);
+  read_alert(r, &it->a, rule);
+}
+
+/* Reads past an item of kind, after its kind and record (the reply was
+ * checked whole: th_proto_check_batch). */
+static void skip_item(th_rd *r, uint8_t kind) {
+  size_t len;
+  th_limit_alert a;
+  th_state_item it;
+  switch (kind) {
+    case TH_ITEM_ALERT:
+      th_rd_u32(r);
+      read_alert(r, &a, NULL);
+      break;
+    case TH_ITEM_STATE:
+      th_rd_u32(r);
+      read_state(r, &it, NULL);
+      break;
+    case TH_ITEM_LOG:
+      th_rd_str(r, &len);
+      break;
+    case TH_ITEM_FAIL:
+    case TH_ITEM_QUARANTINED:
+      th_rd_u32(r);
+      th_rd_u32(r);
+      th_rd_str(r, &len);
+      break;
+    default: break;
+  }
+}
+
+/* Does a new_terms candidate of record rec, whose items start at *at (left
+ * items to the reply's end), come without its alert when the rule state
+ * would take it as news? Its worker sent the combination lately, but the
+ * state has since let it go (stateful.lua, KNOWN): the record is evaluated
+ * again, whole, rather than lose the alert. Two looks: the newest event time
+ * of the record's candidates first, the clock as their decisions leave it. */
+static int record_stale(th_dispatch *d, const th_rd *at, uint32_t left, uint32_t rec) {
+  if (d->o.stateful == NULL) return 0;
+  int64_t late = INT64_MIN;
+  int touches = 0;
+  for (int look = 0; look < 2; look++) {
+    th_rd r = *at;
+    for (uint32_t i = 0; i < left; i++) {
+      uint8_t kind = th_rd_u8(&r);
+      if (th_rd_u32(&r) != rec || r.bad) break;
+      if (kind != TH_ITEM_STATE) {
+        skip_item(&r, kind);
+        continue;
+      }
+      th_state_item it;
+      read_state(&r, &it, th_rules_slot(d->o.rules, th_rd_u32(&r)));
+      if (look == 0) {
+        int64_t t = th_stateful_time(d->o.stateful, &it);
+        if (t > late) late = t;
+        touches += it.type == TH_STATE_NEW_TERMS && it.a.len == 0;
+      } else if (th_stateful_stale(d->o.stateful, &it, late)) {
+        return 1;
+      }
+    }
+    if (touches == 0) return 0;
+  }
+  return 0;
+}
+
+/* Was record i of b evaluated with every new_terms alert already? Then it is
+ * written as it is, whatever the state says. */
+static int full(const th_batch *b, uint32_t i) {
+  uint32_t flags;
+  memcpy(&flags, b->msg.p + b->flags_at[i], 4);
+  return (flags & TH_REC_FULL) != 0;
+}
+
+/* Record k of b evaluated again, whole (TH_REC_FULL), as a batch of its own
+ * first in the queue and first in its stream: b waits for it, and then goes
+ * on from record k + 1. It counts nothing (b did) and commits nothing.
+ * Returns 0, or -1 when out of memory (then b is written as it is). */
+static int redo(th_dispatch *d, th_batch *b, uint32_t k) {
+  th_batch *c = calloc(1, sizeof *c);
+  if (c == NULL) return -1;
+  c->stream = b->stream;
+  c->id = ++d->next_id;
+  c->epoch = b->epoch;
+  c->redo = 1;
+  c->crash_rule = -1;
+  th_buf_init(&c->msg);
+  th_buf_begin(&c->msg, TH_MSG_BATCH);
+  th_buf_u64(&c->msg, c->id);
+  th_rd r;
+  th_rd_init(&r, b->msg.p + TH_FRAME_HEADER + 8, b->msg.len - TH_FRAME_HEADER - 8);
+  size_t plen;
+  const char *path = th_rd_str(&r, &plen);
+  th_buf_str(&c->msg, path, plen);
+  c->nat = c->msg.len;
+  th_buf_u32(&c->msg, 1);
+  const char *rec = b->msg.p + b->flags_at[k] - 8;  /* offset, flags, length, bytes */
+  uint32_t flags, len;
+  memcpy(&flags, rec + 8, 4);
+  memcpy(&len, rec + 12, 4);
+  th_buf_bytes(&c->msg, rec, 8);
+  size_t at = c->msg.len;
+  th_buf_u32(&c->msg, flags | TH_REC_FULL);
+  th_buf_str(&c->msg, rec + 16, len);
+  th_buf_end(&c->msg);
+  c->n = c->cap = 1;
+  c->flags_at = malloc(sizeof *c->flags_at);
+  c->strikes = calloc(1, 1);
+  if (c->msg.oom || c->flags_at == NULL || c->strikes == NULL) {
+    batch_free(c);
+    return -1;
+  }
+  c->flags_at[0] = at;
+  c->state = B_QUEUED;
+  c->next = b;  /* b is its stream's head: the one being written */
+  b->stream->head = c;
+  c->qnext = d->qhead;
+  d->qhead = c;
+  if (d->qtail == NULL) d->qtail = c;
+  d->queued++;
+  d->batches++;
+  d->bytes += c->msg.cap;
+  d->t.redone++;
+  return 0;
+}
+
+/* Write a done batch's results: alerts (through the limiter), messages,
+ * counts; up to the first record whose alert the worker left out, which is
+ * evaluated again first (redo): returns 1 then, and b waits at its stream's
+ * head, to go on from there once that record is written. */
+static int write_batch(th_dispatch *d, th_batch *b) {
   th_rules *rules = d->o.rules;
   th_rd r;
   th_rd_init(&r, b->reply, b->reply_len);
-  th_rd_u64(&r);  /* id */
-  th_rd_u32(&r);  /* done */
-  d->t.records += th_rd_u64(&r);
-  if (b->filtered) {  /* the records the prefilter skipped: counted here, in their turn */
-    uint64_t skipped = 0;
-    for (uint32_t i = 0; i < b->n; i++) skipped += !b->pass[i];
-    d->t.records += skipped;
-    d->t.prefiltered += skipped;
+  uint32_t left, skip = UINT32_MAX;
+  if (b->resume_at == 0) {
+    th_rd_u64(&r);  /* id */
+    th_rd_u32(&r);  /* done */
+    uint64_t records = th_rd_u64(&r), malformed = th_rd_u64(&r), failed = th_rd_u64(&r);
+    if (!b->redo) {
+      d->t.records += records;
+      d->t.malformed += malformed;
+      d->t.failed += failed;
+    }
+    left = th_rd_u32(&r);
+  } else {  /* after a redo: its record's items were the redo's */
+    r.pos = b->resume_at;
+    left = b->resume_left;
+    skip = b->resume_skip;
   }
-  d->t.malformed += th_rd_u64(&r);
-  d->t.failed += th_rd_u64(&r);
-  uint32_t n = th_rd_u32(&r);
-  for (uint32_t i = 0; i < n; i++) {
+  for (uint32_t rec = UINT32_MAX; left > 0; left--) {
+    th_rd at = r;
     uint8_t kind = th_rd_u8(&r);
-    th_rd_u32(&r);  /* the record */
+    uint32_t item_rec = th_rd_u32(&r);
+    if (item_rec == skip) {
+      skip_item(&r, kind);
+      continue;
+    }
+    if (item_rec != rec) {
+      rec = item_rec;
+      if (rec < b->n && !full(b, rec) && record_stale(d, &at, left, rec) && redo(d, b, rec) == 0) {
+        b->resume_at = at.pos;
+        b->resume_left = left;
+        b->resume_skip = rec;
+        return 1;
+      }
+    }
     size_t len;
     const char *s;
     uint32_t slot;
@@ -728,15 +901,7 @@ static void write_batch(th_dispatch *d, th_batch *b) {
       case TH_ITEM_STATE: {
         th_state_item it;
         th_rule *rule = th_rules_slot(rules, th_rd_u32(&r));
-        it.type = th_rd_u8(&r);
-        it.fp = th_rd_u64(&r);
-        it.key = th_rd_str(&r, &it.klen);
-        it.distinct = th_rd_str(&r, &it.dlen);
-        it.window_s = th_rd_u32(&r);
-        it.value = th_rd_u32(&r);
-        it.cardinality = th_rd_u32(&r);
-        it.card_field = th_rd_str(&r, &it.flen);
-        read_alert(&r, &it.a, rule);
+        read_state(&r, &it, rule);
         int got = d->o.stateful ? th_stateful_item(d->o.stateful, &it) : TH_STATE_QUIET;
         if (got < 0) broken(d, "out of memory for rule state");
         else if (rule && got != TH_STATE_QUIET) count_alert(rule, got, it.a.ts, it.a.tlen);
@@ -760,8 +925,14 @@ static void write_batch(th_dispatch *d, th_batch *b) {
       default: break;
     }
   }
-  n = th_rd_u32(&r);
-  for (uint32_t i = 0; i < n; i++) {
+  if (b->filtered && !b->redo) {  /* the records the prefilter skipped: counted here, in their turn */
+    uint64_t skipped = 0;
+    for (uint32_t i = 0; i < b->n; i++) skipped += !b->pass[i];
+    d->t.records += skipped;
+    d->t.prefiltered += skipped;
+  }
+  uint32_t n = th_rd_u32(&r);
+  for (uint32_t i = 0; i < n && !b->redo; i++) {
     th_rule *rule = th_rules_slot(rules, th_rd_u32(&r));
     uint64_t seen = th_rd_u64(&r), errors = th_rd_u64(&r), ns = th_rd_u64(&r);
     if (rule) {
@@ -770,7 +941,8 @@ static void write_batch(th_dispatch *d, th_batch *b) {
       rule->time_ns += ns;
     }
   }
-  d->t.batches++;
+  d->t.batches += !b->redo;
+  return 0;
 }
 
 /* A commit that waits for the outputs to have delivered mark alerts. */
@@ -813,15 +985,18 @@ static int settled(const th_dispatch *d) { return in_flight(d) == 0; }
 /* Write the stream's done batches that no earlier batch holds back. */
 static void advance(th_stream *s) {
   th_dispatch *d = s->d;
-  int wrote = 0;
+  int wrote = 0, redone = 0;
   while (s->head && s->head->state == B_DONE) {
     if (th_outputs_full(d->o.out)) {  /* an output is slow or down: the rest waits for room */
       d->output_waits = 1;
       break;
     }
     th_batch *b = s->head;
-    write_batch(d, b);
     wrote = 1;
+    if (write_batch(d, b)) {  /* one of its records goes first, evaluated again */
+      redone = 1;
+      break;
+    }
     s->head = b->next;
     if (s->head == NULL) s->tail = NULL;
     /* Alerts must be delivered before the stream is committed past their
@@ -830,6 +1005,7 @@ static void advance(th_stream *s) {
     batch_release(d, b);
   }
   if (wrote) th_outputs_kick(d->o.out);
+  if (redone) pump(d);  /* the records evaluated again: first in the queue */
   if (th_outputs_fatal(d->o.out)) broken(d, th_outputs_fatal(d->o.out));
   apply_commits(d);
   if (wrote) update_busy(d);

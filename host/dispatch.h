@@ -125,6 +125,8 @@ typedef struct th_dispatch_totals {
   uint64_t failed;         /* events the normalizer failed on */
   uint64_t batches;        /* batches written */
   uint64_t resent;         /* batches sent again after their worker was lost */
+  uint64_t redone;         /* records evaluated again: a new_terms combination their worker sent
+                            * lately, without its alert, was news to the rule state */
   uint64_t queued;         /* batches waiting for a worker now */
   uint64_t in_flight;      /* batches with workers now */
   uint64_t bytes;          /* bytes held in batches now */

@@ -111,6 +111,7 @@ enum {
   TH_REC_SKIP = 2,      /* killed workers twice with no rule in flight: report, do not evaluate */
   TH_REC_REJECT = 4,    /* never reached a worker whole: bytes are why; report it in order, counted */
   TH_REC_FILTERED = 8,  /* no rule could match it (the prefilter): no bytes; the host counts it */
+  TH_REC_FULL = 16,     /* evaluated again: every new_terms candidate with its alert (stateful.lua, KNOWN) */
 };
 
 enum { TH_ITEM_ALERT = 1, TH_ITEM_LOG, TH_ITEM_FAIL, TH_ITEM_QUARANTINED, TH_ITEM_STATE };

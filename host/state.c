@@ -285,6 +285,22 @@ void th_state_totals(const th_state *s, th_state_counts *t) { *t = s->t; }
 
 /* ---- deciding -------------------------------------------------------------------- */
 
+int th_state_touch_stale(const th_state *s, const th_state_event *e, int64_t late) {
+  if (!e->touch || e->type != TH_STATE_NEW_TERMS) return 0;
+  const part *p = NULL;
+  for (size_t i = 0; i < s->nparts && p == NULL; i++) {
+    const part *q = &s->parts[i];
+    if (q->rule_id && q->fp == e->fp && q->type == e->type && strcmp(q->rule_id, e->rule_id) == 0) p = q;
+  }
+  if (p == NULL || s->nb == 0) return 1;
+  int64_t clock = s->clock > late ? s->clock : late;  /* the latest it can be: a stale one is never missed */
+  uint64_t h = hash(p->seed, e->key, e->klen);
+  uint32_t part = (uint32_t)(p - s->parts);
+  for (const th_sentry *x = s->b[h & (s->nb - 1)]; x; x = x->hnext)
+    if (x->key == h && x->part == part) return x->until < clock || x->t < e->t - (int64_t)e->window_s * 1000;
+  return 1;
+}
+
 int th_state_decide(th_state *s, const th_state_event *e, th_state_verdict *v) {
   memset(v, 0, sizeof *v);
   int p = th_state_partition(s, e->rule_id, e->fp, e->type, &v->cleared_entries);

@@ -130,6 +130,13 @@ typedef struct th_state_verdict {
 /* Decide on one candidate. Returns 0, or -1 out of memory (nothing changed). */
 int th_state_decide(th_state *s, const th_state_event *e, th_state_verdict *v);
 
+/* A new_terms touch (e->touch) that would not be one: the store no longer
+ * knows the combination as in its window (evicted at the cap, its time
+ * passed, its rule's state cleared), so the candidate with its alert would
+ * be news. Changes nothing; the clock as if e, and every event up to late,
+ * had been decided (late: the newest time among them). */
+int th_state_touch_stale(const th_state *s, const th_state_event *e, int64_t late);
+
 /* The last decided alert was queued at output position pos (th_outputs_next
  * after it): it is saved once acked reaches pos. */
 void th_state_written(th_state *s, uint64_t pos);

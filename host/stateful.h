@@ -46,6 +46,13 @@ enum { TH_STATE_QUIET = 100 };  /* the store kept no alert */
  * TH_LIMIT_* or TH_STATE_QUIET, or -1 out of memory. */
 int th_stateful_item(th_stateful *sf, th_state_item *it);
 
+/* A new_terms candidate the worker sent without its alert (it sent the
+ * combination lately) that the store would take as news: the worker must
+ * evaluate its record again and send it whole. late: the newest event time
+ * of the candidates of its record (th_stateful_time). Changes nothing. */
+int th_stateful_stale(const th_stateful *sf, const th_state_item *it, int64_t late);
+int64_t th_stateful_time(const th_stateful *sf, const th_state_item *it);
+
 void th_stateful_save(th_stateful *sf);
 /* A stop: expired entries dropped, evictions said. */
 void th_stateful_flush(th_stateful *sf);

@@ -90,6 +90,9 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs 
   if (updates > 0)
     fprintf(stderr, "trailhound: %llu alert%s written again with %s group's count (kibana.alert.suppression, same "
             "uuid)\n", (unsigned long long)updates, plural(updates), updates == 1 ? "its" : "their");
+  if (t.redone > 0)
+    fprintf(stderr, "trailhound: %llu record%s evaluated again: a new_terms combination a worker had sent lately "
+            "was news to the rule state\n", (unsigned long long)t.redone, plural(t.redone));
   if (t.prefiltered > 0)
     fprintf(stderr, "trailhound: prefilter: %llu of %llu records skipped undecoded, holding none of the values "
             "the rules require\n", (unsigned long long)t.prefiltered, (unsigned long long)t.records);
@@ -122,6 +125,9 @@ void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *o
   if (t.prefiltered > 0)
     fprintf(stderr, "  prefilter: %llu of these records skipped undecoded, holding none of the values the rules "
             "require\n", (unsigned long long)t.prefiltered);
+  if (t.redone > 0)
+    fprintf(stderr, "  %llu record%s evaluated again: a new_terms combination a worker had sent lately was news "
+            "to the rule state\n", (unsigned long long)t.redone, plural(t.redone));
   fprintf(stderr, "  %9s  %7s  %7s  %9s  %-11s  %s\n", "events", "alerts", "errors", "time ms", "state", "rule");
   th_rules_each(r, stats_row, &s);
   th_rules_each(r, limits_row, &s);

@@ -15,9 +15,10 @@
 --       the candidates of an event that matched (none when a field is missing); ev is its
 --       document or a getter of its fields (event.lua's lazy view). A new_terms candidate's
 --       uuid comes with its alert (candidates): the host's store does not use it.
---   stateful.candidates(rule, ev, src, now, fresh, whole) -> the same, each with its alert:
+--   stateful.candidates(rule, ev, src, now, fresh, whole, full) -> the same, each with its alert:
 --       line, at, len (threshold: where kibana.alert.threshold_result goes); a new_terms
---       candidate this worker sent with its alert lately has none (line nil: see KNOWN).
+--       candidate this worker sent with its alert lately has none (line nil: see KNOWN),
+--       unless full (the host found one such news to its state: it asks for the record whole).
 --       With ev a getter, whole() -> document, fresh builds the document, only for an event
 --       that needs its alert: a new_terms combination seen lately costs a few field reads.
 --
@@ -277,12 +278,13 @@ end
 -- it sent them at (rule.known, at most MAX_KNOWN, then started afresh). Within half the history
 -- window after that, the host knows the combination (it saw it then, or decided on it first),
 -- so the event goes without its alert, which building costs as much as a query rule's alert:
--- the host only takes its time (it never alerts on one, and ignores one it does not know, or
--- knows as older than its window: a full one decides those). A term the host evicted at its
--- cap so alerts again only once this worker sends it whole again.
+-- the host only takes its time. When the host's state took it as news after all (evicted at
+-- its cap, or let go as the clock passed its window: events out of time order, or another
+-- worker's events far ahead), the host asks for the record again, whole (full): the alerts are
+-- those of sending every candidate whole, whatever the workers and the batches.
 M.MAX_KNOWN = 4096
 
-local function known(rule, key, t)
+local function known(rule, key, t, full)
   if not t then return false end
   local k = rule.known
   if not k then
@@ -290,7 +292,7 @@ local function known(rule, key, t)
     rule.known = k
   end
   local sent = k.at[key]
-  if sent and t >= sent and t < sent + rule.state.window_s * 500 then return true end
+  if sent and not full and t >= sent and t < sent + rule.state.window_s * 500 then return true end
   if not sent then
     if k.n >= M.MAX_KNOWN then
       k.n, k.at = 0, {}
@@ -301,7 +303,7 @@ local function known(rule, key, t)
   return false
 end
 
-function M.candidates(rule, ev, src, now, fresh, whole)
+function M.candidates(rule, ev, src, now, fresh, whole, full)
   local get = getter_of(ev)
   local list = M.keys(rule, get, src)
   local doc = type(ev) == "table" and ev or nil
@@ -327,7 +329,7 @@ function M.candidates(rule, ev, src, now, fresh, whole)
   end
   local t = rule.state.kind == "new_terms" and ms(get("@timestamp")) or nil
   for _, c in ipairs(list) do
-    if rule.state.kind == "new_terms" and known(rule, c.key, t) then
+    if rule.state.kind == "new_terms" and known(rule, c.key, t, full) then
       c.light, c.at, c.len = true, 0, 0  -- no line: the host takes its time only
     elseif rule.state.kind == "new_terms" then
       local d = document()

@@ -12,11 +12,13 @@
 --                                 text, quarantined, load }; norm nil (keep the normalizer) or
 --                                 { path, text, reloaded }. -> errors (rules that did not load)
 --   quarantine(slot)              stop running a rule (the host decided)
---   record(bytes, path, offset, set)  one record: a JSON line (or a one-line S3 object); set:
---                                 the rules it could concern (BATCH_SETS, proto.h), or nil
+--   record(bytes, path, offset, set, full)  one record: a JSON line (or a one-line S3 object);
+--                                 set: the rules it could concern (BATCH_SETS, proto.h), or nil;
+--                                 full: every new_terms candidate with its alert (TH_REC_FULL)
 --   covers(slots)                 the rules a set's bits stand for, in order (the prefilter's)
---   document(bytes, path)         a whole file read at once: an S3 object, an array
---                                 of records, or NDJSON after all if it does not decode
+--   document(bytes, path, full)   a whole file read at once: an S3 object, an array
+--                                 of records, or NDJSON after all if it does not decode;
+--                                 full as for record
 --   undo()                        forget what the record at hand counted (it is given up)
 --   counters()                    -> what was counted since the last call (records,
 --                                 malformed, failed, and per rule slot: seen, errors, time)
@@ -278,6 +280,8 @@ end
 -- What syslog calls a rule's severity (outputs): crit, err, warning, notice.
 local SYSLOG_SEVERITY = { critical = 2, high = 3, medium = 4, low = 5 }
 
+local record_full  -- the host asks for every new_terms alert of the record at hand (stateful.lua, KNOWN)
+
 local function whole_doc()
   local doc = ev.whole()
   return doc, doc ~= ev.record()  -- fresh: normalized, not the record itself
@@ -288,7 +292,7 @@ end
 -- alert: a new_terms combination this worker sent lately needs the fields of its key alone.
 -- false: the normalizer failed on the event (ev.FAILED), which is then given up.
 local function candidates(rule, pr, get, src)
-  local ok, list = pcall(stateful.candidates, rule, get, src, now(), nil, whole_doc)
+  local ok, list = pcall(stateful.candidates, rule, get, src, now(), nil, whole_doc, record_full)
   local tok, t = pcall(get, "@timestamp")
   if list == ev.FAILED or t == ev.FAILED then return false end
   if not ok then
@@ -436,9 +440,9 @@ function W.undo()
   stats.records, stats.malformed, stats.failed = mark.records, mark.malformed, mark.failed
 end
 
-function W.record(bytes, path, offset, set)
+function W.record(bytes, path, offset, set, full)
   start_record()
-  record_set = set
+  record_set, record_full = set, full
   local ok, v = pcall(cjson.decode, bytes)
   if not ok then
     reject(path, offset, decode_error(v))
@@ -457,9 +461,9 @@ end
 -- A whole file. If it does not decode as one JSON value but some of its lines
 -- do, it is NDJSON after all (its first line may be the broken one): each line
 -- is a record. Otherwise the document is reported once.
-function W.document(bytes, path)
+function W.document(bytes, path, full)
   start_record()
-  record_set = nil
+  record_set, record_full = nil, full
   local base = bytes:sub(1, 3) == "\239\187\191" and 3 or 0  -- skip a UTF-8 byte-order mark
   local text = base == 0 and bytes or bytes:sub(base + 1)
   local ok, v = pcall(cjson.decode, text)
@@ -485,7 +489,7 @@ function W.document(bytes, path)
     reject(path, 0, decode_error(v))
     return
   end
-  for _, l in ipairs(lines) do W.record(l[2], path, l[1]) end
+  for _, l in ipairs(lines) do W.record(l[2], path, l[1], nil, full) end
 end
 
 -- What was counted since the last call: the host adds it up across workers.

@@ -342,7 +342,6 @@ describe("the prefilter", function()
     assert.equal(1, lua)
   end)
 
-  -- One worker: new_terms rules decide on what the worker sent before (stateful.lua, KNOWN).
   it("changes no alert with every imported Elastic AWS and Sigma CloudTrail rule", function()
     local d, imported = th.tmpdir(), th.tmpdir()
     local _, ierr, irc = th.run({ "import", "--out", imported, "tests/fixtures/elastic-detection-rules-aws",
@@ -353,9 +352,8 @@ describe("the prefilter", function()
     th.write(d .. "/adversarial.ndjson", text)
     local files = { d .. "/corpus.ndjson", d .. "/adversarial.ndjson" }
     for f in io.popen("ls tests/fixtures/stratus-red-team/*.json"):lines() do files[#files + 1] = f end
-    local full_out, full_err, rc1 = th.run({ "replay", "--workers", "1", "--no-prefilter", "--rules", imported,
-      table.unpack(files) })
-    local pre_out, pre_err, rc2 = th.run({ "replay", "--workers", "1", "--rules", imported, table.unpack(files) })
+    local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", imported, table.unpack(files) })
+    local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", imported, table.unpack(files) })
     assert.equal(0, rc1, full_err)
     assert.equal(0, rc2, pre_err)
     local full, pre = stripped(full_out), stripped(pre_out)

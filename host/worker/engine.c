@@ -678,6 +678,7 @@ typedef struct one_args {
   int doc;             /* a whole document */
   const char *set;     /* the rules it could concern (BATCH_SETS), or NULL: every rule */
   size_t width;
+  int full;            /* TH_REC_FULL: every new_terms candidate with its alert */
 } one_args;
 
 /* fn(bytes, path[, offset]) inside a protected call: even making the
@@ -687,13 +688,15 @@ static int one(lua_State *L) {
   lua_pushlstring(L, a->bytes, a->len);
   lua_replace(L, 2);  /* fn, bytes, path */
   if (a->doc) {
-    lua_call(L, 2, 0);
+    lua_pushboolean(L, a->full);
+    lua_call(L, 3, 0);
     return 0;
   }
   lua_pushinteger(L, (lua_Integer)a->offset);
   if (a->set) lua_pushlstring(L, a->set, a->width);
   else lua_pushnil(L);
-  lua_call(L, 4, 0);
+  lua_pushboolean(L, a->full);
+  lua_call(L, 5, 0);
   return 0;
 }
 
@@ -777,7 +780,8 @@ int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply, int 
       th_buf_str(&e->items, msg, m > 0 ? ((size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1) : 0);
       continue;
     }
-    one_args a = {bytes, blen, offset, (flags & TH_REC_DOCUMENT) != 0, sets ? sets + (size_t)i * width : NULL, width};
+    one_args a = {bytes, blen, offset, (flags & TH_REC_DOCUMENT) != 0, sets ? sets + (size_t)i * width : NULL, width,
+                  (flags & TH_REC_FULL) != 0};
     lua_pushcfunction(L, one);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a.doc ? e->document : e->record);
     lua_pushlightuserdata(L, &a);
