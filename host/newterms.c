@@ -4,13 +4,22 @@
  * sends one candidate per combination, arrays expanded): its time is the
  * newest event that had it. An event's combination is new when no entry has
  * it, or its newest event is older than the history window before this
- * event: Elastic's "not seen between history_window_start and now". An event
- * older than one already seen finds it known: a late event is not news.
+ * event: Elastic's "not seen between history_window_start and now". A late
+ * event is not news: one older than an entry's finds it known, and one more
+ * than the history window older than the newest event seen (the store's
+ * clock) is passed over, changing nothing. What was seen in its window may
+ * have been let go since, and Elastic, which queries each run's interval by
+ * event time, never looks at an event that lands behind it.
  */
 #include "state.h"
 
+int th_newterms_late(const th_state *s, const th_state_event *e) {
+  return e->t < th_state_clock(s) - (int64_t)e->window_s * 1000;
+}
+
 int th_newterms_decide(th_state *s, uint32_t part, const th_state_event *e, th_state_verdict *v) {
   int64_t hist = (int64_t)e->window_s * 1000;
+  if (th_newterms_late(s, e)) return 0;
   th_sentry *x = th_state_find(s, part, e->key, e->klen);
   if (e->touch) {
     if (x && x->t >= e->t - hist && e->t > x->t) {

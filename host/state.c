@@ -292,6 +292,7 @@ int th_state_touch_stale(const th_state *s, const th_state_event *e, int64_t lat
     const part *q = &s->parts[i];
     if (q->rule_id && q->fp == e->fp && q->type == e->type && strcmp(q->rule_id, e->rule_id) == 0) p = q;
   }
+  if (th_newterms_late(s, e)) return 0;  /* passed over, whole or not */
   if (p == NULL || s->nb == 0) return 1;
   int64_t clock = s->clock > late ? s->clock : late;  /* the latest it can be: a stale one is never missed */
   uint64_t h = hash(p->seed, e->key, e->klen);

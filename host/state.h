@@ -195,6 +195,8 @@ int64_t th_state_clock(const th_state *s);
 
 /* The decisions of the types. */
 int th_newterms_decide(th_state *s, uint32_t part, const th_state_event *e, th_state_verdict *v);
+/* Is e late: more than its history window older than the newest event seen? */
+int th_newterms_late(const th_state *s, const th_state_event *e);
 int th_threshold_decide(th_state *s, uint32_t part, const th_state_event *e, th_state_verdict *v);
 /* A threshold payload that a file gave: usable? */
 int th_threshold_valid(const unsigned char *p, size_t len);
