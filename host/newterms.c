@@ -14,7 +14,8 @@
 #include "state.h"
 
 int th_newterms_late(const th_state *s, const th_state_event *e) {
-  return e->t < th_state_clock(s) - (int64_t)e->window_s * 1000;
+  int64_t clock = th_state_clock(s);  /* INT64_MIN before any event */
+  return clock != INT64_MIN && e->t < clock - (int64_t)e->window_s * 1000;
 }
 
 int th_newterms_decide(th_state *s, uint32_t part, const th_state_event *e, th_state_verdict *v) {

@@ -74,11 +74,21 @@ static th_state_verdict touch(th_state *s, const char *key, int64_t t) {
 }
 
 /* A worker's light candidate: a combination it sent whole lately. */
+static int stale(th_state *s, const char *key, int64_t t, int64_t late) {
+  th_state_event e = {.rule_id = "r", .fp = 1, .type = TH_STATE_NEW_TERMS, .t = t, .key = key, .klen = strlen(key),
+                      .window_s = 7 * 86400, .touch = 1};
+  return th_state_touch_stale(s, &e, late);
+}
+
 static void touches(void) {
   th_state *s = th_state_new(0);
+  CHECK(stale(s, "[\"x\"]", T0, T0) == 1, "stale: a touch in an empty store would be news");
   CHECK(touch(s, "[\"x\"]", T0).alert == 0, "touch: never an alert");
   CHECK(nt(s, "r", 1, "[\"x\"]", T0 + MIN).alert == 1,
         "a touch of an unknown term makes no entry: the whole one alerts");
+  CHECK(stale(s, "[\"x\"]", T0 + 6 * DAY, T0 + 6 * DAY) == 0, "stale: not a known term in its window");
+  CHECK(stale(s, "[\"x\"]", T0 + 6 * DAY, T0 + 9 * DAY) == 1,
+        "stale: news once a later event of the record would move the clock past it");
   touch(s, "[\"x\"]", T0 + 6 * DAY);
   CHECK(nt(s, "r", 1, "[\"x\"]", T0 + 12 * DAY).alert == 0,
         "a touch in the window keeps the term known for another");
