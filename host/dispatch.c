@@ -123,10 +123,12 @@ struct th_dispatch {
   void *stopped_ud;
   uv_timer_t grace;
   int grace_on;
+  uv_timer_t kick;         /* pumps a redo's batch once the stream that made it is no longer in use */
   th_dispatch_totals t;
 };
 
 static void pump(th_dispatch *d);
+static void on_kick(uv_timer_t *t);
 static void advance(th_stream *s);
 static void apply_commits(th_dispatch *d);
 static int settled(const th_dispatch *d);
@@ -878,7 +880,8 @@ static int write_batch(th_dispatch *d, th_batch *b) {
     }
     if (item_rec != rec) {
       rec = item_rec;
-      if (rec < b->n && !full(b, rec) && record_stale(d, &at, left, rec) && redo(d, b, rec) == 0) {
+      /* Not while stopping: nothing more is sent, and b must not be left half written. */
+      if (!d->stopping && rec < b->n && !full(b, rec) && record_stale(d, &at, left, rec) && redo(d, b, rec) == 0) {
         b->resume_at = at.pos;
         b->resume_left = left;
         b->resume_skip = rec;
@@ -1005,7 +1008,9 @@ static void advance(th_stream *s) {
     batch_release(d, b);
   }
   if (wrote) th_outputs_kick(d->o.out);
-  if (redone) pump(d);  /* the records evaluated again: first in the queue */
+  /* The record evaluated again, first in the queue: sent from the loop, not from here (pump may
+   * write a batch it skips, advancing this very stream). */
+  if (redone) uv_timer_start(&d->kick, on_kick, 0, 0);
   if (th_outputs_fatal(d->o.out)) broken(d, th_outputs_fatal(d->o.out));
   apply_commits(d);
   if (wrote) update_busy(d);
@@ -1164,11 +1169,18 @@ th_dispatch *th_dispatch_new(const th_dispatch_opts *o) {
   if (d->limit < (16u << 20)) d->limit = 16u << 20;
   uv_timer_init(o->pool->loop, &d->grace);
   d->grace.data = d;
+  uv_timer_init(o->pool->loop, &d->kick);
+  d->kick.data = d;
   return d;
 }
 
 /* The grace timer's handle; closed before the loop ends. */
-void th_dispatch_close(th_dispatch *d) { uv_close((uv_handle_t *)&d->grace, NULL); }
+void th_dispatch_close(th_dispatch *d) {
+  uv_close((uv_handle_t *)&d->grace, NULL);
+  uv_close((uv_handle_t *)&d->kick, NULL);
+}
+
+static void on_kick(uv_timer_t *t) { pump(t->data); }
 
 void th_dispatch_start(th_dispatch *d) {
   d->started = 1;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct part {
@@ -285,6 +286,19 @@ void th_state_totals(const th_state *s, th_state_counts *t) { *t = s->t; }
 
 /* ---- deciding -------------------------------------------------------------------- */
 
+/* The clock never runs more than a day past the wall clock: one event stamped in the future (a
+ * source with a wrong clock, a forged @timestamp) would otherwise let every term go, and make
+ * every later new_terms event late (newterms.c), passed over. Saved with the state, so a
+ * clock pushed there before is brought back at load. */
+#define AHEAD_MS ((int64_t)86400000)
+
+static int64_t clock_cap(int64_t t) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t cap = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + AHEAD_MS;
+  return t > cap ? cap : t;
+}
+
 int th_state_touch_stale(const th_state *s, const th_state_event *e, int64_t late) {
   if (!e->touch || e->type != TH_STATE_NEW_TERMS) return 0;
   const part *p = NULL;
@@ -294,6 +308,7 @@ int th_state_touch_stale(const th_state *s, const th_state_event *e, int64_t lat
   }
   if (th_newterms_late(s, e)) return 0;  /* passed over, whole or not */
   if (p == NULL || s->nb == 0) return 1;
+  late = clock_cap(late);
   int64_t clock = s->clock > late ? s->clock : late;  /* the latest it can be: a stale one is never missed */
   uint64_t h = hash(p->seed, e->key, e->klen);
   uint32_t part = (uint32_t)(p - s->parts);
@@ -308,7 +323,7 @@ int th_state_decide(th_state *s, const th_state_event *e, th_state_verdict *v) {
   if (p < 0) return -1;
   v->cleared = s->parts[p].replaced;
   s->parts[p].replaced = 0;
-  if (e->t > s->clock) s->clock = e->t;
+  if (e->t > s->clock) s->clock = clock_cap(e->t);
   s->last = NULL;
   switch (e->type) {
     case TH_STATE_NEW_TERMS: return th_newterms_decide(s, (uint32_t)p, e, v);
@@ -452,6 +467,7 @@ static int load_from(th_state *s, const char *p, size_t n) {
     p = nl + 1;
     if (buf[0] == 'c') {
       if (sscanf(buf, "c %" SCNd64, &s->clock) != 1) goto bad;
+      s->clock = clock_cap(s->clock);
     } else if (buf[0] == 'p') {
       size_t idx, il;
       int type;

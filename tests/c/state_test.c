@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "state.h"
@@ -48,6 +49,14 @@ static void new_terms(void) {
   CHECK(nt(s, "r", 1, "[\"bob\"]", T0).alert == 0, "an event a history window behind the newest: not news");
   CHECK(nt(s, "r", 1, "[\"carol\"]", T0).alert == 0, "... even of a term never seen");
   CHECK(nt(s, "r", 1, "[\"carol\"]", T0 + 14 * DAY - MIN).alert == 1, "... which it did not make known");
+  {  /* one event stamped far in the future moves the clock a day past the wall clock at most */
+    th_state *f = th_state_new(0);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    nt(f, "r", 1, "[\"forged\"]", now + 3650 * DAY);
+    CHECK(th_state_clock(f) <= now + 2 * DAY, "a future-dated event does not take the clock with it");
+    CHECK(nt(f, "r", 1, "[\"today\"]", now).alert == 1, "... so an event of today is still news");
+    th_state_free(f);
+  }
   CHECK(nt(s, "other", 1, "[\"alice\"]", T0 + 14 * DAY).alert == 1, "rules keep apart");
   th_state_verdict v = nt(s, "r", 2, "[\"alice\"]", T0 + 14 * DAY + MIN);
   CHECK(v.alert == 1 && v.cleared && v.cleared_entries == 3, "a changed rule (fingerprint) starts empty: %llu dropped",
