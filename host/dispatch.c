@@ -116,8 +116,6 @@ struct th_dispatch {
   int stopping;
   int broken;              /* the output failed */
   int output_waits;        /* done batches wait for the output to drain */
-  int pumping;             /* in pump() ... */
-  int pump_again;          /* ... and called meanwhile: it looks at the queue once more */
   struct pcommit *chead, *ctail;  /* commits waiting for the output, in order */
   void (*stopped)(void *ud);
   void *stopped_ud;
@@ -535,11 +533,6 @@ static int skip_batch(th_dispatch *d, th_batch *b) {
 
 /* Hand queued batches to workers with room, the least loaded first. */
 static void pump(th_dispatch *d) {
-  if (d->pumping) {  /* called from inside it (a batch made while writing one): once it is done */
-    d->pump_again = 1;
-    return;
-  }
-  d->pumping = 1;
   while (d->started && !d->stopping && d->qhead) {
     th_batch *b = d->qhead;
     uint32_t npass = look(d, b);
@@ -549,7 +542,7 @@ static void pump(th_dispatch *d) {
       th_worker *w = &d->o.pool->w[(d->next_worker + k) % d->nworkers];
       if (usable(d, w) && (best == NULL || d->wq[w->index].n < d->wq[best->index].n)) best = w;
     }
-    if (best == NULL) break;
+    if (best == NULL) return;
     sendbuf *sb = npass < b->n || b->width ? filtered_frame(d, b) : NULL;
     int rc = sb ? th_worker_send(best, sb->buf.p, sb->buf.len, on_sent_copy, sb)
                 : th_worker_send(best, b->msg.p, b->msg.len, on_sent, b);
@@ -558,7 +551,7 @@ static void pump(th_dispatch *d) {
         th_buf_free(&sb->buf);
         free(sb);
       }
-      break;
+      return;
     }
     d->next_worker = (unsigned)(best->index + 1) % d->nworkers;
     b->filtered = sb != NULL;
@@ -572,27 +565,18 @@ static void pump(th_dispatch *d) {
     q->tail = b;
     q->n++;
   }
-  d->pumping = 0;
-  if (d->pump_again) {
-    d->pump_again = 0;
-    pump(d);
-  }
 }
 
 /* ---- replies ------------------------------------------------------------------- */
 
-/* The records of b from k on, as a batch of their own right after b in its
- * stream, first in the queue; b keeps the first k and no longer moves the
- * committed position (its continuation does). Returns 0 or -ENOMEM. */
-static int split(th_dispatch *d, th_batch *b, uint32_t k) {
+/* A new batch of b's stream and file, its frame begun up to its record
+ * count (c->nat): the rest of b (split) or one of its records (redo). */
+static th_batch *derived(th_dispatch *d, const th_batch *b) {
   th_batch *c = calloc(1, sizeof *c);
-  if (c == NULL) return -ENOMEM;
+  if (c == NULL) return NULL;
   c->stream = b->stream;
   c->id = ++d->next_id;
   c->epoch = b->epoch;
-  c->end = b->end;
-  c->moves = b->moves;
-  c->redo = b->redo;
   c->crash_rule = -1;
   th_buf_init(&c->msg);
   th_buf_begin(&c->msg, TH_MSG_BATCH);
@@ -603,6 +587,29 @@ static int split(th_dispatch *d, th_batch *b, uint32_t k) {
   const char *path = th_rd_str(&r, &plen);
   th_buf_str(&c->msg, path, plen);
   c->nat = c->msg.len;
+  return c;
+}
+
+/* c first in the send queue, counted among the batches held. */
+static void queue_first(th_dispatch *d, th_batch *c) {
+  c->state = B_QUEUED;
+  c->qnext = d->qhead;
+  d->qhead = c;
+  if (d->qtail == NULL) d->qtail = c;
+  d->queued++;
+  d->batches++;
+  d->bytes += c->msg.cap;
+}
+
+/* The records of b from k on, as a batch of their own right after b in its
+ * stream, first in the queue; b keeps the first k and no longer moves the
+ * committed position (its continuation does). Returns 0 or -ENOMEM. */
+static int split(th_dispatch *d, th_batch *b, uint32_t k) {
+  th_batch *c = derived(d, b);
+  if (c == NULL) return -ENOMEM;
+  c->end = b->end;
+  c->moves = b->moves;
+  c->redo = b->redo;
   c->n = b->n - k;
   th_buf_u32(&c->msg, c->n);
   size_t from = b->flags_at[k] - 8, shift = c->msg.len - from;
@@ -621,16 +628,10 @@ static int split(th_dispatch *d, th_batch *b, uint32_t k) {
   }
   b->n = k;
   b->moves = 0;
-  c->state = B_QUEUED;
   c->next = b->next;
   b->next = c;
   if (c->stream->tail == b) c->stream->tail = c;
-  c->qnext = d->qhead;
-  d->qhead = c;
-  if (d->qtail == NULL) d->qtail = c;
-  d->queued++;
-  d->batches++;
-  d->bytes += c->msg.cap;
+  queue_first(d, c);
   return 0;
 }
 
@@ -799,22 +800,9 @@ static int full(const th_batch *b, uint32_t i) {
  * on from record k + 1. It counts nothing (b did) and commits nothing.
  * Returns 0, or -1 when out of memory (then b is written as it is). */
 static int redo(th_dispatch *d, th_batch *b, uint32_t k) {
-  th_batch *c = calloc(1, sizeof *c);
+  th_batch *c = derived(d, b);
   if (c == NULL) return -1;
-  c->stream = b->stream;
-  c->id = ++d->next_id;
-  c->epoch = b->epoch;
   c->redo = 1;
-  c->crash_rule = -1;
-  th_buf_init(&c->msg);
-  th_buf_begin(&c->msg, TH_MSG_BATCH);
-  th_buf_u64(&c->msg, c->id);
-  th_rd r;
-  th_rd_init(&r, b->msg.p + TH_FRAME_HEADER + 8, b->msg.len - TH_FRAME_HEADER - 8);
-  size_t plen;
-  const char *path = th_rd_str(&r, &plen);
-  th_buf_str(&c->msg, path, plen);
-  c->nat = c->msg.len;
   th_buf_u32(&c->msg, 1);
   const char *rec = b->msg.p + b->flags_at[k] - 8;  /* offset, flags, length, bytes */
   uint32_t flags, len;
@@ -833,15 +821,9 @@ static int redo(th_dispatch *d, th_batch *b, uint32_t k) {
     return -1;
   }
   c->flags_at[0] = at;
-  c->state = B_QUEUED;
   c->next = b;  /* b is its stream's head: the one being written */
   b->stream->head = c;
-  c->qnext = d->qhead;
-  d->qhead = c;
-  if (d->qtail == NULL) d->qtail = c;
-  d->queued++;
-  d->batches++;
-  d->bytes += c->msg.cap;
+  queue_first(d, c);
   d->t.redone++;
   return 0;
 }

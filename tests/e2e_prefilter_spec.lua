@@ -90,6 +90,19 @@ local function stripped(out)
   return list
 end
 
+-- The same files replayed with full evaluation (--no-prefilter) and prefiltered: both succeed and
+-- write the same alerts, in the same order. Returns both runs' alerts and their stderr.
+local function differential(rules, files)
+  local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
+  local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
+  assert.equal(0, rc1, full_err)
+  assert.equal(0, rc2, pre_err)
+  local full, pre = stripped(full_out), stripped(pre_out)
+  assert.equal(#full, #pre)
+  for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+  return full, pre, full_err, pre_err
+end
+
 describe("the prefilter", function()
   after_each(th.cleanup)
 
@@ -102,14 +115,8 @@ describe("the prefilter", function()
     th.write(d .. "/adversarial.ndjson", text)
     local rules = rules_dir()
     local files = { corpus, d .. "/adversarial.ndjson" }
-    local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
-    local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
-    assert.equal(0, rc1, full_err)
-    assert.equal(0, rc2, pre_err)
-    local full, pre = stripped(full_out), stripped(pre_out)
+    local full, pre, full_err, pre_err = differential(rules, files)
     assert.is_true(#full > 600, #full .. " alerts")
-    assert.equal(#full, #pre)
-    for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
     -- The adversarial records that must alert did, with and without it.
     local ids = {}
     for _, a in ipairs(pre) do ids[a.event.id] = true end
@@ -160,13 +167,7 @@ describe("the prefilter", function()
           'deltas:{ a: x and b: y } and not event.action: GetUser'),
       })
       local files = { corpus, d .. "/adversarial.ndjson" }
-      local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
-      local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
-      assert.equal(0, rc1, full_err)
-      assert.equal(0, rc2, pre_err)
-      local full, pre = stripped(full_out), stripped(pre_out)
-      assert.equal(#full, #pre)
-      for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+      local _, pre = differential(rules, files)
       local by = {}
       for _, a in ipairs(pre) do
         local name = a.kibana.alert.rule.name
@@ -236,13 +237,7 @@ describe("the prefilter", function()
       end
       local rules = rules_dir(extra)
       local files = { corpus, d .. "/sigma.ndjson" }
-      local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
-      local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
-      assert.equal(0, rc1, full_err)
-      assert.equal(0, rc2, pre_err)
-      local full, pre = stripped(full_out), stripped(pre_out)
-      assert.equal(#full, #pre)
-      for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+      local _, pre, full_err, pre_err = differential(rules, files)
       local by = {}
       for _, a in ipairs(pre) do
         local name = a.kibana.alert.rule.name
@@ -299,13 +294,7 @@ describe("the prefilter", function()
         'any where event.provider regex~ "BEDROCK\\\\.amazonaws\\\\.com" and not event.action == "GetUser"'),
     })
     local files = { corpus, d .. "/adversarial.ndjson" }
-    local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", rules, table.unpack(files) })
-    local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", rules, table.unpack(files) })
-    assert.equal(0, rc1, full_err)
-    assert.equal(0, rc2, pre_err)
-    local full, pre = stripped(full_out), stripped(pre_out)
-    assert.equal(#full, #pre)
-    for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
+    local _, pre, _, pre_err = differential(rules, files)
     local by = {}
     for _, a in ipairs(pre) do
       local name = a.kibana.alert.rule.name
@@ -352,14 +341,8 @@ describe("the prefilter", function()
     th.write(d .. "/adversarial.ndjson", text)
     local files = { d .. "/corpus.ndjson", d .. "/adversarial.ndjson" }
     for f in io.popen("ls tests/fixtures/stratus-red-team/*.json"):lines() do files[#files + 1] = f end
-    local full_out, full_err, rc1 = th.run({ "replay", "--no-prefilter", "--rules", imported, table.unpack(files) })
-    local pre_out, pre_err, rc2 = th.run({ "replay", "--rules", imported, table.unpack(files) })
-    assert.equal(0, rc1, full_err)
-    assert.equal(0, rc2, pre_err)
-    local full, pre = stripped(full_out), stripped(pre_out)
+    local full = differential(imported, files)
     assert.is_true(#full > 900, #full .. " alerts")
-    assert.equal(#full, #pre)
-    for i = 1, #full do assert.same(full[i], pre[i], "alert " .. i) end
   end)
 
   it("runs each rule only on records holding what it requires, beside a rule that requires nothing", function()
