@@ -21,7 +21,9 @@
  * unreported (--no-prefilter reports it): no rule could have matched it.
  *
  * All the literals are searched for in one pass: an Aho-Corasick automaton,
- * compiled to a table (one lookup per byte). Before it, when the literals
+ * compiled to a table (one lookup per byte), run on up to four pieces of a
+ * long record at once (cut at quotes; each piece reads on past its end as far
+ * as a literal it has begun could reach). Before it, when the literals
  * every rule is looked up by are few (at most 8, none shorter than 4 bytes,
  * case counting), a record without a backslash (its text is as written) is
  * searched for them with memmem, which skips most of a record a byte at a

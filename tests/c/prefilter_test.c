@@ -1,8 +1,8 @@
 /* prefilter_test.c: the raw-bytes prefilter (host/prefilter.c) on the records
  * it must pass and the ones it may skip: the Bedrock rule's requirements, JSON
  * escapes, literals that overlap, several rules, rules that require nothing,
- * which rules a record could concern (th_prefilter_rules),
- * text that is not JSON. Prints TAP. */
+ * which rules a record could concern (th_prefilter_rules), long records read
+ * in pieces, text that is not JSON. Prints TAP. */
 #include <string.h>
 
 #include "prefilter.h"
@@ -56,6 +56,9 @@ static th_prefilter *make(const char *a, const char *b, const char *c, const cha
   for (size_t i = 0; i < n; i++) th_buf_free(&bufs[i]);
   return pf;
 }
+
+/* s without its NUL at p. */
+static void put(char *p, const char *s) { memcpy(p, s, strlen(s)); }
 
 static int pass(th_prefilter *pf, const char *rec) { return th_prefilter_pass(pf, rec, strlen(rec)); }
 
@@ -133,6 +136,28 @@ int main(void) {
   pf = make(BEDROCK, "sts.amazonaws.com|GetCallerIdentity", NULL, NULL);  /* few literals: memmem first */
   CHECK(rules(pf, "{\"eventSource\":\"ec2.amazonaws.com\"}") == 0 && set[0] == 0, "rules: memmem finds none");
   CHECK(rules(pf, DENIED) == 1 && set[0] == 1, "rules: ... or the one it finds");
+  th_prefilter_free(pf);
+
+  /* A long record is read in pieces, cut at quotes (scan): each literal wherever it lies. */
+  pf = make("GetSecretValue|~secretsmanager.amazonaws.com", "needle\"in", NULL, NULL);
+  char big[2048];
+  size_t missed = 0;
+  for (size_t at = 1; at < 1900; at += 37) {
+    if (at + 6 + 21 > 1000 && at + 6 < 1030) continue;  /* the other literal's place */
+    memset(big, ' ', sizeof big);
+    put(big, "{\"a\":\"");
+    memcpy(big + sizeof big - 3, "\"}", 3);  /* the NUL too */
+    put(big + at + 6, "\"GetSecret\\u0056alue\"");
+    put(big + 1000, "\"SecretsManager.amazonaws.com\"");
+    if (!pass(pf, big)) missed = at;
+  }
+  CHECK(missed == 0, "a long record: a literal (escaped) anywhere, the other near the middle, is found");
+  memset(big, ' ', sizeof big);
+  memcpy(big, "{", 1);
+  memcpy(big + sizeof big - 2, "}", 2);
+  for (size_t q = 100; q < 2000; q += 100) big[q] = '"';
+  put(big + 1100 - 6, "needle\"in");  /* across the quote a piece starts at (the first past the middle) */
+  CHECK(pass(pf, big), "a long record: a literal across the quote a piece starts at");
   th_prefilter_free(pf);
 
   pf = make("x,", NULL, NULL, NULL);

@@ -12,7 +12,9 @@
  *    some rule's every literal occurs in the unescaped text (memmem), so the
  *    automaton finds every occurrence, overlapping ones included;
  *  - the same inside a long object (padded with spaces), which is looked
- *    at as two halves at once, the middle anywhere in the record;
+ *    at in two pieces at once, the cut anywhere in the record; and in an
+ *    object of four copies of the record, spaced at random, looked at in
+ *    four pieces, cut anywhere in the copies;
  *  - th_prefilter_rules agrees with the same search rule by rule: the bit of
  *    each rule whose every literal occurs (all of them for a record that is
  *    not an object), returning whether any is set; beside a rule that
@@ -143,31 +145,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (size_t i = 0; i < n; i++) found[i] = memmem(text, tlen, lit[i], len[i]) != NULL;
   check_rules(pf, open, rec, rlen, found, n, nr, looks_like_object(rec, rlen));
 
-  /* The record inside a long object, so that it is looked at as two halves,
-   * the middle anywhere in it: padding of spaces before and after. */
-  size_t maxlen = 0;
-  for (size_t i = 0; i < n; i++) maxlen = len[i] > maxlen ? len[i] : maxlen;
-  size_t fill = 2 * (6 * maxlen + 16) + 256 + rlen;
+  /* The record inside a long object, so that it is looked at in two pieces,
+   * the cut anywhere in it: padding of spaces before and after. Then four
+   * copies of it, spaced at random, looked at in four pieces. */
   fuzz_rng rng = fuzz_rng_of(data, size);
-  size_t before = fill / 2 + rlen / 2 - (rlen ? (size_t)fuzz_below(&rng, rlen + 1) : 0);
-  size_t plen = 2 + fill + rlen;
-  char *padded = malloc(plen), *ptext = malloc(plen);
-  FUZZ_CHECK(padded && ptext, "out of memory");
-  padded[0] = '{';
-  memset(padded + 1, ' ', fill);
-  memcpy(padded + 1 + before, rec, rlen);
-  padded[plen - 1] = '}';
-  size_t ptlen = th_json_unescape(padded, plen, ptext);
-  want = 0;
-  for (size_t i = 0; i < n && !want; i++) want = memmem(ptext, ptlen, lit[i], len[i]) != NULL;
-  if (n == 0) want = 0;
-  got = th_prefilter_pass(pf, padded, plen);
-  FUZZ_CHECK(got == want, "in a long object: pass %d, a plain search says %d (%zu bytes, the record at %zu)", got,
-             want, plen, before + 1);
-  for (size_t i = 0; i < n; i++) found[i] = memmem(ptext, ptlen, lit[i], len[i]) != NULL;
-  check_rules(pf, open, padded, plen, found, n, nr, 1);
-  free(padded);
-  free(ptext);
+  for (int copies = 1; copies <= 4; copies += 3) {
+    size_t fill = copies == 1 ? 2 * 256 + 256 + rlen : 0, gap[5];
+    for (int i = 0; i <= copies && copies > 1; i++) fill += gap[i] = (size_t)fuzz_below(&rng, (uint32_t)rlen + 64);
+    size_t before = copies == 1 ? fill / 2 + rlen / 2 - (rlen ? (size_t)fuzz_below(&rng, (uint32_t)rlen + 1) : 0) : 0;
+    size_t plen = 2 + fill + copies * rlen;
+    char *padded = malloc(plen), *ptext = malloc(plen);
+    FUZZ_CHECK(padded && ptext, "out of memory");
+    memset(padded, ' ', plen);
+    padded[0] = '{';
+    if (copies == 1) {
+      memcpy(padded + 1 + before, rec, rlen);
+    } else {
+      size_t at = 1;
+      for (int i = 0; i < copies; i++) {
+        at += gap[i];
+        memcpy(padded + at, rec, rlen);
+        at += rlen;
+      }
+    }
+    padded[plen - 1] = '}';
+    size_t ptlen = th_json_unescape(padded, plen, ptext);
+    want = 0;
+    for (size_t i = 0; i < n && !want; i++) want = memmem(ptext, ptlen, lit[i], len[i]) != NULL;
+    got = th_prefilter_pass(pf, padded, plen);
+    FUZZ_CHECK(got == want, "in a long object of %d cop%s: pass %d, a plain search says %d (%zu bytes)", copies,
+               copies == 1 ? "y" : "ies", got, want, plen);
+    for (size_t i = 0; i < n; i++) found[i] = memmem(ptext, ptlen, lit[i], len[i]) != NULL;
+    check_rules(pf, open, padded, plen, found, n, nr, 1);
+    free(padded);
+    free(ptext);
+  }
   th_prefilter_free(pf);
   th_prefilter_free(open);
   th_buf_free(&none);
