@@ -37,7 +37,9 @@ local function is_raw(rec)
   return type(rawget(rec, "insightDetails")) == "table" and rawget(rec, "eventVersion") ~= nil
 end
 
--- "a.b.c" -> { "a", "b", "c" }, computed once per distinct name.
+-- "a.b.c" -> { "a", "b", "c", keys = { { "a", "a.b", "a.b.c" }, { "b", "b.c" }, { "c" } } },
+-- computed once per distinct name: keys[i] are the keys that name[i..] can start with (search
+-- tries each, and a field that is absent would otherwise join them again every time).
 -- Rules may compute names, so the cache is emptied when it grows large.
 local segments, cached = {}, 0
 local function split(name)
@@ -45,6 +47,16 @@ local function split(name)
   if s == nil then
     s = {}
     for part in string.gmatch(name, "[^.]+") do s[#s + 1] = part end
+    local keys = {}
+    for i = 1, #s do
+      local k, ks = s[i], { s[i] }
+      for j = i + 1, #s do
+        k = k .. "." .. s[j]
+        ks[#ks + 1] = k
+      end
+      keys[i] = ks
+    end
+    s.keys = keys
     if cached >= 4096 then segments, cached = {}, 0 end
     segments[name], cached = s, cached + 1
   end
@@ -75,10 +87,9 @@ end
 -- Search every way of cutting name[i..] into keys present in t.
 search = function(t, parts, i)
   if rawget(t, 1) ~= nil then return through_array(t, parts, i) end
-  local key = parts[i]
+  local keys = parts.keys[i]
   for j = i, #parts do
-    if j > i then key = key .. "." .. parts[j] end
-    local v = rawget(t, key)
+    local v = rawget(t, keys[j - i + 1])
     if v ~= nil and v ~= null then
       if j == #parts then return v end
       if type(v) == "table" then
