@@ -1236,8 +1236,10 @@ end
 -- Internal"), requestParameters.computerName, then EC2 instance ids ("i-" and at least 10
 -- characters) from resource ARNs (":instance/"), and from requestParameters and
 -- responseElements: instanceId, target, resourceId, instanceIds[], instancesSet.items[].instanceId.
+-- request and response: those two as cleaned for flattened (cleaning them again, a deep copy
+-- of each, was a tenth of normalizing a large record).
 local HOST_KEYS = { "instanceId", "target", "resourceId" }
-local function related_hosts(rec, doc, src_ip, address, resources)
+local function related_hosts(doc, src_ip, address, resources, request, response)
   local hosts = {}
   local server = doc.tls and doc.tls.client and doc.tls.client.server_name
   if type(server) == "string" and sub(server, -14) ~= ".amazonaws.com" then add_unique(hosts, server) end
@@ -1245,8 +1247,8 @@ local function related_hosts(rec, doc, src_ip, address, resources)
     and sub(address, -14) ~= ".amazonaws.com" then
     add_unique(hosts, address)
   end
-  local request, response = tbl(rec.requestParameters), tbl(rec.responseElements)
-  if request then add_unique(hosts, jtext(val(request.computerName))) end
+  request, response = tbl(request), tbl(response)
+  if request then add_unique(hosts, jtext(request.computerName)) end
   local function instance(v)
     if type(v) == "string" and #v >= 10 and sub(v, 1, 2) == "i-" then add_unique(hosts, v) end
   end
@@ -1258,7 +1260,6 @@ local function related_hosts(rec, doc, src_ip, address, resources)
   end
   for _, container in ipairs({ request or false, response or false }) do
     if container then
-      container = val(container) or {}
       for _, k in ipairs(HOST_KEYS) do instance(container[k]) end
       if type(container.instanceIds) == "table" then
         for _, id in ipairs(container.instanceIds) do instance(id) end
@@ -1638,7 +1639,8 @@ function M.normalize(rec, ctx)
   local sed_ip = sed and str(sed.sourceIpAddress)
   if sed_ip and is_ip(sed_ip) then add_unique(ips, sed_ip) end
   if ips[1] then related.ip = ips end
-  local hosts = related_hosts(rec, doc, src_ip, address, ct.resources)
+  local hosts = related_hosts(doc, src_ip, address, ct.resources, cleaned.requestParameters,
+    cleaned.responseElements)
   if hosts[1] then related.hosts = hosts end
   if next(related) then doc.related = related end
 

@@ -438,6 +438,10 @@ describe("normalize", function()
     }), CTX)
     assert.are.same({ "api.example.org", "host.example.com", "WIN-PC01", "i-0ccccccccccccccccc",
       "i-0123456789abcdef0", "i-0aaaaaaaaaaaaaaaa", "i-0bbbbbbbbbbbbbbbb" }, doc.related.hosts)
+    -- values the pipeline's clean-up drops ("none", "-") are no hosts
+    doc = normalize.normalize(record({ sourceIPAddress = "10.0.0.1",
+      requestParameters = { computerName = "none", instanceIds = { "-", "i-0dddddddddddddddd" } } }), CTX)
+    assert.are.same({ "i-0dddddddddddddddd" }, doc.related.hosts)
     -- an AWS endpoint, an IP, "AWS Internal": no host
     doc = normalize.normalize(record({ sourceIPAddress = "AWS Internal",
       tlsDetails = { tlsVersion = "TLSv1.2", clientProvidedHostHeader = "sts.us-east-1.amazonaws.com" } }), CTX)
