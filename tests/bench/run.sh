@@ -253,23 +253,27 @@ replays() {
 }
 
 # print_table ROWS_FILE [OPTION]: a table of the rows of ROWS_FILE and their matches.
-#   --ratio    a last column: the row's seconds over the first row's
+#   --ratio    two last columns: the row's seconds over the first row's, and its CPU seconds
+#              over the first row's
 #   --no-peak  without trailhound's own peak memory (host MiB, worker MiB): for rows that are
 #              never a trailhound replay
 print_table() {
   paste "$1" "$1.matches" | awk -F'\t' -v events="$EVENTS" -v opt="${2:-}" '
-    function cols(a, b, c, d, e, f, g, h, i, j) {
+    function cols(a, b, c, d, e, f, g, h, i, j, k) {
       printf "%-46s %8s %7s %10s %8s %8s", a, b, c, d, e, f
       if (opt != "--no-peak") printf " %9s %10s", g, h
       printf " %8s", i
-      if (opt == "--ratio") printf " %9s", j
+      if (opt == "--ratio") printf " %9s %7s", j, k
       printf "\n" }
-    BEGIN { cols("tool", "seconds", "CPU s", "events/s", "MB/s", "RSS MiB", "host MiB", "worker MiB", "matches", "time")
-            cols("----", "-------", "-----", "--------", "----", "-------", "--------", "----------", "-------", "----") }
+    BEGIN { cols("tool", "seconds", "CPU s", "events/s", "MB/s", "RSS MiB", "host MiB", "worker MiB", "matches",
+                 "time", "CPU")
+            cols("----", "-------", "-----", "--------", "----", "-------", "--------", "----------", "-------",
+                 "----", "---") }
     { s = $2 / 1e6
-      if (NR == 1) first = s
+      if (NR == 1) { first = s; first_cpu = $5 }
       cols($1, sprintf("%.2f", s), $5, sprintf("%.0f", events / s), sprintf("%.1f", $4 / 1e6 / s),
-           sprintf("%.1f", $3 / 1024), $6, $7, $8, sprintf("%.2fx", s / first)) }'
+           sprintf("%.1f", $3 / 1024), $6, $7, $8, sprintf("%.2fx", s / first),
+           first_cpu > 0 ? sprintf("%.2fx", $5 / first_cpu) : "-") }'
 }
 
 # row_field TABLE NAME FIELD: a field of the row NAME of $B/TABLE.tsv (2: microseconds,
@@ -474,7 +478,10 @@ if [[ -n $RULE_COUNTS ]]; then
   echo
   print_table "$B/rules.tsv" --ratio
   echo
-  echo "time: the row's seconds over the first row's. Generated rules: tests/bench/make-rules.lua; they alert," \
+  echo "time: the row's seconds over the first row's; CPU: its CPU seconds over the first row's (with one" \
+    "worker the host reads and scans while the worker evaluates: the first row's seconds are less than its" \
+    "CPU seconds when a core is free for each, so a row whose worker does more shows a larger time ratio)." \
+    "Generated rules: tests/bench/make-rules.lua; they alert," \
     "all together, on no more of the corpus's source events than the two Bedrock rules (about as many" \
     "alerts again, on larger events); silent: on none of them."
   printf '%s\n' "${CHECKS[@]}"
@@ -638,6 +645,9 @@ if [[ -n $RULE_COUNTS ]]; then
     [[ $row == *"(imported"* ]] && what+=" imported"
     summary "time, $what over ${first%% (*} (--workers 1)" "$(ratio "$us_row" "$us_first")" \
       "($(awk -v a="$us_row" -v b="$us_first" 'BEGIN { printf "%.2f s / %.2f s", a / 1e6, b / 1e6 }'))"
+    cpu_row=$(cut -f5 <<<"$row") cpu_first=$(cut -f5 <<<"$first")
+    summary "CPU s, $what over ${first%% (*} (--workers 1)" "$(ratio "$cpu_row" "$cpu_first")" \
+      "($cpu_row s / $cpu_first s)"
   done
 else
   summary "time, more rules over rules/ (--workers 1)" "-" "(BENCH_RULES=0)"
