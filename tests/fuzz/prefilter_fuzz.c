@@ -12,9 +12,9 @@
  *    some rule's every literal occurs in the unescaped text (memmem), so the
  *    automaton finds every occurrence, overlapping ones included;
  *  - the same inside a long object (padded with spaces), which is looked
- *    at in two pieces at once, the cut anywhere in the record; and in an
- *    object of four copies of the record, spaced at random, looked at in
- *    four pieces, cut anywhere in the copies;
+ *    at in pieces at once (up to four, as the record's quotes fall), cut
+ *    anywhere in the record; and in an object of four copies of the record,
+ *    spaced at random, cut anywhere in the copies;
  *  - th_prefilter_rules agrees with the same search rule by rule: the bit of
  *    each rule whose every literal occurs (all of them for a record that is
  *    not an object), returning whether any is set; beside a rule that
@@ -145,9 +145,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (size_t i = 0; i < n; i++) found[i] = memmem(text, tlen, lit[i], len[i]) != NULL;
   check_rules(pf, open, rec, rlen, found, n, nr, looks_like_object(rec, rlen));
 
-  /* The record inside a long object, so that it is looked at in two pieces,
-   * the cut anywhere in it: padding of spaces before and after. Then four
-   * copies of it, spaced at random, looked at in four pieces. */
+  /* The record inside a long object, so that it is looked at in pieces, cut
+   * anywhere in it: padding of spaces before and after. Then four copies of
+   * it, spaced at random, looked at in four pieces. */
   fuzz_rng rng = fuzz_rng_of(data, size);
   for (int copies = 1; copies <= 4; copies += 3) {
     size_t fill = copies == 1 ? 2 * 256 + 256 + rlen : 0, gap[5];
