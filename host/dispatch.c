@@ -135,6 +135,13 @@ static void finish_stop(th_dispatch *d);
 
 /* ---- batches ------------------------------------------------------------------- */
 
+/* Record i's TH_REC_* flags, as its frame holds them. */
+static uint32_t flags_of(const th_batch *b, uint32_t i) {
+  uint32_t flags;
+  memcpy(&flags, b->msg.p + b->flags_at[i], 4);
+  return flags;
+}
+
 static void batch_free(th_batch *b) {
   th_buf_free(&b->msg);
   free(b->flags_at);
@@ -429,8 +436,7 @@ static uint32_t look(th_dispatch *d, th_batch *b) {
   }
   uint32_t npass = 0;
   for (uint32_t i = 0; i < b->n; i++) {
-    uint32_t flags, len;
-    memcpy(&flags, b->msg.p + b->flags_at[i], 4);
+    uint32_t flags = flags_of(b, i), len;
     memcpy(&len, b->msg.p + b->flags_at[i] + 4, 4);
     const char *bytes = b->msg.p + b->flags_at[i] + 8;
     uint8_t *set = width ? b->sets + (size_t)i * width : NULL;
@@ -787,13 +793,6 @@ static int record_stale(th_dispatch *d, const th_rd *at, uint32_t left, uint32_t
   return 0;
 }
 
-/* Was record i of b evaluated with every new_terms alert already? Then it is
- * written as it is, whatever the state says. */
-static int full(const th_batch *b, uint32_t i) {
-  uint32_t flags;
-  memcpy(&flags, b->msg.p + b->flags_at[i], 4);
-  return (flags & TH_REC_FULL) != 0;
-}
 
 /* Record k of b evaluated again, whole (TH_REC_FULL), as a batch of its own
  * first in the queue and first in its stream: b waits for it, and then goes
@@ -863,7 +862,8 @@ static int write_batch(th_dispatch *d, th_batch *b) {
     if (item_rec != rec) {
       rec = item_rec;
       /* Not while stopping: nothing more is sent, and b must not be left half written. */
-      if (!d->stopping && rec < b->n && !full(b, rec) && record_stale(d, &at, left, rec) && redo(d, b, rec) == 0) {
+      if (!d->stopping && rec < b->n && !(flags_of(b, rec) & TH_REC_FULL) && record_stale(d, &at, left, rec) &&
+          redo(d, b, rec) == 0) {
         b->resume_at = at.pos;
         b->resume_left = left;
         b->resume_skip = rec;
@@ -1095,9 +1095,7 @@ static void blame(th_dispatch *d, const th_lost *why, th_batch *b) {
     return;
   }
   if (why->rule == TH_STEP_PIPELINE && rec < b->n && ++b->strikes[rec] >= 2) {
-    uint32_t flags;
-    memcpy(&flags, b->msg.p + b->flags_at[rec], 4);
-    flags |= TH_REC_SKIP;
+    uint32_t flags = flags_of(b, rec) | TH_REC_SKIP;
     memcpy(b->msg.p + b->flags_at[rec], &flags, 4);
     d->t.malformed++;
   }

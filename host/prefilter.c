@@ -488,12 +488,14 @@ static void step(th_prefilter *pf, cursor *c, unsigned char byte) {
 }
 
 /* The escape at c->p (a backslash): what it stands for, exactly as
- * th_json_unescape reads it, goes through the automaton. */
-static void escape(th_prefilter *pf, cursor *c) {
+ * th_json_unescape reads it, goes through the automaton. Returns how many
+ * bytes of text that is. */
+static size_t escape(th_prefilter *pf, cursor *c) {
   char b[4];
   size_t m;
   c->p += unescape_one((const char *)c->p, (size_t)(c->e - c->p), b, &m);
   for (size_t i = 0; i < m; i++) step(pf, c, (unsigned char)b[i]);
+  return m;
 }
 
 /* One cursor to its end; up to each backslash, a byte is itself. */
@@ -603,12 +605,7 @@ static void read_past(th_prefilter *pf, cursor *c, const unsigned char *end) {
   c->e = end;
   while (c->p < end && pf->depth[c->s / pf->nclass] > since) {
     if (*c->p == '\\') {
-      const unsigned char *at = c->p;
-      char b[4];
-      size_t m;
-      c->p += unescape_one((const char *)at, (size_t)(end - at), b, &m);
-      for (size_t i = 0; i < m; i++) step(pf, c, (unsigned char)b[i]);
-      since += m;
+      since += escape(pf, c);
     } else {
       step(pf, c, *c->p++);
       since++;

@@ -237,14 +237,21 @@ static int part_new(th_state *s, const char *rule_id, uint64_t fp, int type) {
   return (int)i;
 }
 
-int th_state_partition(th_state *s, const char *rule_id, uint64_t fp, int type, uint64_t *cleared) {
-  *cleared = 0;
+/* The partition of a rule version, or -1. Also one already superseded: a
+ * batch of the old version evaluated before a reload still finds its
+ * partition until the next sweep. */
+static int find_part(const th_state *s, const char *rule_id, uint64_t fp, int type) {
   for (size_t i = 0; i < s->nparts; i++) {
-    part *p = &s->parts[i];
-    /* Also one already superseded: a batch of the old version evaluated
-     * before a reload still finds its partition until the next sweep. */
+    const part *p = &s->parts[i];
     if (p->rule_id && p->fp == fp && p->type == type && strcmp(p->rule_id, rule_id) == 0) return (int)i;
   }
+  return -1;
+}
+
+int th_state_partition(th_state *s, const char *rule_id, uint64_t fp, int type, uint64_t *cleared) {
+  *cleared = 0;
+  int found = find_part(s, rule_id, fp, type);
+  if (found >= 0) return found;
   int any = 0;
   for (size_t i = 0; i < s->nparts; i++) {
     part *p = &s->parts[i];
@@ -301,19 +308,15 @@ static int64_t clock_cap(int64_t t) {
 
 int th_state_touch_stale(const th_state *s, const th_state_event *e, int64_t late) {
   if (!e->touch || e->type != TH_STATE_NEW_TERMS) return 0;
-  const part *p = NULL;
-  for (size_t i = 0; i < s->nparts && p == NULL; i++) {
-    const part *q = &s->parts[i];
-    if (q->rule_id && q->fp == e->fp && q->type == e->type && strcmp(q->rule_id, e->rule_id) == 0) p = q;
-  }
   if (th_newterms_late(s, e)) return 0;  /* passed over, whole or not */
-  if (p == NULL || s->nb == 0) return 1;
+  int k = find_part(s, e->rule_id, e->fp, e->type);
+  if (k < 0 || s->nb == 0) return 1;
+  const part *p = &s->parts[k];
   late = clock_cap(late);
   int64_t clock = s->clock > late ? s->clock : late;  /* the latest it can be: a stale one is never missed */
   uint64_t h = hash(p->seed, e->key, e->klen);
-  uint32_t part = (uint32_t)(p - s->parts);
   for (const th_sentry *x = s->b[h & (s->nb - 1)]; x; x = x->hnext)
-    if (x->key == h && x->part == part) return x->until < clock || x->t < e->t - (int64_t)e->window_s * 1000;
+    if (x->key == h && x->part == (uint32_t)k) return x->until < clock || x->t < e->t - (int64_t)e->window_s * 1000;
   return 1;
 }
 

@@ -137,19 +137,17 @@ static int64_t wall_ms(void) {
 /* The event time of a candidate, ms. One without a time we read is taken as
  * of the newest one seen: the wall clock would move the store's clock years
  * on in a replay, and expire it. */
-static int64_t time_of(const th_stateful *sf, const th_state_item *it) {
+int64_t th_stateful_time(const th_stateful *sf, const th_state_item *it) {
   int64_t t = th_iso_ms(it->a.ts, it->a.tlen);
   if (t < 0) t = th_state_clock(sf->s) != INT64_MIN ? th_state_clock(sf->s) : wall_ms();
   return t;
 }
 
-int64_t th_stateful_time(const th_stateful *sf, const th_state_item *it) { return time_of(sf, it); }
-
 int th_stateful_stale(const th_stateful *sf, const th_state_item *it, int64_t late) {
   const th_limit_alert *a = &it->a;
   if (it->type != TH_STATE_NEW_TERMS || a->len != 0) return 0;
   th_state_event e = {
-    .rule_id = a->rule_id, .fp = it->fp, .type = it->type, .t = time_of(sf, it), .key = it->key,
+    .rule_id = a->rule_id, .fp = it->fp, .type = it->type, .t = th_stateful_time(sf, it), .key = it->key,
     .klen = it->klen, .window_s = it->window_s, .touch = 1,
   };
   return th_state_touch_stale(sf->s, &e, late);
@@ -157,7 +155,7 @@ int th_stateful_stale(const th_stateful *sf, const th_state_item *it, int64_t la
 
 int th_stateful_item(th_stateful *sf, th_state_item *it) {
   th_limit_alert *a = &it->a;
-  int64_t t = time_of(sf, it);
+  int64_t t = th_stateful_time(sf, it);
   th_state_event e = {
     .rule_id = a->rule_id, .fp = it->fp, .type = it->type, .t = t, .key = it->key,
     .klen = it->klen, .ev = a->ulen ? th_fnv1a(a->uuid, a->ulen) : 0, .distinct = it->dlen ? it->distinct : NULL,
