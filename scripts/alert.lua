@@ -101,7 +101,11 @@ local DENIED = { "AccessDenied", "Unauthorized", "Forbidden", "NotAuthorized" }
 
 -- What happened, for the reason: the same in every alert of an event.
 local function about(doc)
-  local function g(name) local v = event.get(doc, name) return type(v) == "table" and nil or v end
+  local function g(name)  -- a value to write as it is: an array or object is left out
+    local v = event.get(doc, name)
+    if type(v) == "table" then return nil end
+    return v
+  end
   local parts = {}
   local provider, action = g("event.provider"), g("event.action")
   parts[#parts + 1] = provider and (tostring(provider) .. " ") or ""
