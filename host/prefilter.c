@@ -49,95 +49,8 @@ struct th_prefilter {
   char *anchor[TH_PF_ANCHORS];  /* the literals of every rule's lookup clause, when they are few */
   size_t anchor_len[TH_PF_ANCHORS];
   uint32_t nanchors;    /* 0: none (too many, or case ignored) */
+  th_rawconds *conds;   /* rules' conditions on raw fields (rawfield.h), or NULL: none */
 };
-
-/* ---- JSON escapes ----------------------------------------------------------------- */
-
-static int hex4(const char *p, uint32_t *v) {
-  uint32_t x = 0;
-  for (int i = 0; i < 4; i++) {
-    char c = p[i];
-    x <<= 4;
-    if (c >= '0' && c <= '9') x |= (uint32_t)(c - '0');
-    else if (c >= 'a' && c <= 'f') x |= (uint32_t)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') x |= (uint32_t)(c - 'A' + 10);
-    else return -1;
-  }
-  *v = x;
-  return 0;
-}
-
-static size_t utf8(uint32_t cp, char *o) {
-  if (cp < 0x80) {
-    o[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    o[0] = (char)(0xC0 | (cp >> 6));
-    o[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    o[0] = (char)(0xE0 | (cp >> 12));
-    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  o[0] = (char)(0xF0 | (cp >> 18));
-  o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-  o[3] = (char)(0x80 | (cp & 0x3F));
-  return 4;
-}
-
-/* The escape at p[0], a backslash, of n bytes of text: what it stands for
- * goes to out (1 to 4 bytes, *nout; the backslash itself when it is no
- * escape, which a record that decodes never holds). Returns the bytes of text
- * it takes, at least 1 and never fewer than it writes. */
-static size_t unescape_one(const char *p, size_t n, char out[4], size_t *nout) {
-  *nout = 1;
-  out[0] = '\\';
-  if (n < 2) return 1;
-  switch (p[1]) {
-    case '"': out[0] = '"'; return 2;
-    case '\\': out[0] = '\\'; return 2;
-    case '/': out[0] = '/'; return 2;
-    case 'b': out[0] = '\b'; return 2;
-    case 'f': out[0] = '\f'; return 2;
-    case 'n': out[0] = '\n'; return 2;
-    case 'r': out[0] = '\r'; return 2;
-    case 't': out[0] = '\t'; return 2;
-    default: break;
-  }
-  uint32_t cp, lo;
-  if (p[1] != 'u' || n < 6 || hex4(p + 2, &cp) < 0) return 1;
-  size_t used = 6;
-  if (cp >= 0xD800 && cp < 0xDC00 && n >= 12 && p[6] == '\\' && p[7] == 'u' && hex4(p + 8, &lo) == 0 &&
-      lo >= 0xDC00 && lo < 0xE000) {
-    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-    used = 12;
-  }
-  *nout = utf8(cp, out);  /* at most 4 bytes for at least 6 */
-  return used;
-}
-
-/* Backslashes only occur inside JSON strings, so undoing every escape in the
- * whole text leaves each string's decoded value whole in it. */
-size_t th_json_unescape(const char *p, size_t len, char *out) {
-  size_t i = 0, o = 0;
-  while (i < len) {
-    const char *bs = memchr(p + i, '\\', len - i);
-    size_t run = bs ? (size_t)(bs - (p + i)) : len - i;
-    memmove(out + o, p + i, run);
-    o += run;
-    i += run;
-    if (bs == NULL) break;
-    size_t m;
-    i += unescape_one(p + i, len - i, out + o, &m);
-    o += m;
-  }
-  return o;
-}
 
 /* ---- requirements ------------------------------------------------------------------ */
 
@@ -154,7 +67,9 @@ long th_prefilter_span(const char *p, size_t len) {
       th_rd_str(&r, &n);
     }
   }
-  return r.bad ? -1 : (long)r.pos;
+  if (r.bad) return -1;
+  long k = th_rawconds_span(p + r.pos, len - r.pos);
+  return k < 0 ? -1 : (long)r.pos + k;
 }
 
 int th_prefilter_check(const char *p, size_t len) {
@@ -245,7 +160,8 @@ static int read_rules(th_prefilter *pf, builder *b, const th_pf_rule *rules, siz
   pf->rule_at = calloc(n + 1, sizeof *pf->rule_at);
   pf->clause_at = calloc(nclauses + 1, sizeof *pf->clause_at);
   pf->alts = calloc(nalts + 1, sizeof *pf->alts);
-  if (!pf->rule_at || !pf->clause_at || !pf->alts) return -1;
+  pf->conds = th_rawconds_new((uint32_t)n);
+  if (!pf->rule_at || !pf->clause_at || !pf->alts || !pf->conds) return -1;
   uint32_t c_out = 0, a_out = 0;
   for (size_t i = 0; i < n; i++) {
     pf->rule_at[i] = c_out;
@@ -276,6 +192,7 @@ static int read_rules(th_prefilter *pf, builder *b, const th_pf_rule *rules, siz
     }
     pf->clause_at[c_out] = a_out;
     if (c_out == pf->rule_at[i]) pf->nopen++;  /* requires nothing */
+    if (r.bad || th_rawconds_add(pf->conds, (uint32_t)i, rules[i].p + r.pos, rules[i].len - r.pos) < 0) return -1;
   }
   pf->rule_at[n] = c_out;
   pf->nrules = (uint32_t)n;
@@ -493,7 +410,7 @@ static void step(th_prefilter *pf, cursor *c, unsigned char byte) {
 static size_t escape(th_prefilter *pf, cursor *c) {
   char b[4];
   size_t m;
-  c->p += unescape_one((const char *)c->p, (size_t)(c->e - c->p), b, &m);
+  c->p += th_json_unescape_one((const char *)c->p, (size_t)(c->e - c->p), b, &m);
   for (size_t i = 0; i < m; i++) step(pf, c, (unsigned char)b[i]);
   return m;
 }
@@ -677,19 +594,20 @@ static int met(const th_prefilter *pf, uint32_t r) {
   return 1;
 }
 
-/* The rules whose every clause the scanned record meets: their bits set in
- * set, or, with set NULL, whether there is one. A rule whose every clause is
+/* The rules whose every clause the scanned record meets, and whose
+ * conditions on raw fields (rawfield.h) its text p[0..len) does: their bits
+ * set in set, or, with set NULL, whether there is one. A rule whose every clause is
  * met has the clause it is looked up by met: it is among the rules of a
  * literal found. */
-static int rules_met(th_prefilter *pf, uint8_t *set) {
-  int any = 0;
+static int rules_met(th_prefilter *pf, const char *p, size_t len, uint8_t *set) {
+  int any = 0, read = 0;
   for (uint32_t h = 0; h < pf->nhits; h++) {
     uint32_t l = pf->hits[h];
     for (uint32_t i = pf->lit_at[l]; i < pf->lit_at[l + 1]; i++) {
       uint32_t r = pf->lit_rules[i];
       if (pf->rule_stamp[r] == pf->scan) continue;
       pf->rule_stamp[r] = pf->scan;
-      if (!met(pf, r)) continue;
+      if (!met(pf, r) || !th_rawconds_ok(pf->conds, r, p, len, &read)) continue;
       if (set == NULL) return 1;
       set[r / 8] |= (uint8_t)(1u << (r % 8));
       any = 1;
@@ -706,7 +624,7 @@ int th_prefilter_pass(th_prefilter *pf, const char *p, size_t len) {
   begin_scan(pf);
   pf->nhits = 0;
   scan(pf, (const unsigned char *)p, len);
-  return rules_met(pf, NULL);
+  return rules_met(pf, p, len, NULL);
 }
 
 int th_prefilter_rules(th_prefilter *pf, const char *p, size_t len, uint8_t *set) {
@@ -721,7 +639,7 @@ int th_prefilter_rules(th_prefilter *pf, const char *p, size_t len, uint8_t *set
   begin_scan(pf);
   pf->nhits = 0;
   scan(pf, (const unsigned char *)p, len);
-  return rules_met(pf, set) || any;
+  return rules_met(pf, p, len, set) || any;
 }
 
 uint32_t th_prefilter_nrules(const th_prefilter *pf) { return pf ? pf->nrules : 0; }
@@ -732,6 +650,7 @@ int th_prefilter_passes_all(const th_prefilter *pf) { return pf == NULL || pf->a
 
 void th_prefilter_free(th_prefilter *pf) {
   if (pf == NULL) return;
+  th_rawconds_free(pf->conds);
   free(pf->open_set);
   free(pf->rule_at);
   free(pf->clause_at);

@@ -29,6 +29,13 @@
  * searched for them with memmem, which skips most of a record a byte at a
  * time faster than the automaton: one holding none of them passes no rule.
  *
+ * A rule may also put conditions on fields of a raw CloudTrail record, read
+ * exactly (rawfield.h): eventSource is one of these values, userIdentity.type
+ * is none of those (the rule index's exact clauses and `not` clauses, on
+ * fields the normalizer declares it copies as they are). They are checked for
+ * a rule whose clauses a record meets: its text is then read strictly, once,
+ * and a record that is not one valid raw record is let through.
+ *
  * A clause whose count carries TH_PF_FOLD (a Sigma rule's: Sigma compares
  * ASCII letters regardless of case) is met by its literals in any ASCII case.
  * Then the whole automaton ignores ASCII case: exact literals found in
@@ -40,6 +47,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "rawfield.h"
 
 typedef struct th_prefilter th_prefilter;
 
@@ -82,10 +91,6 @@ size_t th_prefilter_width(const th_prefilter *pf);
  * much)? A rule that requires nothing makes every record pass, but the
  * others' sets still say which of them a record could concern. */
 int th_prefilter_passes_all(const th_prefilter *pf);
-
-/* p[0..len) with JSON string escapes undone, into out (at least len bytes:
- * undoing never lengthens). Returns the length written. Exposed for tests. */
-size_t th_json_unescape(const char *p, size_t len, char *out);
 
 void th_prefilter_free(th_prefilter *pf);
 

@@ -75,7 +75,9 @@
  *               str id, str name, str version, prefilter }, u8 normalizer accepted
  *     prefilter: u32 n, n x { u32 m, m x str }: what a record the rule matches holds
  *               in its text (prefilter.h); n = 0: any record may match; m with
- *               TH_PF_FOLD (the high bit) set: the clause's literals in any ASCII case
+ *               TH_PF_FOLD (the high bit) set: the clause's literals in any ASCII case;
+ *               then u32 k, k x { str path, u8 exclude, u32 m, m x str }: what a raw
+ *               record's fields must (exclude 0) or must not (1) hold (rawfield.h)
  *   RULES       u32 generation, items (rules that did not load)
  *   MEMORY      u32 slot, u32 load, str message: a rule keeps more than its
  *               share of the heap; the worker exits after this reply

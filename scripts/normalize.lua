@@ -1218,6 +1218,24 @@ M.IMPLIED = {
   ["event.outcome"] = { failure = { "errorCode", "errorMessage", "ConsoleLogin", "failure" } },
 }
 
+-- Fields that a raw record's text gives as they are: the string at the path (a field whose string
+-- is one the pipeline drops, "" or "-", is absent; a path the record lacks, the field too). The
+-- host reads these paths in a record's text and skips a rule whose exact clause the string does
+-- not meet, or whose `not` clause it does, before the record is decoded (host/rawfield.h). Each is
+-- an ON_DEMAND function's own reading, and tests/lazy_spec.lua holds them to it.
+M.RAW_PATHS = {
+  ["event.provider"] = "eventSource", ["event.action"] = "eventName", ["event.id"] = "eventID",
+  ["cloud.region"] = "awsRegion", ["aws.cloudtrail.error_code"] = "errorCode",
+  ["aws.cloudtrail.error_message"] = "errorMessage", ["aws.cloudtrail.event_category"] = "eventCategory",
+  ["aws.cloudtrail.event_type"] = "eventType", ["aws.cloudtrail.event_version"] = "eventVersion",
+  ["aws.cloudtrail.api_version"] = "apiVersion", ["aws.cloudtrail.request_id"] = "requestID",
+  ["aws.cloudtrail.user_identity.type"] = "userIdentity.type",
+  ["aws.cloudtrail.user_identity.arn"] = "userIdentity.arn",
+  ["aws.cloudtrail.user_identity.access_key_id"] = "userIdentity.accessKeyId",
+  ["aws.cloudtrail.user_identity.invoked_by"] = "userIdentity.invokedBy",
+  ["user_agent.original"] = "userAgent", ["source.address"] = "sourceIPAddress",
+}
+
 -- Java String.length() (UTF-16 units) is at most the byte length; count exactly only near the limit.
 local function java_length(s)
   local n = #s

@@ -85,6 +85,8 @@ local function exclusions(rule)
   return rule.exclusions
 end
 
+local keyed_clauses  -- below
+
 local function table_of(t, k)
   return type(t) == "table" and type(t[k]) == "table" and t[k] or {}
 end
@@ -164,6 +166,49 @@ local function sequence_prefilter(seq, verbatim, implied)
   return { union }
 end
 
+-- A raw record holding v at the dotted path (for checking what the normalizer makes of it).
+local function record_with(path, v)
+  local rec = {}
+  local t, keys = rec, {}
+  for key in path:gmatch("[^.]+") do keys[#keys + 1] = key end
+  for i = 1, #keys - 1 do
+    t[keys[i]] = {}
+    t = t[keys[i]]
+  end
+  t[keys[#keys]] = v
+  return rec
+end
+
+-- The rule's conditions on raw fields (prefilter's fields, host/rawfield.h): its exact
+-- clauses and top-level `not` clauses of exact values, on fields the normalizer takes from a
+-- path of a raw record as they are (normalize.RAW_PATHS). An exclusion keeps only the values the
+-- normalizer gives back as they are (it drops "" and "-": a record holding those has no such
+-- field, and is not ruled out).
+local function raw_conditions(rule, normalize, keyed)
+  local paths, on_demand = table_of(normalize, "RAW_PATHS"), table_of(normalize, "ON_DEMAND")
+  local out = {}
+  for _, k in ipairs(keyed) do
+    local path = paths[k.field]
+    if type(path) == "string" then
+      local values = {}
+      for _, alt in ipairs(k.clause) do values[#values + 1] = alt.value end
+      out[#out + 1] = { path = path, exclude = false, values = values }
+    end
+  end
+  for _, e in ipairs(exclusions(rule)) do
+    local path, fn = paths[e.field], on_demand[e.field]
+    if type(path) == "string" and type(fn) == "function" then
+      local values = {}
+      for _, v in ipairs(e.values) do
+        local ok, got = pcall(fn, record_with(path, v), {})
+        if ok and got == v then values[#values + 1] = v end
+      end
+      if #values > 0 then out[#out + 1] = { path = path, exclude = true, values = values } end
+    end
+  end
+  return out
+end
+
 function M.prefilter(rule, normalize)
   if rule.sigma ~= nil then return sigma_prefilter(rule.sigma) end
   local verbatim, implied = table_of(normalize, "VERBATIM"), table_of(normalize, "IMPLIED")
@@ -174,13 +219,14 @@ function M.prefilter(rule, normalize)
     local lits = literals(clause, verbatim, implied)
     if lits then out[#out + 1] = lits end
   end
+  out.fields = raw_conditions(rule, normalize, keyed_clauses(rule, table_of(normalize, "ON_DEMAND")))
   return out
 end
 
 -- The clauses a rule can be filed under: those that are a list of exact values of one field
 -- (the narrowest per field), on fields the view computes cheaply (cheap: a set of field
 -- names, or nil for every field).
-local function keyed_clauses(rule, cheap)
+function keyed_clauses(rule, cheap)
   local by_field = {}
   for _, clause in ipairs(requirements(rule)) do
     local field, ok = clause[1].field, true

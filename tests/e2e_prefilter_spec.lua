@@ -186,6 +186,72 @@ describe("the prefilter", function()
       assert.is_true(next(by["Any field alone"]) ~= nil)
     end)
 
+  it("changes no alert with conditions on raw fields: keys and values escaped, repeated, of other types, dropped",
+    function()
+      local d = th.tmpdir()
+      os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
+      local corpus = d .. "/corpus.ndjson"
+      assert.is_truthy(th.read(corpus), "no corpus")
+      -- Denied PutResourcePolicy calls (their identity an assumed role, its issuer's type "Role"),
+      -- their identity type and region written every way a decoder reads the same or otherwise.
+      local lines = {}
+      local function add(id, edit, text_edit)
+        local e = ev.denied("PutResourcePolicy", "AccessDenied", id)
+        e.awsRegion = "us-east-1"
+        if edit then edit(e) end
+        local text = cjson.encode(e)
+        if text_edit then text = text_edit(text) end
+        lines[#lines + 1] = text
+      end
+      local function type_is(v) return function(e) e.userIdentity.type = v end end
+      add("role")
+      add("role-escaped", nil, function(t) return (t:gsub('"type":"AssumedRole"', '"type":"Assumed\\u0052ole"')) end)
+      add("key-escaped", nil, function(t) return (t:gsub('"userIdentity":', '"user\\u0049dentity":')) end)
+      add("user", type_is("IAMUser"))
+      add("dash", type_is("-"))
+      add("empty", type_is(""))
+      add("array", type_is({ "AssumedRole" }))
+      add("array-other", type_is({ "Root" }))
+      add("number", type_is(7))
+      add("no-type", type_is(nil))
+      add("identity-string", function(e) e.userIdentity = "AssumedRole" end)
+      add("twice-last-user", type_is("IAMUser"), function(t)
+        return (t:gsub("^{", '{"userIdentity":{"type":"AssumedRole"},', 1))
+      end)
+      add("twice-last-role", nil, function(t)
+        return (t:gsub('"userIdentity":{', '"userIdentity":{"type":"IAMUser",', 1))
+      end)
+      add("region-escaped", type_is("IAMUser"), function(t) return (t:gsub('"us%-east%-1"', '"us-\\u0065ast-1"')) end)
+      add("region-array", function(e) e.userIdentity.type, e.awsRegion = "IAMUser", { "us-east-1" } end)
+      add("region-other", function(e) e.userIdentity.type, e.awsRegion = "IAMUser", "us-east-2" end)
+      add("region-none", function(e) e.userIdentity.type, e.awsRegion = "IAMUser", nil end)
+      add("region-spaced", type_is("IAMUser"), function(t) return (t:gsub('"awsRegion":', '"awsRegion" :\t ')) end)
+      th.write(d .. "/fields.ndjson", table.concat(lines, "\n") .. "\n")
+      local rules = rules_dir({
+        ["not_role.lua"] = rule("11111111-2222-4333-8444-000000000121", "Not a role",
+          'event.provider: "bedrock.amazonaws.com" and event.action: PutResourcePolicy' ..
+          ' and not aws.cloudtrail.user_identity.type: ("AssumedRole" or "-" or "")'),
+        ["region.lua"] = rule("11111111-2222-4333-8444-000000000122", "Region",
+          'event.action: PutResourcePolicy and cloud.region: "us-east-1" and aws.cloudtrail.error_code: AccessDenied'),
+      })
+      local _, pre = differential(rules, { corpus, d .. "/fields.ndjson" })
+      local by = { ["Not a role"] = {}, Region = {} }
+      for _, a in ipairs(pre) do
+        local name = a.kibana.alert.rule.name
+        if by[name] then by[name][a.event.id] = true end
+      end
+      -- "-" and "" are dropped: no type, not ruled out. An array holding the value is ruled out
+      -- by the rule (KQL), not by the prefilter; the last of two keys counts.
+      assert.same({ user = true, dash = true, empty = true, ["array-other"] = true, number = true,
+        ["no-type"] = true, ["identity-string"] = true, ["twice-last-user"] = true, ["region-escaped"] = true,
+        ["region-array"] = true, ["region-other"] = true, ["region-none"] = true, ["region-spaced"] = true },
+        by["Not a role"])
+      for _, id in ipairs({ "role", "region-escaped", "region-array", "region-spaced" }) do
+        assert.is_true(by.Region[id], id)
+      end
+      for _, id in ipairs({ "region-other", "region-none" }) do assert.is_nil(by.Region[id], id) end
+    end)
+
   it("changes no alert with Sigma rules: values in any case, escaped, inside an ECS document's event.original",
     function()
       local d = th.tmpdir()

@@ -408,9 +408,68 @@ describe("the rule index", function()
   it("gives the prefilter only the values of fields copied verbatim from the record, or implied", function()
     local r = rule('data_stream.dataset: "aws.cloudtrail" and event.provider: "bedrock.amazonaws.com" and ' ..
       'event.outcome: failure and event.action: (A or B) and cloud.region: ("us-east-1" or "")')
+    local pf = ruleindex.prefilter(r, normalize)
+    pf.fields = nil
     assert.same({ { "bedrock.amazonaws.com" }, { "errorCode", "errorMessage", "ConsoleLogin", "failure" },
-      { "A", "B" } }, ruleindex.prefilter(r, normalize), "event.outcome failure: what the record holds (IMPLIED)")
-    assert.same({}, ruleindex.prefilter(r, {}), "a normalizer that names no verbatim field: every record")
+      { "A", "B" } }, pf, "event.outcome failure: what the record holds (IMPLIED)")
+    assert.same({ fields = {} }, ruleindex.prefilter(r, {}), "a normalizer that names no verbatim field: every record")
+  end)
+
+  it("gives the prefilter conditions on raw fields: exact clauses, and not clauses without dropped values", function()
+    local r = rule('data_stream.dataset: "aws.cloudtrail" and event.provider: "iam.amazonaws.com" and ' ..
+      'event.outcome: failure and event.action: (A or B) and cloud.region: ("us-east-1" or "") and ' ..
+      'not aws.cloudtrail.user_identity.type: ("AssumedRole" or "-" or "") and not user.name: x and ' ..
+      'not user_agent.original: "none"')
+    assert.same({
+      { path = "awsRegion", exclude = false, values = { "us-east-1", "" } },
+      { path = "eventName", exclude = false, values = { "A", "B" } },
+      { path = "eventSource", exclude = false, values = { "iam.amazonaws.com" } },
+      { path = "userIdentity.type", exclude = true, values = { "AssumedRole" } },
+    }, ruleindex.prefilter(r, normalize).fields,
+      "event.outcome and user.name have no path; -, \"\" and none are dropped: no field, not ruled out")
+    local wild = rule('event.action: Create* and not aws.cloudtrail.user_identity.type: Assumed*')
+    assert.same({}, ruleindex.prefilter(wild, normalize).fields, "wildcards make no condition")
+    local other = setmetatable({ ON_DEMAND = setmetatable({
+      ["aws.cloudtrail.user_identity.type"] = function(rec) return rec.userIdentity.type:lower() end,
+    }, { __index = normalize.ON_DEMAND }) }, { __index = normalize })
+    assert.same({}, ruleindex.prefilter(rule('not aws.cloudtrail.user_identity.type: Root'), other).fields,
+      "a normalizer that does not give the value back as it is excludes nothing by it")
+  end)
+
+  it("reads each field of normalize.RAW_PATHS as the string at its path, as its ON_DEMAND function does", function()
+    local DROPPED = { [""] = true, ["-"] = true, ["none"] = true }
+    local function at(rec, path)
+      local v = rec
+      for key in path:gmatch("[^.]+") do
+        if type(v) ~= "table" then return nil end
+        v = v[key]
+      end
+      return v
+    end
+    local checked = 0
+    local recs = records()
+    -- and variations: values dropped, absent, no string, an identity that is no object
+    for _, v in ipairs({ "", "-", "none", "X" }) do
+      recs[#recs + 1] = { { eventSource = v, eventName = v, errorCode = v, userIdentity = { type = v, arn = v },
+        awsRegion = v, userAgent = v, sourceIPAddress = v } }
+    end
+    recs[#recs + 1] = { { eventSource = "s", userIdentity = "AssumedRole" } }
+    recs[#recs + 1] = { { eventSource = "s", userIdentity = { "AssumedRole" } } }
+    for _, entry in ipairs(recs) do
+      local rec = entry[1]
+      if normalize.is_cloudtrail(rec) then
+        for field, path in pairs(normalize.RAW_PATHS) do
+          local raw, got = at(rec, path), normalize.ON_DEMAND[field](rec, CTX)
+          if raw == nil then
+            assert.is_nil(got, field)
+          elseif type(raw) == "string" then
+            assert.equal(not DROPPED[raw] and raw or nil, got, field .. " of " .. raw)
+          end
+          checked = checked + 1
+        end
+      end
+    end
+    assert.is_true(checked > 1000, checked)
   end)
 
   it("gives the prefilter of an EQL sequence one clause: a value each step's text must show", function()

@@ -180,7 +180,7 @@ describe("worker", function()
     assert.is_nil(fatal)
     assert.equal(2, #results)
     assert.same({ path = "/tmp/fails.lua", ok = true, id = "11111111-2222-4333-8444-000000000001", name = "Fails",
-      version = "", prefilter = {} }, results[1])
+      version = "", prefilter = { fields = {} } }, results[1])
     assert.same({ path = "/tmp/broken.lua", ok = false, error = "/tmp/broken.lua:1: unexpected symbol near <eof>" },
       results[2])
     W = fresh({ only = { "Nothing" } })
@@ -197,15 +197,24 @@ describe("worker", function()
     assert.matches("version 2 reloaded from " .. POLICY_PATH:gsub("%p", "%%%0"), logs[1])
     -- With each, what a record it matches holds in its text, for the host's prefilter:
     -- data_stream.dataset is no string of the record's; event.outcome "failure" implies one.
+    -- And the raw fields its exact clauses read, which the host reads exactly.
+    local function fields(actions)
+      return { { path = "errorCode", exclude = false, values = { "AccessDenied", "AccessDeniedException" } },
+        { path = "eventName", exclude = false, values = actions },
+        { path = "eventSource", exclude = false, values = { "bedrock.amazonaws.com" } } }
+    end
+    local model = { "PutFoundationModelEntitlement", "PutUseCaseForModelAccess", "CreateFoundationModelAgreement" }
+    local policy = { "PutResourcePolicy", "DeleteResourcePolicy" }
     assert.same({ { path = MODEL_PATH, new = false, id = "3d2e8c90-5be7-4a57-9de4-58be75af933f",
       name = "AWS Bedrock Unauthorized Foundation Model Access Attempt", version = "1",
-      prefilter = { { "bedrock.amazonaws.com" },
-        { "PutFoundationModelEntitlement", "PutUseCaseForModelAccess", "CreateFoundationModelAgreement" },
-        { "errorCode", "errorMessage", "ConsoleLogin", "failure" }, { "AccessDenied", "AccessDeniedException" } } },
+      prefilter = { { "bedrock.amazonaws.com" }, model,
+        { "errorCode", "errorMessage", "ConsoleLogin", "failure" }, { "AccessDenied", "AccessDeniedException" },
+        fields = fields(model) } },
       { path = POLICY_PATH, new = true, id = "2e99477f-6099-48a9-ae0e-68801d97079c",
         name = "AWS Bedrock Unauthorized Resource-Based Policy Modification Attempt", version = "2",
-        prefilter = { { "bedrock.amazonaws.com" }, { "PutResourcePolicy", "DeleteResourcePolicy" },
-          { "errorCode", "errorMessage", "ConsoleLogin", "failure" }, { "AccessDenied", "AccessDeniedException" } } } },
+        prefilter = { { "bedrock.amazonaws.com" }, policy,
+          { "errorCode", "errorMessage", "ConsoleLogin", "failure" }, { "AccessDenied", "AccessDeniedException" },
+          fields = fields(policy) } } },
       live)
     assert.is_false(norm)
     assert.equal("1", tostring(W.loaded()[2].meta.version))  -- still the running one

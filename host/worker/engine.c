@@ -896,39 +896,61 @@ static void put_field(th_buf *b, lua_State *L, int t, const char *k) {
   th_buf_str(b, s, n);
 }
 
-/* t.prefilter, a list of clauses of literal strings (ruleindex.lua), as
- * u32 n, n x { u32 m, m x str }; none: 0 (the rule may match any record).
- * A clause with fold = true has TH_PF_FOLD in its m (proto.h). */
+/* The strings of the list at the top of the stack, as u32 m | flags, m x str
+ * (anything else in it as ""), and the list popped. */
+static void put_strings(th_buf *b, lua_State *L, uint32_t flags) {
+  lua_Integer m = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
+  th_buf_u32(b, (uint32_t)m | flags);
+  for (lua_Integer k = 1; k <= m; k++) {
+    lua_rawgeti(L, -1, k);
+    size_t n = 0;
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : "";
+    th_buf_str(b, s, n);
+    lua_pop(L, 1);  /* the string */
+  }
+  lua_pop(L, 1);  /* the list */
+}
+
+/* The flag bits of a clause's count: TH_PF_FOLD when clause.fold is true. */
+static uint32_t fold_bit(lua_State *L, int clause) {
+  if (!lua_istable(L, clause)) return 0;
+  lua_getfield(L, clause, "fold");
+  int fold = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return fold ? TH_PF_FOLD : 0;
+}
+
+/* t.prefilter (ruleindex.lua) as proto.h has it: its clauses of literal
+ * strings, u32 n, n x { u32 m, m x str } (a clause with fold = true has
+ * TH_PF_FOLD in its m); then its fields, conditions on raw fields,
+ * u32 k, k x { str path, u8 exclude, u32 m, m x str }. None: 0 and 0 (the
+ * rule may match any record). */
 static void put_prefilter(th_buf *b, lua_State *L, int t) {
   lua_getfield(L, t, "prefilter");
   int pf = lua_gettop(L);
-  if (!lua_istable(L, pf)) {
-    th_buf_u32(b, 0);
-    lua_pop(L, 1);
-    return;
-  }
-  lua_Integer nc = luaL_len(L, pf);
+  lua_Integer nc = lua_istable(L, pf) ? luaL_len(L, pf) : 0;
   th_buf_u32(b, (uint32_t)nc);
   for (lua_Integer i = 1; i <= nc; i++) {
     lua_rawgeti(L, pf, i);
-    lua_Integer na = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
-    int fold = 0;
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "fold");
-      fold = lua_toboolean(L, -1);
-      lua_pop(L, 1);  /* fold */
-    }
-    th_buf_u32(b, (uint32_t)na | (fold ? TH_PF_FOLD : 0));
-    for (lua_Integer k = 1; k <= na; k++) {
-      lua_rawgeti(L, -1, k);
-      size_t n = 0;
-      const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : "";
-      th_buf_str(b, s, n);
-      lua_pop(L, 1);  /* the literal */
-    }
-    lua_pop(L, 1);  /* the clause */
+    put_strings(b, L, fold_bit(L, lua_gettop(L)));
   }
-  lua_pop(L, 1);  /* the list */
+  if (lua_istable(L, pf)) lua_getfield(L, pf, "fields");
+  else lua_pushnil(L);
+  int fields = lua_gettop(L);
+  lua_Integer k = lua_istable(L, fields) ? luaL_len(L, fields) : 0;
+  th_buf_u32(b, (uint32_t)k);
+  for (lua_Integer i = 1; i <= k; i++) {
+    lua_rawgeti(L, fields, i);
+    int f = lua_gettop(L);
+    put_field(b, L, f, "path");
+    lua_getfield(L, f, "exclude");
+    th_buf_u8(b, lua_toboolean(L, -1) ? 1 : 0);
+    lua_pop(L, 1);
+    lua_getfield(L, f, "values");
+    put_strings(b, L, 0);
+    lua_pop(L, 1);  /* the field */
+  }
+  lua_pop(L, 2);  /* fields, the list */
 }
 
 int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply) {

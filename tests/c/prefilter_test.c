@@ -9,14 +9,32 @@
 #include "proto.h"
 #include "tap.h"
 
+/* A list of strings cut by ',' (u32 m, m x str), flags in m. */
+static void put_list(th_buf *b, const char *p, size_t n, uint32_t flags) {
+  uint32_t na = 1;
+  for (size_t k = 0; k < n; k++) na += p[k] == ',';
+  th_buf_u32(b, na | flags);
+  const char *q = p;
+  for (uint32_t a = 0; a < na; a++) {
+    const char *comma = memchr(q, ',', n - (size_t)(q - p));
+    size_t alen = comma ? (size_t)(comma - q) : n - (size_t)(q - p);
+    th_buf_str(b, q, alen);
+    q += alen + 1;
+  }
+}
+
 /* One rule's requirements from a spec: clauses cut by '|', literals by ','; a clause
- * that starts with '~' is flagged TH_PF_FOLD (its literals in any ASCII case). */
+ * that starts with '~' is flagged TH_PF_FOLD (its literals in any ASCII case). After a
+ * '#', conditions on raw fields cut by ';': "path=a,b" (one of these) or "path!=a,b"
+ * (none of these). */
 static void rule_blob(th_buf *b, const char *spec) {
   th_buf_init(b);
+  const char *hash = strchr(spec, '#');
+  size_t slen = hash ? (size_t)(hash - spec) : strlen(spec);
   uint32_t nc = 0;
-  if (*spec) {
+  if (slen) {
     nc = 1;
-    for (const char *c = spec; *c; c++) nc += *c == '|';
+    for (size_t k = 0; k < slen; k++) nc += spec[k] == '|';
   }
   th_buf_u32(b, nc);
   const char *p = spec;
@@ -26,19 +44,27 @@ static void rule_blob(th_buf *b, const char *spec) {
       fold = TH_PF_FOLD;
       p++;
     }
-    const char *end = strchr(p, '|');
-    size_t clen = end ? (size_t)(end - p) : strlen(p);
-    uint32_t na = 1;
-    for (size_t k = 0; k < clen; k++) na += p[k] == ',';
-    th_buf_u32(b, na | fold);
-    const char *q = p;
-    for (uint32_t a = 0; a < na; a++) {
-      const char *comma = memchr(q, ',', clen - (size_t)(q - p));
-      size_t alen = comma ? (size_t)(comma - q) : clen - (size_t)(q - p);
-      th_buf_str(b, q, alen);
-      q += alen + 1;
-    }
+    const char *end = memchr(p, '|', slen - (size_t)(p - spec));
+    size_t clen = end ? (size_t)(end - p) : slen - (size_t)(p - spec);
+    put_list(b, p, clen, fold);
     p += clen + 1;
+  }
+  uint32_t nf = 0;
+  if (hash && hash[1]) {
+    nf = 1;
+    for (const char *c = hash + 1; *c; c++) nf += *c == ';';
+  }
+  th_buf_u32(b, nf);
+  p = hash ? hash + 1 : NULL;
+  for (uint32_t i = 0; i < nf; i++) {
+    const char *end = strchr(p, ';');
+    size_t flen = end ? (size_t)(end - p) : strlen(p);
+    const char *eq = memchr(p, '=', flen);
+    int exclude = eq > p && eq[-1] == '!';
+    th_buf_str(b, p, (size_t)(eq - p) - (size_t)exclude);
+    th_buf_u8(b, (uint8_t)exclude);
+    put_list(b, eq + 1, flen - (size_t)(eq + 1 - p), 0);
+    p += flen + 1;
   }
 }
 
@@ -199,7 +225,79 @@ int main(void) {
         memcmp(out, "a\"b\\c/d\n\xc3\xa9\xf0\x9f\x98\x80\\x\\u12", n) == 0,
         "unescape: quotes, backslashes, slashes, controls, BMP and astral code points, invalid escapes kept");
 
+  /* Conditions on raw fields: a rule for iam's CreateUser, not by an assumed role or a service. */
+  pf = make("iam.amazonaws.com|CreateUser#eventName=CreateUser;userIdentity.type!=AssumedRole,AWSService",
+            "sts.amazonaws.com#eventSource=sts.amazonaws.com", NULL, NULL);
+  CHECK(pf != NULL, "a prefilter with conditions on fields is built");
+#define IAM "{\"eventSource\":\"iam.amazonaws.com\",\"eventName\":\"CreateUser\","
+  CHECK(pass(pf, IAM "\"userIdentity\":{\"type\":\"IAMUser\"}}"), "fields: an IAM user's CreateUser passes");
+  CHECK(!pass(pf, IAM "\"userIdentity\":{\"type\":\"AssumedRole\"}}"), "... an assumed role's is skipped");
+  CHECK(!pass(pf, IAM "\"userIdentity\":{\"type\":\"AWSService\",\"x\":[1,{\"y\":null}]}}"),
+        "... a service's too, whatever else its identity holds");
+  CHECK(!pass(pf, IAM "\"userIdentity\":{\"type\":\"Assumed\\u0052ole\"}}"), "... its type written with an escape too");
+  CHECK(!pass(pf, IAM "\"user\\u0049dentity\":{\"type\":\"AssumedRole\"}}"), "... and a key written with one");
+  CHECK(pass(pf, IAM "\"userIdentity\":{\"type\":\"AssumedRole\"},\"userIdentity\":{\"arn\":\"x\"}}"),
+        "... the last of two keys counts, as in the decoded table (no type: it passes)");
+  CHECK(!pass(pf, IAM "\"userIdentity\":{\"type\":\"IAMUser\",\"type\":\"AssumedRole\"}}"),
+        "... inside an object too");
+  CHECK(pass(pf, IAM "\"userIdentity\":{\"type\":[\"AssumedRole\"]}}"), "... a type that is no string passes");
+  CHECK(pass(pf, IAM "\"userIdentity\":\"AssumedRole\"}"), "... an identity that is no object passes");
+  CHECK(pass(pf, IAM "\"x\":{\"type\":\"AssumedRole\"}}"), "... the value under another key counts for nothing");
+  CHECK(pass(pf, IAM "\"userIdentity\":{\"type\":\"AssumedRole\"}"),
+        "... text that is no valid JSON is let through, for the worker to report");
+  CHECK(pass(pf, IAM "\"userIdentity\":{\"type\":\"AssumedRole\",}}"), "... a trailing comma too");
+  CHECK(pass(pf, IAM "\"userIdentity\":{\"type\":\"AssumedRole\"},\"n\":01}"), "... a number JSON refuses too");
+  CHECK(pass(pf, IAM "\"userIdentity\":{\"type\":\"AssumedRole\\ud800\"}}"), "... a lone surrogate too");
+  CHECK(!pass(pf, "{\"eventName\":\"CreateUserX\",\"eventSource\":\"iam.amazonaws.com\",\"m\":\"CreateUser\"}"),
+        "fields: the action's literal elsewhere does not make eventName CreateUser");
+  CHECK(!pass(pf, "{\"eventSource\":\"iam.amazonaws.com\",\"m\":\"CreateUser\"}"), "... nor does an absent one");
+  CHECK(pass(pf, "{\"eventSource\":\"iam.amazonaws.com\",\"eventName\":7,\"m\":\"CreateUser\"}"),
+        "... a number may be anything: it passes");
+  CHECK(pass(pf, "{\"event\":{\"provider\":\"iam.amazonaws.com\",\"action\":\"CreateUser\"},"
+                 "\"user\":{\"type\":\"AssumedRole\"},\"userIdentity\":{\"type\":\"AssumedRole\"}}"),
+        "... an ECS document (no eventSource, no eventName string) is the worker's to read: it passes");
+  CHECK(rules(pf, "{\"eventSource\":\"sts.amazonaws.com\",\"eventName\":\"CreateUser\"}") == 1 && set[0] == 2,
+        "fields: only the rule whose conditions hold is in the set");
+  CHECK(rules(pf, "{\"eventSource\":\"sts.amazonaws.com \",\"eventName\":\"CreateUser\"}") == 0 && set[0] == 0,
+        "... and none when no rule's do");
+  th_prefilter_free(pf);
+
+  th_rawpath paths[3];
+  th_rawval got[3];
+  CHECK(th_rawpath_parse("a.b", 3, &paths[0]) == 0 && paths[0].nseg == 2, "paths: a.b is two keys");
+  CHECK(th_rawpath_parse("a..b", 4, &paths[1]) < 0 && th_rawpath_parse("", 0, &paths[1]) < 0 &&
+        th_rawpath_parse("a.b.c.d.e", 9, &paths[1]) < 0, "... empty keys and too many are refused");
+  th_rawpath_parse("a", 1, &paths[1]);
+  th_rawpath_parse("c", 1, &paths[2]);
+  const char *doc = " {\"a\" : { \"b\" : \"x\\ny\" } , \"c\":-1.5e+3 }\n";
+  CHECK(th_rawfield_read(doc, strlen(doc), paths, 3, got) == 0 && got[0].kind == TH_RAW_STRING && got[0].escaped &&
+        got[0].len == 4 && memcmp(got[0].p, "x\\ny", 4) == 0 && got[1].kind == TH_RAW_OTHER &&
+        got[2].kind == TH_RAW_OTHER, "read: a string inside an object, an object, a number, spaces anywhere");
+  doc = "{\"c\":true,\"a\":[],\"a\":{}}";
+  CHECK(th_rawfield_read(doc, strlen(doc), paths, 3, got) == 0 && got[0].kind == TH_RAW_ABSENT &&
+        got[1].kind == TH_RAW_OTHER, "read: a later object without the key makes it absent");
+  const char *bad[] = {"{\"a\":1}x", "{\"a\":tru}", "{\"a\" 1}", "{\"a\":[1,]}", "{\"a\":\"\\x\"}", "{\"a\":-}",
+                       "{\"a\":1.}", "{\"a\":\"\\udc00\"}", "[1]", "{\"a\":\"x}"};
+  int refused = 1;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    refused &= th_rawfield_read(bad[i], strlen(bad[i]), paths, 3, got) < 0;
+  CHECK(refused, "read: trailing text, bad words, a missing colon, trailing commas, bad escapes and numbers, "
+                 "a lone low surrogate, an array, an open string are refused");
+  char deep[2 * TH_RAW_MAX_DEPTH + 8];
+  size_t dn = 0;
+  for (int i = 0; i <= TH_RAW_MAX_DEPTH; i++) deep[dn++] = '[';
+  for (int i = 0; i <= TH_RAW_MAX_DEPTH; i++) deep[dn++] = ']';
+  char deep_obj[sizeof deep + 8];
+  memcpy(deep_obj, "{\"a\":", 5);
+  memcpy(deep_obj + 5, deep, dn);
+  deep_obj[5 + dn] = '}';
+  CHECK(th_rawfield_read(deep_obj, dn + 6, paths, 3, got) < 0, "read: deeper than TH_RAW_MAX_DEPTH is refused");
+
   th_buf b;
+  rule_blob(&b, BEDROCK "#eventName=PutResourcePolicy;userIdentity.type!=AssumedRole");
+  CHECK(th_prefilter_check(b.p, b.len) == 0, "check: a list with conditions on fields is well-formed");
+  CHECK(th_prefilter_check(b.p, b.len - 1) < 0, "... and one cut short is not");
+  th_buf_free(&b);
   rule_blob(&b, BEDROCK);
   CHECK(th_prefilter_check(b.p, b.len) == 0, "check: a well-formed requirement list");
   CHECK(th_prefilter_check(b.p, b.len - 1) < 0, "check: one cut short");

@@ -96,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     th_buf_u32(&bufs[nr], 1);
     th_buf_u32(&bufs[nr], 1);
     th_buf_str(&bufs[nr], lit[i], len[i]);
+    th_buf_u32(&bufs[nr], 0);  /* no conditions on fields */
   }
   if (n >= 2) {
     th_buf_init(&bufs[nr]);
@@ -104,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       th_buf_u32(&bufs[nr], 1);
       th_buf_str(&bufs[nr], lit[k], len[k]);
     }
+    th_buf_u32(&bufs[nr], 0);
     nr++;
   }
   for (size_t i = 0; i < nr; i++) {
@@ -135,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   th_buf none;  /* a rule that requires nothing, after the others */
   th_buf_init(&none);
+  th_buf_u32(&none, 0);
   th_buf_u32(&none, 0);
   FUZZ_CHECK(!none.oom, "out of memory");
   rules[nr] = (th_pf_rule){none.p, none.len};
