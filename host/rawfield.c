@@ -184,13 +184,23 @@ static int word(rd *r, const char *w, size_t n) {
   return 0;
 }
 
-/* Is the key k[0..n) (escapes as written) the path segment s? */
+/* Is the key k[0..n) (escapes as written, valid: string() read it) the path
+ * segment s? Undone escape by escape, up to the first byte that differs. */
 static int key_is(const char *k, size_t n, int esc, const char *s, size_t sn) {
   if (!esc) return n == sn && memcmp(k, s, n) == 0;
-  if (n > 6 * sn) return 0;  /* an escape is at most 6 bytes for 1 */
-  char buf[6 * TH_RAW_MAX_SEG];
-  size_t m = th_json_unescape(k, n, buf);
-  return m == sn && memcmp(buf, s, m) == 0;
+  size_t i = 0, o = 0;
+  while (i < n) {
+    char b[4];
+    size_t m = 1;
+    if (k[i] == '\\') {
+      i += th_json_unescape_one(k + i, n - i, b, &m);
+    } else {
+      b[0] = k[i++];
+    }
+    if (o + m > sn || memcmp(s + o, b, m) != 0) return 0;
+    o += m;
+  }
+  return o == sn;
 }
 
 static int value(rd *r, int depth, uint32_t want, int level);
@@ -302,7 +312,7 @@ int th_rawfield_read(const char *p, size_t len, const th_rawpath *paths, int n, 
 
 /* ---- conditions on fields ---------------------------------------------------------- */
 
-enum { MAX_CONDS = 64, MAX_VALUES = 1 << 16, MAX_PATH = 512 };
+enum { MAX_CONDS = 64, MAX_VALUES = 1 << 16, MAX_PATH = TH_RAW_MAX_SEGS * (TH_RAW_MAX_SEG + 1) };
 
 typedef struct cond {
   uint8_t path, exclude;
@@ -322,8 +332,10 @@ struct th_rawconds {
   value_text *vals;
   uint32_t nvals, vcap;
   th_rawpath paths[TH_RAW_MAX_PATHS];  /* 0 and 1: eventSource and eventName, which say a record is raw */
-  char *names[TH_RAW_MAX_PATHS];
+  char *names[TH_RAW_MAX_PATHS];       /* their dotted names (paths[] points into them) */
+  size_t name_len[TH_RAW_MAX_PATHS];
   int npaths;
+  uint32_t added;                      /* rules added so far */
   int raw;        /* it is one valid object, and a raw CloudTrail record */
   th_rawval got[TH_RAW_MAX_PATHS];
   char *buf;      /* a string value with its escapes undone */
@@ -350,7 +362,7 @@ long th_rawconds_span(const char *p, size_t len) {
 
 static int add_path(th_rawconds *c, const char *name, size_t n) {
   for (int i = 0; i < c->npaths; i++)
-    if (strlen(c->names[i]) == n && memcmp(c->names[i], name, n) == 0) return i;
+    if (c->name_len[i] == n && memcmp(c->names[i], name, n) == 0) return i;
   if (c->npaths == TH_RAW_MAX_PATHS) return -1;
   char *copy = malloc(n + 1);
   if (copy == NULL) return -2;
@@ -358,6 +370,7 @@ static int add_path(th_rawconds *c, const char *name, size_t n) {
   copy[n] = '\0';
   th_rawpath_parse(copy, n, &c->paths[c->npaths]);
   c->names[c->npaths] = copy;
+  c->name_len[c->npaths] = n;
   return c->npaths++;
 }
 
@@ -374,9 +387,7 @@ th_rawconds *th_rawconds_new(uint32_t nrules) {
 }
 
 int th_rawconds_add(th_rawconds *c, uint32_t rule, const char *p, size_t len) {
-  if (rule >= c->nrules) return -1;
-  for (uint32_t r = rule + 1; r <= c->nrules; r++) c->at[r] = c->nconds;
-  if (th_rawconds_span(p, len) < 0) return -1;
+  if (rule != c->added || rule >= c->nrules || th_rawconds_span(p, len) < 0) return -1;
   th_rd r;
   th_rd_init(&r, p, len);
   uint32_t k = th_rd_u32(&r);
@@ -412,7 +423,8 @@ int th_rawconds_add(th_rawconds *c, uint32_t rule, const char *p, size_t len) {
     }
     c->conds[c->nconds++] = (cond){(uint8_t)path, exclude, v0, c->nvals};
   }
-  for (uint32_t r2 = rule + 1; r2 <= c->nrules; r2++) c->at[r2] = c->nconds;
+  c->at[rule + 1] = c->nconds;
+  c->added++;
   return 0;
 }
 
@@ -436,7 +448,7 @@ static int holds(th_rawconds *c, const cond *k, const th_rawval *v) {
 }
 
 int th_rawconds_ok(th_rawconds *c, uint32_t rule, const char *p, size_t len, int *read) {
-  if (c == NULL || rule >= c->nrules || c->at[rule] == c->at[rule + 1]) return 1;
+  if (c == NULL || rule >= c->added || c->at[rule] == c->at[rule + 1]) return 1;
   if (!*read) {
     *read = 1;
     c->raw = th_rawfield_read(p, len, c->paths, c->npaths, c->got) == 0 &&

@@ -68,9 +68,10 @@ th_rawconds *th_rawconds_new(uint32_t nrules);
 long th_rawconds_span(const char *p, size_t len);
 
 /* Adds rule's conditions, p as th_rawconds_span reads them; rules are added
- * in order. Past TH_RAW_MAX_PATHS distinct paths a condition is left out (it
- * could only have ruled a rule out). Returns 0, or -1 (out of memory, or
- * conditions that do not hold together). */
+ * in order, from 0 (a rule not added has none). Past TH_RAW_MAX_PATHS
+ * distinct paths a condition is left out (it could only have ruled a rule
+ * out). Returns 0, or -1 (out of memory, a rule out of order, or conditions
+ * that do not hold together). */
 int th_rawconds_add(th_rawconds *c, uint32_t rule, const char *p, size_t len);
 
 /* Do rule's conditions hold for the record p[0..len)? *read: 0 on the first

@@ -1219,11 +1219,16 @@ M.IMPLIED = {
 }
 
 -- Fields that a raw record's text gives as they are: the string at the path (a field whose string
--- is one the pipeline drops, "" or "-", is absent; a path the record lacks, the field too). The
--- host reads these paths in a record's text and skips a rule whose exact clause the string does
--- not meet, or whose `not` clause it does, before the record is decoded (host/rawfield.h). Each is
--- an ON_DEMAND function's own reading, and tests/lazy_spec.lua holds them to it.
-M.RAW_PATHS = {
+-- is one the pipeline drops, "", "-" or "none", is absent; a path the record lacks, the field too).
+-- The host reads these paths in a record's text and skips a rule whose exact clause the string
+-- does not meet, or whose `not` clause it does, before the record is decoded (host/rawfield.h).
+-- Each entry names the ON_DEMAND function whose reading it is (tests/lazy_spec.lua holds them to
+-- it); a normalizer that puts another function in its place loses the entry's conditions
+-- (ruleindex.lua). The host takes a record for a raw one when its eventSource or eventName is a
+-- string, as M.RAW_RECORD (is_cloudtrail) does; a normalizer whose is_cloudtrail is another loses
+-- them all.
+M.RAW_PATHS = {}
+for field, path in pairs({
   ["event.provider"] = "eventSource", ["event.action"] = "eventName", ["event.id"] = "eventID",
   ["cloud.region"] = "awsRegion", ["aws.cloudtrail.error_code"] = "errorCode",
   ["aws.cloudtrail.error_message"] = "errorMessage", ["aws.cloudtrail.event_category"] = "eventCategory",
@@ -1234,7 +1239,10 @@ M.RAW_PATHS = {
   ["aws.cloudtrail.user_identity.access_key_id"] = "userIdentity.accessKeyId",
   ["aws.cloudtrail.user_identity.invoked_by"] = "userIdentity.invokedBy",
   ["user_agent.original"] = "userAgent", ["source.address"] = "sourceIPAddress",
-}
+}) do
+  M.RAW_PATHS[field] = { path = path, read = ON_DEMAND[field] }
+end
+M.RAW_RECORD = is_cloudtrail
 
 -- Java String.length() (UTF-16 units) is at most the byte length; count exactly only near the limit.
 local function java_length(s)

@@ -3,7 +3,7 @@
 -- Two uses of what a rule's query requires (kql.requirements, eql.requirements), or a Sigma
 -- rule's detection (sigma.lua, "Requirements"):
 --
---   ruleindex.prefilter(rule, normalize) -> clauses
+--   ruleindex.prefilter(rule, normalize, call) -> clauses
 --     What the host's prefilter (host/prefilter.c) looks for in a record's raw text before
 --     sending it to a worker: a list of clauses, each a list of literal strings, at least one
 --     of which a record the rule matches holds (after JSON unescaping). Only requirements on
@@ -22,6 +22,9 @@
 --     escapes qualify (an ECS document's event.original holds the record's text escaped
 --     once more), and none that a number's text could hold (1e2 is 100): of a value with
 --     other characters, its longest such run (:assumed-role of :assumed-role/aws:).
+--     Its `fields`: conditions on raw fields the host reads exactly (raw_conditions below):
+--     { path = "userIdentity.type", exclude = true, values = { "AssumedRole" } }. call(fn, ...)
+--     runs the normalizer's code (pcall by default).
 --
 --   local ix = ruleindex.build(rules, cheap)
 --   ix.candidates(get) -> rules
@@ -181,27 +184,42 @@ end
 
 -- The rule's conditions on raw fields (prefilter's fields, host/rawfield.h): its exact
 -- clauses and top-level `not` clauses of exact values, on fields the normalizer takes from a
--- path of a raw record as they are (normalize.RAW_PATHS). An exclusion keeps only the values the
--- normalizer gives back as they are (it drops "" and "-": a record holding those has no such
--- field, and is not ruled out).
-local function raw_conditions(rule, normalize, keyed)
+-- path of a raw record as they are (normalize.RAW_PATHS), read by the function the entry names
+-- (one put in its place may read otherwise: no condition), in a normalizer whose is_cloudtrail
+-- is the one that says which records are raw as the host does (normalize.RAW_RECORD). An
+-- exclusion keeps only the values the normalizer gives back as they are (it drops "", "-" and
+-- "none": a record holding those has no such field, and is not ruled out), asked through call
+-- (pcall, or the worker's limited call for a reloaded normalizer).
+local function raw_conditions(rule, normalize, keyed, call)
+  if type(normalize) ~= "table" or normalize.RAW_RECORD == nil or normalize.is_cloudtrail ~= normalize.RAW_RECORD then
+    return {}
+  end
   local paths, on_demand = table_of(normalize, "RAW_PATHS"), table_of(normalize, "ON_DEMAND")
+  local function path_of(field)
+    local raw = paths[field]
+    if type(raw) == "table" and type(raw.path) == "string" and raw.read ~= nil and on_demand[field] == raw.read then
+      return raw.path, raw.read
+    end
+  end
   local out = {}
   for _, k in ipairs(keyed) do
-    local path = paths[k.field]
-    if type(path) == "string" then
+    local path = path_of(k.field)
+    if path then
       local values = {}
-      for _, alt in ipairs(k.clause) do values[#values + 1] = alt.value end
-      out[#out + 1] = { path = path, exclude = false, values = values }
+      for _, alt in ipairs(k.clause) do
+        if type(alt.value) ~= "string" then values = nil break end
+        values[#values + 1] = alt.value
+      end
+      if values then out[#out + 1] = { path = path, exclude = false, values = values } end
     end
   end
   for _, e in ipairs(exclusions(rule)) do
-    local path, fn = paths[e.field], on_demand[e.field]
-    if type(path) == "string" and type(fn) == "function" then
+    local path, fn = path_of(e.field)
+    if path then
       local values = {}
       for _, v in ipairs(e.values) do
-        local ok, got = pcall(fn, record_with(path, v), {})
-        if ok and got == v then values[#values + 1] = v end
+        local ok, got = call(fn, record_with(path, v), {})
+        if ok and type(v) == "string" and got == v then values[#values + 1] = v end
       end
       if #values > 0 then out[#out + 1] = { path = path, exclude = true, values = values } end
     end
@@ -209,7 +227,7 @@ local function raw_conditions(rule, normalize, keyed)
   return out
 end
 
-function M.prefilter(rule, normalize)
+function M.prefilter(rule, normalize, call)
   if rule.sigma ~= nil then return sigma_prefilter(rule.sigma) end
   local verbatim, implied = table_of(normalize, "VERBATIM"), table_of(normalize, "IMPLIED")
   local seq = rule.eql ~= nil and rule.eql.sequence
@@ -219,7 +237,7 @@ function M.prefilter(rule, normalize)
     local lits = literals(clause, verbatim, implied)
     if lits then out[#out + 1] = lits end
   end
-  out.fields = raw_conditions(rule, normalize, keyed_clauses(rule, table_of(normalize, "ON_DEMAND")))
+  out.fields = raw_conditions(rule, normalize, keyed_clauses(rule, table_of(normalize, "ON_DEMAND")), call or pcall)
   return out
 end
 

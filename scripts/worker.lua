@@ -563,7 +563,7 @@ function W.load(files)
       if only then used[picked(rule)] = true end
       results[#results + 1] = { path = f.path, ok = true, id = rule.id, name = rule.name,
         version = rule.meta.version ~= nil and tostring(rule.meta.version) or "",
-        prefilter = ruleindex.prefilter(rule, normalize) }
+        prefilter = ruleindex.prefilter(rule, normalize, call_normalizer) }
     elseif err then
       results[#results + 1] = { path = f.path, ok = false, error = err }
     end
@@ -595,11 +595,14 @@ function W.gate(req)
     step = has_sys and sys.step or nil,
   })
   g:apply(req)
+  -- A new normalizer is one reloaded: its code runs under limits, as call_normalizer runs it.
+  local new_norm_call = result.norm ~= normalize and function(fn, ...) return limited(norm_acct, fn, ...) end
+    or call_normalizer
   local live = {}
   for _, r in ipairs(result.list) do
     live[#live + 1] = { path = r.file, new = per_rule[r] == nil, id = r.id, name = r.name,
       version = r.meta.version ~= nil and tostring(r.meta.version) or "",
-      prefilter = ruleindex.prefilter(r, result.norm or normalize) }
+      prefilter = ruleindex.prefilter(r, result.norm or normalize, new_norm_call) }
   end
   return logs, live, result.norm ~= normalize
 end

@@ -433,7 +433,22 @@ describe("the rule index", function()
       ["aws.cloudtrail.user_identity.type"] = function(rec) return rec.userIdentity.type:lower() end,
     }, { __index = normalize.ON_DEMAND }) }, { __index = normalize })
     assert.same({}, ruleindex.prefilter(rule('not aws.cloudtrail.user_identity.type: Root'), other).fields,
-      "a normalizer that does not give the value back as it is excludes nothing by it")
+      "a normalizer that reads the field otherwise (lower-cased) excludes nothing by it")
+    assert.same({ { path = "eventSource", exclude = false, values = { "iam.amazonaws.com" } } },
+      ruleindex.prefilter(rule('event.provider: "iam.amazonaws.com" and aws.cloudtrail.user_identity.type: root'),
+        other).fields, "... nor requires anything of it: Root is root there")
+    local narrower = setmetatable({ is_cloudtrail = function(rec)
+      return normalize.is_cloudtrail(rec) and rec.eventVersion ~= nil
+    end }, { __index = normalize })
+    assert.same({}, ruleindex.prefilter(rule('event.provider: "iam.amazonaws.com"'), narrower).fields,
+      "a normalizer that takes other records for raw ones than the host does: no condition at all")
+    local seen = {}
+    local looping = setmetatable({ ON_DEMAND = normalize.ON_DEMAND }, { __index = normalize })
+    ruleindex.prefilter(rule('not aws.cloudtrail.user_identity.type: Root'), looping, function(fn, ...)
+      seen[#seen + 1] = fn
+      return pcall(fn, ...)
+    end)
+    assert.equal(1, #seen, "the normalizer's code runs through the call given (limits, in a worker)")
   end)
 
   it("reads each field of normalize.RAW_PATHS as the string at its path, as its ON_DEMAND function does", function()
@@ -455,11 +470,12 @@ describe("the rule index", function()
     end
     recs[#recs + 1] = { { eventSource = "s", userIdentity = "AssumedRole" } }
     recs[#recs + 1] = { { eventSource = "s", userIdentity = { "AssumedRole" } } }
-    for _, entry in ipairs(recs) do
-      local rec = entry[1]
+    for _, one in ipairs(recs) do
+      local rec = one[1]
       if normalize.is_cloudtrail(rec) then
-        for field, path in pairs(normalize.RAW_PATHS) do
-          local raw, got = at(rec, path), normalize.ON_DEMAND[field](rec, CTX)
+        for field, entry in pairs(normalize.RAW_PATHS) do
+          assert.equal(normalize.ON_DEMAND[field], entry.read, field)
+          local raw, got = at(rec, entry.path), normalize.ON_DEMAND[field](rec, CTX)
           if raw == nil then
             assert.is_nil(got, field)
           elseif type(raw) == "string" then

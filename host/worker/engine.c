@@ -901,16 +901,22 @@ static void put_field(th_buf *b, lua_State *L, int t, const char *k) {
 }
 
 /* The strings of the list at the top of the stack, as u32 m | flags, m x str
- * (anything else in it as ""), and the list popped. */
+ * (what is no string in it is left out: "" would be a value of its own), and
+ * the list popped. */
 static void put_strings(th_buf *b, lua_State *L, uint32_t flags) {
-  lua_Integer m = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
-  th_buf_u32(b, (uint32_t)m | flags);
+  lua_Integer m = lua_istable(L, -1) ? luaL_len(L, -1) : 0, strings = 0;
   for (lua_Integer k = 1; k <= m; k++) {
-    lua_rawgeti(L, -1, k);
-    size_t n = 0;
-    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : "";
-    th_buf_str(b, s, n);
-    lua_pop(L, 1);  /* the string */
+    if (lua_rawgeti(L, -1, k) == LUA_TSTRING) strings++;
+    lua_pop(L, 1);
+  }
+  th_buf_u32(b, (uint32_t)strings | flags);
+  for (lua_Integer k = 1; k <= m; k++) {
+    if (lua_rawgeti(L, -1, k) == LUA_TSTRING) {
+      size_t n;
+      const char *s = lua_tolstring(L, -1, &n);
+      th_buf_str(b, s, n);
+    }
+    lua_pop(L, 1);  /* the value */
   }
   lua_pop(L, 1);  /* the list */
 }

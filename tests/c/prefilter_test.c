@@ -293,6 +293,13 @@ int main(void) {
   deep_obj[5 + dn] = '}';
   CHECK(th_rawfield_read(deep_obj, dn + 6, paths, 3, got) < 0, "read: deeper than TH_RAW_MAX_DEPTH is refused");
 
+  th_rawconds *conds = th_rawconds_new(2);
+  const char none[4] = {0};
+  CHECK(conds && th_rawconds_add(conds, 1, none, 4) < 0 && th_rawconds_add(conds, 0, none, 4) == 0 &&
+        th_rawconds_add(conds, 0, none, 4) < 0 && th_rawconds_add(conds, 1, none, 3) < 0,
+        "conditions: rules are added in order, once, whole");
+  th_rawconds_free(conds);
+
   th_buf b;
   rule_blob(&b, BEDROCK "#eventName=PutResourcePolicy;userIdentity.type!=AssumedRole");
   CHECK(th_prefilter_check(b.p, b.len) == 0, "check: a list with conditions on fields is well-formed");
