@@ -33,6 +33,8 @@
  *               those it could concern (prefilter.h, th_prefilter_rules); a rule
  *               of the m whose bit is clear does not run on it, the others do
  *   LOAD        (gate) u32 n, n x { str path, str text }: load these, say which load
+ *   PRELOAD     (evaluation) the same, sent beside the gate's LOAD: compile these now,
+ *               while the gate does, for the RULES that follows; no reply
  *   GATE        (gate) u8 all, u32 n, n x { str path, str text, u64 mtime_ns },
  *               u32 n, n x str removed, u32 n, n x str missing,
  *               u8 normalizer changed, [str text, u64 mtime_ns]
@@ -97,6 +99,7 @@ enum {
   TH_MSG_LOAD,
   TH_MSG_GATE,
   TH_MSG_BATCH_SETS,
+  TH_MSG_PRELOAD,
 
   TH_REP_READY = 101,
   TH_REP_BATCH,

@@ -295,6 +295,31 @@ static void free_frame(void *ctx, int status) {
   free(ctx);
 }
 
+/* A LOAD or PRELOAD frame of the first load's files, not yet ended. */
+static void load_frame(th_buf *b, uint32_t type, const gate_req *q) {
+  th_buf_begin(b, type);
+  th_buf_u32(b, (uint32_t)q->n);
+  for (size_t i = 0; i < q->n; i++) {
+    th_buf_cstr(b, q->paths[i]);
+    th_buf_cstr(b, q->texts[i]);
+  }
+}
+
+/* While the gate loads the rules folder the first time, an evaluation worker
+ * compiles the same files (PRELOAD): the RULES that follows finds them made,
+ * so a start takes one load's time, not two in a row. */
+static void send_preload(th_rules *r, th_worker *w) {
+  gate_req *q = r->req;
+  if (q == NULL || !q->load || r->generation > 0 || w->role != TH_ROLE_EVAL || !w->alive || !w->ready) return;
+  th_buf b;
+  th_buf_init(&b);
+  load_frame(&b, TH_MSG_PRELOAD, q);
+  th_buf_end(&b);
+  /* Only a speed-up: without memory, the worker compiles them when RULES comes. */
+  if (!b.oom) th_worker_send_copy(w, b.p, b.len);
+  th_buf_free(&b);
+}
+
 static void send_req(th_rules *r) {
   th_worker *g = th_pool_gate(r->o.pool);
   gate_req *q = r->req;
@@ -302,12 +327,8 @@ static void send_req(th_rules *r) {
   th_buf b;
   th_buf_init(&b);
   if (q->load) {
-    th_buf_begin(&b, TH_MSG_LOAD);
-    th_buf_u32(&b, (uint32_t)q->n);
-    for (size_t i = 0; i < q->n; i++) {
-      th_buf_cstr(&b, q->paths[i]);
-      th_buf_cstr(&b, q->texts[i]);
-    }
+    load_frame(&b, TH_MSG_LOAD, q);
+    for (unsigned i = 0; i < r->o.pool->n; i++) send_preload(r, &r->o.pool->w[i]);
   } else {
     th_buf_begin(&b, TH_MSG_GATE);
     th_buf_u8(&b, (uint8_t)q->all);
@@ -342,6 +363,7 @@ int th_rules_owed(const th_rules *r) { return r->req != NULL && r->sent; }
 int th_rules_on_ready(th_rules *r, th_worker *w) {
   if (r->generation > 0) send_rules(r, w);
   if (w->role == TH_ROLE_GATE) send_req(r);
+  else if (r->sent) send_preload(r, w);  /* the gate is loading already */
   return r->generation > 0;
 }
 

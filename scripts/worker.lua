@@ -27,6 +27,8 @@
 --   load(files)                   gate: first load of rule files { { path, text } } ->
 --                                 results { { path, ok, id|error, name, version } }, fatal
 --   gate(req)                     gate: changed files through the gate (reload.lua)
+--   preload(files)                evaluation worker, while the gate does load(files): compile
+--                                 them for the rules() that follows
 -- Callbacks (opts): emit(slot, timestamp, uuid, severity, line, max_signals, interval_s,
 -- suppress_s, group, at, len) (the last six: rule.limits, and the suppression object's place in
 -- line, for the host's limits: 0 where none), candidate(slot, type, fingerprint, key, distinct,
@@ -535,6 +537,18 @@ local function picked(r)
     if want == r.name or want == r.id or want == file or want .. ".lua" == file then return want end
   end
   return nil
+end
+
+-- An evaluation worker, while the gate does its first load: the same files compiled, kept for
+-- the W.rules that follows (what the gate lets through of them is not compiled twice in a row).
+-- What a rule says while loading, the gate reports; a file that does not load is the gate's to
+-- report too.
+function W.preload(files)
+  for i, f in ipairs(files) do
+    if has_sys and sys.step then sys.step(i - 1) end
+    local ok, rule = limited(nil, loader.load_file, f.path, { source = f.text, log = function() end })
+    if ok and rule then preloaded[f.path] = { text = f.text, rule = rule } end
+  end
 end
 
 -- Gate: the first load of the rules folder. files: { { path, text } } in

@@ -189,6 +189,33 @@ describe("worker", function()
       "  AWS Bedrock Unauthorized Foundation Model Access Attempt %(3d2e8c90", why)
   end)
 
+  it("compiles the rules while the gate does (preload), and does not compile them again for rules()", function()
+    local loader = require "loader"
+    local real, compiled = loader.load_file, {}
+    loader.load_file = function(path, ...)
+      compiled[#compiled + 1] = path
+      return real(path, ...)
+    end
+    local ok, err = pcall(function()
+      local W, said = fresh()
+      local files = ruleset({ { slot = 2, path = "/tmp/broken.lua", text = "return {" } })
+      W.preload(files)
+      assert.same({ MODEL_PATH, POLICY_PATH, "/tmp/broken.lua" }, compiled)
+      assert.same({}, said.logs, "what does not load is the gate's to say")
+      compiled = {}
+      local list = ruleset()
+      list[2].text = list[2].text:gsub("\n  version = 1,", "\n  version = 2,", 1)
+      assert.same({}, W.rules(list, NORM))
+      assert.same({ POLICY_PATH }, compiled, "only a text other than the one preloaded is compiled")
+      assert.equal(2, #W.loaded())
+      compiled = {}
+      W.rules(ruleset(), NORM)
+      assert.same({ POLICY_PATH }, compiled, "a later rules() compiles what changed since, preloaded or not")
+    end)
+    loader.load_file = real
+    assert(ok, err)
+  end)
+
   it("gates changes for the host without swapping them in itself", function()
     local W = fresh()
     W.rules(ruleset(), NORM)

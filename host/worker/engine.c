@@ -963,12 +963,15 @@ static void put_prefilter(th_buf *b, lua_State *L, int t) {
   lua_pop(L, 2);  /* fields, the list */
 }
 
-int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply) {
+/* The method `name` and a list of files { path, text } read from p (LOAD's
+ * and PRELOAD's payload), pushed. Returns 0, or -1 (nothing pushed) when p
+ * does not parse. */
+static int push_files(th_engine *e, const char *name, const char *p, size_t len) {
   lua_State *L = e->L;
   th_rd r;
   th_rd_init(&r, p, len);
   uint32_t n = th_rd_u32(&r);
-  method(e, "load");
+  method(e, name);
   lua_createtable(L, n < 4096 ? (int)n : 4096, 0);
   for (uint32_t i = 0; i < n && !r.bad; i++) {
     lua_createtable(L, 0, 2);
@@ -982,6 +985,17 @@ int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply) {
     lua_pop(L, 2);  /* the files, the method */
     return -1;
   }
+  return 0;
+}
+
+int th_engine_preload(th_engine *e, const char *p, size_t len) {
+  if (push_files(e, "preload", p, len) < 0) return -1;
+  return call(e->L, 1, 0, "preload");
+}
+
+int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply) {
+  lua_State *L = e->L;
+  if (push_files(e, "load", p, len) < 0) return -1;
   if (call(L, 1, 2, "load") < 0) return -1;
   th_buf_begin(reply, TH_REP_LOADED);
   lua_Integer nr = luaL_len(L, -2);

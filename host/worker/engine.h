@@ -64,6 +64,7 @@ int th_engine_rules(th_engine *e, const char *p, size_t len, th_buf *reply);
 int th_engine_quarantine(th_engine *e, const char *p, size_t len);
 int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply, int sets);
 int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply);
+int th_engine_preload(th_engine *e, const char *p, size_t len);
 int th_engine_gate(th_engine *e, const char *p, size_t len, th_buf *reply);
 
 /* After a batch: the message saying a rule keeps more than its share of the

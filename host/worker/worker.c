@@ -177,6 +177,7 @@ int th_worker_main(void) {
       case TH_MSG_BATCH: rc = th_engine_batch(&e, buf, len, &reply, 0); break;
       case TH_MSG_BATCH_SETS: rc = th_engine_batch(&e, buf, len, &reply, 1); break;
       case TH_MSG_LOAD: rc = th_engine_load(&e, buf, len, &reply); break;
+      case TH_MSG_PRELOAD: rc = th_engine_preload(&e, buf, len); break;
       case TH_MSG_GATE: rc = th_engine_gate(&e, buf, len, &reply); break;
       default: rc = -1; break;
     }
