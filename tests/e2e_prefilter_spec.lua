@@ -103,14 +103,21 @@ local function differential(rules, files)
   return full, pre, full_err, pre_err
 end
 
+-- A bench corpus of n events (tests/bench/make-corpus.lua) in a new folder: the folder and the
+-- corpus's path.
+local function bench_corpus(n)
+  local d = th.tmpdir()
+  os.execute("lua5.4 tests/bench/make-corpus.lua " .. n .. " " .. th.quote(d) .. " >/dev/null 2>&1")
+  local corpus = d .. "/corpus.ndjson"
+  assert.is_truthy(th.read(corpus), "no corpus")
+  return d, corpus
+end
+
 describe("the prefilter", function()
   after_each(th.cleanup)
 
   it("changes no alert on the bench corpus and an adversarial corpus, and skips most records", function()
-    local d = th.tmpdir()
-    os.execute("lua5.4 tests/bench/make-corpus.lua 10000 " .. th.quote(d) .. " >/dev/null 2>&1")
-    local corpus = d .. "/corpus.ndjson"
-    assert.is_truthy(th.read(corpus), "no corpus")
+    local d, corpus = bench_corpus(10000)
     local text, want = adversarial()
     th.write(d .. "/adversarial.ndjson", text)
     local rules = rules_dir()
@@ -133,10 +140,7 @@ describe("the prefilter", function()
 
   it("changes no alert with rules on addresses, values with no field, field name wildcards and nested queries",
     function()
-      local d = th.tmpdir()
-      os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
-      local corpus = d .. "/corpus.ndjson"
-      assert.is_truthy(th.read(corpus), "no corpus")
+      local d, corpus = bench_corpus(3000)
       -- Addresses written otherwise than the rules write them.
       local extra = {}
       local function add(e, id, ip)
@@ -188,10 +192,7 @@ describe("the prefilter", function()
 
   it("changes no alert with conditions on raw fields: keys and values escaped, repeated, of other types, dropped",
     function()
-      local d = th.tmpdir()
-      os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
-      local corpus = d .. "/corpus.ndjson"
-      assert.is_truthy(th.read(corpus), "no corpus")
+      local d, corpus = bench_corpus(3000)
       -- Denied PutResourcePolicy calls (their identity an assumed role, its issuer's type "Role"),
       -- their identity type and region written every way a decoder reads the same or otherwise.
       local lines = {}
@@ -254,10 +255,7 @@ describe("the prefilter", function()
 
   it("changes no alert with Sigma rules: values in any case, escaped, inside an ECS document's event.original",
     function()
-      local d = th.tmpdir()
-      os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
-      local corpus = d .. "/corpus.ndjson"
-      assert.is_truthy(th.read(corpus), "no corpus")
+      local d, corpus = bench_corpus(3000)
       local stop = cjson.decode(th.read("tests/fixtures/stratus-red-team/aws.defense-evasion.cloudtrail-stop.json"))[1]
       local lines = {}
       local function add(e, id, edit)
@@ -328,10 +326,7 @@ describe("the prefilter", function()
     end)
 
   it("changes no alert with EQL rules: values in another case, wildcards, regex~, the category", function()
-    local d = th.tmpdir()
-    os.execute("lua5.4 tests/bench/make-corpus.lua 3000 " .. th.quote(d) .. " >/dev/null 2>&1")
-    local corpus = d .. "/corpus.ndjson"
-    assert.is_truthy(th.read(corpus), "no corpus")
+    local d, corpus = bench_corpus(3000)
     local text = adversarial()
     local function denied(id) return cjson.encode(ev.denied("PutResourcePolicy", "AccessDenied", id)) end
     local more = {
@@ -398,14 +393,14 @@ describe("the prefilter", function()
   end)
 
   it("changes no alert with every imported Elastic AWS and Sigma CloudTrail rule", function()
-    local d, imported = th.tmpdir(), th.tmpdir()
+    local imported = th.tmpdir()
     local _, ierr, irc = th.run({ "import", "--out", imported, "tests/fixtures/elastic-detection-rules-aws",
       "tests/fixtures/sigma-cloudtrail" })
     assert.equal(0, irc, ierr)
-    os.execute("lua5.4 tests/bench/make-corpus.lua 2000 " .. th.quote(d) .. " >/dev/null 2>&1")
+    local d, corpus = bench_corpus(2000)
     local text = adversarial()
     th.write(d .. "/adversarial.ndjson", text)
-    local files = { d .. "/corpus.ndjson", d .. "/adversarial.ndjson" }
+    local files = { corpus, d .. "/adversarial.ndjson" }
     for f in io.popen("ls tests/fixtures/stratus-red-team/*.json"):lines() do files[#files + 1] = f end
     local full = differential(imported, files)
     assert.is_true(#full > 900, #full .. " alerts")
