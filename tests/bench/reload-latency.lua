@@ -65,7 +65,8 @@ local function series(name, preload, load, spread)
   local p, events = d .. "/rules/" .. FILE, d .. "/ct.ndjson"
   th.write(events, "")
   local alerts = d .. "/alerts.ndjson"
-  local cmd = string.format("%s sh -c 'echo $$ > %s/pid; exec %s run --no-state --no-max-signals --rules %s/rules %s' 2>&1 >%s",
+  local cmd = string.format(
+    "%s sh -c 'echo $$ > %s/pid; exec %s run --no-state --no-max-signals --rules %s/rules %s' 2>&1 >%s",
     preload and ("LD_PRELOAD=" .. preload) or "", d, BIN, d, events, alerts)
   local pipe = assert(io.popen(cmd, "r"))
   repeat
