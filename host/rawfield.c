@@ -205,15 +205,38 @@ static int key_is(const char *k, size_t n, int esc, const char *s, size_t sn) {
 
 static int value(rd *r, int depth, uint32_t want, int level);
 
-/* An object at r->p ('{'). want: the paths whose first `level` keys led here. */
-static int object(rd *r, int depth, uint32_t want, int level) {
+/* Into a container at r->p ('{' or '['), nested depth deep: 1 when it closes
+ * at once, 0 when its first member follows, -1 when too deep. */
+static int open_container(rd *r, int depth, unsigned char close) {
   if (depth > TH_RAW_MAX_DEPTH) return -1;
   r->p++;
   ws(r);
-  if (r->p < r->end && *r->p == '}') {
+  if (r->p < r->end && *r->p == close) {
     r->p++;
-    return 0;
+    return 1;
   }
+  return 0;
+}
+
+/* After a member: 1 when the container closes, 0 when another member
+ * follows (after the comma), -1 when neither. */
+static int after_member(rd *r, unsigned char close) {
+  ws(r);
+  if (r->p >= r->end) return -1;
+  if (*r->p == close) {
+    r->p++;
+    return 1;
+  }
+  if (*r->p != ',') return -1;
+  r->p++;
+  ws(r);
+  return 0;
+}
+
+/* An object at r->p ('{'). want: the paths whose first `level` keys led here. */
+static int object(rd *r, int depth, uint32_t want, int level) {
+  int at = open_container(r, depth, '}');
+  if (at != 0) return at < 0 ? -1 : 0;
   for (;;) {
     if (r->p >= r->end || *r->p != '"') return -1;
     const char *k;
@@ -247,37 +270,18 @@ static int object(rd *r, int depth, uint32_t want, int level) {
     }
     for (uint32_t w = deeper; w; w &= w - 1) r->out[__builtin_ctz(w)].kind = *r->p == '{' ? TH_RAW_ABSENT : TH_RAW_OTHER;
     if (value(r, depth, *r->p == '{' ? deeper : 0, level + 1) < 0) return -1;
-    ws(r);
-    if (r->p >= r->end) return -1;
-    if (*r->p == '}') {
-      r->p++;
-      return 0;
-    }
-    if (*r->p != ',') return -1;
-    r->p++;
-    ws(r);
+    int next = after_member(r, '}');
+    if (next != 0) return next < 0 ? -1 : 0;
   }
 }
 
 static int array(rd *r, int depth) {
-  if (depth > TH_RAW_MAX_DEPTH) return -1;
-  r->p++;
-  ws(r);
-  if (r->p < r->end && *r->p == ']') {
-    r->p++;
-    return 0;
-  }
+  int at = open_container(r, depth, ']');
+  if (at != 0) return at < 0 ? -1 : 0;
   for (;;) {
     if (value(r, depth, 0, 0) < 0) return -1;
-    ws(r);
-    if (r->p >= r->end) return -1;
-    if (*r->p == ']') {
-      r->p++;
-      return 0;
-    }
-    if (*r->p != ',') return -1;
-    r->p++;
-    ws(r);
+    int next = after_member(r, ']');
+    if (next != 0) return next < 0 ? -1 : 0;
   }
 }
 
@@ -320,8 +324,7 @@ typedef struct cond {
 } cond;
 
 typedef struct value_text {
-  char *p;
-  size_t len;
+  size_t at, len;  /* in bytes */
 } value_text;
 
 struct th_rawconds {
@@ -331,6 +334,7 @@ struct th_rawconds {
   uint32_t nconds, ccap;
   value_text *vals;
   uint32_t nvals, vcap;
+  th_buf bytes;  /* the values' text, one after another */
   th_rawpath paths[TH_RAW_MAX_PATHS];  /* 0 and 1: eventSource and eventName, which say a record is raw */
   char *names[TH_RAW_MAX_PATHS];       /* their dotted names (paths[] points into them) */
   size_t name_len[TH_RAW_MAX_PATHS];
@@ -377,6 +381,7 @@ static int add_path(th_rawconds *c, const char *name, size_t n) {
 th_rawconds *th_rawconds_new(uint32_t nrules) {
   th_rawconds *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
+  th_buf_init(&c->bytes);
   c->at = calloc((size_t)nrules + 1, sizeof *c->at);
   if (c->at == NULL || add_path(c, "eventSource", 11) != 0 || add_path(c, "eventName", 9) != 1) {
     th_rawconds_free(c);
@@ -384,6 +389,17 @@ th_rawconds *th_rawconds_new(uint32_t nrules) {
   }
   c->nrules = nrules;
   return c;
+}
+
+/* Room in *v (cap elements of size bytes) for element n. Returns 0 or -1. */
+static int room(void **v, uint32_t *cap, uint32_t n, size_t size) {
+  if (n < *cap) return 0;
+  uint32_t more = *cap ? *cap * 2 : 16;
+  void *nv = realloc(*v, more * size);
+  if (nv == NULL) return -1;
+  *v = nv;
+  *cap = more;
+  return 0;
 }
 
 int th_rawconds_add(th_rawconds *c, uint32_t rule, const char *p, size_t len) {
@@ -401,26 +417,13 @@ int th_rawconds_add(th_rawconds *c, uint32_t rule, const char *p, size_t len) {
     for (uint32_t v = 0; v < m; v++) {
       const char *s = th_rd_str(&r, &n);
       if (path < 0) continue;  /* too many paths: this condition is left out (it only ever narrows) */
-      if (c->nvals == c->vcap) {
-        uint32_t cap = c->vcap ? c->vcap * 2 : 16;
-        value_text *nv = realloc(c->vals, cap * sizeof *nv);
-        if (nv == NULL) return -1;
-        c->vals = nv;
-        c->vcap = cap;
-      }
-      char *copy = malloc(n ? n : 1);
-      if (copy == NULL) return -1;
-      memcpy(copy, s, n);
-      c->vals[c->nvals++] = (value_text){copy, n};
+      if (room((void **)&c->vals, &c->vcap, c->nvals, sizeof *c->vals) < 0) return -1;
+      c->vals[c->nvals++] = (value_text){c->bytes.len, n};
+      th_buf_bytes(&c->bytes, s, n);
+      if (c->bytes.oom) return -1;
     }
     if (path < 0) continue;
-    if (c->nconds == c->ccap) {
-      uint32_t cap = c->ccap ? c->ccap * 2 : 16;
-      cond *nc = realloc(c->conds, cap * sizeof *nc);
-      if (nc == NULL) return -1;
-      c->conds = nc;
-      c->ccap = cap;
-    }
+    if (room((void **)&c->conds, &c->ccap, c->nconds, sizeof *c->conds) < 0) return -1;
     c->conds[c->nconds++] = (cond){(uint8_t)path, exclude, v0, c->nvals};
   }
   c->at[rule + 1] = c->nconds;
@@ -443,7 +446,7 @@ static int holds(th_rawconds *c, const cond *k, const th_rawval *v) {
     s = c->buf;
   }
   for (uint32_t i = k->v0; i < k->v1; i++)
-    if (c->vals[i].len == n && memcmp(c->vals[i].p, s, n) == 0) return 1;
+    if (c->vals[i].len == n && (n == 0 || memcmp(c->bytes.p + c->vals[i].at, s, n) == 0)) return 1;
   return 0;
 }
 
@@ -468,7 +471,7 @@ int th_rawconds_ok(th_rawconds *c, uint32_t rule, const char *p, size_t len, int
 
 void th_rawconds_free(th_rawconds *c) {
   if (c == NULL) return;
-  for (uint32_t i = 0; i < c->nvals; i++) free(c->vals[i].p);
+  th_buf_free(&c->bytes);
   for (int i = 0; i < c->npaths; i++) free(c->names[i]);
   free(c->vals);
   free(c->conds);

@@ -88,8 +88,6 @@ local function exclusions(rule)
   return rule.exclusions
 end
 
-local keyed_clauses  -- below
-
 local function table_of(t, k)
   return type(t) == "table" and type(t[k]) == "table" and t[k] or {}
 end
@@ -169,16 +167,39 @@ local function sequence_prefilter(seq, verbatim, implied)
   return { union }
 end
 
+-- The clauses a rule can be filed under: those that are a list of exact values of one field
+-- (the narrowest per field), on fields the view computes cheaply (cheap: a set of field
+-- names, or nil for every field).
+local function keyed_clauses(rule, cheap)
+  local by_field = {}
+  for _, clause in ipairs(requirements(rule)) do
+    local field, ok = clause[1].field, true
+    for _, alt in ipairs(clause) do
+      if not alt.exact or alt.field ~= field then ok = false break end
+    end
+    local is_cheap = cheap == nil or cheap[field] or field:sub(1, #SIGMA_FIELD) == SIGMA_FIELD
+    if ok and is_cheap and (by_field[field] == nil or #clause < #by_field[field]) then
+      by_field[field] = clause
+    end
+  end
+  local out = {}
+  for field, clause in pairs(by_field) do out[#out + 1] = { field = field, clause = clause } end
+  table.sort(out, function(a, b) return a.field < b.field end)
+  return out
+end
+
 -- A raw record holding v at the dotted path (for checking what the normalizer makes of it).
 local function record_with(path, v)
   local rec = {}
-  local t, keys = rec, {}
-  for key in path:gmatch("[^.]+") do keys[#keys + 1] = key end
-  for i = 1, #keys - 1 do
-    t[keys[i]] = {}
-    t = t[keys[i]]
+  local t, last = rec, nil
+  for key in path:gmatch("[^.]+") do
+    if last then
+      t[last] = {}
+      t = t[last]
+    end
+    last = key
   end
-  t[keys[#keys]] = v
+  t[last] = v
   return rec
 end
 
@@ -241,26 +262,6 @@ function M.prefilter(rule, normalize, call)
   return out
 end
 
--- The clauses a rule can be filed under: those that are a list of exact values of one field
--- (the narrowest per field), on fields the view computes cheaply (cheap: a set of field
--- names, or nil for every field).
-function keyed_clauses(rule, cheap)
-  local by_field = {}
-  for _, clause in ipairs(requirements(rule)) do
-    local field, ok = clause[1].field, true
-    for _, alt in ipairs(clause) do
-      if not alt.exact or alt.field ~= field then ok = false break end
-    end
-    local is_cheap = cheap == nil or cheap[field] or field:sub(1, #SIGMA_FIELD) == SIGMA_FIELD
-    if ok and is_cheap and (by_field[field] == nil or #clause < #by_field[field]) then
-      by_field[field] = clause
-    end
-  end
-  local out = {}
-  for field, clause in pairs(by_field) do out[#out + 1] = { field = field, clause = clause } end
-  table.sort(out, function(a, b) return a.field < b.field end)
-  return out
-end
 
 -- Does v (a field's value) hold one of the strings of set? An array: any of its strings.
 local function holds(v, set)

@@ -163,9 +163,17 @@ end
 -- versions (the host gives a new version of a rule the slot of the old).
 -- Returns the messages of rules that did not load (the gate let them through,
 -- so this is rare: a rule whose loading depends on something else).
--- Rules W.load compiled, kept for the W.rules that follows it in the same process (the gate is
--- sent the set it has just checked): compiling is most of what loading 500 rules costs.
+-- Rules W.load (the gate) or W.preload (an evaluation worker) compiled, kept for the W.rules that
+-- follows in the same process: compiling is most of what loading 500 rules costs.
 local preloaded = {}
+
+-- A rule file compiled under the call limits (a rule that loops while loading cannot hang the
+-- worker): limited's ok, rule, err. step: the file's place in a list, published for the
+-- watchdog, or nil.
+local function compile(path, text, log, step)
+  if step and has_sys and sys.step then sys.step(step) end
+  return limited(nil, loader.load_file, path, { source = text, log = log })
+end
 
 function W.rules(list, norm)
   local errors = {}
@@ -193,8 +201,7 @@ function W.rules(list, norm)
       rule = pre.rule
       rule.src, rule.load = item.text, item.load
     else
-      local ok, r, err = limited(nil, loader.load_file, item.path,
-        { source = item.text, log = function(m) cb.log(m) end })
+      local ok, r, err = compile(item.path, item.text, function(m) cb.log(m) end)
       if not ok then r, err = nil, message(r) end
       if r then
         r.src, r.load = item.text, item.load
@@ -551,8 +558,7 @@ end
 -- report too.
 function W.preload(files)
   for i, f in ipairs(files) do
-    if has_sys and sys.step then sys.step(i - 1) end
-    local ok, rule = limited(nil, loader.load_file, f.path, { source = f.text, log = function() end })
+    local ok, rule = compile(f.path, f.text, function() end, i - 1)
     if ok and rule then preloaded[f.path] = { text = f.text, rule = rule } end
   end
 end
@@ -563,8 +569,7 @@ end
 function W.load(files)
   local results, ids, used, names = {}, {}, {}, {}
   for i, f in ipairs(files) do
-    if has_sys and sys.step then sys.step(i - 1) end
-    local ok, rule, err = limited(nil, loader.load_file, f.path, { source = f.text, log = function(m) cb.log(m) end })
+    local ok, rule, err = compile(f.path, f.text, function(m) cb.log(m) end, i - 1)
     if not ok then
       err = message(rule)
       if err:sub(1, #f.path + 1) ~= f.path .. ":" then err = f.path .. ":1: " .. err end
