@@ -794,6 +794,26 @@ static int record_stale(th_dispatch *d, const th_rd *at, uint32_t left, uint32_t
 }
 
 
+/* Does record rec, whose items start at *at, hold an alert its worker did not
+ * build (its window said full: proto.h, FULL) that the limiter would now
+ * write? The window was let go since (four per rule): the record is evaluated
+ * again, whole, so that what is written is what it would have been. */
+static int record_unbuilt(th_dispatch *d, const th_rd *at, uint32_t left, uint32_t rec) {
+  th_rd r = *at;
+  for (uint32_t i = 0; i < left; i++) {
+    uint8_t kind = th_rd_u8(&r);
+    if (th_rd_u32(&r) != rec || r.bad) break;
+    if (kind != TH_ITEM_ALERT) {
+      skip_item(&r, kind);
+      continue;
+    }
+    th_limit_alert a;
+    read_alert(&r, &a, th_rules_slot(d->o.rules, th_rd_u32(&r)));
+    if (a.len == 0 && !th_limiter_holds(d->o.limiter, &a)) return 1;
+  }
+  return 0;
+}
+
 /* Record k of b evaluated again, whole (TH_REC_FULL), as a batch of its own
  * first in the queue and first in its stream: b waits for it, and then goes
  * on from record k + 1. It counts nothing (b did) and commits nothing.
@@ -823,7 +843,6 @@ static int redo(th_dispatch *d, th_batch *b, uint32_t k) {
   c->next = b;  /* b is its stream's head: the one being written */
   b->stream->head = c;
   queue_first(d, c);
-  d->t.redone++;
   return 0;
 }
 
@@ -862,8 +881,13 @@ static int write_batch(th_dispatch *d, th_batch *b) {
     if (item_rec != rec) {
       rec = item_rec;
       /* Not while stopping: nothing more is sent, and b must not be left half written. */
-      if (!d->stopping && rec < b->n && !(flags_of(b, rec) & TH_REC_FULL) && record_stale(d, &at, left, rec) &&
-          redo(d, b, rec) == 0) {
+      uint64_t *why = NULL;  /* the count of the reason to evaluate it again, if any */
+      if (!d->stopping && rec < b->n && !(flags_of(b, rec) & TH_REC_FULL))
+        why = record_stale(d, &at, left, rec)     ? &d->t.redone
+              : record_unbuilt(d, &at, left, rec) ? &d->t.reopened
+                                                  : NULL;
+      if (why && redo(d, b, rec) == 0) {
+        (*why)++;
         b->resume_at = at.pos;
         b->resume_left = left;
         b->resume_skip = rec;
@@ -876,11 +900,16 @@ static int write_batch(th_dispatch *d, th_batch *b) {
     switch (kind) {
       case TH_ITEM_ALERT: {
         th_limit_alert a;
-        th_rule *rule = th_rules_slot(rules, th_rd_u32(&r));
+        uint32_t from = th_rd_u32(&r);
+        th_rule *rule = th_rules_slot(rules, from);
         read_alert(&r, &a, rule);
-        int got = th_limiter_alert(d->o.limiter, &a);
+        int got = a.len == 0 ? th_limiter_held(d->o.limiter, &a) : th_limiter_alert(d->o.limiter, &a);
         if (got < 0) broken(d, "out of memory for alerts");
         else if (rule) count_alert(rule, got, a.ts, a.tlen);
+        if (got == TH_LIMIT_HELD && a.len == 0 && rule) rule->unbuilt++;
+        int64_t index;  /* a window full for good: its later alerts need not be built (unsuppressed rules) */
+        if (got == TH_LIMIT_HELD && a.len > 0 && a.suppress_s == 0 && th_limiter_window(d->o.limiter, &a, &index) == 0)
+          th_rules_full(rules, from, a.max_signals, a.interval_s, index);
         break;
       }
       case TH_ITEM_STATE: {

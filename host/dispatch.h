@@ -127,6 +127,8 @@ typedef struct th_dispatch_totals {
   uint64_t resent;         /* batches sent again after their worker was lost */
   uint64_t redone;         /* records evaluated again: a new_terms combination their worker sent
                             * lately, without its alert, was news to the rule state */
+  uint64_t reopened;       /* ... an alert their worker sent unbuilt (its window said full)
+                            * would be written: the window was let go since */
   uint64_t queued;         /* batches waiting for a worker now */
   uint64_t in_flight;      /* batches with workers now */
   uint64_t bytes;          /* bytes held in batches now */

@@ -216,12 +216,18 @@ static int dedup_add(th_limiter *l, uint64_t h, uint64_t pos) {
 
 /* ---- max_signals ------------------------------------------------------------------- */
 
-static lrule *rule_get(th_limiter *l, const char *id) {
-  uint64_t h = th_fnv1a(id, strlen(id));
+static lrule *rule_find(const th_limiter *l, const char *id, uint64_t h) {
   if (l->nrb) {
     for (lrule *r = l->rb[h & (l->nrb - 1)]; r; r = r->hnext)
       if (r->hash == h && strcmp(r->id, id) == 0) return r;
   }
+  return NULL;
+}
+
+static lrule *rule_get(th_limiter *l, const char *id) {
+  uint64_t h = th_fnv1a(id, strlen(id));
+  lrule *found = rule_find(l, id, h);
+  if (found) return found;
   if (l->nrules >= l->nrb) {  /* grow: chains stay short */
     size_t n = l->nrb ? l->nrb * 2 : 64;
     lrule **nb = calloc(n, sizeof *nb);
@@ -251,10 +257,15 @@ static lrule *rule_get(th_limiter *l, const char *id) {
 
 static uint64_t window_count(const window *w) { return w->base + w->npos; }
 
+/* The index of the window of time t (ms): floor(t / span), before 1970 too. */
+static int64_t window_index(uint32_t interval_s, int64_t t) {
+  int64_t span = (int64_t)interval_s * 1000;
+  return t >= 0 ? t / span : -((-t + span - 1) / span);
+}
+
 /* The window of time t (ms) in r, made if need be in place of the oldest. */
 static window *window_for(lrule *r, uint32_t interval_s, int64_t t) {
-  int64_t span = (int64_t)interval_s * 1000;
-  int64_t index = t >= 0 ? t / span : -((-t + span - 1) / span);
+  int64_t index = window_index(interval_s, t);
   window *oldest = &r->w[0];
   for (int i = 0; i < WINDOWS; i++) {
     window *w = &r->w[i];
@@ -515,6 +526,46 @@ int th_limiter_alert(th_limiter *l, const th_limit_alert *a) {
   free(key);
   l->changed = 1;
   return bad ? -1 : TH_LIMIT_WRITTEN;
+}
+
+int th_limiter_holds(const th_limiter *l, const th_limit_alert *a) {
+  if (a->ulen && dedup_seen(l, th_fnv1a(a->uuid, a->ulen))) return 1;
+  if (a->max_signals == 0 || a->interval_s == 0 || l->no_max_signals) return 0;
+  int64_t t = th_iso_ms(a->ts, a->tlen);
+  lrule *r = t < 0 ? NULL : rule_find(l, a->rule_id, th_fnv1a(a->rule_id, strlen(a->rule_id)));
+  if (r == NULL) return 0;
+  int64_t index = window_index(a->interval_s, t);
+  for (int i = 0; i < WINDOWS; i++)
+    if (r->w[i].interval_s == a->interval_s && r->w[i].index == index) return window_count(&r->w[i]) >= a->max_signals;
+  return 0;
+}
+
+int th_limiter_held(th_limiter *l, const th_limit_alert *a) {
+  int64_t t = th_iso_ms(a->ts, a->tlen);
+  if (t < 0) t = wall_ms();
+  if (t > l->clock) l->clock = t;
+  uint64_t h = a->ulen ? th_fnv1a(a->uuid, a->ulen) : 0;
+  if (a->ulen && dedup_seen(l, h)) {
+    l->t.duplicates++;
+    return TH_LIMIT_DUPLICATE;
+  }
+  if (a->interval_s > 0) {
+    lrule *r = rule_get(l, a->rule_id);
+    if (r == NULL) return -1;
+    window *w = window_for(r, a->interval_s, t);
+    if (w->held++ == 0) say_held(a, w);
+  }
+  l->t.held++;
+  if (a->ulen && dedup_add(l, h, th_outputs_next(l->out)) < 0) return -1;
+  return TH_LIMIT_HELD;
+}
+
+int th_limiter_window(const th_limiter *l, const th_limit_alert *a, int64_t *index) {
+  if (a->max_signals == 0 || a->interval_s == 0 || l->no_max_signals) return -1;
+  int64_t t = th_iso_ms(a->ts, a->tlen);
+  if (t < 0) return -1;
+  *index = window_index(a->interval_s, t);
+  return 0;
 }
 
 /* ---- time passing -------------------------------------------------------------------- */

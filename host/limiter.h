@@ -68,6 +68,23 @@ th_limiter *th_limiter_new(uv_loop_t *loop, th_outputs *out, const char *state, 
  * out of memory. */
 int th_limiter_alert(th_limiter *l, const th_limit_alert *a);
 
+/* Would a be held back or taken for a duplicate, as things stand (nothing
+ * changes)? An alert the worker did not build (its line "", its rule's window
+ * said full: proto.h, FULL) that would not (the window let go since: four per
+ * rule) has its record evaluated again, whole (dispatch.c). */
+int th_limiter_holds(const th_limiter *l, const th_limit_alert *a);
+
+/* An unbuilt alert: held back and counted as th_limiter_alert does, or a
+ * duplicate; held even where th_limiter_holds says otherwise (its record
+ * could not be evaluated again: out of memory, or stopping). Returns
+ * TH_LIMIT_HELD or TH_LIMIT_DUPLICATE, or -1 out of memory. */
+int th_limiter_held(th_limiter *l, const th_limit_alert *a);
+
+/* The max_signals window of a (its index: event time over the interval, as
+ * held back), into *index; -1 when it has none (no max_signals, interval or
+ * event time, or --no-max-signals). */
+int th_limiter_window(const th_limiter *l, const th_limit_alert *a, int64_t *index);
+
 /* A stop: every group's count is written (updates queued). */
 void th_limiter_flush(th_limiter *l);
 

@@ -38,6 +38,10 @@
  *   GATE        (gate) u8 all, u32 n, n x { str path, str text, u64 mtime_ns },
  *               u32 n, n x str removed, u32 n, n x str missing,
  *               u8 normalizer changed, [str text, u64 mtime_ns]
+ *   FULL        (evaluation) u32 slot, u32 load, u32 interval_s, i64 index: the rule's
+ *               max_signals window index (of interval_s seconds, in event time) is full;
+ *               the host holds back its later alerts there, so the worker need not build
+ *               them: it sends each as an ALERT whose line is "" (limiter.h); no reply
  *
  * Worker -> host:
  *   READY       u32 pid
@@ -50,7 +54,8 @@
  *     item:     u8 kind (TH_ITEM_*), u32 record index, then
  *               ALERT: u32 slot, str timestamp, str uuid, u8 severity, str line,
  *                      u32 max_signals, u32 interval_s, u32 suppress_s, str group,
- *                      u32 at, u32 len (the suppression object in line; limiter.h)
+ *                      u32 at, u32 len (the suppression object in line; limiter.h);
+ *                      line "": not built, its window being FULL (held back)
  *               LOG: str message
  *               FAIL: u32 slot, u32 load, str message (the first failure of the rule
  *                 in the batch)
@@ -100,6 +105,7 @@ enum {
   TH_MSG_GATE,
   TH_MSG_BATCH_SETS,
   TH_MSG_PRELOAD,
+  TH_MSG_FULL,
 
   TH_REP_READY = 101,
   TH_REP_BATCH,
@@ -116,7 +122,8 @@ enum {
   TH_REC_SKIP = 2,      /* killed workers twice with no rule in flight: report, do not evaluate */
   TH_REC_REJECT = 4,    /* never reached a worker whole: bytes are why; report it in order, counted */
   TH_REC_FILTERED = 8,  /* no rule could match it (the prefilter): no bytes; the host counts it */
-  TH_REC_FULL = 16,     /* evaluated again: every new_terms candidate with its alert (stateful.lua, KNOWN) */
+  TH_REC_FULL = 16,     /* evaluated again: every new_terms candidate with its alert (stateful.lua, KNOWN),
+                           every alert built (none unbuilt: FULL) */
 };
 
 enum { TH_ITEM_ALERT = 1, TH_ITEM_LOG, TH_ITEM_FAIL, TH_ITEM_QUARANTINED, TH_ITEM_STATE };

@@ -209,6 +209,7 @@ static void send_rules(th_rules *r, th_worker *w) {
     return;
   }
   if (th_worker_send_copy(w, r->msg.p, r->msg.len) < 0) th_worker_kill(w);
+  for (uint32_t i = 0; i < r->nslots; i++) r->slots[i]->ntold = 0;  /* a new worker knows no full window */
 }
 
 /* The prefilter of the rules that run (a quarantined one does not). Without one (--no-prefilter, or no
@@ -265,6 +266,31 @@ void th_rules_quarantine(th_rules *r, uint32_t slot, uint32_t load, const char *
   th_buf_free(&b);
   build_msg(r);
   build_prefilter(r);  /* batches sent from now on are evaluated without it */
+}
+
+void th_rules_full(th_rules *r, uint32_t slot, uint32_t max_signals, uint32_t interval_s, int64_t index) {
+  th_rule *rule = th_rules_slot(r, slot);
+  if (rule == NULL || !rule->live) return;
+  unsigned n = rule->ntold < 4 ? rule->ntold : 4;
+  for (unsigned i = 0; i < n; i++)
+    if (rule->told[i].index == index && rule->told[i].max_signals == max_signals &&
+        rule->told[i].interval_s == interval_s)
+      return;
+  rule->told[rule->ntold++ % 4] = (th_told){index, max_signals, interval_s};
+  th_buf b;
+  th_buf_init(&b);
+  th_buf_begin(&b, TH_MSG_FULL);
+  th_buf_u32(&b, slot);
+  th_buf_str(&b, rule->id, strlen(rule->id));
+  th_buf_u32(&b, max_signals);
+  th_buf_u32(&b, interval_s);
+  th_buf_u64(&b, (uint64_t)index);
+  th_buf_end(&b);
+  for (unsigned i = 0; i < r->o.pool->n && !b.oom; i++) {  /* the evaluation workers: not the gate */
+    th_worker *w = &r->o.pool->w[i];
+    if (w->alive && w->ready) th_worker_send_copy(w, b.p, b.len);
+  }
+  th_buf_free(&b);
 }
 
 void th_rules_fail(th_rules *r, uint32_t slot, uint32_t load, const char *msg) {

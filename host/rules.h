@@ -25,6 +25,12 @@
 
 #include "workers.h"
 
+/* A max_signals window: event time over interval_s seconds, max_signals alerts fill it. */
+typedef struct th_told {
+  int64_t index;
+  uint32_t max_signals, interval_s;
+} th_told;
+
 typedef struct th_rule {
   uint32_t slot;           /* how workers name it */
   char *path;              /* its file; owned */
@@ -38,9 +44,12 @@ typedef struct th_rule {
   int quarantined;
   uint64_t alerts, errors, seen, time_ns;  /* added up over workers and versions */
   uint64_t held, suppressed, duplicates;  /* alerts not written (limiter.h) */
+  uint64_t unbuilt;        /* of held: sent unbuilt, their window said full (FULL) */
   char first[40], last[40];  /* the first and last event's @timestamp among its alerts */
   uint64_t reported_at;    /* loop ms of its last failure report, 0: never */
   uint64_t errors_reported;  /* errors when it was last reported */
+  th_told told[4];         /* max_signals windows the workers were told are full (FULL) */
+  unsigned ntold;          /* told again after a worker starts (it knows none) */
 } th_rule;
 
 typedef struct th_rules_opts {
@@ -102,6 +111,12 @@ void th_rules_on_lost(th_rules *r, th_worker *w, const th_lost *why);
 /* Quarantine a rule in every worker; why is logged (once). load: which
  * version of the rule the verdict is about (an older one's is ignored). */
 void th_rules_quarantine(th_rules *r, uint32_t slot, uint32_t load, const char *why);
+
+/* The limiter held back an alert of the rule in a max_signals window
+ * (interval_s, index) that max_signals alerts fill: every evaluation worker is
+ * told, once, so that it sends the rule's later alerts there unbuilt (proto.h,
+ * FULL). */
+void th_rules_full(th_rules *r, uint32_t slot, uint32_t max_signals, uint32_t interval_s, int64_t index);
 
 /* A rule's failure reported by a worker: said at most once a minute. */
 void th_rules_fail(th_rules *r, uint32_t slot, uint32_t load, const char *msg);

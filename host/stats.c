@@ -33,8 +33,11 @@ static void summary_row(const th_rule *rule, void *ud) {
 static void limits_row(const th_rule *rule, void *ud) {
   sum *s = ud;
   if (rule->held + rule->suppressed + rule->duplicates == 0) return;
-  char held[64] = "", sup[96] = "", dup[64] = "";
-  if (rule->held)
+  char held[128] = "", sup[96] = "", dup[64] = "";
+  if (rule->held && rule->unbuilt)
+    snprintf(held, sizeof held, ", %llu held back by max_signals (%llu never built: the window was known full)",
+             (unsigned long long)rule->held, (unsigned long long)rule->unbuilt);
+  else if (rule->held)
     snprintf(held, sizeof held, ", %llu held back by max_signals", (unsigned long long)rule->held);
   if (rule->suppressed)
     snprintf(sup, sizeof sup, ", %llu suppressed into their group's alert", (unsigned long long)rule->suppressed);
@@ -93,6 +96,9 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs 
   if (t.redone > 0)
     fprintf(stderr, "trailhound: %llu record%s evaluated again: a new_terms combination a worker had sent lately "
             "was news to the rule state\n", (unsigned long long)t.redone, plural(t.redone));
+  if (t.reopened > 0)
+    fprintf(stderr, "trailhound: %llu record%s evaluated again: a max_signals window the workers were told was full "
+            "had been let go (four are kept per rule)\n", (unsigned long long)t.reopened, plural(t.reopened));
   if (t.prefiltered > 0)
     fprintf(stderr, "trailhound: prefilter: %llu of %llu records skipped undecoded, holding none of the values "
             "the rules require\n", (unsigned long long)t.prefiltered, (unsigned long long)t.records);
@@ -128,6 +134,9 @@ void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *o
   if (t.redone > 0)
     fprintf(stderr, "  %llu record%s evaluated again: a new_terms combination a worker had sent lately was news "
             "to the rule state\n", (unsigned long long)t.redone, plural(t.redone));
+  if (t.reopened > 0)
+    fprintf(stderr, "  %llu record%s evaluated again: a max_signals window the workers were told was full had been "
+            "let go\n", (unsigned long long)t.reopened, plural(t.reopened));
   fprintf(stderr, "  %9s  %7s  %7s  %9s  %-11s  %s\n", "events", "alerts", "errors", "time ms", "state", "rule");
   th_rules_each(r, stats_row, &s);
   th_rules_each(r, limits_row, &s);

@@ -29,6 +29,8 @@
 --   gate(req)                     gate: changed files through the gate (reload.lua)
 --   preload(files)                evaluation worker, while the gate does load(files): compile
 --                                 them for the rules() that follows
+--   full(slot, id, max_signals, interval_s, index)  the host holds back rule id's alerts in
+--                                 that max_signals window: they are emitted unbuilt (line "")
 -- Callbacks (opts): emit(slot, timestamp, uuid, severity, line, max_signals, interval_s,
 -- suppress_s, group, at, len) (the last six: rule.limits, and the suppression object's place in
 -- line, for the host's limits: 0 where none), candidate(slot, type, fingerprint, key, distinct,
@@ -291,7 +293,9 @@ end
 -- What syslog calls a rule's severity (outputs): crit, err, warning, notice.
 local SYSLOG_SEVERITY = { critical = 2, high = 3, medium = 4, low = 5 }
 
-local record_full  -- the host asks for every new_terms alert of the record at hand (stateful.lua, KNOWN)
+-- The host asks for every alert of the record at hand built: every new_terms one (stateful.lua,
+-- KNOWN), and none unbuilt (W.full: the window was let go since).
+local record_full
 
 local function whole_doc()
   local doc = ev.whole()
@@ -333,6 +337,44 @@ local function candidates(rule, pr, get, src)
         c.group or "", c.at, c.len)
     end
   end
+  return true
+end
+
+-- The max_signals windows the host said are full (W.full): rule id -> { [key] = true, n }, key
+-- "max_signals/interval_s/index". A window only fills, and the host holds back every later
+-- alert of the rule there, so building the alert would be work for nothing: it is emitted
+-- with its time and uuid alone (the host counts it held back, or a duplicate; if it let the
+-- window go since, it asks for the record again, full). Not for a rule that suppresses
+-- (suppression comes before max_signals), nor an event with no time of its own.
+local known_full = {}
+-- The host's reading of a time (thsys.iso_ms: limiter.c's); esdate's under plain lua5.4 (specs).
+local iso_ms = has_sys and sys.iso_ms or function(t) return math.tointeger(require("esdate").value(t)) end
+
+function W.full(_, id, max_signals, interval_s, index)
+  local f = known_full[id]
+  if f == nil or f.n >= 16 then  -- a few windows at a time: events come a little out of order
+    f = { n = 0 }
+    known_full[id] = f
+  end
+  local key = max_signals .. "/" .. interval_s .. "/" .. index
+  if not f[key] then
+    f[key] = true
+    f.n = f.n + 1
+  end
+end
+
+-- true when the rule's alert for the event at hand was emitted unbuilt.
+local function unbuilt(rule, pr, get, src)
+  local f, lim = known_full[rule.id], rule.limits
+  if f == nil or lim.suppress then return false end
+  local ok, t = pcall(get, "@timestamp")
+  local ms = ok and type(t) == "string" and iso_ms(t)
+  if not ms or not f[lim.max_signals .. "/" .. lim.interval_s .. "/" .. ms // (lim.interval_s * 1000)] then
+    return false
+  end
+  local iok, id = pcall(alert.id_of, rule.id, get, src)
+  if not iok then return false end  -- the whole way says what is wrong
+  cb.emit(pr.slot, t, id, SYSLOG_SEVERITY[rule.meta.severity] or 5, "", lim.max_signals, lim.interval_s, 0, "", 0, 0)
   return true
 end
 
@@ -392,6 +434,7 @@ local function process(rec, path, offset, index)
         end
         goto next_rule
       end
+      if not record_full and unbuilt(rule, pr, get, src) then goto next_rule end
       local dok, doc = pcall(ev.whole)
       if not dok then
         normalizer_failed(doc, path, offset, index)

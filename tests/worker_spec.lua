@@ -69,6 +69,33 @@ describe("worker", function()
     assert.equal(0, #W.counters().rules)  -- counted once
   end)
 
+  it("emits an alert unbuilt, with its time and uuid alone, in a max_signals window the host said is full", function()
+    local W, said = fresh()
+    W.rules(ruleset(), NORM)
+    W.record(rec, "ct.ndjson", 0)
+    local built = said.alerts[1]
+    assert.is_true(#built.line > 0)
+    local window = math.tointeger(require("esdate").value(built.ts)) // 300000  -- interval 5m
+    local id = "2e99477f-6099-48a9-ae0e-68801d97079c"
+    W.full(1, id, 50, 300, window)         -- another max_signals: not this rule's window
+    W.full(1, id, 100, 300, window + 1)    -- another window
+    W.full(1, "another-rule", 100, 300, window)
+    W.record(rec, "ct.ndjson", 0)
+    assert.is_true(#said.alerts[2].line > 0)
+    W.full(1, id, 100, 300, window)
+    W.record(rec, "ct.ndjson", 0)
+    local light = said.alerts[3]
+    assert.same({ slot = 1, ts = built.ts, uuid = built.uuid, severity = built.severity, line = "" }, light)
+    -- A record read elsewhere is another alert (its uuid), still unbuilt.
+    W.record(ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "w2")), "ct.ndjson", 100)
+    assert.equal("", said.alerts[4].line)
+    assert.is_not.equal(built.uuid, said.alerts[4].uuid)
+    -- A new rule set keeps what the host said: a window only fills.
+    W.rules(ruleset(), NORM)
+    W.record(rec, "ct.ndjson", 0)
+    assert.equal("", said.alerts[5].line)
+  end)
+
   it("dispatches by the rule set of the moment: a rule added, changed or removed counts at the next record", function()
     local W, said = fresh()
     local function mine(action, load)

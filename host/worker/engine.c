@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../limiter.h"
 #include "../log.h"
 #include "gunzip.h"
 #include "javatext.h"
@@ -201,6 +202,17 @@ static int l_sha1(lua_State *L) {
   return 1;
 }
 
+/* thsys.iso_ms(s) -> milliseconds since the epoch of an ISO 8601 time, as the
+ * host's limiter reads it (limiter.h), or nil. */
+static int l_iso_ms(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int64_t ms = th_iso_ms(s, n);
+  if (ms < 0) return 0;
+  lua_pushinteger(L, (lua_Integer)ms);
+  return 1;
+}
+
 /* thsys.key_order(text, key) -> the key order of one payload of a record
  * (normalize.lua: the Map.toString text of the keys that share a bucket). */
 static int l_key_order(lua_State *L) {
@@ -215,6 +227,7 @@ static int l_key_order(lua_State *L) {
 static const luaL_Reg worker_funcs[] = {
   {"now", l_now},
   {"sha1", l_sha1},
+  {"iso_ms", l_iso_ms},
   {"key_order", l_key_order},
   {"map_text", th_map_text},
   {"raw", th_json_raw},
@@ -629,6 +642,24 @@ int th_engine_quarantine(th_engine *e, const char *p, size_t len) {
   method(e, "quarantine");
   lua_pushinteger(e->L, slot);
   return call(e->L, 1, 0, "quarantine");
+}
+
+int th_engine_full(th_engine *e, const char *p, size_t len) {
+  th_rd r;
+  th_rd_init(&r, p, len);
+  uint32_t slot = th_rd_u32(&r);
+  size_t idlen;
+  const char *id = th_rd_str(&r, &idlen);
+  uint32_t max_signals = th_rd_u32(&r), interval_s = th_rd_u32(&r);
+  int64_t index = (int64_t)th_rd_u64(&r);
+  if (r.bad) return -1;
+  method(e, "full");
+  lua_pushinteger(e->L, slot);
+  lua_pushlstring(e->L, id, idlen);
+  lua_pushinteger(e->L, max_signals);
+  lua_pushinteger(e->L, interval_s);
+  lua_pushinteger(e->L, index);
+  return call(e->L, 5, 0, "full");
 }
 
 /* ---- batches ---------------------------------------------------------------- */

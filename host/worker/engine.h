@@ -62,6 +62,7 @@ int th_engine_init(th_engine *e, const th_engine_opts *o);
  * not parse or memory ran out (the worker then exits). */
 int th_engine_rules(th_engine *e, const char *p, size_t len, th_buf *reply);
 int th_engine_quarantine(th_engine *e, const char *p, size_t len);
+int th_engine_full(th_engine *e, const char *p, size_t len);
 int th_engine_batch(th_engine *e, const char *p, size_t len, th_buf *reply, int sets);
 int th_engine_load(th_engine *e, const char *p, size_t len, th_buf *reply);
 int th_engine_preload(th_engine *e, const char *p, size_t len);

@@ -174,6 +174,7 @@ int th_worker_main(void) {
     switch (type) {
       case TH_MSG_RULES: rc = th_engine_rules(&e, buf, len, &reply); break;
       case TH_MSG_QUARANTINE: rc = th_engine_quarantine(&e, buf, len); break;
+      case TH_MSG_FULL: rc = th_engine_full(&e, buf, len); break;
       case TH_MSG_BATCH: rc = th_engine_batch(&e, buf, len, &reply, 0); break;
       case TH_MSG_BATCH_SETS: rc = th_engine_batch(&e, buf, len, &reply, 1); break;
       case TH_MSG_LOAD: rc = th_engine_load(&e, buf, len, &reply); break;

@@ -312,6 +312,21 @@ fi
 TH_NAMES=("${R_NAMES[@]}")  # for the speed-up under the table
 replays th "$CORPUS" "$BYTES" "$EXPECTED"
 
+# 1b. The replay as users run it, the rules' max_signals (100 in each 5-minute window) applied:
+#     once a window is full the host tells the workers, and they build none of the alerts held
+#     back there. Written: at most 100 of each rule's alerts in each window.
+if [[ -n $NOMAX ]]; then
+  MAXSIG_NAME="trailhound replay --workers 1, max_signals"
+  measure "$MAXSIG_NAME" "$BYTES" "$B/out.maxsig" "$BIN" replay --workers 1 --rules rules "$CORPUS"
+  n=$(replay_alerts "$B/out.maxsig.err")
+  matches "$n"
+  held=$(sed -n 's/^trailhound: .*: \([0-9]*\) held back by max_signals.*/\1/p' "$B/out.maxsig.err" |
+    awk '{ s += $1 } END { print s + 0 }')
+  check "$MAXSIG_NAME: written and held back" "$((n + held))" "$EXPECTED" alerts
+  unbuilt=$(sed -n 's/.*(\([0-9]*\) never built: .*/\1/p' "$B/out.maxsig.err" | awk '{ s += $1 } END { print s + 0 }')
+  CHECKS+=("$MAXSIG_NAME: $n alerts written, $held held back, $unbuilt of them never built")
+fi
+
 # 2. trailhound over the same events as gzip CloudTrail S3 objects, with two workers. An
 #    object of 1,000 records is ~1.35 MB of JSON, read as one record: over the 1 MiB
 #    --max-line default.

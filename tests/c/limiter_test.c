@@ -103,6 +103,28 @@ static void decisions(void) {
   CHECK(decide(l, "other", "o1", "2024-07-30T21:31:00Z", "a", 2, 0) == TH_LIMIT_WRITTEN, "windows are per rule");
   CHECK(decide(l, "m", "m3", "2024-07-30T21:32:00Z", "a", 2, 0) == TH_LIMIT_DUPLICATE, "a held alert is known");
 
+  /* The window a held alert was in, for the workers (proto.h, FULL); then alerts sent unbuilt. */
+  made h;
+  int64_t index = 0;
+  make(&h, "m", "m3", "2024-07-30T21:32:00Z", "a", 2, 0);
+  CHECK(th_limiter_window(l, &h.a, &index) == 0 && index == 5741250,  /* 1722375120000 ms / 300000 */
+        "its window: 21:30 to 21:35, index %lld", (long long)index);
+  h.a.max_signals = 0;
+  CHECK(th_limiter_window(l, &h.a, &index) < 0, "no window without max_signals");
+  make(&h, "m", "m5", "not a time", "a", 2, 0);
+  CHECK(th_limiter_window(l, &h.a, &index) < 0, "nor without an event time");
+  uint64_t queued = th_outputs_next(&out);
+  make(&h, "m", "m5", "2024-07-30T21:33:00Z", "a", 2, 0);
+  h.a.text = "";
+  h.a.len = 0;
+  CHECK(th_limiter_held(l, &h.a) == TH_LIMIT_HELD, "an unbuilt alert is held back");
+  CHECK(th_limiter_held(l, &h.a) == TH_LIMIT_DUPLICATE, "and known: its uuid again is a duplicate");
+  CHECK(decide(l, "m", "m6", "2024-07-30T21:33:00Z", "a", 2, 0) == TH_LIMIT_HELD, "the window is full still");
+  make(&h, "m", "m1", "2024-07-30T21:31:00Z", "a", 2, 0);
+  h.a.len = 0;
+  CHECK(th_limiter_held(l, &h.a) == TH_LIMIT_DUPLICATE, "an unbuilt alert already written is a duplicate");
+  CHECK(th_outputs_next(&out) == queued, "none of them queued");
+
   /* Suppression by user.name for 5 minutes. */
   uint64_t before = th_outputs_next(&out);
   CHECK(decide(l, "s", "s1", "2024-07-30T21:31:00Z", "alice", 0, 300) == TH_LIMIT_WRITTEN, "a group's first");
@@ -124,7 +146,7 @@ static void decisions(void) {
 
   th_limit_totals t;
   th_limiter_totals(l, &t);
-  CHECK(t.duplicates == 2 && t.held == 1 && t.suppressed == 2 && t.updates == 1 && t.groups == 3,
+  CHECK(t.duplicates == 4 && t.held == 3 && t.suppressed == 2 && t.updates == 1 && t.groups == 3,
         "counted: %llu duplicates, %llu held, %llu suppressed, %llu updates, %llu groups",
         (unsigned long long)t.duplicates, (unsigned long long)t.held, (unsigned long long)t.suppressed,
         (unsigned long long)t.updates, (unsigned long long)t.groups);
