@@ -219,7 +219,8 @@ static void records(th_buf *b, const th_metrics_src *s) {
   single(b, "trailhound_records_total", "counter",
          "Records read: events evaluated, and records the prefilter skipped.", (double)t.records);
   single(b, "trailhound_prefiltered_total", "counter",
-         "Records skipped undecoded: they hold none of the values the rules require.", (double)t.prefiltered);
+         "Records skipped undecoded: no rule could match them (they lack what the rules require).",
+         (double)t.prefiltered);
   single(b, "trailhound_malformed_total", "counter",
          "Records reported and skipped: not JSON, not an object, past --max-line, nested too deep.",
          (double)t.malformed);

@@ -100,8 +100,8 @@ void th_stats_summary(const th_rules *r, const th_dispatch *d, const th_outputs 
     fprintf(stderr, "trailhound: %llu record%s evaluated again: a max_signals window the workers were told was full "
             "had been let go (four are kept per rule)\n", (unsigned long long)t.reopened, plural(t.reopened));
   if (t.prefiltered > 0)
-    fprintf(stderr, "trailhound: prefilter: %llu of %llu records skipped undecoded, holding none of the values "
-            "the rules require\n", (unsigned long long)t.prefiltered, (unsigned long long)t.records);
+    fprintf(stderr, "trailhound: prefilter: %llu of %llu records skipped undecoded: no rule could match "
+            "them\n", (unsigned long long)t.prefiltered, (unsigned long long)t.records);
   if (outputs_worth_saying(out)) th_outputs_print(out, stderr);
   /* The workers have been reaped by now: RUSAGE_CHILDREN holds the largest. */
   struct rusage self, children;
@@ -129,8 +129,8 @@ void th_stats_print(const th_rules *r, const th_dispatch *d, const th_outputs *o
           (unsigned long long)t.records, plural(t.records), (unsigned long long)t.malformed, s.alerts,
           plural(s.alerts));
   if (t.prefiltered > 0)
-    fprintf(stderr, "  prefilter: %llu of these records skipped undecoded, holding none of the values the rules "
-            "require\n", (unsigned long long)t.prefiltered);
+    fprintf(stderr, "  prefilter: %llu of these records skipped undecoded: no rule could match them\n",
+            (unsigned long long)t.prefiltered);
   if (t.redone > 0)
     fprintf(stderr, "  %llu record%s evaluated again: a new_terms combination a worker had sent lately was news "
             "to the rule state\n", (unsigned long long)t.redone, plural(t.redone));
