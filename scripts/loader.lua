@@ -161,6 +161,21 @@ local function suppression_error(s)
   end
 end
 
+-- Kibana's max_signals for a rule that names none.
+M.ELASTIC_MAX_SIGNALS = 100
+
+-- The max_signals a rule runs with, and whether it is Kibana's default: the rule's own, or for a
+-- rule in Elastic's format that names none (it carries Elastic's [metadata] table, as every rule
+-- `trailhound import` writes from Elastic's TOML does, and is no Sigma rule) Kibana's default, as
+-- Elastic would run it; else none (nil).
+function M.max_signals(mod)
+  if mod.max_signals ~= nil then return mod.max_signals, false end
+  if type(mod.metadata) == "table" and mod.sigma == nil and mod.language ~= "sigma" then
+    return M.ELASTIC_MAX_SIGNALS, true
+  end
+  return nil, false
+end
+
 -- What the host holds a rule's alerts to (DESIGN.md, "Limits, suppression and
 -- state"): max_signals in each interval window of event time (0: no limit),
 -- (one that is not a whole number is `check`'s error, and no limit here),
@@ -169,8 +184,9 @@ end
 local function limits(mod)
   local interval = M.seconds(mod.interval or "5m")
   local s = mod.alert_suppression
+  local max = M.max_signals(mod)
   return {
-    max_signals = math.type(mod.max_signals) == "integer" and mod.max_signals > 0 and mod.max_signals or 0,
+    max_signals = math.type(max) == "integer" and max > 0 and max or 0,
     interval_s = interval,
     suppress = s and {
       fields = s.group_by,

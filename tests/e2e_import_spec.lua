@@ -44,6 +44,28 @@ describe("trailhound import (the binary)", function()
   end)
 end)
 
+describe("an imported Elastic rule (the binary)", function()
+  after_each(th.cleanup)
+
+  it("runs with Kibana's max_signals, 100, where its TOML names none, and shows it", function()
+    local ev = require "support.events"
+    local dir = th.tmpdir()
+    local src = "tests/fixtures/seeds/persistence_bedrock_resource_based_policy_denied_attempt.toml"
+    local _, err, rc = run({ "import", "--out", dir, src })
+    assert.equal(0, rc, err)
+    assert.is_nil(th.read(src):find("max_signals", 1, true))
+    local log, lines = th.tmpdir() .. "/denied.ndjson", {}
+    for i = 1, 150 do lines[i] = ev.line(ev.denied("PutResourcePolicy", "AccessDenied", "e" .. i)) end
+    th.write(log, table.concat(lines))
+    local out, err2, rc2 = th.run({ "replay", "--rules", dir, log }, { limits = true })
+    assert.equal(0, rc2, err2)
+    assert.equal(100, #th.alerts(out))
+    assert.matches(": 50 held back by max_signals", err2, 1, true)
+    local shown = run({ "show", dir .. "/persistence_bedrock_resource_based_policy_denied_attempt.lua" })
+    assert.matches("at most 100 alerts in each 5m of event time (Kibana's default", shown:gsub("%s+", " "), 1, true)
+  end)
+end)
+
 describe("trailhound export (the binary)", function()
   after_each(th.cleanup)
 

@@ -93,6 +93,19 @@ describe("loader", function()
       assert.matches("binary", err)
     end)
 
+    it("holds an Elastic-format rule naming no max_signals to Kibana's default, 100; others to theirs", function()
+      local function max(extra)
+        return assert(loader.load_file(rule_file(MINIMAL:gsub("}\n$", extra .. "}\n")))).limits.max_signals
+      end
+      local meta = '  metadata = { maturity = "production" },\n'
+      assert.equal(0, max(""))                                      -- a rule of one's own: none
+      assert.equal(100, max(meta))                                  -- imported from Elastic's TOML
+      assert.equal(7, max(meta .. "  max_signals = 7,\n"))          -- its own
+      assert.same({ 100, true }, { loader.max_signals({ metadata = {} }) })
+      assert.same({ 7, false }, { loader.max_signals({ metadata = {}, max_signals = 7 }) })
+      assert.same({ nil, false }, { loader.max_signals({ metadata = {}, language = "sigma", sigma = {} }) })
+    end)
+
     it("runs a Lua match function together with the query (both must hold)", function()
       local src = MINIMAL:gsub("}\n$", "  match = function(e) return e[\"event.outcome\"] == \"failure\" end,\n}\n")
       local rule = assert(loader.load_file(rule_file(src)))

@@ -3,6 +3,7 @@
 --
 --   show.lines(rule, t, width) -> lines      t: a term styler
 
+local loader = require "loader"
 local render = require "render"
 local sigma = require "sigma"
 local style = require "style"
@@ -142,8 +143,9 @@ function M.lines(rule, t, width)
   field("index", list_text(meta.index))
   field("from", meta.from)
   local interval = meta.interval or "5m"
-  field("max_signals", meta.max_signals and string.format("at most %s alerts in each %s of event time",
-    tostring(meta.max_signals), interval))
+  local max, default = loader.max_signals(meta)
+  field("max_signals", max and string.format("at most %s alerts in each %s of event time%s", tostring(max), interval,
+    default and " (Kibana's default: the rule names none)" or ""))
   local sup = type(meta.alert_suppression) == "table" and meta.alert_suppression
   if sup then
     local d = sup.duration
