@@ -637,6 +637,11 @@ jq_cpu=$(row_field main "$JQ_NAME" 5) lua_cpu=$(row_field main "$LUA_FILTER" 5)
 summary "CPU s, trailhound --workers 1 over jq" "$(ratio "$w1_cpu" "$jq_cpu")" "($w1_cpu s / $jq_cpu s)"
 summary "CPU s, trailhound --workers 1 over the lua-cjson loop" "$(ratio "$w1_cpu" "$lua_cpu")" \
   "($w1_cpu s / $lua_cpu s)"
+if [[ -n $NOMAX ]]; then
+  maxsig_cpu=$(row_field main "$MAXSIG_NAME" 5)
+  summary "CPU s, max_signals applied over every alert written" "$(ratio "$maxsig_cpu" "$w1_cpu")" \
+    "($maxsig_cpu s / $w1_cpu s, --workers 1)"
+fi
 if ((QUIET)); then
   q_cpu=$(row_field quiet "$W1" 5)
   summary "quiet corpus: events per CPU second, trailhound --workers 1" \
