@@ -469,15 +469,32 @@ static void say_held(const th_limit_alert *a, const window *w) {
          a->rule_name, a->max_signals, from, to);
 }
 
-int th_limiter_alert(th_limiter *l, const th_limit_alert *a) {
-  int64_t t = th_iso_ms(a->ts, a->tlen);
-  if (t < 0) t = wall_ms();
-  if (t > l->clock) l->clock = t;
-  uint64_t h = a->ulen ? th_fnv1a(a->uuid, a->ulen) : 0;
-  if (a->ulen && dedup_seen(l, h)) {
+/* An alert comes: its event time into *t (the clock where it has none), the
+ * clock moved on to it, its uuid's hash into *h. 1: a duplicate (counted). */
+static int arrive(th_limiter *l, const th_limit_alert *a, int64_t *t, uint64_t *h) {
+  *t = th_iso_ms(a->ts, a->tlen);
+  if (*t < 0) *t = wall_ms();
+  if (*t > l->clock) l->clock = *t;
+  *h = a->ulen ? th_fnv1a(a->uuid, a->ulen) : 0;
+  if (a->ulen && dedup_seen(l, *h)) {
     l->t.duplicates++;
-    return TH_LIMIT_DUPLICATE;
+    return 1;
   }
+  return 0;
+}
+
+/* Held back in window w (NULL: none known), counted; its uuid known. */
+static int hold(th_limiter *l, const th_limit_alert *a, window *w, uint64_t h) {
+  if (w && w->held++ == 0) say_held(a, w);
+  l->t.held++;
+  if (a->ulen && dedup_add(l, h, th_outputs_next(l->out)) < 0) return -1;
+  return TH_LIMIT_HELD;
+}
+
+int th_limiter_alert(th_limiter *l, const th_limit_alert *a) {
+  int64_t t;
+  uint64_t h;
+  if (arrive(l, a, &t, &h)) return TH_LIMIT_DUPLICATE;
   char *key = NULL;
   size_t klen = 0;
   uint64_t gh = 0;
@@ -510,10 +527,7 @@ int th_limiter_alert(th_limiter *l, const th_limit_alert *a) {
     w = window_for(r, a->interval_s, t);
     if (window_count(w) >= a->max_signals) {
       free(key);
-      if (w->held++ == 0) say_held(a, w);
-      l->t.held++;
-      if (a->ulen && dedup_add(l, h, th_outputs_next(l->out)) < 0) return -1;
-      return TH_LIMIT_HELD;
+      return hold(l, a, w, h);
     }
   }
   if (th_outputs_push(l->out, a->text, a->len, a->uuid, a->ulen, a->severity) < 0) {
@@ -541,23 +555,16 @@ int th_limiter_holds(const th_limiter *l, const th_limit_alert *a) {
 }
 
 int th_limiter_held(th_limiter *l, const th_limit_alert *a) {
-  int64_t t = th_iso_ms(a->ts, a->tlen);
-  if (t < 0) t = wall_ms();
-  if (t > l->clock) l->clock = t;
-  uint64_t h = a->ulen ? th_fnv1a(a->uuid, a->ulen) : 0;
-  if (a->ulen && dedup_seen(l, h)) {
-    l->t.duplicates++;
-    return TH_LIMIT_DUPLICATE;
-  }
+  int64_t t;
+  uint64_t h;
+  if (arrive(l, a, &t, &h)) return TH_LIMIT_DUPLICATE;
+  window *w = NULL;
   if (a->interval_s > 0) {
     lrule *r = rule_get(l, a->rule_id);
     if (r == NULL) return -1;
-    window *w = window_for(r, a->interval_s, t);
-    if (w->held++ == 0) say_held(a, w);
+    w = window_for(r, a->interval_s, t);
   }
-  l->t.held++;
-  if (a->ulen && dedup_add(l, h, th_outputs_next(l->out)) < 0) return -1;
-  return TH_LIMIT_HELD;
+  return hold(l, a, w, h);
 }
 
 int th_limiter_window(const th_limiter *l, const th_limit_alert *a, int64_t *index) {
