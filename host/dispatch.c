@@ -794,24 +794,65 @@ static int record_stale(th_dispatch *d, const th_rd *at, uint32_t left, uint32_t
 }
 
 
-/* Does record rec, whose items start at *at, hold an alert its worker did not
- * build (its window said full: proto.h, FULL) that the limiter would now
- * write? The window was let go since (four per rule): the record is evaluated
- * again, whole, so that what is written is what it would have been. */
-static int record_unbuilt(th_dispatch *d, const th_rd *at, uint32_t left, uint32_t rec) {
-  th_rd r = *at;
-  for (uint32_t i = 0; i < left; i++) {
-    uint8_t kind = th_rd_u8(&r);
-    if (th_rd_u32(&r) != rec || r.bad) break;
+/* The next ALERT item of record rec from *r on (its slot into *slot, a
+ * filled), or 0 when the record has no more. */
+static int next_alert(th_dispatch *d, th_rd *r, uint32_t *left, uint32_t rec, uint32_t *slot, th_limit_alert *a) {
+  while (*left > 0) {
+    (*left)--;
+    uint8_t kind = th_rd_u8(r);
+    if (th_rd_u32(r) != rec || r->bad) return 0;
     if (kind != TH_ITEM_ALERT) {
-      skip_item(&r, kind);
+      skip_item(r, kind);
       continue;
     }
-    th_limit_alert a;
-    read_alert(&r, &a, th_rules_slot(d->o.rules, th_rd_u32(&r)));
-    if (a.len == 0 && !th_limiter_holds(d->o.limiter, &a)) return 1;
+    *slot = th_rd_u32(r);
+    read_alert(r, a, th_rules_slot(d->o.rules, *slot));
+    return 1;
   }
   return 0;
+}
+
+/* Does record rec, whose items start at *at, hold an alert its worker did not
+ * build (its window said full: proto.h, FULL) that the limiter might write?
+ * Its window was let go since (four per rule), or an alert of the same rule
+ * before it in the record (an S3 object holds many events) may let it go: the
+ * record is evaluated again, whole, so that what is written is what it would
+ * have been. */
+static int record_unbuilt(th_dispatch *d, const th_rd *at, uint32_t left, uint32_t rec) {
+  th_rd r = *at;
+  uint32_t n = left, slot, other;
+  th_limit_alert a, b;
+  int any = 0;
+  while (next_alert(d, &r, &n, rec, &slot, &a)) {
+    if (a.len > 0) continue;
+    if (!th_limiter_holds(d->o.limiter, &a)) return 1;
+    any = 1;
+  }
+  r = *at;
+  n = left;
+  while (any && next_alert(d, &r, &n, rec, &slot, &a)) {
+    if (a.len == 0 || !th_limiter_opens(d->o.limiter, &a)) continue;
+    th_rd r2 = *at;  /* rare: an alert that opens a window; is one of its rule's unbuilt? */
+    uint32_t n2 = left;
+    while (next_alert(d, &r2, &n2, rec, &other, &b))
+      if (b.len == 0 && other == slot) return 1;
+  }
+  return 0;
+}
+
+/* Stopping, record k of b holds an alert its worker did not build that may
+ * have to be written: nothing is sent any more to build it, so the record is
+ * left to the next start, which reads it again (its stream is not committed
+ * past it). */
+static void hold_record(th_batch *b, uint32_t k) {
+  th_stream *s = b->stream;
+  uint64_t offset;
+  memcpy(&offset, b->msg.p + b->flags_at[k] - 8, 8);  /* offset, flags, length, bytes */
+  if (s->held && s->hold <= offset) return;
+  th_log("%s:%llu: stopping: an alert of this record was not built; it is read again at the next start", s->path,
+         (unsigned long long)offset);
+  s->held = 1;
+  s->hold = offset;
 }
 
 /* Record k of b evaluated again, whole (TH_REC_FULL), as a batch of its own
@@ -880,7 +921,8 @@ static int write_batch(th_dispatch *d, th_batch *b) {
     }
     if (item_rec != rec) {
       rec = item_rec;
-      /* Not while stopping: nothing more is sent, and b must not be left half written. */
+      /* Not while stopping: nothing more is sent, and b must not be left half written (a record
+       * holding an unbuilt alert that may be written is left to the next start instead). */
       uint64_t *why = NULL;  /* the count of the reason to evaluate it again, if any */
       if (!d->stopping && rec < b->n && !(flags_of(b, rec) & TH_REC_FULL))
         why = record_stale(d, &at, left, rec)     ? &d->t.redone
@@ -892,6 +934,12 @@ static int write_batch(th_dispatch *d, th_batch *b) {
         b->resume_left = left;
         b->resume_skip = rec;
         return 1;
+      }
+      if (d->stopping && rec < b->n && !(flags_of(b, rec) & TH_REC_FULL) && record_unbuilt(d, &at, left, rec)) {
+        hold_record(b, rec);  /* none of its alerts decided now: the next start does */
+        skip = rec;
+        skip_item(&r, kind);
+        continue;
       }
     }
     size_t len;

@@ -554,6 +554,21 @@ int th_limiter_holds(const th_limiter *l, const th_limit_alert *a) {
   return 0;
 }
 
+int th_limiter_opens(const th_limiter *l, const th_limit_alert *a) {
+  if (a->max_signals == 0 || a->interval_s == 0 || l->no_max_signals) return 0;
+  int64_t t = th_iso_ms(a->ts, a->tlen);
+  if (t < 0) return 1;  /* the clock's window: perhaps a new one */
+  lrule *r = rule_find(l, a->rule_id, th_fnv1a(a->rule_id, strlen(a->rule_id)));
+  if (r == NULL) return 0;
+  int64_t index = window_index(a->interval_s, t);
+  int kept = 0;
+  for (int i = 0; i < WINDOWS; i++) {
+    if (r->w[i].interval_s == a->interval_s && r->w[i].index == index) return 0;
+    kept += r->w[i].interval_s != 0;
+  }
+  return kept == WINDOWS;
+}
+
 int th_limiter_held(th_limiter *l, const th_limit_alert *a) {
   int64_t t;
   uint64_t h;

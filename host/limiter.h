@@ -74,6 +74,11 @@ int th_limiter_alert(th_limiter *l, const th_limit_alert *a);
  * rule) has its record evaluated again, whole (dispatch.c). */
 int th_limiter_holds(const th_limiter *l, const th_limit_alert *a);
 
+/* Would a, written, make its rule's limiter let one of its windows go (it
+ * keeps four)? Then a later unbuilt alert of the same record may find its
+ * window gone (dispatch.c). Conservative: 1 when unsure. */
+int th_limiter_opens(const th_limiter *l, const th_limit_alert *a);
+
 /* An unbuilt alert: held back and counted as th_limiter_alert does, or a
  * duplicate; held even where th_limiter_holds says otherwise (its record
  * could not be evaluated again: out of memory, or stopping). Returns

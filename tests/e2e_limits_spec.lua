@@ -178,6 +178,35 @@ describe("limits", function()
     assert.matches("records? evaluated again: a max_signals window the workers were told was full had been let go", err)
   end)
 
+  it("writes an unbuilt alert's event all the same when an earlier event of its S3 object lets its window go",
+    function()
+    -- Window 00:00 fills at once (max_signals 1) and the workers are told; 00:05, 00:10 and 00:15
+    -- take up the other three of the rule's four windows; then one object holds an event of
+    -- 00:20 (a fifth window: 00:00 let go) and one of 00:00 again, which the limiter writes.
+    local function ct(id, t)
+      return cjson.encode({ eventVersion = "1.08", eventTime = t, eventSource = "iam.amazonaws.com",
+        eventName = "ListUsers", awsRegion = "us-east-1", sourceIPAddress = "192.0.2.4", errorCode = "AccessDenied",
+        errorMessage = "denied", eventID = id, eventType = "AwsApiCall",
+        userIdentity = { type = "IAMUser", userName = "bob" } })
+    end
+    local lines = { ct("e1", "2024-01-01T00:00:10Z"), ct("e2", "2024-01-01T00:00:20Z") }
+    for i = 1, 3000 do lines[#lines + 1] = ct("f" .. i, "2024-01-01T00:01:00Z") end
+    for i, t in ipairs({ "00:05:10", "00:10:10", "00:15:10" }) do
+      lines[#lines + 1] = ct("e" .. (i + 2), "2024-01-01T" .. t .. "Z")
+    end
+    lines[#lines + 1] = '{"Records":[' .. ct("e6", "2024-01-01T00:20:10Z") .. "," .. ct("e7", "2024-01-01T00:00:30Z")
+      .. "]}"
+    local object = d .. "/object.ndjson"
+    th.write(object, table.concat(lines, "\n") .. "\n")
+    local r = rules({ once = "  max_signals = 1,\n" })
+    local out, err, rc = th.run({ "replay", "--workers", "1", "--rules", r, object }, LIMITS)
+    assert.equal(0, rc, err)
+    local ids = {}
+    for i, a in ipairs(th.alerts(out)) do ids[i] = a.event.id end
+    assert.same({ "e1", "e3", "e4", "e5", "e6", "e7" }, ids)
+    assert.matches("once: 3001 held back by max_signals %(%d+ never built", err)
+  end)
+
   it("writes every alert with --no-max-signals", function()
     local out, err, rc = th.run({ "replay", "--no-max-signals", "--rules", rules({ capped = "  max_signals = 2,\n" }),
       log }, LIMITS)
