@@ -84,6 +84,28 @@ local function count_of(s, plain)
   end
 end
 
+-- A denied CloudTrail call, its id and time.
+local function ct(id, t)
+  return cjson.encode({ eventVersion = "1.08", eventTime = t, eventSource = "iam.amazonaws.com",
+    eventName = "ListUsers", awsRegion = "us-east-1", sourceIPAddress = "192.0.2.4", errorCode = "AccessDenied",
+    errorMessage = "denied", eventID = id, eventType = "AwsApiCall",
+    userIdentity = { type = "IAMUser", userName = "bob" } })
+end
+
+-- e1 and e2 in the window of 00:00, n more there, then e3, e4 and e5 in the windows of 00:05,
+-- 00:10 and 00:15 (a rule's four windows); then an S3 object of e6 (00:20: a fifth window) and
+-- e7 (00:00 again).
+local function five_windows(n)
+  local lines = { ct("e1", "2024-01-01T00:00:10Z"), ct("e2", "2024-01-01T00:00:20Z") }
+  for i = 1, n do lines[#lines + 1] = ct("f" .. i, "2024-01-01T00:01:00Z") end
+  for i, t in ipairs({ "00:05:10", "00:10:10", "00:15:10" }) do
+    lines[#lines + 1] = ct("e" .. (i + 2), "2024-01-01T" .. t .. "Z")
+  end
+  return lines
+end
+local LAST_OBJECT = '{"Records":[' .. ct("e6", "2024-01-01T00:20:10Z") .. "," .. ct("e7", "2024-01-01T00:00:30Z")
+  .. "]}"
+
 describe("limits", function()
   local d, log, all
   setup(function()
@@ -183,19 +205,8 @@ describe("limits", function()
     -- Window 00:00 fills at once (max_signals 1) and the workers are told; 00:05, 00:10 and 00:15
     -- take up the other three of the rule's four windows; then one object holds an event of
     -- 00:20 (a fifth window: 00:00 let go) and one of 00:00 again, which the limiter writes.
-    local function ct(id, t)
-      return cjson.encode({ eventVersion = "1.08", eventTime = t, eventSource = "iam.amazonaws.com",
-        eventName = "ListUsers", awsRegion = "us-east-1", sourceIPAddress = "192.0.2.4", errorCode = "AccessDenied",
-        errorMessage = "denied", eventID = id, eventType = "AwsApiCall",
-        userIdentity = { type = "IAMUser", userName = "bob" } })
-    end
-    local lines = { ct("e1", "2024-01-01T00:00:10Z"), ct("e2", "2024-01-01T00:00:20Z") }
-    for i = 1, 3000 do lines[#lines + 1] = ct("f" .. i, "2024-01-01T00:01:00Z") end
-    for i, t in ipairs({ "00:05:10", "00:10:10", "00:15:10" }) do
-      lines[#lines + 1] = ct("e" .. (i + 2), "2024-01-01T" .. t .. "Z")
-    end
-    lines[#lines + 1] = '{"Records":[' .. ct("e6", "2024-01-01T00:20:10Z") .. "," .. ct("e7", "2024-01-01T00:00:30Z")
-      .. "]}"
+    local lines = five_windows(3000)
+    lines[#lines + 1] = LAST_OBJECT
     local object = d .. "/object.ndjson"
     th.write(object, table.concat(lines, "\n") .. "\n")
     local r = rules({ once = "  max_signals = 1,\n" })
@@ -446,6 +457,33 @@ describe("limits", function()
       end
       assert.truthy(#of_rule(third, "grouped") > 0, "the stop wrote the counts the kill left unwritten")
       assert.matches("duplicates written once", h3.err())
+    end)
+
+    it("leaves a record to the next start when a stop comes before its unbuilt alert could be settled", function()
+      local dir, sd = th.tmpdir(), th.tmpdir()
+      local state, path = sd .. "/state", dir .. "/ct.ndjson"
+      -- A second rule takes 0.4 s over e7: the stop comes while the worker has the object.
+      local r = rules({ once = "  max_signals = 1,\n", slow = "  match = function(e) if e[\"event.id\"] == \"e7\" "
+        .. "then local t = os.clock() + 0.4 while os.clock() < t do end end return false end,\n" })
+      th.write(path, table.concat(five_windows(20), "\n") .. "\n")
+      local h = th.start({ "run", "--rules", r, "--state", state, "--max-instructions", "2G", dir .. "/*.ndjson" },
+        LIMITS)
+      assert.truthy(th.wait_for(function() return committed(state, path) == #th.read(path) end, 20), h.err())
+      local f = assert(io.open(path, "a"))
+      f:write(LAST_OBJECT, "\n")
+      f:close()
+      th.sleep(0.2)
+      h.signal("TERM")
+      assert.equal(0, h.wait(10), h.err())
+      local ids = {}
+      for _, a in ipairs(of_rule(th.alerts(h.out()), "once")) do ids[#ids + 1] = a.event.id end
+      assert.same({ "e1", "e3", "e4", "e5" }, ids, h.err())
+      local h2 = run_until_read(r, dir, state, path)
+      h2.signal("TERM")
+      assert.equal(0, h2.wait(10), h2.err())
+      ids = {}
+      for _, a in ipairs(of_rule(th.alerts(h2.out()), "once")) do ids[#ids + 1] = a.event.id end
+      assert.same({ "e6", "e7" }, ids, h.err() .. h2.err())
     end)
   end)
 end)
