@@ -923,23 +923,27 @@ static int write_batch(th_dispatch *d, th_batch *b) {
       rec = item_rec;
       /* Not while stopping: nothing more is sent, and b must not be left half written (a record
        * holding an unbuilt alert that may be written is left to the next start instead). */
-      uint64_t *why = NULL;  /* the count of the reason to evaluate it again, if any */
-      if (!d->stopping && rec < b->n && !(flags_of(b, rec) & TH_REC_FULL))
-        why = record_stale(d, &at, left, rec)     ? &d->t.redone
-              : record_unbuilt(d, &at, left, rec) ? &d->t.reopened
-                                                  : NULL;
-      if (why && redo(d, b, rec) == 0) {
-        (*why)++;
-        b->resume_at = at.pos;
-        b->resume_left = left;
-        b->resume_skip = rec;
-        return 1;
-      }
-      if (d->stopping && rec < b->n && !(flags_of(b, rec) & TH_REC_FULL) && record_unbuilt(d, &at, left, rec)) {
-        hold_record(b, rec);  /* none of its alerts decided now: the next start does */
-        skip = rec;
-        skip_item(&r, kind);
-        continue;
+      if (rec < b->n && !(flags_of(b, rec) & TH_REC_FULL)) {
+        uint64_t *why = NULL;  /* the count of the reason to evaluate it again, if any */
+        if (d->stopping) {
+          if (record_unbuilt(d, &at, left, rec)) {
+            hold_record(b, rec);  /* none of its alerts decided now: the next start does */
+            skip = rec;
+            skip_item(&r, kind);
+            continue;
+          }
+        } else {
+          why = record_stale(d, &at, left, rec)     ? &d->t.redone
+                : record_unbuilt(d, &at, left, rec) ? &d->t.reopened
+                                                    : NULL;
+        }
+        if (why && redo(d, b, rec) == 0) {
+          (*why)++;
+          b->resume_at = at.pos;
+          b->resume_left = left;
+          b->resume_skip = rec;
+          return 1;
+        }
       }
     }
     size_t len;

@@ -263,13 +263,20 @@ static int64_t window_index(uint32_t interval_s, int64_t t) {
   return t >= 0 ? t / span : -((-t + span - 1) / span);
 }
 
+/* r's window (interval_s, index), if it keeps it; else NULL. */
+static window *kept(lrule *r, uint32_t interval_s, int64_t index) {
+  for (int i = 0; i < WINDOWS; i++)
+    if (r->w[i].interval_s == interval_s && r->w[i].index == index) return &r->w[i];
+  return NULL;
+}
+
 /* The window of time t (ms) in r, made if need be in place of the oldest. */
 static window *window_for(lrule *r, uint32_t interval_s, int64_t t) {
   int64_t index = window_index(interval_s, t);
-  window *oldest = &r->w[0];
+  window *w = kept(r, interval_s, index), *oldest = &r->w[0];
+  if (w) return w;
   for (int i = 0; i < WINDOWS; i++) {
-    window *w = &r->w[i];
-    if (w->interval_s == interval_s && w->index == index) return w;
+    w = &r->w[i];
     if (w->interval_s == 0 || (oldest->interval_s != 0 && w->index < oldest->index)) oldest = w;
   }
   free(oldest->pos);
@@ -542,31 +549,36 @@ int th_limiter_alert(th_limiter *l, const th_limit_alert *a) {
   return bad ? -1 : TH_LIMIT_WRITTEN;
 }
 
-int th_limiter_holds(const th_limiter *l, const th_limit_alert *a) {
-  if (a->ulen && dedup_seen(l, th_fnv1a(a->uuid, a->ulen))) return 1;
-  if (a->max_signals == 0 || a->interval_s == 0 || l->no_max_signals) return 0;
+int th_limiter_window(const th_limiter *l, const th_limit_alert *a, int64_t *index) {
+  if (a->max_signals == 0 || a->interval_s == 0 || l->no_max_signals) return -1;
   int64_t t = th_iso_ms(a->ts, a->tlen);
-  lrule *r = t < 0 ? NULL : rule_find(l, a->rule_id, th_fnv1a(a->rule_id, strlen(a->rule_id)));
-  if (r == NULL) return 0;
-  int64_t index = window_index(a->interval_s, t);
-  for (int i = 0; i < WINDOWS; i++)
-    if (r->w[i].interval_s == a->interval_s && r->w[i].index == index) return window_count(&r->w[i]) >= a->max_signals;
+  if (t < 0) return -2;
+  *index = window_index(a->interval_s, t);
   return 0;
 }
 
+static lrule *rule_of(const th_limiter *l, const th_limit_alert *a) {
+  return rule_find(l, a->rule_id, th_fnv1a(a->rule_id, strlen(a->rule_id)));
+}
+
+int th_limiter_holds(const th_limiter *l, const th_limit_alert *a) {
+  if (a->ulen && dedup_seen(l, th_fnv1a(a->uuid, a->ulen))) return 1;
+  int64_t index;
+  lrule *r;
+  if (th_limiter_window(l, a, &index) < 0 || (r = rule_of(l, a)) == NULL) return 0;
+  window *w = kept(r, a->interval_s, index);
+  return w && window_count(w) >= a->max_signals;
+}
+
 int th_limiter_opens(const th_limiter *l, const th_limit_alert *a) {
-  if (a->max_signals == 0 || a->interval_s == 0 || l->no_max_signals) return 0;
-  int64_t t = th_iso_ms(a->ts, a->tlen);
-  if (t < 0) return 1;  /* the clock's window: perhaps a new one */
-  lrule *r = rule_find(l, a->rule_id, th_fnv1a(a->rule_id, strlen(a->rule_id)));
-  if (r == NULL) return 0;
-  int64_t index = window_index(a->interval_s, t);
-  int kept = 0;
-  for (int i = 0; i < WINDOWS; i++) {
-    if (r->w[i].interval_s == a->interval_s && r->w[i].index == index) return 0;
-    kept += r->w[i].interval_s != 0;
-  }
-  return kept == WINDOWS;
+  int64_t index;
+  int got = th_limiter_window(l, a, &index);
+  if (got < 0) return got == -2;  /* no event time: the clock's window, perhaps a new one */
+  lrule *r = rule_of(l, a);
+  if (r == NULL || kept(r, a->interval_s, index)) return 0;
+  for (int i = 0; i < WINDOWS; i++)
+    if (r->w[i].interval_s == 0) return 0;  /* room for it: none let go */
+  return 1;
 }
 
 int th_limiter_held(th_limiter *l, const th_limit_alert *a) {
@@ -582,13 +594,6 @@ int th_limiter_held(th_limiter *l, const th_limit_alert *a) {
   return hold(l, a, w, h);
 }
 
-int th_limiter_window(const th_limiter *l, const th_limit_alert *a, int64_t *index) {
-  if (a->max_signals == 0 || a->interval_s == 0 || l->no_max_signals) return -1;
-  int64_t t = th_iso_ms(a->ts, a->tlen);
-  if (t < 0) return -1;
-  *index = window_index(a->interval_s, t);
-  return 0;
-}
 
 /* ---- time passing -------------------------------------------------------------------- */
 

@@ -86,8 +86,8 @@ int th_limiter_opens(const th_limiter *l, const th_limit_alert *a);
 int th_limiter_held(th_limiter *l, const th_limit_alert *a);
 
 /* The max_signals window of a (its index: event time over the interval, as
- * held back), into *index; -1 when it has none (no max_signals, interval or
- * event time, or --no-max-signals). */
+ * held back), into *index: 0; -1 when it has none (no max_signals or interval,
+ * or --no-max-signals), -2 when a has no event time (the clock's is used). */
 int th_limiter_window(const th_limiter *l, const th_limit_alert *a, int64_t *index);
 
 /* A stop: every group's count is written (updates queued). */

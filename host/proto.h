@@ -38,10 +38,11 @@
  *   GATE        (gate) u8 all, u32 n, n x { str path, str text, u64 mtime_ns },
  *               u32 n, n x str removed, u32 n, n x str missing,
  *               u8 normalizer changed, [str text, u64 mtime_ns]
- *   FULL        (evaluation) u32 slot, u32 load, u32 interval_s, i64 index: the rule's
- *               max_signals window index (of interval_s seconds, in event time) is full;
- *               the host holds back its later alerts there, so the worker need not build
- *               them: it sends each as an ALERT whose line is "" (limiter.h); no reply
+ *   FULL        (evaluation) str rule_id, u32 max_signals, u32 interval_s, u64 index (an
+ *               i64): that rule's max_signals window index (of interval_s seconds, in event
+ *               time) is full; the host holds back its later alerts there, so the worker
+ *               need not build them: it sends each as an ALERT whose line is "" (limiter.h);
+ *               no reply
  *
  * Worker -> host:
  *   READY       u32 pid

@@ -271,16 +271,15 @@ void th_rules_quarantine(th_rules *r, uint32_t slot, uint32_t load, const char *
 void th_rules_full(th_rules *r, uint32_t slot, uint32_t max_signals, uint32_t interval_s, int64_t index) {
   th_rule *rule = th_rules_slot(r, slot);
   if (rule == NULL || !rule->live) return;
-  unsigned n = rule->ntold < 4 ? rule->ntold : 4;
+  unsigned size = sizeof rule->told / sizeof rule->told[0], n = rule->ntold < size ? rule->ntold : size;
   for (unsigned i = 0; i < n; i++)
     if (rule->told[i].index == index && rule->told[i].max_signals == max_signals &&
         rule->told[i].interval_s == interval_s)
       return;
-  rule->told[rule->ntold++ % 4] = (th_told){index, max_signals, interval_s};
+  rule->told[rule->ntold++ % size] = (th_told){index, max_signals, interval_s};
   th_buf b;
   th_buf_init(&b);
   th_buf_begin(&b, TH_MSG_FULL);
-  th_buf_u32(&b, slot);
   th_buf_str(&b, rule->id, strlen(rule->id));
   th_buf_u32(&b, max_signals);
   th_buf_u32(&b, interval_s);

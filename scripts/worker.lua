@@ -29,7 +29,7 @@
 --   gate(req)                     gate: changed files through the gate (reload.lua)
 --   preload(files)                evaluation worker, while the gate does load(files): compile
 --                                 them for the rules() that follows
---   full(slot, id, max_signals, interval_s, index)  the host holds back rule id's alerts in
+--   full(id, max_signals, interval_s, index)  the host holds back rule id's alerts in
 --                                 that max_signals window: they are emitted unbuilt (line "")
 -- Callbacks (opts): emit(slot, timestamp, uuid, severity, line, max_signals, interval_s,
 -- suppress_s, group, at, len) (the last six: rule.limits, and the suppression object's place in
@@ -292,6 +292,7 @@ end
 
 -- What syslog calls a rule's severity (outputs): crit, err, warning, notice.
 local SYSLOG_SEVERITY = { critical = 2, high = 3, medium = 4, low = 5 }
+local function severity_of(rule) return SYSLOG_SEVERITY[rule.meta.severity] or 5 end
 
 -- The host asks for every alert of the record at hand built: every new_terms one (stateful.lua,
 -- KNOWN), and none unbuilt (W.full: the window was let go since).
@@ -317,7 +318,7 @@ local function candidates(rule, pr, get, src)
   end
   t = tok and type(t) == "string" and t or ""
   local st, lim = rule.state, rule.limits
-  local sev = SYSLOG_SEVERITY[rule.meta.severity] or 5
+  local sev = severity_of(rule)
   local card = st.cardinality
   if st.kind == "sequence" then  -- proto.h: a sequence's candidate
     for _, c in ipairs(list) do
@@ -350,7 +351,7 @@ local known_full = {}
 -- The host's reading of a time (thsys.iso_ms: limiter.c's); esdate's under plain lua5.4 (specs).
 local iso_ms = has_sys and sys.iso_ms or function(t) return math.tointeger(require("esdate").value(t)) end
 
-function W.full(_, id, max_signals, interval_s, index)
+function W.full(id, max_signals, interval_s, index)
   local f = known_full[id]
   if f == nil or f.n >= 16 then  -- a few windows at a time: events come a little out of order
     f = { n = 0 }
@@ -374,7 +375,7 @@ local function unbuilt(rule, pr, get, src)
   end
   local iok, id = pcall(alert.id_of, rule.id, get, src)
   if not iok then return false end  -- the whole way says what is wrong
-  cb.emit(pr.slot, t, id, SYSLOG_SEVERITY[rule.meta.severity] or 5, "", lim.max_signals, lim.interval_s, 0, "", 0, 0)
+  cb.emit(pr.slot, t, id, severity_of(rule), "", lim.max_signals, lim.interval_s, 0, "", 0, 0)
   return true
 end
 
@@ -449,7 +450,7 @@ local function process(rec, path, offset, index)
           rule.file, message(line)))
       else
         local t = event.get(doc, "@timestamp")
-        cb.emit(pr.slot, type(t) == "string" and t or "", id, SYSLOG_SEVERITY[rule.meta.severity] or 5, line,
+        cb.emit(pr.slot, type(t) == "string" and t or "", id, severity_of(rule), line,
           lim.max_signals, lim.interval_s, len > 0 and lim.suppress.duration_s or 0, key or "", at, len)
       end
     end

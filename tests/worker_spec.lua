@@ -77,12 +77,12 @@ describe("worker", function()
     assert.is_true(#built.line > 0)
     local window = math.tointeger(require("esdate").value(built.ts)) // 300000  -- interval 5m
     local id = "2e99477f-6099-48a9-ae0e-68801d97079c"
-    W.full(1, id, 50, 300, window)         -- another max_signals: not this rule's window
-    W.full(1, id, 100, 300, window + 1)    -- another window
-    W.full(1, "another-rule", 100, 300, window)
+    W.full(id, 50, 300, window)         -- another max_signals: not this rule's window
+    W.full(id, 100, 300, window + 1)    -- another window
+    W.full("another-rule", 100, 300, window)
     W.record(rec, "ct.ndjson", 0)
     assert.is_true(#said.alerts[2].line > 0)
-    W.full(1, id, 100, 300, window)
+    W.full(id, 100, 300, window)
     W.record(rec, "ct.ndjson", 0)
     local light = said.alerts[3]
     assert.same({ slot = 1, ts = built.ts, uuid = built.uuid, severity = built.severity, line = "" }, light)

@@ -647,19 +647,17 @@ int th_engine_quarantine(th_engine *e, const char *p, size_t len) {
 int th_engine_full(th_engine *e, const char *p, size_t len) {
   th_rd r;
   th_rd_init(&r, p, len);
-  uint32_t slot = th_rd_u32(&r);
   size_t idlen;
   const char *id = th_rd_str(&r, &idlen);
   uint32_t max_signals = th_rd_u32(&r), interval_s = th_rd_u32(&r);
   int64_t index = (int64_t)th_rd_u64(&r);
   if (r.bad) return -1;
   method(e, "full");
-  lua_pushinteger(e->L, slot);
   lua_pushlstring(e->L, id, idlen);
   lua_pushinteger(e->L, max_signals);
   lua_pushinteger(e->L, interval_s);
   lua_pushinteger(e->L, index);
-  return call(e->L, 5, 0, "full");
+  return call(e->L, 4, 0, "full");
 }
 
 /* ---- batches ---------------------------------------------------------------- */
